@@ -1,0 +1,1 @@
+"""Local chunk cache (size bound, eviction, single-flight fetch, readahead)."""

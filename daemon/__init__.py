@@ -1,0 +1,1 @@
+"""Control socket, CLI, commit orchestration, process main."""

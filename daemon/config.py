@@ -1,0 +1,106 @@
+"""Configuration: defaults, then a TOML file, then command-line flags.
+
+Every setting has a default that works with no file at all.  The file is
+``--config PATH``, else ``$TRUNKFS_CONFIG``, else ``/etc/trunkfs/config.toml``
+for root and ``~/.config/trunkfs/config.toml`` for other users, if present.
+Keys of the file are the long flag names with ``_`` for ``-``, e.g.::
+
+    store = "s3://my-bucket/trunkfs"
+    s3_endpoint = "http://127.0.0.1:9000"
+    state = "/var/lib/trunkfs"
+    socket = "/run/trunkfs/trunkfs.sock"
+    socket_group = "trunkfs"
+    compression_level = 1
+    log_level = "INFO"
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field, fields
+
+from ..store.errors import InvalidArgument
+
+
+def default_state_dir() -> str:
+    if os.geteuid() == 0:
+        return "/var/lib/trunkfs"
+    base = os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state")
+    return os.path.join(base, "trunkfs")
+
+
+def default_socket() -> str:
+    if os.environ.get("TRUNKFS_SOCKET"):
+        return os.environ["TRUNKFS_SOCKET"]
+    if os.geteuid() == 0:
+        return "/run/trunkfs/trunkfs.sock"
+    runtime = os.environ.get("XDG_RUNTIME_DIR") or f"/tmp/trunkfs-{os.getuid()}"
+    return os.path.join(runtime, "trunkfs.sock")
+
+
+def default_config_file() -> str:
+    if os.environ.get("TRUNKFS_CONFIG"):
+        return os.environ["TRUNKFS_CONFIG"]
+    if os.geteuid() == 0:
+        return "/etc/trunkfs/config.toml"
+    return os.path.expanduser("~/.config/trunkfs/config.toml")
+
+
+@dataclass
+class Config:
+    state: str = field(default_factory=default_state_dir)
+    store: str = ""                      # default: file://<state>/store
+    socket: str = field(default_factory=default_socket)
+    socket_group: str | None = None
+    mount: str | None = None
+    s3_endpoint: str | None = None
+    s3_region: str | None = None
+    compression_level: int = 1
+    pack_size_mib: int = 32
+    threads: int = 8
+    log_level: str = "INFO"
+
+    def __post_init__(self) -> None:
+        self.finish()
+
+    def finish(self) -> None:
+        self.state = os.path.abspath(os.path.expanduser(self.state))
+        if not self.store:
+            self.store = "file://" + os.path.join(self.state, "store")
+        if not 1 <= int(self.compression_level) <= 22:
+            raise InvalidArgument("compression_level must be between 1 and 22")
+        if not 1 <= int(self.pack_size_mib) <= 1024:
+            raise InvalidArgument("pack_size_mib must be between 1 and 1024")
+
+    @property
+    def index_path(self) -> str:
+        return os.path.join(self.state, "index")
+
+    @property
+    def tmp_dir(self) -> str:
+        return os.path.join(self.state, "tmp")
+
+
+def load_config(path: str | None, overrides: dict) -> Config:
+    """Build the configuration: file (if any) first, then non-None overrides."""
+    values: dict = {}
+    explicit = path is not None
+    path = path or default_config_file()
+    if os.path.exists(path):
+        try:
+            with open(path, "rb") as f:
+                values = tomllib.load(f)
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise InvalidArgument(f"cannot read config file {path}: {exc}") from exc
+    elif explicit:
+        raise InvalidArgument(f"config file {path} does not exist")
+    known = {f.name for f in fields(Config)}
+    unknown = set(values) - known
+    if unknown:
+        raise InvalidArgument(f"config file {path}: unknown settings {', '.join(sorted(unknown))}")
+    values.update({k: v for k, v in overrides.items() if v is not None and k in known})
+    try:
+        return Config(**values)
+    except (TypeError, ValueError) as exc:
+        raise InvalidArgument(f"bad configuration: {exc}") from exc

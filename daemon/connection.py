@@ -1,0 +1,119 @@
+"""One client connection of the control socket, with bounded framing."""
+
+from __future__ import annotations
+
+import json
+import socket
+import struct
+
+import trio
+
+from . import protocol
+
+
+class ProtocolError(Exception):
+    """The peer broke the protocol; ``fatal`` when the stream cannot be resynced."""
+
+    def __init__(self, code: str, message: str, fatal: bool = False) -> None:
+        super().__init__(message)
+        self.code = code
+        self.fatal = fatal
+
+
+class PeerGone(Exception):
+    """The client hung up."""
+
+
+class Connection:
+    def __init__(self, stream: trio.SocketStream) -> None:
+        self.stream = stream
+        self._buf = bytearray()
+        self._eof = False
+        self.pid, self.uid, self.gid = self._peercred()
+
+    def _peercred(self) -> tuple[int, int, int]:
+        raw = self.stream.socket.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED,
+                                            struct.calcsize("3i"))
+        return struct.unpack("3i", raw)
+
+    async def _fill(self) -> None:
+        if self._eof:
+            raise PeerGone()
+        try:
+            data = await self.stream.receive_some(1 << 20)
+        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            raise PeerGone() from exc
+        if not data:
+            self._eof = True
+            raise PeerGone()
+        self._buf += data
+
+    async def read_line(self) -> bytes | None:
+        """The next line without its newline; None when the peer closed cleanly."""
+        start = 0
+        while True:
+            pos = self._buf.find(b"\n", start)
+            if pos >= 0:
+                line = bytes(self._buf[:pos])
+                del self._buf[:pos + 1]
+                return line
+            if len(self._buf) > protocol.MAX_LINE:
+                raise ProtocolError(protocol.TOO_LARGE,
+                                    f"request line longer than {protocol.MAX_LINE} bytes", fatal=True)
+            start = len(self._buf)
+            try:
+                await self._fill()
+            except PeerGone:
+                if not self._buf:
+                    return None
+                raise
+
+    async def read_message(self) -> dict | None:
+        line = await self.read_line()
+        if line is None:
+            return None
+        try:
+            msg = json.loads(line)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ProtocolError(protocol.BAD_REQUEST, f"malformed JSON: {exc}") from None
+        if not isinstance(msg, dict):
+            raise ProtocolError(protocol.BAD_REQUEST, "a message must be a JSON object")
+        return msg
+
+    async def read_exact(self, n: int) -> bytes:
+        while len(self._buf) < n:
+            await self._fill()
+        if len(self._buf) == n:
+            data = bytes(self._buf)
+            self._buf.clear()
+        else:
+            data = bytes(self._buf[:n])
+            del self._buf[:n]
+        return data
+
+    async def read_frame_body(self, msg: dict) -> bytes:
+        n = msg.get("data")
+        if not isinstance(n, int) or isinstance(n, bool) or n < 0:
+            raise ProtocolError(protocol.BAD_REQUEST, "data frame length must be a non-negative integer", fatal=True)
+        if n > protocol.MAX_FRAME:
+            raise ProtocolError(protocol.TOO_LARGE, f"data frame of {n} bytes exceeds {protocol.MAX_FRAME}", fatal=True)
+        return await self.read_exact(n)
+
+    async def send(self, obj: dict) -> None:
+        try:
+            await self.stream.send_all(protocol.encode(obj))
+        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            raise PeerGone() from exc
+
+    async def send_data(self, data: bytes) -> None:
+        try:
+            await self.stream.send_all(protocol.encode({"data": len(data)}) + data if len(data) < 65536
+                                       else protocol.encode({"data": len(data)}))
+            if len(data) >= 65536:
+                await self.stream.send_all(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            raise PeerGone() from exc
+
+    async def aclose(self) -> None:
+        with trio.move_on_after(1):
+            await self.stream.aclose()

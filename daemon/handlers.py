@@ -1,0 +1,449 @@
+"""The operations of the control socket, one coroutine each.
+
+Every handler gets the :class:`Request` (service, connection, caller's
+credentials, arguments) and returns the JSON result of its reply; streaming
+handlers also read or write entries and data frames on the connection.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import stat as statmod
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import trio
+
+from ..store.diff import diff_trees
+from ..store.errors import InvalidArgument, NotFound
+from ..store.fsck import fsck
+from ..store.names import check_name, join_path, split_path
+from ..store.objects import DIR, FILE, SYMLINK, Commit
+from ..store.treeedit import TreeEditor
+from . import protocol
+from .connection import Connection, ProtocolError
+from .service import Service, author_of
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[["Request"], Awaitable[Any]]
+HANDLERS: dict[str, Handler] = {}
+_MISSING = object()
+
+
+def op(name: str) -> Callable[[Handler], Handler]:
+    def register(fn: Handler) -> Handler:
+        HANDLERS[name] = fn
+        return fn
+    return register
+
+
+@dataclass
+class Request:
+    service: Service
+    conn: Connection
+    op: str
+    args: dict
+    started: bool = False  # a streaming handler has sent its reply already
+
+    def arg(self, name: str, kind: type | tuple = str, default: Any = _MISSING) -> Any:
+        value = self.args.get(name, _MISSING)
+        if value is _MISSING or (value is None and default is not _MISSING):
+            if default is _MISSING:
+                raise InvalidArgument(f"{self.op}: missing argument {name!r}")
+            return default
+        if not isinstance(value, kind) or (isinstance(value, bool) and kind in (int, (int,))):
+            kinds = kind if isinstance(kind, tuple) else (kind,)
+            raise InvalidArgument(f"{self.op}: argument {name!r} must be {' or '.join(k.__name__ for k in kinds)}")
+        return value
+
+    def repo(self) -> str:
+        return check_name(self.arg("repo"), "repo")
+
+    @property
+    def author(self) -> dict:
+        return author_of(self.conn.uid)
+
+
+def _entry_summary(e: dict) -> dict:
+    out = {"name": e["name"], "type": e["type"], "mode": e.get("mode"), "mtime": e.get("mtime")}
+    if e["type"] in (FILE, DIR):
+        out["size"] = e.get("size", 0)
+    if e["type"] == DIR:
+        out["files"] = e.get("files", 0)
+    if e["type"] == SYMLINK:
+        out["target"] = e.get("target")
+    return out
+
+
+def _commit_summary(cid: str, c: Commit) -> dict:
+    return {"id": cid, "repo": c.repo, "parents": c.parents, "message": c.message,
+            "author": c.author, "time": c.time, "origin": c.origin, "provenance": c.provenance,
+            "tree": c.tree, "size": c.size, "files": c.files}
+
+
+# -- meta ---------------------------------------------------------------------
+
+@op("ping")
+async def ping(req: Request) -> dict:
+    from .. import __version__
+    return {"version": __version__, "pid": os.getpid(), "uid": req.conn.uid}
+
+
+@op("daemon.stop")
+async def daemon_stop(req: Request) -> dict:
+    if req.conn.uid not in (0, os.getuid()):
+        raise ProtocolError(protocol.PERMISSION_DENIED, "only root or the daemon's owner may stop it")
+    req.service.stop_requested.set()
+    return {"stopping": True}
+
+
+@op("stats")
+async def stats(req: Request) -> dict:
+    return await req.service.run(req.service.store.stats)
+
+
+@op("fsck")
+async def fsck_op(req: Request) -> dict:
+    svc = req.service
+    rebuilt = None
+    if req.arg("rebuild_index", bool, False):
+        rebuilt = await svc.run(svc.store.rebuild_index)
+    report = await svc.run(fsck, svc.store, req.arg("read_data", bool, False))
+    out = report.to_json()
+    if rebuilt is not None:
+        out["rebuilt_index"] = rebuilt
+    return out
+
+
+# -- repos and branches -------------------------------------------------------
+
+@op("repo.create")
+async def repo_create(req: Request) -> dict:
+    info = await req.service.run(req.service.refs.create_repo, req.arg("name"))
+    return {"name": info.name, "id": info.id}
+
+
+@op("repo.list")
+async def repo_list(req: Request) -> list:
+    refs = req.service.refs
+
+    def listing() -> list:
+        out = []
+        for info in refs.list_repos():
+            try:
+                branches = refs.list_branches(info.name)
+            except NotFound:
+                continue
+            head = branches.get("main")
+            size = req.service.store.read_commit(head).size if head else 0
+            out.append({"name": info.name, "created": info.created, "branches": sorted(branches),
+                        "head": head, "size": size})
+        return out
+    return await req.service.run(listing)
+
+
+@op("repo.delete")
+async def repo_delete(req: Request) -> dict:
+    name = req.arg("name")
+    await req.service.run(req.service.refs.delete_repo, name)
+    return {"deleted": name}
+
+
+@op("branch.create")
+async def branch_create(req: Request) -> dict:
+    svc = req.service
+    repo = req.repo()
+    branch = check_name(req.arg("branch"), "branch")
+    start = req.arg("from", str, "main")
+    commit, _ = await svc.run(svc.refs.resolve, repo, start)
+    await svc.run(svc.refs.create_branch, repo, branch, commit)
+    return {"repo": repo, "branch": branch, "head": commit}
+
+
+@op("branch.list")
+async def branch_list(req: Request) -> list:
+    branches = await req.service.run(req.service.refs.list_branches, req.repo())
+    return [{"name": b, "head": h} for b, h in branches.items()]
+
+
+@op("branch.delete")
+async def branch_delete(req: Request) -> dict:
+    repo = req.repo()
+    branch = check_name(req.arg("branch"), "branch")
+    async with req.service.branch_lock(repo, branch):
+        await req.service.run(req.service.refs.delete_branch, repo, branch)
+    return {"repo": repo, "deleted": branch}
+
+
+# -- reading ------------------------------------------------------------------
+
+async def _resolve(req: Request) -> tuple[str, str | None, str | None]:
+    repo = req.repo()
+    ref = req.arg("ref", str, "main")
+    commit, branch = await req.service.run(req.service.refs.resolve, repo, ref)
+    return repo, commit, branch
+
+
+def _lookup(store, commit: Commit | None, parts: list[str], repo: str) -> dict:
+    """The entry at ``parts`` in a commit (the root is a synthetic dir entry)."""
+    entry = {"name": "", "type": DIR, "mode": 0o755, "mtime": 0,
+             "tree": commit.tree if commit else None,
+             "size": commit.size if commit else 0, "files": commit.files if commit else 0}
+    for i, name in enumerate(parts):
+        if entry["type"] != DIR:
+            raise NotFound(f"{repo}:{join_path(parts[:i])} is not a directory")
+        found = None
+        if entry["tree"]:
+            for e in store.read_tree(entry["tree"]):
+                if e["name"] == name:
+                    found = e
+                    break
+        if found is None:
+            raise NotFound(f"{repo}:{join_path(parts[:i + 1])} does not exist")
+        entry = found
+    return entry
+
+
+@op("ls")
+async def ls(req: Request) -> dict:
+    svc = req.service
+    repo, cid, _ = await _resolve(req)
+    parts = split_path(req.arg("path", str, "/"))
+
+    def listing() -> dict:
+        commit = svc.store.read_commit(cid) if cid else None
+        entry = _lookup(svc.store, commit, parts, repo)
+        if entry["type"] != DIR:
+            return {"commit": cid, "path": join_path(parts), "entries": [_entry_summary(entry)]}
+        entries = svc.store.read_tree(entry["tree"]) if entry.get("tree") else []
+        return {"commit": cid, "path": join_path(parts),
+                "entries": [_entry_summary(e) for e in entries]}
+    return await svc.run(listing)
+
+
+@op("get")
+async def get(req: Request) -> None:
+    """Reply, then stream the entries below ``path`` (the file itself for a file)."""
+    svc = req.service
+    repo, cid, _ = await _resolve(req)
+    parts = split_path(req.arg("path", str, "/"))
+    only_file = req.arg("file_only", bool, False)
+    commit = await svc.run(svc.store.read_commit, cid) if cid else None
+    entry = await svc.run(_lookup, svc.store, commit, parts, repo)
+    if only_file and entry["type"] != FILE:
+        raise InvalidArgument(f"{repo}:{join_path(parts)} is a {'directory' if entry['type'] == DIR else entry['type']}, not a file")
+    conn = req.conn
+    await conn.send(protocol.ok_reply({"commit": cid, "type": entry["type"],
+                                       "size": entry.get("size", 0), "files": entry.get("files", 1)}))
+    req.started = True
+
+    async def send_entry(e: dict, rel: str) -> None:
+        head = {"path": rel, "type": e["type"], "mode": e.get("mode"), "mtime": e.get("mtime")}
+        if e["type"] == SYMLINK:
+            head["target"] = e.get("target", "")
+            await conn.send({"entry": head})
+        elif e["type"] == FILE:
+            head["size"] = e.get("size", 0)
+            await conn.send({"entry": head})
+            it = svc.store.iter_file(e)
+            while True:
+                data = await svc.run(next, it, None)
+                if data is None:
+                    break
+                await conn.send_data(data)
+            await conn.send({"eof": True})
+        else:
+            await conn.send({"entry": head})
+            entries = await svc.run(svc.store.read_tree, e["tree"]) if e.get("tree") else []
+            for child in entries:
+                await send_entry(child, f"{rel}/{child['name']}" if rel else child["name"])
+
+    await send_entry(entry, "")
+    await conn.send({"end": True})
+    return None
+
+
+@op("log")
+async def log_op(req: Request) -> list:
+    svc = req.service
+    repo, cid, _ = await _resolve(req)
+    limit = req.arg("limit", int, 0)
+
+    def walk() -> list:
+        out = []
+        cur = cid
+        while cur and (not limit or len(out) < limit):
+            c = svc.store.read_commit(cur)
+            out.append(_commit_summary(cur, c))
+            cur = c.parents[0] if c.parents else None
+        return out
+    return await svc.run(walk)
+
+
+@op("show")
+async def show(req: Request) -> dict:
+    svc = req.service
+    repo, cid, branch = await _resolve(req)
+    if cid is None:
+        raise NotFound(f"branch {repo}@{branch} has no commits yet")
+    commit = await svc.run(svc.store.read_commit, cid)
+    out = _commit_summary(cid, commit)
+    out["branch"] = branch
+    return out
+
+
+@op("diff")
+async def diff(req: Request) -> dict:
+    svc = req.service
+    repo = req.repo()
+    ref1 = req.arg("ref1", str, "main")
+    ref2 = req.arg("ref2", str, None)
+
+    def compute() -> dict:
+        c1, _ = svc.refs.resolve(repo, ref1)
+        if ref2 is None:  # one ref: what that commit changed against its parent
+            new = c1
+            old = svc.store.read_commit(c1).parents[0] if c1 and svc.store.read_commit(c1).parents else None
+        else:
+            old = c1
+            new, _ = svc.refs.resolve(repo, ref2)
+        t_old = svc.store.read_commit(old).tree if old else None
+        t_new = svc.store.read_commit(new).tree if new else None
+        changes = [{"status": s, "path": p} for s, p in diff_trees(svc.store, t_old, t_new)]
+        return {"from": old, "to": new, "changes": changes}
+    return await svc.run(compute)
+
+
+# -- writing ------------------------------------------------------------------
+
+@op("rm")
+async def rm(req: Request) -> dict:
+    svc = req.service
+    repo = req.repo()
+    branch = await svc.writable_branch(repo, req.arg("branch", str, "main"))
+    paths = req.arg("paths", list)
+    if not paths or not all(isinstance(p, str) for p in paths):
+        raise InvalidArgument("rm: 'paths' must be a non-empty list of paths")
+    parts = [split_path(p) for p in paths]
+
+    def edit(editor: TreeEditor) -> None:
+        for p in parts:
+            editor.remove(join_path(p))
+    session = svc.store.session()
+    try:
+        cid, commit = await svc.commit_edit(repo, branch, edit, session,
+                                            message=req.arg("message", str, "") or f"rm {' '.join(paths)}",
+                                            author=req.author)
+    except BaseException:
+        session.abort()
+        raise
+    return {"commit": cid, "removed": [join_path(p) for p in parts]}
+
+
+_MODE_MASK = 0o7777
+
+
+def _mode(head: dict, default: int) -> int:
+    mode = head.get("mode", default)
+    if not isinstance(mode, int) or isinstance(mode, bool):
+        raise InvalidArgument("entry mode must be an integer")
+    return statmod.S_IMODE(mode) & _MODE_MASK
+
+
+def _mtime(head: dict) -> int | None:
+    mtime = head.get("mtime")
+    if mtime is None:
+        return None
+    if not isinstance(mtime, int) or isinstance(mtime, bool):
+        raise InvalidArgument("entry mtime must be an integer (nanoseconds)")
+    return mtime
+
+
+@op("put")
+async def put(req: Request) -> dict:
+    """Receive entries and file bytes, then commit them in one commit."""
+    svc = req.service
+    conn = req.conn
+    repo = req.repo()
+    branch = await svc.writable_branch(repo, req.arg("branch", str, "main"))
+    dest = split_path(req.arg("dest", str, "/"))
+    message = req.arg("message", str, "")
+    edits: list[tuple[str, str, Any]] = []   # (kind, path, entry or (mode, mtime))
+    session = svc.store.session()
+    files = 0
+    total = 0
+    work_send, work_recv = trio.open_memory_channel(4)
+
+    async def ingest_worker() -> None:
+        async with work_recv:
+            async for kind, ingest, payload in work_recv:
+                if kind == "data":
+                    if len(payload) < 256 * 1024:
+                        ingest.write(payload)
+                    else:
+                        await svc.run(ingest.write, payload)
+                else:  # finish
+                    chunks, size = await svc.run(ingest.finish)
+                    path, head = payload
+                    edits.append(("file", path, {"type": FILE, "mode": _mode(head, 0o644),
+                                                 "mtime": _mtime(head) or 0, "size": size,
+                                                 "chunks": chunks}))
+
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(ingest_worker)
+            async with work_send:
+                while True:
+                    msg = await conn.read_message()
+                    if msg is None:
+                        raise ProtocolError(protocol.BAD_REQUEST, "client hung up before the end of put", fatal=True)
+                    if msg.get("end") is True:
+                        break
+                    head = msg.get("entry")
+                    if not isinstance(head, dict) or not isinstance(head.get("path"), str):
+                        raise ProtocolError(protocol.BAD_REQUEST, "expected an entry, a data frame or end", fatal=True)
+                    path = join_path(dest + split_path(head["path"]))
+                    kind = head.get("type")
+                    if kind == DIR:
+                        edits.append(("dir", path, (_mode(head, 0o755), _mtime(head))))
+                    elif kind == SYMLINK:
+                        target = head.get("target")
+                        if not isinstance(target, str) or not target or "\0" in target:
+                            raise InvalidArgument(f"symlink {path} needs a non-empty target")
+                        edits.append(("file", path, {"type": SYMLINK, "mode": 0o777,
+                                                     "mtime": _mtime(head) or 0, "target": target}))
+                    elif kind == FILE:
+                        if path == "/":
+                            raise InvalidArgument("a file cannot be put at the repo's root path")
+                        ingest = session.ingest()
+                        while True:
+                            frame = await conn.read_message()
+                            if frame is None:
+                                raise ProtocolError(protocol.BAD_REQUEST, "client hung up in the middle of a file", fatal=True)
+                            if frame.get("eof") is True:
+                                break
+                            data = await conn.read_frame_body(frame)
+                            total += len(data)
+                            await work_send.send(("data", ingest, data))
+                        await work_send.send(("finish", ingest, (path, head)))
+                        files += 1
+                    else:
+                        raise InvalidArgument(f"entry {path}: unknown type {kind!r}")
+
+        def edit(editor: TreeEditor) -> None:
+            for kind, path, value in edits:
+                if kind == "dir":
+                    editor.mkdir(path, *value)
+                else:
+                    editor.put(path, value)
+        cid, commit = await svc.commit_edit(repo, branch, edit, session,
+                                            message=message or f"put {files} files",
+                                            author=req.author)
+    except BaseException:
+        session.abort()
+        raise
+    return {"commit": cid, "branch": branch, "files": files, "bytes": total,
+            "new_bytes": session.new_bytes, "size": commit.size}

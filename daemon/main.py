@@ -1,0 +1,97 @@
+"""``trunkfs daemon``: open the store, serve the control socket, stop cleanly.
+
+One trio event loop; SIGTERM and SIGINT (or ``trunkfs umount``) stop it.
+The state directory is locked so that two daemons never share an index.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import signal
+import sys
+
+import trio
+
+from ..store.backends.factory import open_backend
+from ..store.errors import TrunkError
+from ..store.store import Store
+from .config import Config
+from .server import ControlServer
+from .service import Service
+
+log = logging.getLogger(__name__)
+
+
+def _lock_state(state: str) -> int:
+    os.makedirs(state, mode=0o700, exist_ok=True)
+    fd = os.open(os.path.join(state, "lock"), os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise TrunkError(f"another trunkfs daemon is using the state directory {state}") from None
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())
+    return fd
+
+
+def open_store(config: Config) -> Store:
+    backend = open_backend(config.store, s3_endpoint=config.s3_endpoint, s3_region=config.s3_region)
+    os.makedirs(config.tmp_dir, exist_ok=True)
+    store = Store(backend, config.index_path, config.tmp_dir,
+                  compression_level=config.compression_level,
+                  pack_size=config.pack_size_mib * 1024 * 1024)
+    try:
+        return store.open()
+    except BaseException:
+        store.close()
+        raise
+
+
+async def serve(config: Config, store: Store) -> None:
+    service = Service(store, threads=config.threads)
+    server = ControlServer(service, config.socket, config.socket_group)
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(server.serve)
+            log.info("trunkfs daemon ready (pid %d, store %s)", os.getpid(), config.store)
+
+            async def stop_on_request() -> None:
+                await service.stop_requested.wait()
+                log.info("stop requested through the control socket")
+                nursery.cancel_scope.cancel()
+            nursery.start_soon(stop_on_request)
+            async for signum in signals:
+                log.info("received %s, stopping", signal.Signals(signum).name)
+                nursery.cancel_scope.cancel()
+                break
+
+
+def run_daemon(config: Config) -> int:
+    logging.basicConfig(level=getattr(logging, config.log_level.upper(), logging.INFO),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    if config.mount:
+        log.warning("--mount is accepted but the FUSE mount is not built yet; serving the socket only")
+    try:
+        lock_fd = _lock_state(config.state)
+    except (TrunkError, OSError) as exc:
+        log.error("%s", exc)
+        return 1
+    try:
+        store = open_store(config)
+    except (TrunkError, OSError) as exc:
+        log.error("cannot open the store %s: %s", config.store, exc)
+        os.close(lock_fd)
+        return 1
+    try:
+        trio.run(serve, config, store)
+    except TrunkError as exc:
+        log.error("%s", exc)
+        return 1
+    finally:
+        store.close()
+        os.close(lock_fd)
+    log.info("trunkfs daemon stopped")
+    return 0

@@ -1,0 +1,44 @@
+"""The control-socket protocol, shared by the daemon and its clients.
+
+Newline-delimited JSON over a Unix stream socket.  A request is one line::
+
+    {"op": "repo.create", "args": {"name": "raw"}}
+
+and gets one reply line::
+
+    {"ok": true, "result": {...}}
+    {"ok": false, "error": {"code": "not_found", "message": "repo 'x' does not exist"}}
+
+Operations that move file bytes (``put``, ``get``) exchange extra lines
+after the request (``put``) or after the reply (``get``): ``{"entry": {...}}``
+announces a directory, file or symlink; a file's bytes follow as data frames,
+each a line ``{"data": N}`` followed by exactly N raw bytes, then a line
+``{"eof": true}``; ``{"end": true}`` closes the stream.  See docs/protocol.md.
+"""
+
+from __future__ import annotations
+
+import json
+
+MAX_LINE = 1024 * 1024          # longest JSON line accepted
+MAX_FRAME = 16 * 1024 * 1024    # largest data frame accepted
+FRAME_SIZE = 4 * 1024 * 1024    # what our peers send
+
+# error codes sent on the socket (besides the TrunkError codes of the store)
+BAD_REQUEST = "bad_request"
+TOO_LARGE = "too_large"
+UNKNOWN_OP = "unknown_op"
+INTERNAL = "internal"
+PERMISSION_DENIED = "permission_denied"
+
+
+def encode(obj: dict) -> bytes:
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode() + b"\n"
+
+
+def error_reply(code: str, message: str) -> dict:
+    return {"ok": False, "error": {"code": code, "message": message}}
+
+
+def ok_reply(result: object = None) -> dict:
+    return {"ok": True, "result": result if result is not None else {}}

@@ -1,0 +1,94 @@
+"""The daemon's state and commit orchestration, shared by every request.
+
+Store calls block (RocksDB, file and network I/O, hashing), so they run in
+worker threads under one CapacityLimiter.  Commits of one branch are
+serialized by a per-branch trio lock; the ref's compare-and-swap is the
+final guard should another process write the same store.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import pwd
+import time
+from collections.abc import Callable
+from typing import Any
+
+import trio
+
+from ..store.errors import Conflict, InvalidArgument
+from ..store.objects import Commit
+from ..store.refs import Refs
+from ..store.store import Store
+from ..store.treeedit import TreeEditor
+from ..store.writer import WriteSession
+
+log = logging.getLogger(__name__)
+
+
+def author_of(uid: int) -> dict:
+    try:
+        name = pwd.getpwuid(uid).pw_name
+    except KeyError:
+        name = f"uid{uid}"
+    return {"uid": uid, "name": name}
+
+
+class Service:
+    def __init__(self, store: Store, threads: int = 8) -> None:
+        self.store = store
+        self.refs = Refs(store)
+        self.limiter = trio.CapacityLimiter(threads)
+        self._branch_locks: dict[tuple[str, str], trio.Lock] = {}
+        self.stop_requested = trio.Event()
+
+    async def run(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Run blocking store work in a worker thread."""
+        return await trio.to_thread.run_sync(functools.partial(fn, *args, **kwargs),
+                                             limiter=self.limiter)
+
+    def branch_lock(self, repo: str, branch: str) -> trio.Lock:
+        return self._branch_locks.setdefault((repo, branch), trio.Lock())
+
+    async def commit_edit(self, repo: str, branch: str, edit: Callable[[TreeEditor], None],
+                          session: WriteSession, *, message: str, author: dict,
+                          origin: dict | None = None, provenance: list | None = None) -> tuple[str, Commit]:
+        """Apply ``edit`` to the branch head and move the branch to the result."""
+        async with self.branch_lock(repo, branch):
+            return await self.run(self._commit_sync, repo, branch, edit, session, message,
+                                  author, origin or {"kind": "user"}, provenance or [])
+
+    def _commit_sync(self, repo: str, branch: str, edit: Callable[[TreeEditor], None],
+                     session: WriteSession, message: str, author: dict, origin: dict,
+                     provenance: list) -> tuple[str, Commit]:
+        info = self.refs.get_repo(repo)
+        for attempt in range(5):
+            head, version = self.refs.read_branch(repo, branch)
+            base_tree = self.store.read_commit(head).tree if head else None
+            editor = TreeEditor(self.store, base_tree)
+            edit(editor)
+            root = editor.write(session)
+            session.flush()
+            commit = Commit(repo=repo, repo_id=info.id, tree=root["tree"],
+                            parents=[head] if head else [], message=message, author=author,
+                            time=time.time(), origin=origin, provenance=provenance,
+                            size=root.get("size", 0), files=root.get("files", 0))
+            cid = self.store.write_commit(commit)
+            try:
+                self.refs.move_branch(repo, branch, cid, version)
+            except Conflict:
+                log.info("branch %s@%s moved during a commit; retrying on the new head", repo, branch)
+                continue
+            log.info("committed %s@%s %s (%d files, %d bytes)", repo, branch, cid[:12],
+                     commit.files, commit.size)
+            return cid, commit
+        raise Conflict(f"branch {repo}@{branch} kept moving; commit abandoned")
+
+    async def writable_branch(self, repo: str, ref: str | None) -> str:
+        """The branch named by ``ref``; refuses a commit id."""
+        ref = ref or "main"
+        commit, branch = await self.run(self.refs.resolve, repo, ref)
+        if branch is None:
+            raise InvalidArgument(f"{repo}@{ref} is a commit, and commits are read-only; name a branch")
+        return branch

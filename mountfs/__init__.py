@@ -1,0 +1,1 @@
+"""pyfuse3 filesystem: views, inode table, copy-on-write staging."""

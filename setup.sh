@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# One-step set-up for a fresh Debian machine (run as root or with sudo rights).
+#
+#   ./setup.sh run [DAEMON FLAGS...]   install everything, then run the daemon
+#                                      in the foreground with the embedded local store
+#   ./setup.sh test [PYTEST ARGS...]   install everything, then run the test suite
+#
+# It installs the system packages trunkfs needs (fuse3, libfuse3-dev and
+# pkg-config to build pyfuse3, Python 3.11+ with venv and headers), creates
+# .venv in the checkout and installs trunkfs into it.
+set -euo pipefail
+cd "$(dirname "$(readlink -f "$0")")"
+
+mode=${1:-}
+case "$mode" in
+  run|test) shift ;;
+  *) echo "usage: $0 run [daemon flags] | test [pytest args]" >&2; exit 2 ;;
+esac
+
+SUDO=""
+[ "$(id -u)" = 0 ] || SUDO="sudo"
+
+pkgs=(fuse3 libfuse3-dev pkg-config gcc python3 python3-venv python3-dev ca-certificates)
+[ "$mode" = test ] && pkgs+=(restic bindfs systemd)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing system packages: ${missing[*]}" >&2
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# Python 3.11 or newer: the first python3 on PATH that is new enough.
+PY=""
+for cand in python3 python3.13 python3.12 python3.11 /usr/bin/python3; do
+  if command -v "$cand" >/dev/null 2>&1 &&
+     "$cand" -c 'import sys, venv; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+    PY=$(command -v "$cand"); break
+  fi
+done
+[ -n "$PY" ] || { echo "setup: Python 3.11 or newer is required" >&2; exit 1; }
+
+if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
+  rm -rf .venv
+  "$PY" -m venv .venv
+fi
+stamp=.venv/.trunkfs-installed
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+  echo "setup: installing trunkfs and its Python packages into .venv" >&2
+  .venv/bin/python -m pip install -q --upgrade pip >/dev/null 2>&1 || true
+  .venv/bin/python -m pip install -q -e '.[test]'
+  touch "$stamp"
+fi
+
+if [ "$mode" = run ]; then
+  exec .venv/bin/trunkfs daemon "$@"
+fi
+export PATH="$PWD/.venv/bin:$PATH"
+exec .venv/bin/python -m pytest -q -p no:cacheprovider "$@"

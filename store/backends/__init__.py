@@ -1,0 +1,1 @@
+"""Object-store backends: one small interface, a local directory and S3."""

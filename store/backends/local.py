@@ -1,0 +1,220 @@
+"""A store in a local directory: the embedded default backend.
+
+Every write is atomic and durable: a temp file in ``<root>/tmp``, fsync,
+rename into place, fsync of the directory.  Compare-and-swap on refs holds an
+exclusive ``flock`` on ``<root>/locks/cas`` while it reads, compares and
+replaces, so that several threads or processes stay consistent.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+
+import blake3
+
+from ..errors import AccessDenied, BackendError, Conflict, NoSpace, ObjectMissing
+from .base import Backend
+
+log = logging.getLogger(__name__)
+
+
+def _version_of(data: bytes) -> str:
+    return blake3.blake3(data).hexdigest()[:32]
+
+
+class LocalBackend(Backend):
+    def __init__(self, root: str, *, create: bool = True) -> None:
+        self.root = os.path.abspath(root)
+        self.url = "file://" + self.root
+        if create:
+            for sub in ("", "tmp", "locks"):
+                os.makedirs(os.path.join(self.root, sub), exist_ok=True)
+        elif not os.path.isdir(self.root):
+            raise ObjectMissing(f"store directory {self.root} does not exist")
+        self._tmp = os.path.join(self.root, "tmp")
+        os.makedirs(self._tmp, exist_ok=True)
+        os.makedirs(os.path.join(self.root, "locks"), exist_ok=True)
+
+    # -- helpers -------------------------------------------------------------
+
+    def _path(self, key: str) -> str:
+        if not key or key.startswith("/") or "\0" in key or any(
+            part in ("", ".", "..") for part in key.split("/")
+        ) or key.split("/", 1)[0] in ("tmp", "locks"):
+            raise BackendError(f"invalid store key {key!r}")
+        return os.path.join(self.root, key)
+
+    def _error(self, exc: OSError, action: str, key: str) -> BackendError:
+        where = f"{action} {key!r} in {self.url}"
+        if exc.errno == errno.ENOSPC or exc.errno == errno.EDQUOT:
+            return NoSpace(f"no space left to {where}")
+        if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+            return AccessDenied(f"permission denied to {where}: {exc.strerror}")
+        return BackendError(f"cannot {where}: {exc.strerror or exc}")
+
+    def _fsync_dir(self, path: str) -> None:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def _install(self, tmp: str, key: str) -> None:
+        dest = self._path(key)
+        parent = os.path.dirname(dest)
+        os.makedirs(parent, exist_ok=True)
+        os.replace(tmp, dest)
+        self._fsync_dir(parent)
+
+    def _write_tmp(self, data: bytes) -> str:
+        fd, tmp = tempfile.mkstemp(dir=self._tmp, prefix="put-")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+        return tmp
+
+    # -- interface -----------------------------------------------------------
+
+    def put(self, key: str, data: bytes) -> None:
+        self._path(key)
+        try:
+            tmp = self._write_tmp(data)
+            try:
+                self._install(tmp, key)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+                raise
+        except OSError as exc:
+            raise self._error(exc, "write", key) from exc
+
+    def put_file(self, key: str, path: str) -> None:
+        self._path(key)
+        try:
+            if os.path.dirname(os.path.abspath(path)) == self._tmp:
+                fd = os.open(path, os.O_RDONLY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+                self._install(path, key)
+                return
+            fd, tmp = tempfile.mkstemp(dir=self._tmp, prefix="put-")
+            try:
+                with os.fdopen(fd, "wb") as dst, open(path, "rb") as src:
+                    shutil.copyfileobj(src, dst, 1 << 20)
+                    dst.flush()
+                    os.fsync(dst.fileno())
+                self._install(tmp, key)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+                raise
+        except OSError as exc:
+            raise self._error(exc, "write", key) from exc
+
+    def get(self, key: str, offset: int = 0, length: int | None = None) -> bytes:
+        path = self._path(key)
+        try:
+            with open(path, "rb", buffering=0) as f:
+                if length is None:
+                    f.seek(offset)
+                    return f.read()
+                return os.pread(f.fileno(), length, offset)
+        except FileNotFoundError as exc:
+            raise ObjectMissing(f"object {key!r} is missing from {self.url}") from exc
+        except OSError as exc:
+            raise self._error(exc, "read", key) from exc
+
+    def stat(self, key: str) -> int | None:
+        try:
+            return os.stat(self._path(key)).st_size
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise self._error(exc, "stat", key) from exc
+
+    def list(self, prefix: str = "") -> Iterator[str]:
+        base = prefix.rsplit("/", 1)[0] if "/" in prefix else ""
+        start = os.path.join(self.root, base) if base else self.root
+        if not os.path.isdir(start):
+            return
+        for dirpath, dirnames, filenames in os.walk(start):
+            rel = os.path.relpath(dirpath, self.root)
+            rel = "" if rel == "." else rel + "/"
+            if not rel:
+                dirnames[:] = [d for d in dirnames if d not in ("tmp", "locks")]
+            dirnames.sort()
+            for name in sorted(filenames):
+                key = rel + name
+                if key.startswith(prefix):
+                    yield key
+
+    def delete(self, key: str) -> None:
+        try:
+            os.unlink(self._path(key))
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            raise self._error(exc, "delete", key) from exc
+
+    @contextlib.contextmanager
+    def _cas_lock(self) -> Iterator[None]:
+        fd = os.open(os.path.join(self.root, "locks", "cas"), os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+    def get_versioned(self, key: str) -> tuple[bytes, str] | None:
+        try:
+            data = self.get(key)
+        except ObjectMissing:
+            return None
+        return data, _version_of(data)
+
+    def put_if(self, key: str, data: bytes, expected: str | None) -> str:
+        with self._cas_lock():
+            current = self.get_versioned(key)
+            current_version = current[1] if current else None
+            if current_version != expected:
+                raise Conflict(
+                    f"{key!r} changed concurrently (expected {expected}, found {current_version})"
+                )
+            self.put(key, data)
+        return _version_of(data)
+
+    def delete_if(self, key: str, expected: str) -> None:
+        with self._cas_lock():
+            current = self.get_versioned(key)
+            if current is None or current[1] != expected:
+                raise Conflict(f"{key!r} changed concurrently; not deleted")
+            self.delete(key)
+
+    def staging_dir(self) -> str | None:
+        return self._tmp
+
+    def clean_tmp(self) -> int:
+        """Remove temp files left by a killed writer; returns how many."""
+        removed = 0
+        for name in os.listdir(self._tmp):
+            with contextlib.suppress(OSError):
+                os.unlink(os.path.join(self._tmp, name))
+                removed += 1
+        if removed:
+            log.info("removed %d unfinished temp files from %s", removed, self._tmp)
+        return removed

@@ -1,0 +1,128 @@
+"""The immutable objects of the data model and their on-store encodings.
+
+Trees and commits are canonical JSON (sorted keys, no spaces) named by the
+BLAKE3 hash of their bytes.  Every encoding carries a format version ``v``.
+
+A tree lists one directory, its entries sorted by name.  An entry is a dict::
+
+    {"name", "type": "file"|"dir"|"symlink", "mode", "mtime" (ns),
+     file:    "size", "chunks": [[chunk id hex, length], ...]
+     dir:     "tree": tree id hex, "size": bytes below, "files": files below
+     symlink: "target"}
+
+File manifests live inside their directory's tree, so a commit's root tree
+is a Merkle tree over every byte of the commit.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+
+from .codec import blob_id
+from .errors import IntegrityError
+
+TREE_VERSION = 1
+COMMIT_VERSION = 1
+REF_VERSION = 1
+REPO_VERSION = 1
+
+FILE, DIR, SYMLINK = "file", "dir", "symlink"
+
+
+def canonical(obj: object) -> bytes:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def encode_tree(entries: list[dict]) -> bytes:
+    return canonical({"v": TREE_VERSION, "entries": sorted(entries, key=lambda e: e["name"])})
+
+
+def decode_tree(raw: bytes, where: str) -> list[dict]:
+    try:
+        obj = json.loads(raw)
+        if obj.get("v") != TREE_VERSION:
+            raise IntegrityError(f"tree {where} has unknown format version {obj.get('v')!r}")
+        return obj["entries"]
+    except (ValueError, KeyError, AttributeError) as exc:
+        raise IntegrityError(f"tree {where} is not a valid tree object: {exc}") from exc
+
+
+EMPTY_TREE = encode_tree([])
+EMPTY_TREE_ID = blob_id(EMPTY_TREE)
+
+
+def entry_size(entry: dict) -> int:
+    return entry.get("size", 0) if entry["type"] in (FILE, DIR) else 0
+
+
+def entry_files(entry: dict) -> int:
+    t = entry["type"]
+    return 1 if t == FILE else entry.get("files", 0) if t == DIR else 0
+
+
+def file_content_id(entry: dict) -> str:
+    """A hash of a file's content, derived from its chunk list without reading data."""
+    return blob_id(canonical(entry["chunks"])).hex()
+
+
+@dataclass
+class Commit:
+    repo: str
+    repo_id: str
+    tree: str
+    parents: list[str] = field(default_factory=list)
+    message: str = ""
+    author: dict = field(default_factory=dict)
+    time: float = field(default_factory=time.time)
+    origin: dict = field(default_factory=lambda: {"kind": "user"})
+    provenance: list[dict] = field(default_factory=list)
+    size: int = 0
+    files: int = 0
+
+    def encode(self) -> bytes:
+        return canonical({"v": COMMIT_VERSION, **asdict(self)})
+
+    @classmethod
+    def decode(cls, raw: bytes, where: str) -> "Commit":
+        try:
+            obj = json.loads(raw)
+            if obj.pop("v", None) != COMMIT_VERSION:
+                raise IntegrityError(f"commit {where} has an unknown format version")
+            return cls(**obj)
+        except (ValueError, TypeError) as exc:
+            raise IntegrityError(f"commit {where} is not a valid commit object: {exc}") from exc
+
+
+def encode_ref(commit_id: str | None) -> bytes:
+    return canonical({"v": REF_VERSION, "commit": commit_id})
+
+
+def decode_ref(raw: bytes, where: str) -> str | None:
+    try:
+        obj = json.loads(raw)
+        if obj.get("v") != REF_VERSION:
+            raise IntegrityError(f"ref {where} has an unknown format version")
+        return obj["commit"]
+    except (ValueError, KeyError, AttributeError) as exc:
+        raise IntegrityError(f"ref {where} is not a valid ref object: {exc}") from exc
+
+
+@dataclass
+class RepoInfo:
+    name: str
+    id: str
+    created: float
+
+    def encode(self) -> bytes:
+        return canonical({"v": REPO_VERSION, **asdict(self)})
+
+    @classmethod
+    def decode(cls, raw: bytes, where: str) -> "RepoInfo":
+        try:
+            obj = json.loads(raw)
+            obj.pop("v", None)
+            return cls(**obj)
+        except (ValueError, TypeError) as exc:
+            raise IntegrityError(f"repo object {where} is not valid: {exc}") from exc

@@ -1,0 +1,161 @@
+"""Pack objects: many compressed blobs in one store object, with their own index.
+
+Layout of a pack (format version 1)::
+
+    magic "TRUNKPK1"
+    blob bytes, back to back (each zstd-compressed or raw)
+    index: one 50-byte entry per blob:
+        type u8, flags u8, id 32 bytes, offset u64, stored length u32, plain length u32
+    trailer (56 bytes): index offset u64, index length u32, blob count u32,
+        BLAKE3 of the index 32 bytes, magic "TRUNKPK1"
+
+The pack's name is the BLAKE3 hash of all its bytes.  Because the index
+travels inside the pack, the local RocksDB index can always be rebuilt from
+the store with one ranged read of each pack's tail.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import tempfile
+from dataclasses import dataclass
+
+import blake3
+
+from .errors import IntegrityError
+
+MAGIC = b"TRUNKPK1"
+FORMAT_VERSION = 1
+ENTRY = struct.Struct("<BB32sQII")
+TRAILER = struct.Struct("<QII32s8s")
+
+TYPE_DATA = 0
+TYPE_TREE = 1
+
+
+@dataclass(frozen=True, slots=True)
+class BlobLocation:
+    pack_id: bytes
+    offset: int
+    stored_len: int
+    plain_len: int
+    flags: int
+    type: int
+
+    _DB = struct.Struct("<32sQIIBB")
+
+    def to_bytes(self) -> bytes:
+        return self._DB.pack(self.pack_id, self.offset, self.stored_len,
+                             self.plain_len, self.flags, self.type)
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> "BlobLocation":
+        return cls(*cls._DB.unpack(raw))
+
+
+def pack_key(pack_id: bytes) -> str:
+    h = pack_id.hex()
+    return f"packs/{h[:2]}/{h}"
+
+
+def pack_id_from_key(key: str) -> bytes | None:
+    name = key.rsplit("/", 1)[-1]
+    try:
+        raw = bytes.fromhex(name)
+    except ValueError:
+        return None
+    return raw if len(raw) == 32 else None
+
+
+class PackWriter:
+    """Writes one pack into a temp file; not thread-safe (callers lock)."""
+
+    def __init__(self, directory: str) -> None:
+        fd, self.path = tempfile.mkstemp(dir=directory, prefix="pack-")
+        self._file = os.fdopen(fd, "wb", buffering=1 << 20)
+        self._hash = blake3.blake3()
+        self._entries: list[tuple[int, int, bytes, int, int, int]] = []
+        self.size = 0
+        self._write(MAGIC)
+
+    def _write(self, data: bytes | memoryview) -> None:
+        self._file.write(data)
+        self._hash.update(data)
+        self.size += len(data)
+
+    def add(self, blob_type: int, blob_id: bytes, stored: bytes | memoryview, flags: int,
+            plain_len: int) -> int:
+        offset = self.size
+        self._write(stored)
+        self._entries.append((blob_type, flags, blob_id, offset, len(stored), plain_len))
+        return offset
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def finish(self) -> tuple[bytes, list[tuple[bytes, BlobLocation]]]:
+        """Write index and trailer, close; return the pack id and its blobs."""
+        index = b"".join(ENTRY.pack(*e) for e in self._entries)
+        index_offset = self.size
+        self._write(index)
+        self._write(TRAILER.pack(index_offset, len(index), len(self._entries),
+                                 blake3.blake3(index).digest(), MAGIC))
+        self._file.flush()
+        self._file.close()
+        pack_id = self._hash.digest()
+        blobs = [(bid, BlobLocation(pack_id, off, slen, plen, flags, btype))
+                 for btype, flags, bid, off, slen, plen in self._entries]
+        return pack_id, blobs
+
+    def abort(self) -> None:
+        try:
+            self._file.close()
+        finally:
+            try:
+                os.unlink(self.path)
+            except FileNotFoundError:
+                pass
+
+
+def parse_trailer(tail: bytes, key: str) -> tuple[int, int, int, bytes]:
+    if len(tail) < TRAILER.size:
+        raise IntegrityError(f"pack {key} is too short to hold a trailer")
+    index_offset, index_len, count, index_hash, magic = TRAILER.unpack(tail[-TRAILER.size:])
+    if magic != MAGIC:
+        raise IntegrityError(f"pack {key} has no trunkfs pack trailer (bad magic)")
+    if index_len != count * ENTRY.size:
+        raise IntegrityError(f"pack {key} trailer is inconsistent")
+    return index_offset, index_len, count, index_hash
+
+
+def parse_index(index: bytes, index_hash: bytes, pack_id: bytes, pack_size: int,
+                key: str) -> list[tuple[bytes, BlobLocation]]:
+    if blake3.blake3(index).digest() != index_hash:
+        raise IntegrityError(f"pack {key} index fails its hash check")
+    out = []
+    for btype, flags, bid, off, slen, plen in ENTRY.iter_unpack(index):
+        if off + slen > pack_size:
+            raise IntegrityError(f"pack {key} index points past the end of the pack")
+        out.append((bid, BlobLocation(pack_id, off, slen, plen, flags, btype)))
+    return out
+
+
+def read_pack_index(backend, pack_id: bytes) -> tuple[int, list[tuple[bytes, BlobLocation]]]:
+    """Read a pack's own index with ranged reads; returns (pack size, blobs)."""
+    key = pack_key(pack_id)
+    size = backend.stat(key)
+    if size is None:
+        from .errors import ObjectMissing
+        raise ObjectMissing(f"pack {key} is missing from the store")
+    guess = min(size, 64 * 1024)
+    tail = backend.get(key, size - guess, guess)
+    index_offset, index_len, count, index_hash = parse_trailer(tail, key)
+    if index_offset + index_len + TRAILER.size != size:
+        raise IntegrityError(f"pack {key} trailer does not match its size")
+    start_in_tail = index_offset - (size - guess)
+    if start_in_tail >= 0:
+        index = tail[start_in_tail:start_in_tail + index_len]
+    else:
+        index = backend.get(key, index_offset, index_len)
+    return size, parse_index(index, index_hash, pack_id, size, key)

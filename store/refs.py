@@ -1,0 +1,138 @@
+"""Repos and branches: small mutable objects in the store.
+
+``repos/<name>`` holds a repo's identity; ``refs/<repo>/<branch>`` holds a
+branch head and changes only by compare-and-swap, so a branch moves from the
+old head to the new one or not at all.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+
+from .errors import AlreadyExists, Conflict, InvalidArgument, NotFound
+from .names import check_name
+from .objects import RepoInfo, decode_ref, encode_ref
+from .store import Store
+
+log = logging.getLogger(__name__)
+
+DEFAULT_BRANCH = "main"
+MIN_PREFIX = 6
+_HEX = re.compile(r"^[0-9a-f]+$")
+
+
+class Refs:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.backend = store.backend
+
+    # -- repos -----------------------------------------------------------------
+
+    def create_repo(self, name: str) -> RepoInfo:
+        check_name(name, "repo")
+        info = RepoInfo(name=name, id=uuid.uuid4().hex, created=time.time())
+        try:
+            self.backend.put_if(f"repos/{name}", info.encode(), None)
+        except Conflict:
+            raise AlreadyExists(f"repo {name!r} already exists") from None
+        self.backend.put_if(f"refs/{name}/{DEFAULT_BRANCH}", encode_ref(None), None)
+        log.info("created repo %s", name)
+        return info
+
+    def get_repo(self, name: str) -> RepoInfo:
+        check_name(name, "repo")
+        found = self.backend.get_versioned(f"repos/{name}")
+        if found is None:
+            raise NotFound(f"repo {name!r} does not exist")
+        return RepoInfo.decode(found[0], f"repos/{name}")
+
+    def list_repos(self) -> list[RepoInfo]:
+        out = []
+        for key in sorted(self.backend.list("repos/")):
+            found = self.backend.get_versioned(key)
+            if found is not None:
+                out.append(RepoInfo.decode(found[0], key))
+        return out
+
+    def delete_repo(self, name: str) -> None:
+        self.get_repo(name)
+        for key in list(self.backend.list(f"refs/{name}/")):
+            self.backend.delete(key)
+        self.backend.delete(f"repos/{name}")
+        log.info("deleted repo %s (its data stays in the store until garbage collection)", name)
+
+    # -- branches --------------------------------------------------------------
+
+    def list_branches(self, repo: str) -> dict[str, str | None]:
+        self.get_repo(repo)
+        out: dict[str, str | None] = {}
+        for key in sorted(self.backend.list(f"refs/{repo}/")):
+            found = self.backend.get_versioned(key)
+            if found is not None:
+                out[key.rsplit("/", 1)[-1]] = decode_ref(found[0], key)
+        return out
+
+    def read_branch(self, repo: str, branch: str) -> tuple[str | None, str]:
+        """Return (head commit or None, version for compare-and-swap)."""
+        check_name(branch, "branch")
+        key = f"refs/{repo}/{branch}"
+        found = self.backend.get_versioned(key)
+        if found is None:
+            self.get_repo(repo)
+            raise NotFound(f"branch {branch!r} does not exist in repo {repo!r}")
+        return decode_ref(found[0], key), found[1]
+
+    def create_branch(self, repo: str, branch: str, commit: str | None) -> None:
+        check_name(branch, "branch")
+        self.get_repo(repo)
+        try:
+            self.backend.put_if(f"refs/{repo}/{branch}", encode_ref(commit), None)
+        except Conflict:
+            raise AlreadyExists(f"branch {branch!r} already exists in repo {repo!r}") from None
+
+    def delete_branch(self, repo: str, branch: str) -> None:
+        _, version = self.read_branch(repo, branch)
+        self.backend.delete_if(f"refs/{repo}/{branch}", version)
+
+    def move_branch(self, repo: str, branch: str, commit: str, expected_version: str) -> str:
+        """Point ``branch`` at ``commit`` if it is still at ``expected_version``."""
+        return self.backend.put_if(f"refs/{repo}/{branch}", encode_ref(commit), expected_version)
+
+    # -- resolving -------------------------------------------------------------
+
+    def resolve(self, repo: str, ref: str | None) -> tuple[str | None, str | None]:
+        """Resolve a branch name or commit id (prefix) to ``(commit, branch)``.
+
+        ``branch`` is None when ``ref`` named a commit.
+        """
+        ref = ref or DEFAULT_BRANCH
+        info = self.get_repo(repo)
+        if not isinstance(ref, str) or not ref:
+            raise InvalidArgument("ref must be a non-empty string")
+        key = f"refs/{repo}/{ref}" if "/" not in ref and check_ref_chars(ref) else None
+        if key is not None:
+            found = self.backend.get_versioned(key)
+            if found is not None:
+                return decode_ref(found[0], key), ref
+        lowered = ref.lower()
+        if _HEX.match(lowered):
+            if len(lowered) < MIN_PREFIX:
+                raise InvalidArgument(
+                    f"{ref!r} is neither a branch of {repo!r} nor a commit prefix of at least {MIN_PREFIX} characters")
+            matches = self.store.commits_with_prefix(info.id, lowered)
+            if len(matches) == 1:
+                return matches[0], None
+            if len(matches) > 1:
+                raise InvalidArgument(f"commit prefix {ref!r} is ambiguous in repo {repo!r} ({len(matches)} commits)")
+        raise NotFound(f"{ref!r} is neither a branch nor a commit of repo {repo!r}")
+
+
+def check_ref_chars(ref: str) -> bool:
+    try:
+        check_name(ref, "branch")
+        return True
+    except InvalidArgument:
+        return False

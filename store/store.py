@@ -1,0 +1,264 @@
+"""The store facade: one object store (backend) plus its local index.
+
+Synchronous and thread-safe; no FUSE and no trio, so scripts and tests use it
+directly.  Writers go through :class:`~trunkfs.store.writer.WriteSession`;
+repos, branches and commits through :mod:`trunkfs.store.refs`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+from .backends.base import Backend
+from .chunking import ChunkerParams
+from .codec import Codec
+from .errors import IntegrityError, NotFound, ObjectMissing
+from .index import Index
+from .objects import EMPTY_TREE_ID, Commit, decode_tree
+from .packs import TYPE_DATA, pack_id_from_key, pack_key, read_pack_index
+from .writer import WriteSession
+
+log = logging.getLogger(__name__)
+
+STORE_FORMAT = 1
+DEFAULT_PACK_SIZE = 32 * 1024 * 1024
+TREE_CACHE_BYTES = 64 * 1024 * 1024
+
+
+class Store:
+    def __init__(self, backend: Backend, index_path: str, tmp_dir: str, *,
+                 compression_level: int = 1, pack_size: int = DEFAULT_PACK_SIZE,
+                 threads: int | None = None) -> None:
+        self.backend = backend
+        self.index = Index(index_path)
+        self.tmp_dir = backend.staging_dir() or tmp_dir
+        os.makedirs(self.tmp_dir, exist_ok=True)
+        self.codec = Codec(compression_level)
+        self.pack_size = pack_size
+        workers = threads or max(2, os.cpu_count() or 2)
+        self.cpu_pool = ThreadPoolExecutor(workers, thread_name_prefix="trunkfs-cpu")
+        self.io_pool = ThreadPoolExecutor(2 * workers, thread_name_prefix="trunkfs-io")
+        self._tree_cache: OrderedDict[bytes, tuple[list[dict], int]] = OrderedDict()
+        self._tree_cache_bytes = 0
+        self._tree_lock = threading.Lock()
+        self.params = ChunkerParams()
+        self.config: dict = {}
+
+    # -- lifecycle -------------------------------------------------------------
+
+    def open(self) -> "Store":
+        """Read (or create) the store's config and bring the index up to date."""
+        found = self.backend.get_versioned("config")
+        if found is None:
+            self.config = {"v": STORE_FORMAT, "id": uuid.uuid4().hex, "created": time.time(),
+                           "chunker": self.params.to_json()}
+            self.backend.put("config", json.dumps(self.config).encode())
+            log.info("initialised a new store at %s", self.backend.url)
+        else:
+            try:
+                self.config = json.loads(found[0])
+            except ValueError as exc:
+                raise IntegrityError(f"store config at {self.backend.url} is not JSON") from exc
+            if self.config.get("v") != STORE_FORMAT:
+                raise IntegrityError(
+                    f"store at {self.backend.url} has format {self.config.get('v')!r}; "
+                    f"this trunkfs reads format {STORE_FORMAT}")
+            self.params = ChunkerParams.from_json(self.config["chunker"])
+        clean = getattr(self.backend, "clean_tmp", None)
+        if clean is not None:
+            clean()
+        self.sync_index()
+        return self
+
+    def close(self) -> None:
+        self.cpu_pool.shutdown(wait=True)
+        self.io_pool.shutdown(wait=True)
+        self.index.close()
+        self.backend.close()
+
+    def session(self) -> WriteSession:
+        return WriteSession(self)
+
+    # -- index maintenance -----------------------------------------------------
+
+    def sync_index(self) -> dict:
+        """Add to the index every pack and commit of the store it does not know."""
+        t0 = time.monotonic()
+        known_packs = {pid for pid, _, _ in self.index.packs()}
+        in_store: set[bytes] = set()
+        added_packs = 0
+        for key in self.backend.list("packs/"):
+            pid = pack_id_from_key(key)
+            if pid is None:
+                continue
+            in_store.add(pid)
+            if pid not in known_packs:
+                try:
+                    size, blobs = read_pack_index(self.backend, pid)
+                except IntegrityError as exc:
+                    log.error("skipping a damaged pack while indexing: %s", exc)
+                    continue
+                self.index.add_pack(pid, size, blobs)
+                added_packs += 1
+        gone = known_packs - in_store
+        for pid in gone:
+            log.error("pack %s is in the index but missing from the store %s",
+                      pack_key(pid), self.backend.url)
+            self.index.remove_pack(pid)
+        added_commits = 0
+        for key in self.backend.list("commits/"):
+            hexid = key.rsplit("/", 1)[-1]
+            try:
+                cid = bytes.fromhex(hexid)
+            except ValueError:
+                continue
+            if self.index.commit(cid) is None:
+                try:
+                    self._load_commit(hexid)
+                except (IntegrityError, NotFound) as exc:
+                    log.error("skipping a damaged commit while indexing: %s", exc)
+                    continue
+                added_commits += 1
+        took = time.monotonic() - t0
+        if added_packs or added_commits:
+            log.info("index: added %d packs and %d commits from the store in %.2fs",
+                     added_packs, added_commits, took)
+        return {"packs_added": added_packs, "commits_added": added_commits,
+                "packs_missing": len(gone), "seconds": took}
+
+    def rebuild_index(self) -> dict:
+        self.index.clear()
+        with self._tree_lock:
+            self._tree_cache.clear()
+            self._tree_cache_bytes = 0
+        return self.sync_index()
+
+    # -- blobs -----------------------------------------------------------------
+
+    def read_blob(self, bid: bytes) -> bytes:
+        loc = self.index.blob(bid)
+        if loc is None:
+            raise ObjectMissing(f"blob {bid.hex()} is not in any pack of {self.backend.url}")
+        key = pack_key(loc.pack_id)
+        stored = self.backend.get(key, loc.offset, loc.stored_len)
+        if len(stored) != loc.stored_len:
+            raise IntegrityError(f"pack {key} is truncated at blob {bid.hex()}")
+        return self.codec.decode(stored, loc.flags, loc.plain_len, bid, f"pack {key}")
+
+    def iter_file(self, entry: dict) -> Iterator[bytes]:
+        """Yield a file's bytes chunk by chunk, reading ahead a few chunks."""
+        chunks = entry.get("chunks", [])
+        ahead = 4
+        futures = []
+        for i, (hexid, _length) in enumerate(chunks):
+            futures.append(self.io_pool.submit(self.read_blob, bytes.fromhex(hexid)))
+            if i >= ahead:
+                yield futures.pop(0).result()
+        for fut in futures:
+            yield fut.result()
+
+    # -- trees -----------------------------------------------------------------
+
+    def remember_tree(self, bid: bytes, entries: list[dict]) -> None:
+        weight = 200 + 150 * len(entries)
+        with self._tree_lock:
+            if bid in self._tree_cache:
+                self._tree_cache.move_to_end(bid)
+                return
+            self._tree_cache[bid] = (entries, weight)
+            self._tree_cache_bytes += weight
+            while self._tree_cache_bytes > TREE_CACHE_BYTES and len(self._tree_cache) > 1:
+                _, (_, w) = self._tree_cache.popitem(last=False)
+                self._tree_cache_bytes -= w
+
+    def read_tree(self, tree_id: str) -> list[dict]:
+        """The entries of a tree (shared: callers must not modify them)."""
+        bid = bytes.fromhex(tree_id)
+        with self._tree_lock:
+            hit = self._tree_cache.get(bid)
+            if hit is not None:
+                self._tree_cache.move_to_end(bid)
+                return hit[0]
+        if bid == EMPTY_TREE_ID:
+            entries: list[dict] = []
+        else:
+            entries = decode_tree(self.read_blob(bid), tree_id)
+        self.remember_tree(bid, entries)
+        return entries
+
+    # -- commits ---------------------------------------------------------------
+
+    def write_commit(self, commit: Commit) -> str:
+        raw = commit.encode()
+        from .codec import blob_id
+        cid = blob_id(raw)
+        self.backend.put(f"commits/{cid.hex()}", raw)
+        self.index.add_commit(commit.repo_id, cid, raw)
+        return cid.hex()
+
+    def read_commit(self, commit_id: str) -> Commit:
+        try:
+            cid = bytes.fromhex(commit_id)
+        except ValueError:
+            raise NotFound(f"{commit_id!r} is not a commit id") from None
+        raw = self.index.commit(cid)
+        if raw is not None:
+            return Commit.decode(raw, commit_id)
+        return self._load_commit(commit_id)
+
+    def _load_commit(self, commit_id: str) -> Commit:
+        from .codec import blob_id
+        key = f"commits/{commit_id}"
+        try:
+            raw = self.backend.get(key)
+        except ObjectMissing:
+            raise NotFound(f"commit {commit_id} does not exist in {self.backend.url}") from None
+        if blob_id(raw).hex() != commit_id:
+            raise IntegrityError(f"commit object {key} fails its hash check")
+        commit = Commit.decode(raw, commit_id)
+        self.index.add_commit(commit.repo_id, bytes.fromhex(commit_id), raw)
+        return commit
+
+    def commits_with_prefix(self, repo_id: str, prefix: str) -> list[str]:
+        return self.index.commits_with_prefix(repo_id, prefix)
+
+    # -- figures ---------------------------------------------------------------
+
+    def stats(self) -> dict:
+        packs = list(self.index.packs())
+        stored = sum(size for _, size, _ in packs)
+        chunks = 0
+        chunk_bytes = 0
+        trees = 0
+        for _, loc in self.index.blobs():
+            if loc.type == TYPE_DATA:
+                chunks += 1
+                chunk_bytes += loc.plain_len
+            else:
+                trees += 1
+        logical = 0
+        commits = 0
+        for cid in self.index.commit_ids():
+            raw = self.index.commit(cid)
+            if raw is not None:
+                logical += Commit.decode(raw, cid.hex()).size
+                commits += 1
+        return {
+            "store": self.backend.url,
+            "logical_bytes": logical,
+            "unique_bytes": chunk_bytes,
+            "stored_bytes": stored,
+            "dedup_ratio": round(logical / stored, 3) if stored else 0.0,
+            "chunks": chunks,
+            "trees": trees,
+            "packs": len(packs),
+            "commits": commits,
+        }

@@ -1,0 +1,184 @@
+"""Writing blobs: chunk a stream, skip what the store already has, append the
+rest to packs and upload each pack once it is full.
+
+A :class:`WriteSession` belongs to one writer (one ``put``, one commit).  Its
+packs are uploaded by background threads; a pack enters the index only after
+it is completely in the store, so nothing ever refers to a half-written pack.
+:meth:`WriteSession.flush` waits until every pack of the session is stored;
+only then may a tree or commit that refers to its blobs be written.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from concurrent.futures import Future
+from typing import TYPE_CHECKING
+
+from .chunking import StreamChunker
+from .codec import blob_id
+from .objects import encode_tree
+from .packs import TYPE_DATA, TYPE_TREE, PackWriter, pack_key
+
+if TYPE_CHECKING:
+    from .store import Store
+
+log = logging.getLogger(__name__)
+
+MAX_UPLOADS_IN_FLIGHT = 2
+
+
+class BlobSink:
+    """Packs blobs of one type for one session."""
+
+    def __init__(self, store: "Store", blob_type: int) -> None:
+        self._store = store
+        self._type = blob_type
+        self._lock = threading.Lock()
+        self._writer: PackWriter | None = None
+        self._pending: set[bytes] = set()
+        self._uploads: list[Future] = []
+        self._slots = threading.Semaphore(MAX_UPLOADS_IN_FLIGHT)
+        self.new_bytes = 0
+        self.new_blobs = 0
+
+    def add(self, data: bytes | memoryview, bid: bytes | None = None) -> bytes:
+        """Store ``data`` unless already stored; return its id."""
+        if bid is None:
+            bid = blob_id(data)
+        if bid in self._pending or self._store.index.has_blob(bid):
+            return bid
+        stored, flags = self._store.codec.encode(data)
+        full: PackWriter | None = None
+        with self._lock:
+            if bid in self._pending:
+                return bid
+            if self._writer is None:
+                self._writer = PackWriter(self._store.tmp_dir)
+            self._writer.add(self._type, bid, stored, flags, len(data))
+            self._pending.add(bid)
+            self.new_bytes += len(stored)
+            self.new_blobs += 1
+            if self._writer.size >= self._store.pack_size:
+                full, self._writer = self._writer, None
+        if full is not None:
+            self._upload(full)
+        return bid
+
+    def _upload(self, writer: PackWriter) -> None:
+        pack_id, blobs = writer.finish()
+        self._slots.acquire()
+        try:
+            fut = self._store.io_pool.submit(self._store_pack, writer.path, pack_id, blobs)
+        except BaseException:
+            self._slots.release()
+            raise
+        fut.add_done_callback(lambda _f: self._slots.release())
+        self._uploads.append(fut)
+
+    def _store_pack(self, path: str, pack_id: bytes, blobs: list) -> None:
+        try:
+            size = os.stat(path).st_size
+            self._store.backend.put_file(pack_key(pack_id), path)
+            self._store.index.add_pack(pack_id, size, blobs)
+            log.debug("stored pack %s: %d blobs, %d bytes", pack_id.hex()[:12], len(blobs), size)
+        finally:
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
+
+    def flush(self) -> None:
+        """Upload the open pack and wait for every upload; raise the first error."""
+        with self._lock:
+            writer, self._writer = self._writer, None
+        if writer is not None:
+            if len(writer):
+                self._upload(writer)
+            else:
+                writer.abort()
+        uploads, self._uploads = self._uploads, []
+        error: BaseException | None = None
+        for fut in uploads:
+            try:
+                fut.result()
+            except BaseException as exc:  # keep waiting for the others
+                error = error or exc
+        if error is not None:
+            raise error
+        with self._lock:
+            self._pending.clear()
+
+    def abort(self) -> None:
+        with self._lock:
+            writer, self._writer = self._writer, None
+        if writer is not None:
+            writer.abort()
+        for fut in self._uploads:
+            try:
+                fut.result()
+            except BaseException:
+                pass
+        self._uploads = []
+
+
+class FileIngest:
+    """Turns one file's byte stream into its chunk list."""
+
+    def __init__(self, session: "WriteSession") -> None:
+        self._session = session
+        self._chunker = StreamChunker(session.store.params)
+        self.chunks: list[list] = []
+        self.size = 0
+
+    def write(self, data: bytes) -> None:
+        self.size += len(data)
+        self._process(self._chunker.feed(data))
+
+    def finish(self) -> tuple[list[list], int]:
+        self._process(self._chunker.finish())
+        return self.chunks, self.size
+
+    def _process(self, views: list[memoryview]) -> None:
+        if not views:
+            return
+        add = self._session.data.add
+        if len(views) == 1:
+            ids = [add(views[0])]
+        else:
+            ids = list(self._session.store.cpu_pool.map(add, views))
+        self.chunks.extend([bid.hex(), len(v)] for bid, v in zip(ids, views))
+
+
+class WriteSession:
+    def __init__(self, store: "Store") -> None:
+        self.store = store
+        self.data = BlobSink(store, TYPE_DATA)
+        self.trees = BlobSink(store, TYPE_TREE)
+
+    def ingest(self) -> FileIngest:
+        return FileIngest(self)
+
+    def put_bytes(self, data: bytes) -> tuple[list[list], int]:
+        f = FileIngest(self)
+        f.write(data)
+        return f.finish()
+
+    def put_tree(self, entries: list[dict]) -> str:
+        raw = encode_tree(entries)
+        bid = blob_id(raw)
+        self.store.remember_tree(bid, entries)
+        return self.trees.add(raw, bid).hex()
+
+    def flush(self) -> None:
+        self.data.flush()
+        self.trees.flush()
+
+    def abort(self) -> None:
+        self.data.abort()
+        self.trees.abort()
+
+    @property
+    def new_bytes(self) -> int:
+        return self.data.new_bytes + self.trees.new_bytes

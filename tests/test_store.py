@@ -1,0 +1,237 @@
+"""The store layer used directly: chunking, packs, index, trees, commits."""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+
+import pytest
+
+from trunkfs.store.backends.local import LocalBackend
+from trunkfs.store.chunking import ChunkerParams, StreamChunker
+from trunkfs.store.diff import diff_trees
+from trunkfs.store.errors import IntegrityError, InvalidArgument, NotFound
+from trunkfs.store.fsck import fsck
+from trunkfs.store.objects import FILE, Commit
+from trunkfs.store.packs import pack_key
+from trunkfs.store.refs import Refs
+from trunkfs.store.store import Store
+from trunkfs.store.treeedit import TreeEditor
+
+
+def open_store(base, **kw) -> Store:
+    return Store(LocalBackend(str(base / "store")), str(base / "index"), str(base / "tmp"), **kw).open()
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = open_store(tmp_path)
+    yield s
+    s.close()
+
+
+def ingest(store: Store, data: bytes, piece: int = 1 << 20):
+    session = store.session()
+    f = session.ingest()
+    for i in range(0, len(data), piece):
+        f.write(data[i:i + piece])
+    chunks, size = f.finish()
+    session.flush()
+    return {"type": FILE, "mode": 0o644, "mtime": 0, "size": size, "chunks": chunks}, session
+
+
+def commit_files(store: Store, refs: Refs, repo: str, files: dict[str, bytes]) -> str:
+    info = refs.get_repo(repo)
+    head, version = refs.read_branch(repo, "main")
+    base = store.read_commit(head).tree if head else None
+    session = store.session()
+    ed = TreeEditor(store, base)
+    for path, data in files.items():
+        if data is None:
+            ed.remove(path)
+        else:
+            chunks, size = session.put_bytes(data)
+            ed.put(path, {"type": FILE, "mode": 0o644, "mtime": 1, "size": size, "chunks": chunks})
+    root = ed.write(session)
+    session.flush()
+    cid = store.write_commit(Commit(repo=repo, repo_id=info.id, tree=root["tree"],
+                                    parents=[head] if head else [], size=root["size"],
+                                    files=root["files"]))
+    refs.move_branch(repo, "main", cid, version)
+    return cid
+
+
+def test_stream_chunker_matches_whole_buffer_cuts():
+    params = ChunkerParams(min_size=16 * 1024, avg_size=64 * 1024, max_size=256 * 1024)
+    data = random.Random(1).randbytes(5 * 1024 * 1024)
+    whole = StreamChunker(params)
+    expected = [bytes(c) for c in whole.feed(data) + whole.finish()]
+    rng = random.Random(2)
+    s = StreamChunker(params)
+    got = []
+    pos = 0
+    while pos < len(data):
+        n = rng.randint(1, 300_000)
+        got += [bytes(c) for c in s.feed(data[pos:pos + n])]
+        pos += n
+    got += [bytes(c) for c in s.finish()]
+    assert got == expected
+    assert b"".join(got) == data
+    assert all(len(c) <= params.max_size for c in got)
+    assert all(len(c) >= params.min_size for c in got[:-1])
+
+
+def test_insert_at_start_reuses_most_chunks(store):
+    data = random.Random(3).randbytes(40 * 1024 * 1024)
+    first, _ = ingest(store, data)
+    second, session = ingest(store, b"inserted!" + data)
+    ids1 = {c[0] for c in first["chunks"]}
+    ids2 = [c[0] for c in second["chunks"]]
+    reused = sum(1 for c in ids2 if c in ids1)
+    assert reused >= len(ids2) - 2
+    assert session.data.new_blobs <= 2
+
+
+def test_roundtrip_and_dedup(store):
+    data = random.Random(4).randbytes(9 * 1024 * 1024 + 17)
+    entry, s1 = ingest(store, data)
+    assert entry["size"] == len(data)
+    assert b"".join(store.iter_file(entry)) == data
+    before = store.stats()["stored_bytes"]
+    again, s2 = ingest(store, data)
+    assert again["chunks"] == entry["chunks"]
+    assert s2.data.new_blobs == 0
+    assert store.stats()["stored_bytes"] == before
+
+
+def test_compressible_data_is_compressed(store):
+    text = b"".join(b"%d,%f,%f\n" % (i, i * 0.5, i / 7) for i in range(300_000))
+    entry, session = ingest(store, text)
+    assert session.data.new_bytes < len(text) / 2
+    assert b"".join(store.iter_file(entry)) == text
+
+
+def test_corrupt_pack_is_an_integrity_error_naming_the_pack(store):
+    data = random.Random(5).randbytes(2 * 1024 * 1024)
+    entry, _ = ingest(store, data)
+    loc = store.index.blob(bytes.fromhex(entry["chunks"][0][0]))
+    path = os.path.join(store.backend.root, pack_key(loc.pack_id))
+    with open(path, "r+b") as f:
+        f.seek(loc.offset + 100)
+        byte = f.read(1)
+        f.seek(loc.offset + 100)
+        f.write(bytes([byte[0] ^ 0xFF]))
+    with pytest.raises(IntegrityError) as info:
+        b"".join(store.iter_file(entry))
+    assert loc.pack_id.hex() in str(info.value)
+
+
+def test_tree_editor_put_mkdir_remove_and_diff(store):
+    refs = Refs(store)
+    refs.create_repo("r")
+    c1 = commit_files(store, refs, "r", {"/a/x": b"1", "/a/y": b"2", "/b/z": b"3", "/top": b"t"})
+    c2 = commit_files(store, refs, "r", {"/a/x": b"changed", "/b/z": None, "/c/new": b"n"})
+    t1 = store.read_commit(c1).tree
+    t2 = store.read_commit(c2).tree
+    assert sorted(diff_trees(store, t1, t2)) == [("A", "/c/new"), ("D", "/b/z"), ("M", "/a/x")]
+    commit = store.read_commit(c2)
+    assert commit.files == 4 and commit.size == len(b"changed2tn")
+    assert commit.parents == [c1]
+    # an unchanged subtree keeps its id
+    c3 = commit_files(store, refs, "r", {"/c/new2": b"m"})
+    a2 = {e["name"]: e for e in store.read_tree(t2)}["a"]["tree"]
+    a3 = {e["name"]: e for e in store.read_tree(store.read_commit(c3).tree)}["a"]["tree"]
+    assert a2 == a3
+
+
+def test_tree_editor_refuses_bad_paths(store):
+    ed = TreeEditor(store, None)
+    for bad in ("/a/../b", "a\0b", "/" + "x" * 256):
+        with pytest.raises(InvalidArgument):
+            ed.put(bad, {"type": FILE, "size": 0, "chunks": []})
+    with pytest.raises(NotFound):
+        ed.remove("/missing")
+
+
+def test_names_are_validated(store):
+    refs = Refs(store)
+    for bad, why in [("", "empty"), ("a/b", "'/'"), ("a@b", "'@'"), ("a:b", "':'"),
+                     ("a b", "white space"), (".hidden", "starts with '.'"), ("x" * 101, "too long")]:
+        with pytest.raises(InvalidArgument) as info:
+            refs.create_repo(bad)
+        assert why in str(info.value)
+
+
+def test_commit_prefix_resolution(store):
+    refs = Refs(store)
+    refs.create_repo("r")
+    cid = commit_files(store, refs, "r", {"/f": b"x"})
+    assert refs.resolve("r", cid[:6]) == (cid, None)
+    assert refs.resolve("r", cid.upper()[:10]) == (cid, None)
+    with pytest.raises(InvalidArgument):
+        refs.resolve("r", cid[:4])
+    with pytest.raises(NotFound):
+        refs.resolve("r", "ffffffffffff" if not cid.startswith("ffffff") else "000000000000")
+
+
+def test_index_is_rebuilt_from_the_store(tmp_path):
+    s = open_store(tmp_path)
+    refs = Refs(s)
+    refs.create_repo("r")
+    data = random.Random(6).randbytes(3 * 1024 * 1024)
+    cid = commit_files(s, refs, "r", {"/d/f": data, "/g": b"small"})
+    stats = s.stats()
+    s.close()
+    shutil.rmtree(tmp_path / "index")
+    s = open_store(tmp_path)
+    try:
+        assert s.stats() == stats
+        refs = Refs(s)
+        assert refs.resolve("r", cid[:8]) == (cid, None)
+        tree = s.read_tree(s.read_commit(cid).tree)
+        d = next(e for e in tree if e["name"] == "d")
+        f = s.read_tree(d["tree"])[0]
+        assert b"".join(s.iter_file(f)) == data
+        assert fsck(s, read_data=True).ok
+    finally:
+        s.close()
+
+
+def test_pack_stored_but_not_indexed_is_picked_up(tmp_path):
+    """A crash between a pack upload and its index entry loses nothing."""
+    s = open_store(tmp_path)
+    data = random.Random(7).randbytes(2 * 1024 * 1024)
+    entry, _ = ingest(s, data)
+    pid = s.index.blob(bytes.fromhex(entry["chunks"][0][0])).pack_id
+    s.index.remove_pack(pid)
+    assert s.index.blob(bytes.fromhex(entry["chunks"][0][0])) is None
+    s.close()
+    s = open_store(tmp_path)
+    try:
+        assert b"".join(s.iter_file(entry)) == data
+    finally:
+        s.close()
+
+
+@pytest.mark.allow_warnings
+def test_fsck_reports_missing_and_corrupt(tmp_path):
+    s = open_store(tmp_path)
+    try:
+        refs = Refs(s)
+        refs.create_repo("r")
+        commit_files(s, refs, "r", {"/a": random.Random(8).randbytes(600_000)})
+        assert fsck(s, read_data=True).ok
+        loc = next(loc for _, loc in s.index.blobs() if loc.type == 0)
+        path = os.path.join(s.backend.root, pack_key(loc.pack_id))
+        with open(path, "r+b") as f:
+            f.seek(loc.offset + 10)
+            f.write(b"\x00\x01\x02\x03")
+        assert fsck(s).ok  # structure is intact
+        report = fsck(s, read_data=True)
+        assert not report.ok and any("hash check" in p for p in report.problems)
+        os.unlink(path)
+        report = fsck(s)
+        assert not report.ok and any("missing" in p for p in report.problems)
+    finally:
+        s.close()
