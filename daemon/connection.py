@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import struct
@@ -113,6 +114,26 @@ class Connection:
                 await self.stream.send_all(data)
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
             raise PeerGone() from exc
+
+    async def linger(self, seconds: float = 2.0, limit: int = 256 * 1024 * 1024) -> None:
+        """Before dropping a client: stop sending and discard what it still sends.
+
+        Closing a Unix socket with unread input resets the connection and
+        throws away the error reply we just sent, so read and discard the
+        rest of the client's upload for a short while first.
+        """
+        with contextlib.suppress(Exception):
+            await self.stream.send_eof()
+        discarded = 0
+        with trio.move_on_after(seconds):
+            while discarded < limit:
+                try:
+                    data = await self.stream.receive_some(1 << 20)
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    return
+                if not data:
+                    return
+                discarded += len(data)
 
     async def aclose(self) -> None:
         with trio.move_on_after(1):

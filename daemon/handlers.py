@@ -84,6 +84,16 @@ def _commit_summary(cid: str, c: Commit) -> dict:
             "tree": c.tree, "size": c.size, "files": c.files}
 
 
+def first_error(group: BaseExceptionGroup) -> BaseException:
+    """The exception that matters in a nursery's group (not a Cancelled)."""
+    for exc in group.exceptions:
+        if isinstance(exc, BaseExceptionGroup):
+            exc = first_error(exc)
+        if not isinstance(exc, trio.Cancelled):
+            return exc
+    return group.exceptions[0]
+
+
 # -- meta ---------------------------------------------------------------------
 
 @op("ping")
@@ -393,45 +403,48 @@ async def put(req: Request) -> dict:
                                                  "chunks": chunks}))
 
     try:
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(ingest_worker)
-            async with work_send:
-                while True:
-                    msg = await conn.read_message()
-                    if msg is None:
-                        raise ProtocolError(protocol.BAD_REQUEST, "client hung up before the end of put", fatal=True)
-                    if msg.get("end") is True:
-                        break
-                    head = msg.get("entry")
-                    if not isinstance(head, dict) or not isinstance(head.get("path"), str):
-                        raise ProtocolError(protocol.BAD_REQUEST, "expected an entry, a data frame or end", fatal=True)
-                    path = join_path(dest + split_path(head["path"]))
-                    kind = head.get("type")
-                    if kind == DIR:
-                        edits.append(("dir", path, (_mode(head, 0o755), _mtime(head))))
-                    elif kind == SYMLINK:
-                        target = head.get("target")
-                        if not isinstance(target, str) or not target or "\0" in target:
-                            raise InvalidArgument(f"symlink {path} needs a non-empty target")
-                        edits.append(("file", path, {"type": SYMLINK, "mode": 0o777,
-                                                     "mtime": _mtime(head) or 0, "target": target}))
-                    elif kind == FILE:
-                        if path == "/":
-                            raise InvalidArgument("a file cannot be put at the repo's root path")
-                        ingest = session.ingest()
-                        while True:
-                            frame = await conn.read_message()
-                            if frame is None:
-                                raise ProtocolError(protocol.BAD_REQUEST, "client hung up in the middle of a file", fatal=True)
-                            if frame.get("eof") is True:
-                                break
-                            data = await conn.read_frame_body(frame)
-                            total += len(data)
-                            await work_send.send(("data", ingest, data))
-                        await work_send.send(("finish", ingest, (path, head)))
-                        files += 1
-                    else:
-                        raise InvalidArgument(f"entry {path}: unknown type {kind!r}")
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(ingest_worker)
+                async with work_send:
+                    while True:
+                        msg = await conn.read_message()
+                        if msg is None:
+                            raise ProtocolError(protocol.BAD_REQUEST, "client hung up before the end of put", fatal=True)
+                        if msg.get("end") is True:
+                            break
+                        head = msg.get("entry")
+                        if not isinstance(head, dict) or not isinstance(head.get("path"), str):
+                            raise ProtocolError(protocol.BAD_REQUEST, "expected an entry, a data frame or end", fatal=True)
+                        path = join_path(dest + split_path(head["path"]))
+                        kind = head.get("type")
+                        if kind == DIR:
+                            edits.append(("dir", path, (_mode(head, 0o755), _mtime(head))))
+                        elif kind == SYMLINK:
+                            target = head.get("target")
+                            if not isinstance(target, str) or not target or "\0" in target:
+                                raise InvalidArgument(f"symlink {path} needs a non-empty target")
+                            edits.append(("file", path, {"type": SYMLINK, "mode": 0o777,
+                                                         "mtime": _mtime(head) or 0, "target": target}))
+                        elif kind == FILE:
+                            if path == "/":
+                                raise InvalidArgument("a file cannot be put at the repo's root path")
+                            ingest = session.ingest()
+                            while True:
+                                frame = await conn.read_message()
+                                if frame is None:
+                                    raise ProtocolError(protocol.BAD_REQUEST, "client hung up in the middle of a file", fatal=True)
+                                if frame.get("eof") is True:
+                                    break
+                                data = await conn.read_frame_body(frame)
+                                total += len(data)
+                                await work_send.send(("data", ingest, data))
+                            await work_send.send(("finish", ingest, (path, head)))
+                            files += 1
+                        else:
+                            raise InvalidArgument(f"entry {path}: unknown type {kind!r}")
+        except BaseExceptionGroup as group:
+            raise first_error(group) from None
 
         def edit(editor: TreeEditor) -> None:
             for kind, path, value in edits:

@@ -103,6 +103,7 @@ class ControlServer:
             except ProtocolError as exc:
                 await conn.send(protocol.error_reply(exc.code, str(exc)))
                 if exc.fatal:
+                    await conn.linger()
                     return
                 continue
             if reply is not None:
