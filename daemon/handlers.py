@@ -395,8 +395,11 @@ async def put(req: Request) -> dict:
                         ingest.write(payload)
                     else:
                         await svc.run(ingest.write, payload)
-                else:  # finish
-                    chunks, size = await svc.run(ingest.finish)
+                else:  # finish; a small file's last chunk is cheaper inline than a thread hop
+                    if ingest.size < 256 * 1024:
+                        chunks, size = ingest.finish()
+                    else:
+                        chunks, size = await svc.run(ingest.finish)
                     path, head = payload
                     edits.append(("file", path, {"type": FILE, "mode": _mode(head, 0o644),
                                                  "mtime": _mtime(head) or 0, "size": size,

@@ -208,3 +208,24 @@ def test_restart_keeps_everything(daemon_factory, workdir):
     d.start()
     assert d.cli("cat", f"r@{cid[:6]}:/f").stdout == b"persisted"
     assert d.cli("fsck", "--json").json()["ok"]
+
+
+def test_concurrent_puts_to_one_branch_all_land(daemon, workdir):
+    import subprocess
+    import sys
+    daemon.cli("repo", "create", "r")
+    procs = []
+    for i in range(6):
+        write(workdir / f"src{i}" / f"file{i}", random.Random(i).randbytes(300_000 * (i + 1)))
+        procs.append(subprocess.Popen([sys.executable, "-m", "trunkfs.daemon.cli", "put", "r",
+                                       str(workdir / f"src{i}" / f"file{i}")],
+                                      env=daemon.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE))
+    for p in procs:
+        out, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err
+    log = daemon.cli("log", "r", "--json").json()
+    assert len(log) == 6
+    names = {e["name"] for e in daemon.cli("ls", "r", "--json").json()["entries"]}
+    assert names == {f"file{i}" for i in range(6)}
+    for i in range(6):
+        assert daemon.cli("cat", f"r:/file{i}").stdout == random.Random(i).randbytes(300_000 * (i + 1))
