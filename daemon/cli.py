@@ -349,13 +349,18 @@ def cmd_fsck(args: argparse.Namespace, c: Client) -> int:
 
 def cmd_stats(args: argparse.Namespace, c: Client) -> int:
     r = c.call("stats")
+    cache = r.get("cache")
+    extra = [] if not cache else [
+        f"cache:         {human(cache['size'])} of {human(cache['limit'])} in {cache['entries']} chunks; "
+        f"{cache['hits']} hits, {cache['misses']} misses, {human(cache['fetched_bytes'])} fetched"]
     emit(args, r, "\n".join([
         f"store:         {r['store']}",
         f"logical bytes: {human(r['logical_bytes'])} (all commits)",
         f"unique bytes:  {human(r['unique_bytes'])}",
         f"stored bytes:  {human(r['stored_bytes'])}",
         f"dedup ratio:   {r['dedup_ratio']}",
-        f"chunks:        {r['chunks']}  trees: {r['trees']}  packs: {r['packs']}  commits: {r['commits']}"]))
+        f"chunks:        {r['chunks']}  trees: {r['trees']}  packs: {r['packs']}  commits: {r['commits']}"]
+        + extra))
     return 0
 
 
@@ -372,7 +377,8 @@ def cmd_daemon(args: argparse.Namespace) -> int:
         "store": args.store, "state": args.state, "socket": args.socket, "mount": args.mount,
         "s3_endpoint": args.s3_endpoint, "s3_region": args.s3_region,
         "socket_group": args.socket_group, "compression_level": args.compression_level,
-        "log_level": args.log_level})
+        "log_level": args.log_level, "allow_other": args.allow_other,
+        "cache_size": args.cache_size, "uid": args.uid, "gid": args.gid})
     return run_daemon(config)
 
 
@@ -392,7 +398,12 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--state", help="state directory (index, temp files)")
     d.add_argument("--socket", help="control socket path")
     d.add_argument("--socket-group", help="group allowed to use the socket (mode 0660)")
-    d.add_argument("--mount", help="mount point")
+    d.add_argument("--mount", help="mount point (an empty directory)")
+    d.add_argument("--allow-other", action="store_true", default=None,
+                   help="let other users (and containers) read the mount")
+    d.add_argument("--cache-size", help="chunk cache bound, e.g. 10G (default 10%% of free disk, at most 10G)")
+    d.add_argument("--uid", type=int, help="owner uid shown for files (default: the daemon's)")
+    d.add_argument("--gid", type=int, help="owner gid shown for files")
     d.add_argument("--s3-endpoint", help="endpoint URL of an S3-compatible server")
     d.add_argument("--s3-region", help="S3 region")
     d.add_argument("--compression-level", type=int, help="zstd level (default 1)")

@@ -54,6 +54,10 @@ class Config:
     socket: str = field(default_factory=default_socket)
     socket_group: str | None = None
     mount: str | None = None
+    allow_other: bool = False
+    cache_size: str | int | None = None  # bytes or "10G"; default 10% of free disk, at most 10 GiB
+    uid: int | None = None               # owner shown for files; default: the daemon's user
+    gid: int | None = None
     s3_endpoint: str | None = None
     s3_region: str | None = None
     compression_level: int = 1
@@ -72,6 +76,18 @@ class Config:
             raise InvalidArgument("compression_level must be between 1 and 22")
         if not 1 <= int(self.pack_size_mib) <= 1024:
             raise InvalidArgument("pack_size_mib must be between 1 and 1024")
+        if self.mount:
+            self.mount = os.path.abspath(os.path.expanduser(self.mount))
+        if self.cache_size not in (None, ""):
+            parse_size(self.cache_size)
+
+    @property
+    def cache_dir(self) -> str:
+        return os.path.join(self.state, "cache")
+
+    def cache_limit(self) -> int | None:
+        """The cache bound in bytes, or None for the default."""
+        return parse_size(self.cache_size) if self.cache_size not in (None, "") else None
 
     @property
     def index_path(self) -> str:
@@ -80,6 +96,26 @@ class Config:
     @property
     def tmp_dir(self) -> str:
         return os.path.join(self.state, "tmp")
+
+
+_UNITS = {"": 1, "b": 1, "k": 1 << 10, "kb": 1 << 10, "kib": 1 << 10, "m": 1 << 20, "mb": 1 << 20,
+          "mib": 1 << 20, "g": 1 << 30, "gb": 1 << 30, "gib": 1 << 30, "t": 1 << 40, "tb": 1 << 40,
+          "tib": 1 << 40}
+
+
+def parse_size(value: str | int) -> int:
+    """``"10G"``, ``"512MiB"``, ``4096`` -> bytes."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    num = text.rstrip("kmgtib")
+    unit = text[len(num):]
+    try:
+        if unit not in _UNITS:
+            raise ValueError
+        return int(float(num) * _UNITS[unit])
+    except ValueError:
+        raise InvalidArgument(f"not a size: {value!r} (use e.g. 4096, 512M, 10G)") from None
 
 
 def load_config(path: str | None, overrides: dict) -> Config:

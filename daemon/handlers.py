@@ -112,7 +112,10 @@ async def daemon_stop(req: Request) -> dict:
 
 @op("stats")
 async def stats(req: Request) -> dict:
-    return await req.service.run(req.service.store.stats)
+    out = await req.service.run(req.service.store.stats)
+    if req.service.cache is not None:
+        out["cache"] = req.service.cache.stats()
+    return out
 
 
 @op("fsck")
@@ -133,6 +136,7 @@ async def fsck_op(req: Request) -> dict:
 @op("repo.create")
 async def repo_create(req: Request) -> dict:
     info = await req.service.run(req.service.refs.create_repo, req.arg("name"))
+    req.service.changed(info.name, None)
     return {"name": info.name, "id": info.id}
 
 
@@ -158,7 +162,10 @@ async def repo_list(req: Request) -> list:
 @op("repo.delete")
 async def repo_delete(req: Request) -> dict:
     name = req.arg("name")
-    await req.service.run(req.service.refs.delete_repo, name)
+    try:
+        await req.service.run(req.service.refs.delete_repo, name)
+    finally:
+        req.service.changed(name, None)
     return {"deleted": name}
 
 
@@ -170,6 +177,7 @@ async def branch_create(req: Request) -> dict:
     start = req.arg("from", str, "main")
     commit, _ = await svc.run(svc.refs.resolve, repo, start)
     await svc.run(svc.refs.create_branch, repo, branch, commit)
+    svc.changed(repo, branch)
     return {"repo": repo, "branch": branch, "head": commit}
 
 
@@ -184,7 +192,10 @@ async def branch_delete(req: Request) -> dict:
     repo = req.repo()
     branch = check_name(req.arg("branch"), "branch")
     async with req.service.branch_lock(repo, branch):
-        await req.service.run(req.service.refs.delete_branch, repo, branch)
+        try:
+            await req.service.run(req.service.refs.delete_branch, repo, branch)
+        finally:
+            req.service.changed(repo, branch)
     return {"repo": repo, "deleted": branch}
 
 

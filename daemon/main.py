@@ -50,12 +50,36 @@ def open_store(config: Config) -> Store:
         raise
 
 
+async def start_mount(config: Config, service: Service, nursery: trio.Nursery) -> None:
+    """Open the chunk cache and mount; the mount ends when the nursery does."""
+    from ..cache.chunkcache import ChunkCache, default_cache_limit
+    from ..mountfs.mount import check_mountpoint, mount_options, serve_mount
+    from ..mountfs.operations import TrunkOperations
+
+    mountpoint = check_mountpoint(config.mount)
+    os.makedirs(config.cache_dir, exist_ok=True)
+    limit = config.cache_limit() or default_cache_limit(config.cache_dir)
+    cache = ChunkCache(service.store, config.cache_dir, limit)
+    await trio.to_thread.run_sync(cache.open)
+    service.cache = cache
+    await nursery.start(cache.run)
+    ops = TrunkOperations(service, cache, uid=config.uid, gid=config.gid)
+    service.add_listener(ops.branch_changed)
+
+    async def mount_then_stop(task_status=trio.TASK_STATUS_IGNORED) -> None:
+        await serve_mount(ops, mountpoint, mount_options(config.allow_other), task_status=task_status)
+        nursery.cancel_scope.cancel()  # unmounted from outside: the daemon stops too
+    await nursery.start(mount_then_stop)
+
+
 async def serve(config: Config, store: Store) -> None:
     service = Service(store, threads=config.threads)
     server = ControlServer(service, config.socket, config.socket_group)
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async with trio.open_nursery() as nursery:
             await nursery.start(server.serve)
+            if config.mount:
+                await start_mount(config, service, nursery)
             log.info("trunkfs daemon ready (pid %d, store %s)", os.getpid(), config.store)
 
             async def stop_on_request() -> None:
@@ -72,8 +96,6 @@ async def serve(config: Config, store: Store) -> None:
 def run_daemon(config: Config) -> int:
     logging.basicConfig(level=getattr(logging, config.log_level.upper(), logging.INFO),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    if config.mount:
-        log.warning("--mount is accepted but the FUSE mount is not built yet; serving the socket only")
     try:
         lock_fd = _lock_state(config.state)
     except (TrunkError, OSError) as exc:

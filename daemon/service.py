@@ -42,6 +42,39 @@ class Service:
         self.limiter = trio.CapacityLimiter(threads)
         self._branch_locks: dict[tuple[str, str], trio.Lock] = {}
         self.stop_requested = trio.Event()
+        # Branch heads as this daemon last saw them: it is the store's only
+        # writer, so it learns of every move; None entries mean "no commit".
+        self._heads: dict[tuple[str, str], str | None] = {}
+        self._listeners: list[Callable[[str, str | None], None]] = []
+        self.cache = None  # the mount's chunk cache, when the daemon mounts
+
+    # -- branch heads ----------------------------------------------------------
+
+    def add_listener(self, fn: Callable[[str, str | None], None]) -> None:
+        """Call ``fn(repo, branch)`` after a branch moves or goes away
+        (``branch`` None: the whole repo changed)."""
+        self._listeners.append(fn)
+
+    def changed(self, repo: str, branch: str | None) -> None:
+        if branch is None:
+            for key in [k for k in self._heads if k[0] == repo]:
+                del self._heads[key]
+        else:
+            self._heads.pop((repo, branch), None)
+        for fn in self._listeners:
+            try:
+                fn(repo, branch)
+            except Exception:  # a listener must not break a commit
+                log.exception("branch listener failed for %s@%s", repo, branch)
+
+    async def head(self, repo: str, branch: str) -> str | None:
+        """The head commit of a branch (cached); NotFound if there is none."""
+        key = (repo, branch)
+        if key in self._heads:
+            return self._heads[key]
+        commit, _ = await self.run(self.refs.read_branch, repo, branch)
+        self._heads[key] = commit
+        return commit
 
     async def run(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Run blocking store work in a worker thread."""
@@ -56,8 +89,11 @@ class Service:
                           origin: dict | None = None, provenance: list | None = None) -> tuple[str, Commit]:
         """Apply ``edit`` to the branch head and move the branch to the result."""
         async with self.branch_lock(repo, branch):
-            return await self.run(self._commit_sync, repo, branch, edit, session, message,
-                                  author, origin or {"kind": "user"}, provenance or [])
+            try:
+                return await self.run(self._commit_sync, repo, branch, edit, session, message,
+                                      author, origin or {"kind": "user"}, provenance or [])
+            finally:
+                self.changed(repo, branch)
 
     def _commit_sync(self, repo: str, branch: str, edit: Callable[[TreeEditor], None],
                      session: WriteSession, message: str, author: dict, origin: dict,
@@ -73,7 +109,8 @@ class Service:
             commit = Commit(repo=repo, repo_id=info.id, tree=root["tree"],
                             parents=[head] if head else [], message=message, author=author,
                             time=time.time(), origin=origin, provenance=provenance,
-                            size=root.get("size", 0), files=root.get("files", 0))
+                            size=root.get("size", 0), files=root.get("files", 0),
+                            dirs=root.get("dirs", 0))
             cid = self.store.write_commit(commit)
             try:
                 self.refs.move_branch(repo, branch, cid, version)

@@ -7,7 +7,8 @@ A tree lists one directory, its entries sorted by name.  An entry is a dict::
 
     {"name", "type": "file"|"dir"|"symlink", "mode", "mtime" (ns),
      file:    "size", "chunks": [[chunk id hex, length], ...]
-     dir:     "tree": tree id hex, "size": bytes below, "files": files below
+     dir:     "tree": tree id hex, "size": bytes below, "files": files below,
+              "dirs": immediate subdirectories (for st_nlink)
      symlink: "target"}
 
 File manifests live inside their directory's tree, so a commit's root tree
@@ -80,6 +81,7 @@ class Commit:
     provenance: list[dict] = field(default_factory=list)
     size: int = 0
     files: int = 0
+    dirs: int = 0
 
     def encode(self) -> bytes:
         return canonical({"v": COMMIT_VERSION, **asdict(self)})

@@ -179,6 +179,16 @@ class Store:
                 _, (_, w) = self._tree_cache.popitem(last=False)
                 self._tree_cache_bytes -= w
 
+    def cached_tree(self, tree_id: str) -> list[dict] | None:
+        """A tree's entries if they are in memory (no I/O), else None."""
+        bid = bytes.fromhex(tree_id)
+        with self._tree_lock:
+            hit = self._tree_cache.get(bid)
+            if hit is not None:
+                self._tree_cache.move_to_end(bid)
+                return hit[0]
+        return [] if bid == EMPTY_TREE_ID else None
+
     def read_tree(self, tree_id: str) -> list[dict]:
         """The entries of a tree (shared: callers must not modify them)."""
         bid = bytes.fromhex(tree_id)

@@ -129,14 +129,15 @@ class TreeEditor:
         if not node.dirty and "tree" in node.meta:
             return node.meta
         entries = []
-        size = files = 0
+        size = files = dirs = 0
         for name, child in node.entries.items():
             entry = self._write_dir(child, session) if isinstance(child, _Dir) else child
             entries.append(entry)
             size += entry_size(entry)
             files += entry_files(entry)
+            dirs += entry["type"] == DIR
         meta = dict(node.meta)
-        meta.update(tree=session.put_tree(entries), size=size, files=files)
+        meta.update(tree=session.put_tree(entries), size=size, files=files, dirs=dirs)
         node.meta = meta
         node.dirty = False
         return meta

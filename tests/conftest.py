@@ -78,14 +78,17 @@ class CLIResult:
 class Daemon:
     """One ``trunkfs daemon`` subprocess with its own state, store and socket."""
 
-    def __init__(self, base: Path, store_url: str | None = None, extra: list[str] | None = None) -> None:
+    def __init__(self, base: Path, store_url: str | None = None, extra: list[str] | None = None,
+                 mount: bool = False) -> None:
         self.base = base
+        self.mount: Path | None = base / "mnt" if mount else None
         self.state = base / "state"
         self.socket = str(base / "sock" / "trunkfs.sock")
         self.store_url = store_url or f"file://{base / 'store'}"
         self.extra = extra or []
         self.log_path = base / "daemon.log"
         self.proc: subprocess.Popen | None = None
+        self.left_mounted = False  # a clean stop left the mount behind
         self.env = dict(os.environ, TRUNKFS_SOCKET=self.socket, PYTHONUNBUFFERED="1")
 
     @property
@@ -95,10 +98,14 @@ class Daemon:
 
     def start(self, timeout: float = 20) -> "Daemon":
         os.makedirs(os.path.dirname(self.socket), exist_ok=True)
+        mount_args: list[str] = []
+        if self.mount is not None:
+            self.mount.mkdir(parents=True, exist_ok=True)
+            mount_args = ["--mount", str(self.mount)]
         self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "trunkfs.daemon.cli", "daemon", "--store", self.store_url,
-             "--state", str(self.state), "--socket", self.socket, *self.extra],
+             "--state", str(self.state), "--socket", self.socket, *mount_args, *self.extra],
             stdout=self._log, stderr=subprocess.STDOUT, env=self.env, start_new_session=True)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -108,9 +115,11 @@ class Daemon:
                 s = socket.socket(socket.AF_UNIX)
                 s.connect(self.socket)
                 s.close()
-                return self
+                if self.mount is None or is_mounted(self.mount):
+                    return self
             except OSError:
-                time.sleep(0.05)
+                pass
+            time.sleep(0.05)
         self.kill()
         raise RuntimeError(f"daemon did not start:\n{self.log()}")
 
@@ -127,15 +136,25 @@ class Daemon:
         rc = self.proc.returncode
         self.proc = None
         self._log.close()
+        if self.clear_mount():
+            self.left_mounted = True
         return rc
 
     def kill(self) -> None:
+        """SIGKILL, as a crash would; leaves a stale mount behind on purpose."""
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
         if self.proc is not None:
             self.proc = None
             self._log.close()
+
+    def clear_mount(self) -> bool:
+        """Lazily unmount a mount left behind; True if there was one."""
+        if self.mount is not None and is_mounted(self.mount):
+            subprocess.run(["fusermount3", "-u", "-z", str(self.mount)], capture_output=True)
+            return True
+        return False
 
     def log(self) -> str:
         try:
@@ -157,6 +176,12 @@ class Daemon:
         return Client(self.socket, timeout=60)
 
 
+def is_mounted(path: Path) -> bool:
+    real = os.path.realpath(path)
+    with open("/proc/self/mounts") as f:
+        return any(line.split()[1] == real for line in f if len(line.split()) > 2)
+
+
 def log_problems(text: str) -> list[str]:
     return [line for line in text.splitlines() if " WARNING " in line or " ERROR " in line]
 
@@ -176,8 +201,8 @@ def daemon_factory(workdir: Path, request: pytest.FixtureRequest):
     started: list[Daemon] = []
 
     def make(name: str = "d", store_url: str | None = None, extra: list[str] | None = None,
-             start: bool = True) -> Daemon:
-        d = Daemon(workdir / name, store_url, extra)
+             start: bool = True, mount: bool = False) -> Daemon:
+        d = Daemon(workdir / name, store_url, extra, mount)
         started.append(d)
         return d.start() if start else d
 
@@ -185,6 +210,8 @@ def daemon_factory(workdir: Path, request: pytest.FixtureRequest):
     problems = []
     for d in started:
         d.stop()
+        if d.left_mounted:
+            problems.append(f"{d.mount} was still mounted after the daemon stopped")
         problems += log_problems(d.log())
     if problems and not request.node.get_closest_marker("allow_warnings"):
         pytest.fail("the daemon logged warnings or errors:\n" + "\n".join(problems))
@@ -193,3 +220,9 @@ def daemon_factory(workdir: Path, request: pytest.FixtureRequest):
 @pytest.fixture
 def daemon(daemon_factory) -> Daemon:
     return daemon_factory()
+
+
+@pytest.fixture
+def mounted(daemon_factory) -> Daemon:
+    """A daemon with its FUSE mount at ``.mount``."""
+    return daemon_factory(mount=True)

@@ -1,0 +1,85 @@
+"""The inode table: one inode number per (view name, path) while the kernel
+holds it.
+
+Numbers are handed out from a counter and never reused, so identical content
+shared by dedup never looks like a hard link, and a path that changed content
+on a branch keeps its number (as a file rewritten in place would).  An inode
+leaves the table when the kernel's lookup count drops to zero.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pyfuse3
+
+ROOT_INODE = pyfuse3.ROOT_INODE
+
+
+@dataclass(frozen=True)
+class View:
+    """What ``<mount>/<name>`` shows: a branch (following it) or one commit."""
+
+    name: str            # the directory name used in the mount root
+    repo: str
+    branch: str | None   # set for branch views
+    commit: str | None   # set for commit views (full id)
+
+    @property
+    def immutable(self) -> bool:
+        return self.branch is None
+
+
+@dataclass(eq=False)
+class Node:
+    ino: int
+    view: View | None            # None for the mount root
+    path: tuple[str, ...]
+    lookups: int = 0
+    entry: dict | None = None     # the tree entry last resolved for this path
+    entry_commit: str | None = None
+    opened_content: object = None  # content seen at the last open (keep_cache decision)
+    parent: int = ROOT_INODE
+    name: bytes = b""
+
+
+@dataclass
+class InodeTable:
+    _by_key: dict[tuple[str, tuple[str, ...]], Node] = field(default_factory=dict)
+    _by_ino: dict[int, Node] = field(default_factory=dict)
+    _next: int = ROOT_INODE + 1
+
+    def __post_init__(self) -> None:
+        root = Node(ROOT_INODE, None, (), lookups=1)
+        self._by_ino[ROOT_INODE] = root
+
+    def get(self, ino: int) -> Node | None:
+        return self._by_ino.get(ino)
+
+    def node(self, view: View, path: tuple[str, ...], parent: int, name: bytes) -> Node:
+        """The node of ``path`` in ``view``, allocating an inode if needed."""
+        key = (view.name, path)
+        node = self._by_key.get(key)
+        if node is None:
+            node = Node(self._next, view, path, parent=parent, name=name)
+            self._next += 1
+            self._by_key[key] = node
+            self._by_ino[node.ino] = node
+        return node
+
+    def forget(self, ino: int, count: int) -> None:
+        node = self._by_ino.get(ino)
+        if node is None or ino == ROOT_INODE:
+            return
+        node.lookups -= count
+        if node.lookups <= 0:
+            del self._by_ino[ino]
+            key = (node.view.name, node.path)
+            if self._by_key.get(key) is node:
+                del self._by_key[key]
+
+    def nodes_of(self, view_name: str) -> list[Node]:
+        return [n for (v, _), n in self._by_key.items() if v == view_name]
+
+    def __len__(self) -> int:
+        return len(self._by_ino)

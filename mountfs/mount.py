@@ -1,0 +1,96 @@
+"""Mounting and unmounting: checks on the mount point, stale-mount recovery,
+and running pyfuse3's loop inside the daemon's trio nursery."""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import shutil
+import subprocess
+
+import pyfuse3
+import trio
+
+from ..store.errors import TrunkError
+
+log = logging.getLogger(__name__)
+
+FSNAME = "trunkfs"
+
+
+class MountError(TrunkError):
+    code = "mount_error"
+
+
+def _mounted_here(path: str) -> str | None:
+    """The fs type mounted exactly at ``path``, from /proc/self/mounts."""
+    real = os.path.realpath(path)
+    try:
+        with open("/proc/self/mounts") as f:
+            for line in f:
+                fields = line.split()
+                if len(fields) >= 3 and fields[1].encode().decode("unicode_escape") == real:
+                    return fields[2]
+    except OSError:
+        return None
+    return None
+
+
+def lazy_unmount(path: str) -> None:
+    tool = shutil.which("fusermount3") or shutil.which("fusermount")
+    cmd = [tool, "-u", "-z", path] if tool else ["umount", "-l", path]
+    subprocess.run(cmd, check=False, capture_output=True, timeout=30)
+
+
+def check_mountpoint(path: str) -> str:
+    """Return the absolute mount point, clearing a stale trunkfs mount first.
+
+    Refuses anything that is not an empty directory with a clear message.
+    """
+    path = os.path.abspath(path)
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        if exc.errno == errno.ENOTCONN:
+            log.warning("clearing a stale FUSE mount at %s (its daemon is gone)", path)
+            lazy_unmount(path)
+            st = os.stat(path)
+        elif exc.errno == errno.ENOENT:
+            raise MountError(f"mount point {path} does not exist; create an empty directory there") from None
+        else:
+            raise MountError(f"cannot use mount point {path}: {exc.strerror}") from None
+    fstype = _mounted_here(path)
+    if fstype and fstype.startswith("fuse") and fstype.endswith(FSNAME):
+        raise MountError(f"{path} is already a live trunkfs mount (another daemon?); "
+                         f"unmount it with `fusermount3 -u {path}` first")
+    if not os.path.isdir(path):
+        raise MountError(f"mount point {path} is not a directory")
+    if os.listdir(path):
+        raise MountError(f"mount point {path} is not empty")
+    return path
+
+
+def mount_options(allow_other: bool) -> set[str]:
+    opts = set(pyfuse3.default_options)      # default_permissions
+    opts |= {f"fsname={FSNAME}", f"subtype={FSNAME}", "max_read=1048576"}
+    if allow_other:
+        opts.add("allow_other")
+    return opts
+
+
+async def serve_mount(ops: pyfuse3.Operations, mountpoint: str, options: set[str],
+                      task_status=trio.TASK_STATUS_IGNORED) -> None:
+    """Mount, serve until cancelled (or unmounted from outside), then unmount."""
+    try:
+        pyfuse3.init(ops, mountpoint, options)
+    except RuntimeError as exc:
+        raise MountError(f"cannot mount at {mountpoint}: {exc} (is /dev/fuse usable? run as root)") from None
+    log.info("mounted at %s", mountpoint)
+    try:
+        task_status.started()
+        await pyfuse3.main(min_tasks=2, max_tasks=64)
+        log.info("the mount at %s was unmounted from outside", mountpoint)
+    finally:
+        pyfuse3.close(unmount=True)
+        log.info("unmounted %s", mountpoint)

@@ -1,0 +1,435 @@
+"""The FUSE file system (pyfuse3 Operations), read side.
+
+``<mount>/`` lists the repos; ``<mount>/<repo>/`` is branch ``main``;
+``<mount>/<repo>@<branch>/`` and ``<mount>/<repo>@<commit or prefix>/`` are
+found by lookup.  Commit views are immutable and cached by the kernel for a
+long time (``keep_cache``, long timeouts); branch views follow their branch
+with short timeouts, and a file handle keeps reading the content it opened.
+
+Every handler converts our errors to errno values: an exception never
+reaches pyfuse3 unconverted.
+"""
+
+from __future__ import annotations
+
+import errno
+import functools
+import logging
+import os
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+import pyfuse3
+
+from ..cache.chunkcache import ChunkCache
+from ..store.errors import IntegrityError, InvalidArgument, NotFound, TrunkError
+from ..store.names import check_name
+from ..store.refs import Refs
+from ..store.store import Store
+from .attrs import make_attr, negative_entry
+from .filehandle import FileHandle
+from .inodes import ROOT_INODE, InodeTable, Node, View
+
+log = logging.getLogger(__name__)
+
+IMMUTABLE_TIMEOUT = 24 * 3600.0
+BRANCH_TIMEOUT = 1.0
+ROOT_TIMEOUT = 1.0
+NEGATIVE_TIMEOUT = 1.0
+TREE_INDEX_CACHE = 512
+
+XATTR_COMMIT = b"user.trunkfs.commit"
+XATTR_BRANCH = b"user.trunkfs.branch"
+XATTR_REPO = b"user.trunkfs.repo"
+
+
+class Catalog(Protocol):
+    """What the file system needs from the daemon (its Service)."""
+
+    store: Store
+    refs: Refs
+
+    async def head(self, repo: str, branch: str) -> str | None: ...
+    async def run(self, fn: Callable[..., Any], *args: Any) -> Any: ...
+
+
+def _errno_of(exc: BaseException) -> int:
+    if isinstance(exc, pyfuse3.FUSEError):
+        return exc.errno
+    if isinstance(exc, (NotFound, InvalidArgument)):
+        return errno.ENOENT
+    if isinstance(exc, OSError) and exc.errno:
+        return exc.errno
+    return errno.EIO
+
+
+def fuse_errors(fn: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+    """Map every exception of a handler to a FUSEError; log the unexpected ones."""
+    @functools.wraps(fn)
+    async def wrapper(self, *args: Any) -> Any:
+        try:
+            return await fn(self, *args)
+        except pyfuse3.FUSEError:
+            raise
+        except (NotFound, InvalidArgument) as exc:
+            log.debug("%s%r: %s", fn.__name__, args[:2], exc)
+            raise pyfuse3.FUSEError(errno.ENOENT) from None
+        except IntegrityError as exc:
+            log.error("%s: %s", fn.__name__, exc)
+            raise pyfuse3.FUSEError(errno.EIO) from None
+        except TrunkError as exc:
+            log.error("%s%r failed: %s", fn.__name__, args[:2], exc)
+            raise pyfuse3.FUSEError(errno.EIO) from None
+        except OSError as exc:
+            log.error("%s%r failed: %s", fn.__name__, args[:2], exc)
+            raise pyfuse3.FUSEError(exc.errno or errno.EIO) from None
+        except Exception:
+            log.exception("internal error in %s%r", fn.__name__, args[:2])
+            raise pyfuse3.FUSEError(errno.EIO) from None
+    return wrapper
+
+
+def _erofs(*_args: Any) -> None:
+    raise pyfuse3.FUSEError(errno.EROFS)
+
+
+class TrunkOperations(pyfuse3.Operations):
+    supports_dot_lookup = True
+    enable_writeback_cache = False
+
+    def __init__(self, catalog: Catalog, cache: ChunkCache, *, uid: int | None = None,
+                 gid: int | None = None) -> None:
+        super().__init__()
+        self.catalog = catalog
+        self.store = catalog.store
+        self.cache = cache
+        self.uid = os.getuid() if uid is None else uid
+        self.gid = os.getgid() if gid is None else gid
+        self.inodes = InodeTable()
+        self.handles: dict[int, FileHandle] = {}
+        self.dir_handles: dict[int, tuple[Node, list[tuple[bytes, dict | None, View | None]]]] = {}
+        self._next_fh = 1
+        self._tree_index: OrderedDict[str, dict[str, dict]] = OrderedDict()
+        self._started = time.time_ns()
+        self._statfs_cache: tuple[float, int] = (0.0, 0)
+
+    # -- views and entries ------------------------------------------------------
+
+    async def _view_for(self, name: str) -> View:
+        repo, at, ref = name.partition("@")
+        check_name(repo, "repo")
+        if at and not ref:
+            raise NotFound(f"{name!r}: empty ref")
+        ref = ref or "main"
+        commit, branch = await self.catalog.run(self.catalog.refs.resolve, repo, ref)
+        if branch is not None:
+            return View(name, repo, branch, None)
+        return View(name, repo, None, commit)
+
+    async def _view_commit(self, view: View) -> str | None:
+        if view.branch is None:
+            return view.commit
+        return await self.catalog.head(view.repo, view.branch)
+
+    async def _tree_names(self, tree: str) -> dict[str, dict]:
+        idx = self._tree_index.get(tree)
+        if idx is not None:
+            self._tree_index.move_to_end(tree)
+            return idx
+        entries = self.store.cached_tree(tree)
+        if entries is None:
+            entries = await self.catalog.run(self.store.read_tree, tree)
+        idx = {e["name"]: e for e in entries}
+        self._tree_index[tree] = idx
+        while len(self._tree_index) > TREE_INDEX_CACHE:
+            self._tree_index.popitem(last=False)
+        return idx
+
+    async def _root_entry(self, commit_id: str | None) -> dict:
+        if commit_id is None:
+            return {"name": "", "type": "dir", "mode": 0o755, "mtime": self._started,
+                    "tree": None, "dirs": 0}
+        raw = self.store.index.commit(bytes.fromhex(commit_id))
+        commit = (self.store.read_commit(commit_id) if raw is not None
+                  else await self.catalog.run(self.store.read_commit, commit_id))
+        return {"name": "", "type": "dir", "mode": 0o755, "mtime": int(commit.time * 1e9),
+                "tree": commit.tree, "size": commit.size, "files": commit.files,
+                "dirs": commit.dirs}
+
+    async def _resolve(self, view: View, path: tuple[str, ...], commit_id: str | None) -> dict:
+        entry = await self._root_entry(commit_id)
+        for i, name in enumerate(path):
+            if entry["type"] != "dir" or not entry.get("tree"):
+                raise NotFound(f"{view.name}/{'/'.join(path[:i + 1])} does not exist")
+            child = (await self._tree_names(entry["tree"])).get(name)
+            if child is None:
+                raise NotFound(f"{view.name}/{'/'.join(path[:i + 1])} does not exist")
+            entry = child
+        return entry
+
+    async def _entry(self, node: Node) -> dict:
+        """The node's current entry (re-resolved when its branch moved)."""
+        commit_id = await self._view_commit(node.view)
+        if node.entry is None or node.entry_commit != commit_id:
+            node.entry = await self._resolve(node.view, node.path, commit_id)
+            node.entry_commit = commit_id
+        return node.entry
+
+    def _timeout(self, view: View | None) -> float:
+        if view is None:
+            return ROOT_TIMEOUT
+        return IMMUTABLE_TIMEOUT if view.immutable else BRANCH_TIMEOUT
+
+    def _node(self, ino: int) -> Node:
+        node = self.inodes.get(ino)
+        if node is None:
+            raise pyfuse3.FUSEError(errno.ENOENT)
+        return node
+
+    def _root_attr(self) -> pyfuse3.EntryAttributes:
+        return make_attr(ROOT_INODE, {"type": "dir", "mode": 0o755, "mtime": self._started, "dirs": 0},
+                         self.uid, self.gid, ROOT_TIMEOUT)
+
+    # -- lookup and attributes --------------------------------------------------
+
+    @fuse_errors
+    async def lookup(self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
+        parent = self._node(parent_inode)
+        sname = os.fsdecode(name)
+        if name == b".":
+            return await self.getattr(parent_inode, ctx)
+        if name == b"..":
+            up = parent.parent if parent.ino != ROOT_INODE else ROOT_INODE
+            return await self.getattr(up, ctx)
+        try:
+            if parent.view is None:
+                view = await self._view_for(sname)
+                commit_id = await self._view_commit(view)
+                entry = await self._root_entry(commit_id)
+                node = self.inodes.node(view, (), ROOT_INODE, name)
+            else:
+                pentry = await self._entry(parent)
+                if pentry["type"] != "dir" or not pentry.get("tree"):
+                    raise NotFound(sname)
+                entry = (await self._tree_names(pentry["tree"])).get(sname)
+                if entry is None:
+                    raise NotFound(sname)
+                commit_id = parent.entry_commit
+                node = self.inodes.node(parent.view, parent.path + (sname,), parent.ino, name)
+        except (NotFound, InvalidArgument):
+            return negative_entry(NEGATIVE_TIMEOUT)
+        node.entry, node.entry_commit = entry, commit_id
+        node.lookups += 1
+        return make_attr(node.ino, entry, self.uid, self.gid, self._timeout(node.view))
+
+    async def forget(self, inode_list) -> None:
+        for ino, count in inode_list:
+            self.inodes.forget(ino, count)
+
+    @fuse_errors
+    async def getattr(self, inode: int, ctx: pyfuse3.RequestContext | None = None) -> pyfuse3.EntryAttributes:
+        if inode == ROOT_INODE:
+            return self._root_attr()
+        node = self._node(inode)
+        entry = await self._entry(node)
+        return make_attr(inode, entry, self.uid, self.gid, self._timeout(node.view))
+
+    @fuse_errors
+    async def readlink(self, inode: int, ctx: pyfuse3.RequestContext) -> bytes:
+        entry = await self._entry(self._node(inode))
+        if entry["type"] != "symlink":
+            raise pyfuse3.FUSEError(errno.EINVAL)
+        return os.fsencode(entry.get("target", ""))
+
+    @fuse_errors
+    async def access(self, inode: int, mode: int, ctx: pyfuse3.RequestContext) -> bool:
+        if mode & os.W_OK:
+            raise pyfuse3.FUSEError(errno.EROFS)
+        if inode != ROOT_INODE:
+            await self._entry(self._node(inode))
+        return True
+
+    # -- directories ------------------------------------------------------------
+
+    @fuse_errors
+    async def opendir(self, inode: int, ctx: pyfuse3.RequestContext) -> int:
+        node = self._node(inode) if inode != ROOT_INODE else self.inodes.get(ROOT_INODE)
+        listing: list[tuple[bytes, dict | None, View | None]] = []
+        if inode == ROOT_INODE:
+            repos = await self.catalog.run(self.catalog.refs.list_repos)
+            for info in repos:
+                listing.append((os.fsencode(info.name), None, View(info.name, info.name, "main", None)))
+        else:
+            entry = await self._entry(node)
+            if entry["type"] != "dir":
+                raise pyfuse3.FUSEError(errno.ENOTDIR)
+            if entry.get("tree"):
+                idx = await self._tree_names(entry["tree"])
+                listing = [(os.fsencode(name), e, None) for name, e in sorted(idx.items())]
+        fh = self._next_fh
+        self._next_fh += 1
+        self.dir_handles[fh] = (node, listing)
+        return fh
+
+    @fuse_errors
+    async def readdir(self, fh: int, start_id: int, token: pyfuse3.ReaddirToken) -> None:
+        node, listing = self.dir_handles[fh]
+        for i in range(start_id, len(listing)):
+            name, entry, view = listing[i]
+            if view is not None:  # a repo in the mount root
+                try:
+                    commit_id = await self.catalog.head(view.repo, "main")
+                    entry = await self._root_entry(commit_id)
+                except NotFound:
+                    continue
+                child = self.inodes.node(view, (), ROOT_INODE, name)
+                child.entry, child.entry_commit = entry, commit_id
+            else:
+                child = self.inodes.node(node.view, node.path + (os.fsdecode(name),), node.ino, name)
+                child.entry, child.entry_commit = entry, node.entry_commit
+            attr = make_attr(child.ino, entry, self.uid, self.gid, self._timeout(child.view))
+            if not pyfuse3.readdir_reply(token, name, attr, i + 1):
+                if child.lookups == 0:
+                    self.inodes.forget(child.ino, 0)
+                break
+            child.lookups += 1
+
+    async def releasedir(self, fh: int) -> None:
+        self.dir_handles.pop(fh, None)
+
+    # -- files ------------------------------------------------------------------
+
+    @fuse_errors
+    async def open(self, inode: int, flags: int, ctx: pyfuse3.RequestContext) -> pyfuse3.FileInfo:
+        node = self._node(inode)
+        if flags & os.O_ACCMODE != os.O_RDONLY or flags & os.O_TRUNC:
+            raise pyfuse3.FUSEError(errno.EROFS)
+        entry = await self._entry(node)
+        if entry["type"] == "dir":
+            raise pyfuse3.FUSEError(errno.EISDIR)
+        if entry["type"] != "file":
+            raise pyfuse3.FUSEError(errno.ELOOP)
+        content = tuple(c[0] for c in entry.get("chunks", []))
+        keep = node.view.immutable or node.opened_content == content
+        node.opened_content = content
+        fh = self._next_fh
+        self._next_fh += 1
+        self.handles[fh] = FileHandle(self.cache, entry, f"{node.view.name}/{'/'.join(node.path)}")
+        return pyfuse3.FileInfo(fh=fh, keep_cache=keep)
+
+    @fuse_errors
+    async def read(self, fh: int, off: int, size: int) -> bytes:
+        handle = self.handles.get(fh)
+        if handle is None:
+            raise pyfuse3.FUSEError(errno.EBADF)
+        return await handle.read(off, size)
+
+    async def release(self, fh: int) -> None:
+        self.handles.pop(fh, None)
+
+    async def flush(self, fh: int) -> None:
+        return None
+
+    # -- file system ------------------------------------------------------------
+
+    @fuse_errors
+    async def statfs(self, ctx: pyfuse3.RequestContext) -> pyfuse3.StatvfsData:
+        now = time.monotonic()
+        when, stored = self._statfs_cache
+        if now - when > 5:
+            stored = await self.catalog.run(lambda: sum(s for _, s, _ in self.store.index.packs()))
+            self._statfs_cache = (now, stored)
+        st = await self.catalog.run(os.statvfs, self.store.tmp_dir)
+        d = pyfuse3.StatvfsData()
+        d.f_bsize = 4096
+        d.f_frsize = 4096
+        free = st.f_bavail * st.f_frsize // 4096
+        d.f_blocks = stored // 4096 + free
+        d.f_bfree = free
+        d.f_bavail = free
+        d.f_files = len(self.inodes) + 1_000_000
+        d.f_ffree = 1_000_000
+        d.f_favail = 1_000_000
+        d.f_namemax = 255
+        return d
+
+    @fuse_errors
+    async def getxattr(self, inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> bytes:
+        values = await self._xattrs(inode)
+        if name not in values:
+            raise pyfuse3.FUSEError(pyfuse3.ENOATTR)
+        return values[name]
+
+    @fuse_errors
+    async def listxattr(self, inode: int, ctx: pyfuse3.RequestContext) -> list[bytes]:
+        return list(await self._xattrs(inode))
+
+    async def _xattrs(self, inode: int) -> dict[bytes, bytes]:
+        if inode == ROOT_INODE:
+            return {}
+        node = self._node(inode)
+        await self._entry(node)
+        out = {XATTR_REPO: node.view.repo.encode()}
+        if node.entry_commit:
+            out[XATTR_COMMIT] = node.entry_commit.encode()
+        if node.view.branch:
+            out[XATTR_BRANCH] = node.view.branch.encode()
+        return out
+
+    # -- branch moves -----------------------------------------------------------
+
+    def branch_changed(self, repo: str, branch: str | None) -> None:
+        """Drop what the kernel holds for a branch's views (called after a move)."""
+        root = self.inodes.get(ROOT_INODE)
+        for node in list(self.inodes._by_ino.values()):
+            view = node.view
+            if view is None or view.repo != repo or view.immutable:
+                continue
+            if branch is not None and view.branch != branch:
+                continue
+            if node.path == ():
+                try:
+                    pyfuse3.invalidate_entry_async(ROOT_INODE, os.fsencode(view.name), ignore_enoent=True)
+                except Exception:  # the kernel may not know the entry
+                    log.debug("cannot invalidate %s", view.name)
+        del root
+
+    # -- everything that writes: read-only here ---------------------------------
+
+    async def setattr(self, inode, attr, fields, fh, ctx):
+        _erofs()
+
+    async def mknod(self, parent_inode, name, mode, rdev, ctx):
+        _erofs()
+
+    async def mkdir(self, parent_inode, name, mode, ctx):
+        _erofs()
+
+    async def unlink(self, parent_inode, name, ctx):
+        _erofs()
+
+    async def rmdir(self, parent_inode, name, ctx):
+        _erofs()
+
+    async def symlink(self, parent_inode, name, target, ctx):
+        _erofs()
+
+    async def rename(self, parent_inode_old, name_old, parent_inode_new, name_new, flags, ctx):
+        _erofs()
+
+    async def link(self, inode, new_parent_inode, new_name, ctx):
+        _erofs()
+
+    async def write(self, fh, off, buf):
+        _erofs()
+
+    async def create(self, parent_inode, name, mode, flags, ctx):
+        _erofs()
+
+    async def setxattr(self, inode, name, value, ctx):
+        _erofs()
+
+    async def removexattr(self, inode, name, ctx):
+        _erofs()
