@@ -82,15 +82,24 @@ class Connection:
         return msg
 
     async def read_exact(self, n: int) -> bytes:
-        while len(self._buf) < n:
-            await self._fill()
-        if len(self._buf) == n:
-            data = bytes(self._buf)
-            self._buf.clear()
-        else:
+        if len(self._buf) >= n:
             data = bytes(self._buf[:n])
             del self._buf[:n]
-        return data
+            return data
+        parts = [bytes(self._buf)]
+        have = len(self._buf)
+        self._buf.clear()
+        while have < n:
+            try:
+                data = await self.stream.receive_some(min(n - have, 4 << 20))
+            except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+                raise PeerGone() from exc
+            if not data:
+                self._eof = True
+                raise PeerGone()
+            parts.append(data)
+            have += len(data)
+        return b"".join(parts)
 
     async def read_frame_body(self, msg: dict) -> bytes:
         n = msg.get("data")

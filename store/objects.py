@@ -92,7 +92,8 @@ class Commit:
             obj = json.loads(raw)
             if obj.pop("v", None) != COMMIT_VERSION:
                 raise IntegrityError(f"commit {where} has an unknown format version")
-            return cls(**obj)
+            known = cls.__dataclass_fields__
+            return cls(**{k: v for k, v in obj.items() if k in known})
         except (ValueError, TypeError) as exc:
             raise IntegrityError(f"commit {where} is not a valid commit object: {exc}") from exc
 

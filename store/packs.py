@@ -9,7 +9,11 @@ Layout of a pack (format version 1)::
     trailer (56 bytes): index offset u64, index length u32, blob count u32,
         BLAKE3 of the index 32 bytes, magic "TRUNKPK1"
 
-The pack's name is the BLAKE3 hash of all its bytes.  Because the index
+The pack's name is the BLAKE3 hash of its magic and index.  The index holds
+every blob's id (the hash of its plain bytes), offset and lengths, so it names
+the content; hashing only the index keeps a second full pass over the data
+off the write path, and every blob is still verified against its own id on
+every read.  Because the index
 travels inside the pack, the local RocksDB index can always be rebuilt from
 the store with one ranged read of each pack's tail.
 """
@@ -74,14 +78,12 @@ class PackWriter:
     def __init__(self, directory: str) -> None:
         fd, self.path = tempfile.mkstemp(dir=directory, prefix="pack-")
         self._file = os.fdopen(fd, "wb", buffering=1 << 20)
-        self._hash = blake3.blake3()
         self._entries: list[tuple[int, int, bytes, int, int, int]] = []
         self.size = 0
         self._write(MAGIC)
 
     def _write(self, data: bytes | memoryview) -> None:
         self._file.write(data)
-        self._hash.update(data)
         self.size += len(data)
 
     def add(self, blob_type: int, blob_id: bytes, stored: bytes | memoryview, flags: int,
@@ -103,7 +105,7 @@ class PackWriter:
                                  blake3.blake3(index).digest(), MAGIC))
         self._file.flush()
         self._file.close()
-        pack_id = self._hash.digest()
+        pack_id = blake3.blake3(MAGIC + index).digest()
         blobs = [(bid, BlobLocation(pack_id, off, slen, plen, flags, btype))
                  for btype, flags, bid, off, slen, plen in self._entries]
         return pack_id, blobs
