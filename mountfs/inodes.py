@@ -2,9 +2,11 @@
 holds it.
 
 Numbers are handed out from a counter and never reused, so identical content
-shared by dedup never looks like a hard link, and a path that changed content
-on a branch keeps its number (as a file rewritten in place would).  An inode
-leaves the table when the kernel's lookup count drops to zero.
+shared by dedup never looks like a hard link.  When a branch moves and a
+path now holds other content, the path gets a new inode, as a file replaced
+by rename would: the old inode (and the kernel's page cache of it) keeps the
+old content for the handles opened before.  Directories keep their inode.
+An inode leaves the table when the kernel's lookup count drops to zero.
 """
 
 from __future__ import annotations
@@ -14,6 +16,19 @@ from dataclasses import dataclass, field
 import pyfuse3
 
 ROOT_INODE = pyfuse3.ROOT_INODE
+
+
+def same_identity(a: dict, b: dict) -> bool:
+    """Whether two entries are the same inode: same directory, same content."""
+    if a is b:
+        return True
+    if a["type"] != b["type"]:
+        return False
+    if a["type"] == "file":
+        return a.get("chunks") == b.get("chunks")
+    if a["type"] == "symlink":
+        return a.get("target") == b.get("target")
+    return True
 
 
 @dataclass(frozen=True)
@@ -56,11 +71,14 @@ class InodeTable:
     def get(self, ino: int) -> Node | None:
         return self._by_ino.get(ino)
 
-    def node(self, view: View, path: tuple[str, ...], parent: int, name: bytes) -> Node:
-        """The node of ``path`` in ``view``, allocating an inode if needed."""
+    def node(self, view: View, path: tuple[str, ...], parent: int, name: bytes,
+             entry: dict | None = None) -> Node:
+        """The node of ``path`` in ``view``, allocating an inode if needed
+        (also when ``entry`` holds other content than the current node)."""
         key = (view.name, path)
         node = self._by_key.get(key)
-        if node is None:
+        if node is None or (entry is not None and node.entry is not None
+                            and not same_identity(node.entry, entry)):
             node = Node(self._next, view, path, parent=parent, name=name)
             self._next += 1
             self._by_key[key] = node

@@ -49,21 +49,27 @@ def check_mountpoint(path: str) -> str:
     Refuses anything that is not an empty directory with a clear message.
     """
     path = os.path.abspath(path)
-    try:
-        st = os.stat(path)
-    except OSError as exc:
-        if exc.errno == errno.ENOTCONN:
-            log.warning("clearing a stale FUSE mount at %s (its daemon is gone)", path)
-            lazy_unmount(path)
-            st = os.stat(path)
-        elif exc.errno == errno.ENOENT:
-            raise MountError(f"mount point {path} does not exist; create an empty directory there") from None
-        else:
-            raise MountError(f"cannot use mount point {path}: {exc.strerror}") from None
     fstype = _mounted_here(path)
     if fstype and fstype.startswith("fuse") and fstype.endswith(FSNAME):
-        raise MountError(f"{path} is already a live trunkfs mount (another daemon?); "
-                         f"unmount it with `fusermount3 -u {path}` first")
+        try:
+            os.statvfs(path)  # needs an answer from the daemon: attributes may be cached
+        except OSError as exc:
+            if exc.errno != errno.ENOTCONN:
+                raise MountError(f"cannot use mount point {path}: {exc.strerror}") from None
+            log.warning("clearing a stale trunkfs mount at %s (its daemon is gone)", path)
+            lazy_unmount(path)
+        else:
+            raise MountError(f"{path} is already a live trunkfs mount (another daemon?); "
+                             f"unmount it with `fusermount3 -u {path}` first")
+    try:
+        os.stat(path)
+    except OSError as exc:
+        if exc.errno == errno.ENOENT:
+            raise MountError(f"mount point {path} does not exist; create an empty directory there") from None
+        if exc.errno == errno.ENOTCONN:
+            raise MountError(f"{path} is a stale FUSE mount of another file system; "
+                             f"detach it with `fusermount3 -u -z {path}`") from None
+        raise MountError(f"cannot use mount point {path}: {exc.strerror}") from None
     if not os.path.isdir(path):
         raise MountError(f"mount point {path} is not a directory")
     if os.listdir(path):
@@ -73,7 +79,7 @@ def check_mountpoint(path: str) -> str:
 
 def mount_options(allow_other: bool) -> set[str]:
     opts = set(pyfuse3.default_options)      # default_permissions
-    opts |= {f"fsname={FSNAME}", f"subtype={FSNAME}", "max_read=1048576"}
+    opts |= {f"fsname={FSNAME}", f"subtype={FSNAME}"}
     if allow_other:
         opts.add("allow_other")
     return opts

@@ -30,7 +30,7 @@ from ..store.refs import Refs
 from ..store.store import Store
 from .attrs import make_attr, negative_entry
 from .filehandle import FileHandle
-from .inodes import ROOT_INODE, InodeTable, Node, View
+from .inodes import ROOT_INODE, InodeTable, Node, View, same_identity
 
 log = logging.getLogger(__name__)
 
@@ -170,11 +170,22 @@ class TrunkOperations(pyfuse3.Operations):
         return entry
 
     async def _entry(self, node: Node) -> dict:
-        """The node's current entry (re-resolved when its branch moved)."""
+        """The node's current entry (re-resolved when its branch moved).
+
+        A file whose path now holds other content keeps its old entry: the
+        path has a new inode, and this one is the replaced file.
+        """
         commit_id = await self._view_commit(node.view)
         if node.entry is None or node.entry_commit != commit_id:
-            node.entry = await self._resolve(node.view, node.path, commit_id)
-            node.entry_commit = commit_id
+            try:
+                entry = await self._resolve(node.view, node.path, commit_id)
+            except NotFound:
+                if node.entry is not None and node.entry["type"] != "dir":
+                    return node.entry  # removed on the branch; still open here
+                raise
+            if node.entry is None or same_identity(node.entry, entry):
+                node.entry = entry
+                node.entry_commit = commit_id
         return node.entry
 
     def _timeout(self, view: View | None) -> float:
@@ -208,7 +219,7 @@ class TrunkOperations(pyfuse3.Operations):
                 view = await self._view_for(sname)
                 commit_id = await self._view_commit(view)
                 entry = await self._root_entry(commit_id)
-                node = self.inodes.node(view, (), ROOT_INODE, name)
+                node = self.inodes.node(view, (), ROOT_INODE, name, entry)
             else:
                 pentry = await self._entry(parent)
                 if pentry["type"] != "dir" or not pentry.get("tree"):
@@ -217,7 +228,7 @@ class TrunkOperations(pyfuse3.Operations):
                 if entry is None:
                     raise NotFound(sname)
                 commit_id = parent.entry_commit
-                node = self.inodes.node(parent.view, parent.path + (sname,), parent.ino, name)
+                node = self.inodes.node(parent.view, parent.path + (sname,), parent.ino, name, entry)
         except (NotFound, InvalidArgument):
             return negative_entry(NEGATIVE_TIMEOUT)
         node.entry, node.entry_commit = entry, commit_id
@@ -275,8 +286,17 @@ class TrunkOperations(pyfuse3.Operations):
 
     @fuse_errors
     async def readdir(self, fh: int, start_id: int, token: pyfuse3.ReaddirToken) -> None:
+        """Offsets 0 and 1 are '.' and '..'; entry i of the listing is offset i + 2."""
         node, listing = self.dir_handles[fh]
-        for i in range(start_id, len(listing)):
+        if start_id == 0:
+            if not pyfuse3.readdir_reply(token, b".", await self.getattr(node.ino), 1):
+                return
+            start_id = 1
+        if start_id == 1:
+            if not pyfuse3.readdir_reply(token, b"..", await self.getattr(node.parent), 2):
+                return
+            start_id = 2
+        for i in range(start_id - 2, len(listing)):
             name, entry, view = listing[i]
             if view is not None:  # a repo in the mount root
                 try:
@@ -284,13 +304,13 @@ class TrunkOperations(pyfuse3.Operations):
                     entry = await self._root_entry(commit_id)
                 except NotFound:
                     continue
-                child = self.inodes.node(view, (), ROOT_INODE, name)
+                child = self.inodes.node(view, (), ROOT_INODE, name, entry)
                 child.entry, child.entry_commit = entry, commit_id
             else:
-                child = self.inodes.node(node.view, node.path + (os.fsdecode(name),), node.ino, name)
+                child = self.inodes.node(node.view, node.path + (os.fsdecode(name),), node.ino, name, entry)
                 child.entry, child.entry_commit = entry, node.entry_commit
             attr = make_attr(child.ino, entry, self.uid, self.gid, self._timeout(child.view))
-            if not pyfuse3.readdir_reply(token, name, attr, i + 1):
+            if not pyfuse3.readdir_reply(token, name, attr, i + 3):
                 if child.lookups == 0:
                     self.inodes.forget(child.ino, 0)
                 break

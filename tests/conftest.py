@@ -100,7 +100,10 @@ class Daemon:
         os.makedirs(os.path.dirname(self.socket), exist_ok=True)
         mount_args: list[str] = []
         if self.mount is not None:
-            self.mount.mkdir(parents=True, exist_ok=True)
+            try:
+                self.mount.mkdir(parents=True)
+            except FileExistsError:
+                pass  # maybe a stale mount: the daemon must cope with it
             mount_args = ["--mount", str(self.mount)]
         self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
@@ -115,7 +118,7 @@ class Daemon:
                 s = socket.socket(socket.AF_UNIX)
                 s.connect(self.socket)
                 s.close()
-                if self.mount is None or is_mounted(self.mount):
+                if self.mount is None or mount_is_live(self.mount):
                     return self
             except OSError:
                 pass
@@ -180,6 +183,14 @@ def is_mounted(path: Path) -> bool:
     real = os.path.realpath(path)
     with open("/proc/self/mounts") as f:
         return any(line.split()[1] == real for line in f if len(line.split()) > 2)
+
+
+def mount_is_live(path: Path) -> bool:
+    """A FUSE mount answers at ``path`` (statfs reaches the daemon; a stale one fails)."""
+    try:
+        return is_mounted(path) and os.statvfs(path) is not None and os.stat(path).st_ino == 1
+    except OSError:
+        return False
 
 
 def log_problems(text: str) -> list[str]:

@@ -233,6 +233,7 @@ def test_corrupt_pack_gives_eio_on_that_file_only(mounted, workdir):
     assert "fails its hash check" in d.log()
 
 
+@pytest.mark.allow_warnings  # "clearing a stale FUSE mount" is a warning
 def test_mountpoint_checks_and_stale_mount(daemon_factory, workdir):
     busy = daemon_factory("busy", mount=True, start=False)
     busy.mount.mkdir(parents=True)
@@ -262,6 +263,8 @@ def test_other_users_and_a_private_mount_namespace(daemon_factory, workdir):
     if os.getuid() != 0:
         pytest.skip("needs root to switch users")
     d = daemon_factory(mount=True, extra=["--allow-other"])
+    for p in (workdir, workdir / "d"):  # let nobody reach the mount point
+        os.chmod(p, 0o755)
     d.cli("repo", "create", "r")
     write(workdir / "f.txt", b"shared data\n")
     os.chmod(workdir / "f.txt", 0o644)
