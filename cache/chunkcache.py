@@ -38,6 +38,7 @@ import tempfile
 import threading
 import time
 from collections import OrderedDict
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import trio
 
@@ -46,12 +47,13 @@ from ..store.store import Store
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MEMORY_BYTES = 64 << 20
+DEFAULT_MEMORY_BYTES = 32 << 20
 DEFAULT_LIMIT_CAP = 10 << 30  # default_cache_limit never says more than this
 DEFAULT_LIMIT_SHARE = 0.10  # ... nor more than this share of the free space
 TOUCH_INTERVAL = 60.0  # refresh a cache file's mtime at most this often (seconds)
 TOUCH_FLUSH_PERIOD = 5.0  # how often run() records memory hits on disk
 PREFETCH_QUEUE = 1024  # prefetch requests waiting; more are dropped
+WRITE_BEHIND_BYTES = 64 << 20  # chunk bytes waiting to be written to cache files
 TMP_PREFIX = ".tmp-"
 ID_HEX_LEN = 64
 
@@ -115,7 +117,8 @@ class ChunkCache:
     """Size-bounded LRU cache of plain chunk bytes on local disk plus memory."""
 
     def __init__(self, store: Store, directory: str, limit_bytes: int, *,
-                 memory_bytes: int = DEFAULT_MEMORY_BYTES, max_fetches: int = 8) -> None:
+                 memory_bytes: int = DEFAULT_MEMORY_BYTES, max_fetches: int = 8,
+                 write_behind: bool = True) -> None:
         if limit_bytes < 0 or memory_bytes < 0 or max_fetches < 1:
             raise ValueError("cache limits must be >= 0 and max_fetches >= 1")
         self.store = store
@@ -135,6 +138,15 @@ class ChunkCache:
         self._write_errors = 0
         self._warned_errnos: set[int] = set()
         self._corrupt = 0
+        # Cache files are written behind the reader by one thread: a read
+        # returns as soon as its chunk is verified.  When more than
+        # WRITE_BEHIND_BYTES wait to be written, new chunks are not cached.
+        self._write_behind_enabled = write_behind
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="trunkfs-cache-write")
+        self._writes: set[Future] = set()
+        self._wb_lock = threading.Lock()
+        self._write_backlog = 0
+        self._write_skipped = 0
         # trio thread only
         self._mem: OrderedDict[bytes, bytes] = OrderedDict()
         self._mem_bytes = 0
@@ -225,6 +237,7 @@ class ChunkCache:
         if self._closed:
             return
         self._closed = True
+        self._writer.shutdown(wait=True)
         if self._opened:
             self._apply_touches(self._take_touched())
         self._mem.clear()
@@ -355,11 +368,13 @@ class ChunkCache:
             self._pending += 1
 
     async def wait_idle(self) -> None:
-        """Return once every queued prefetch has finished (needs ``run``)."""
+        """Return once every queued prefetch has finished and its cache file
+        is written (needs ``run``)."""
         while self._pending:
             if self._idle is None or self._idle.is_set():
                 self._idle = trio.Event()
             await self._idle.wait()
+        await trio.to_thread.run_sync(self.flush_writes)
 
     async def _prefetch_worker(self) -> None:
         async for bid in self._recv:
@@ -434,8 +449,34 @@ class ChunkCache:
         data = self.store.read_blob(bid)
         if not isinstance(data, bytes):
             data = bytes(data)
-        self._try_install(bid, data)
+        self._write_behind(bid, data)
         return data
+
+    def _write_behind(self, bid: bytes, data: bytes) -> None:
+        if not self._write_behind_enabled:
+            self._try_install(bid, data)
+            return
+        # its own lock: _lock may be held by an install waiting on the disk
+        with self._wb_lock:
+            if self._write_backlog + len(data) > WRITE_BEHIND_BYTES or self._closed:
+                self._write_skipped += 1
+                return
+            self._write_backlog += len(data)
+            fut = self._writer.submit(self._try_install, bid, data)
+            self._writes.add(fut)
+
+        def done(f: Future) -> None:
+            with self._wb_lock:
+                self._writes.discard(f)
+                self._write_backlog -= len(data)
+        fut.add_done_callback(done)
+
+    def flush_writes(self) -> None:
+        """Wait until every cache file written behind a read is on disk."""
+        with self._wb_lock:
+            pending = list(self._writes)
+        for fut in pending:
+            fut.result()
 
     def _try_install(self, bid: bytes, data: bytes) -> None:
         """Write a cache file; a failure (disk full ...) only costs the caching."""
@@ -546,6 +587,7 @@ class ChunkCache:
             "prefetch_pending": self._pending,
             "evictions": self._evictions,
             "write_errors": self._write_errors,
+            "write_skipped": self._write_skipped,
             "damaged": self._corrupt,
             "memory_bytes": self._mem_bytes,
             "memory_entries": len(self._mem),

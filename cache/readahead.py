@@ -1,7 +1,7 @@
 """Readahead policy for one open file: which chunks to prefetch after a read.
 
 A file handle owns one :class:`SequentialReadahead`.  When a read continues
-exactly where the previous one ended, the reader is streaming, so the chunks
+where the previous ones ended, the reader is streaming, so the chunks
 after the ones it is reading are worth fetching now, concurrently, instead of
 one store round-trip each when the reader reaches them.  The window starts
 small (a reader that stops early wastes little) and doubles each time the
@@ -17,6 +17,10 @@ from collections.abc import Sequence
 
 INITIAL_WINDOW = 2
 MAX_WINDOW = 8
+# The kernel's own readahead sends several reads at once, which may arrive
+# out of order: a read within this many read sizes of the furthest end seen
+# still streams.
+SEQUENTIAL_SLACK_READS = 4
 
 
 class SequentialReadahead:
@@ -26,7 +30,7 @@ class SequentialReadahead:
     """
 
     __slots__ = ("_ends", "_size", "_initial", "_maximum", "_window",
-                 "_last_end", "_last_chunk", "_ahead")
+                 "_last_end", "_last_chunk", "_ahead", "_max_read")
 
     def __init__(self, chunks: Sequence[Sequence], *, initial: int = INITIAL_WINDOW,
                  maximum: int = MAX_WINDOW) -> None:
@@ -43,6 +47,7 @@ class SequentialReadahead:
         self._last_end = 0
         self._last_chunk = -1  # chunk of the previous read's last byte; -1: no read yet
         self._ahead = -1  # highest chunk index already requested in this run
+        self._max_read = 0
 
     @property
     def window(self) -> int:
@@ -63,8 +68,12 @@ class SequentialReadahead:
         end = min(offset + size, self._size)
         first = self._chunk_at(offset)
         last = self._chunk_at(end - 1)
-        sequential = offset == self._last_end
-        self._last_end = end
+        self._max_read = max(self._max_read, end - offset)
+        if self._last_chunk < 0:
+            sequential = offset == 0
+        else:
+            sequential = abs(offset - self._last_end) <= SEQUENTIAL_SLACK_READS * self._max_read
+        self._last_end = max(self._last_end, end) if sequential else end
         if not sequential:
             self._window = self._initial
             self._last_chunk = last

@@ -25,7 +25,7 @@ class FileHandle:
         self.starts = [0, *itertools.accumulate(c[1] for c in chunks)][:-1] if chunks else []
         self.readahead = SequentialReadahead(chunks)
 
-    async def read(self, off: int, size: int) -> bytes:
+    async def read(self, off: int, size: int) -> bytes | memoryview:
         if off >= self.size or size <= 0:
             return b""
         end = min(off + size, self.size)
@@ -33,12 +33,15 @@ class FileHandle:
         if wanted:
             self.cache.prefetch([self.ids[i] for i in wanted])
         i = bisect.bisect_right(self.starts, off) - 1
-        parts = []
-        pos = off
+        data = await self.cache.get(self.ids[i])
+        start = self.starts[i]
+        if end - start <= len(data):  # within one chunk: no copy (pyfuse3 takes any buffer)
+            return memoryview(data)[off - start:end - start]
+        parts = [memoryview(data)[off - start:]]
+        pos = start + len(data)
         while pos < end:
-            data = await self.cache.get(self.ids[i])
-            start = self.starts[i]
-            parts.append(data[pos - start:min(end - start, len(data))])
-            pos = start + len(data)
             i += 1
-        return parts[0] if len(parts) == 1 else b"".join(parts)
+            data = await self.cache.get(self.ids[i])
+            parts.append(memoryview(data)[:end - pos])
+            pos += len(data)
+        return b"".join(parts)

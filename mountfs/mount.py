@@ -85,6 +85,25 @@ def mount_options(allow_other: bool) -> set[str]:
     return opts
 
 
+READ_AHEAD_KIB = 1024
+
+
+def tune_readahead(mountpoint: str, kib: int = READ_AHEAD_KIB) -> None:
+    """Let the kernel read ahead 1 MiB (not 128 KiB) on this mount.
+
+    FUSE then sends 1 MiB reads, a chunk's worth, instead of eight 128 KiB
+    ones: a cold sequential read costs an eighth of the round trips.  Needs
+    root (the knob is in /sys/class/bdi); without it the default stays.
+    """
+    dev = os.stat(mountpoint).st_dev
+    path = f"/sys/class/bdi/{os.major(dev)}:{os.minor(dev)}/read_ahead_kb"
+    try:
+        with open(path, "w") as f:
+            f.write(f"{kib}\n")
+    except OSError as exc:
+        log.debug("cannot set %s: %s", path, exc)
+
+
 async def serve_mount(ops: pyfuse3.Operations, mountpoint: str, options: set[str],
                       task_status=trio.TASK_STATUS_IGNORED) -> None:
     """Mount, serve until cancelled (or unmounted from outside), then unmount."""
@@ -95,7 +114,10 @@ async def serve_mount(ops: pyfuse3.Operations, mountpoint: str, options: set[str
     log.info("mounted at %s", mountpoint)
     try:
         task_status.started()
-        await pyfuse3.main(min_tasks=2, max_tasks=64)
+        async with trio.open_nursery() as nursery:
+            # stat() of the mount point needs the loop below to answer it
+            nursery.start_soon(trio.to_thread.run_sync, tune_readahead, mountpoint)
+            await pyfuse3.main(min_tasks=2, max_tasks=64)
         log.info("the mount at %s was unmounted from outside", mountpoint)
     finally:
         pyfuse3.close(unmount=True)

@@ -340,7 +340,7 @@ class TrunkOperations(pyfuse3.Operations):
         return pyfuse3.FileInfo(fh=fh, keep_cache=keep)
 
     @fuse_errors
-    async def read(self, fh: int, off: int, size: int) -> bytes:
+    async def read(self, fh: int, off: int, size: int) -> bytes | memoryview:
         handle = self.handles.get(fh)
         if handle is None:
             raise pyfuse3.FUSEError(errno.EBADF)

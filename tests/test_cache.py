@@ -69,6 +69,9 @@ def make_cache(store: CountingStore, workdir: Path):
     made: list[ChunkCache] = []
 
     def make(limit: int = 1 << 30, directory: Path | None = None, **kw) -> ChunkCache:
+        # cache files written in the fetching thread, so that a test sees them
+        # right after get(); test_write_behind covers the daemon's default
+        kw.setdefault("write_behind", False)
         c = ChunkCache(store, str(directory or workdir / "cache"), limit, **kw)
         c.open()
         made.append(c)
@@ -119,6 +122,7 @@ async def test_get_returns_the_chunks_of_a_file_and_caches_them(store, make_cach
 
     assert b"".join([await cache.get(bid) for bid in ids]) == data
     assert store.total_reads == len(ids)
+    cache.flush_writes()  # cache files are written behind the reads
     st = cache.stats()
     assert (st["misses"], st["hits"], st["entries"]) == (len(ids), 0, len(ids))
     assert st["fetched_bytes"] == st["size"] == len(data)
@@ -196,11 +200,14 @@ async def test_disk_bound_holds_and_least_recently_used_go_first(store, make_cac
     cache = make_cache(limit, memory_bytes=memory_bytes)
     for bid in ids[:5]:
         await cache.get(bid)
+        cache.flush_writes()  # cache files are written behind the reads
     assert await cache.get(ids[0]) == pieces[0][1]  # 0 is now more recent than 1
     await cache.get(ids[5])
+    cache.flush_writes()
     assert cached_ids(workdir / "cache") == {ids[0], ids[2], ids[3], ids[4], ids[5]}
     for bid in ids[6:]:
         await cache.get(bid)
+        cache.flush_writes()
         assert disk_bytes(workdir / "cache") <= limit
         assert cache.stats()["size"] == disk_bytes(workdir / "cache")
     assert cached_ids(workdir / "cache") == set(ids[5:])
@@ -256,6 +263,7 @@ async def test_restart_rebuilds_the_lru_order_from_mtimes(store, make_cache, wor
     assert cached_ids(workdir / "cache") == {ids[i] for i in order[3:]}
     assert second.stats()["entries"] == 3
     await second.get(ids[0])  # a miss: evicts the oldest remaining, chunk 1
+    second.flush_writes()
     assert cached_ids(workdir / "cache") == {ids[0], ids[4], ids[2]}
 
 
@@ -283,6 +291,7 @@ async def test_open_removes_torn_temp_and_stray_files(store, make_cache, workdir
     assert st["entries"] == 1 and st["size"] == len(db)
     assert await second.get(a) == da
     assert store.reads[a] == 2
+    second.flush_writes()
     assert chunk_file(d, a).read_bytes() == da
 
 
@@ -291,12 +300,14 @@ async def test_a_damaged_cache_file_is_refetched_not_served(store, make_cache, w
     [(a, da)] = put_chunks(store, [64 * KIB])
     cache = make_cache(memory_bytes=0)
     await cache.get(a)
+    cache.flush_writes()
     path = chunk_file(workdir / "cache", a)
     with open(path, "r+b") as f:  # same size, wrong bytes
         f.seek(5000)
         f.write(bytes([da[5000] ^ 0xFF]))
     assert await cache.get(a) == da
     assert store.reads[a] == 2
+    cache.flush_writes()
     assert path.read_bytes() == da
     assert cache.stats()["damaged"] == 1
     warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
@@ -342,6 +353,7 @@ async def test_a_corrupt_pack_raises_and_caches_nothing(store, make_cache, workd
     flip()  # repaired
     assert await cache.get(a) == da
     assert store.reads[a] == 3
+    cache.flush_writes()
     assert cached_ids(d) == {a}
 
 
@@ -482,6 +494,7 @@ async def test_a_full_cache_disk_does_not_fail_reads(store, make_cache, small_tm
     cache = make_cache(64 << 20, directory=small_tmpfs / "cache")
     for bid, data in pieces:
         assert await cache.get(bid) == data
+    cache.flush_writes()
     st = cache.stats()
     assert 0 < st["entries"] < 8 and st["write_errors"] == 8 - st["entries"]
     assert disk_bytes(small_tmpfs / "cache") == st["size"] == st["entries"] * 200 * KIB
@@ -491,3 +504,17 @@ async def test_a_full_cache_disk_does_not_fail_reads(store, make_cache, small_tm
     for bid, data in pieces:  # still readable, from memory or disk
         assert await cache.get(bid) == data
     assert store.total_reads == 8
+
+
+async def test_write_behind_returns_data_before_the_cache_file_is_written(store, make_cache, workdir):
+    pieces = put_chunks(store, [64 * KIB] * 6, seed=11)
+    cache = make_cache(write_behind=True)
+    for bid, data in pieces:
+        assert await cache.get(bid) == data
+    cache.flush_writes()
+    assert cached_ids(workdir / "cache") == {bid for bid, _ in pieces}
+    assert disk_bytes(workdir / "cache") == cache.stats()["size"] == 6 * 64 * KIB
+    second = make_cache(write_behind=True, memory_bytes=0)
+    for bid, data in pieces:
+        assert await second.get(bid) == data
+    assert store.total_reads == 6 and second.stats()["disk_hits"] == 6
