@@ -191,17 +191,10 @@ class Store:
 
     def read_tree(self, tree_id: str) -> list[dict]:
         """The entries of a tree (shared: callers must not modify them)."""
-        bid = bytes.fromhex(tree_id)
-        with self._tree_lock:
-            hit = self._tree_cache.get(bid)
-            if hit is not None:
-                self._tree_cache.move_to_end(bid)
-                return hit[0]
-        if bid == EMPTY_TREE_ID:
-            entries: list[dict] = []
-        else:
-            entries = decode_tree(self.read_blob(bid), tree_id)
-        self.remember_tree(bid, entries)
+        entries = self.cached_tree(tree_id)
+        if entries is None:
+            entries = decode_tree(self.read_blob(bytes.fromhex(tree_id)), tree_id)
+            self.remember_tree(bytes.fromhex(tree_id), entries)
         return entries
 
     # -- commits ---------------------------------------------------------------
