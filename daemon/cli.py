@@ -378,7 +378,8 @@ def cmd_daemon(args: argparse.Namespace) -> int:
         "s3_endpoint": args.s3_endpoint, "s3_region": args.s3_region,
         "socket_group": args.socket_group, "compression_level": args.compression_level,
         "log_level": args.log_level, "allow_other": args.allow_other,
-        "cache_size": args.cache_size, "uid": args.uid, "gid": args.gid})
+        "cache_size": args.cache_size, "cache_local": args.cache_local,
+        "uid": args.uid, "gid": args.gid})
     return run_daemon(config)
 
 
@@ -402,6 +403,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--allow-other", action="store_true", default=None,
                    help="let other users (and containers) read the mount")
     d.add_argument("--cache-size", help="chunk cache bound, e.g. 10G (default 10%% of free disk, at most 10G)")
+    d.add_argument("--cache-local", action="store_true", default=None,
+                   help="keep the disk cache even for a local store (default: memory only)")
     d.add_argument("--uid", type=int, help="owner uid shown for files (default: the daemon's)")
     d.add_argument("--gid", type=int, help="owner gid shown for files")
     d.add_argument("--s3-endpoint", help="endpoint URL of an S3-compatible server")

@@ -56,6 +56,7 @@ class Config:
     mount: str | None = None
     allow_other: bool = False
     cache_size: str | int | None = None  # bytes or "10G"; default 10% of free disk, at most 10 GiB
+    cache_local: bool = False            # keep a disk cache even when the store is a local directory
     uid: int | None = None               # owner shown for files; default: the daemon's user
     gid: int | None = None
     s3_endpoint: str | None = None
@@ -88,6 +89,10 @@ class Config:
     def cache_limit(self) -> int | None:
         """The cache bound in bytes, or None for the default."""
         return parse_size(self.cache_size) if self.cache_size not in (None, "") else None
+
+    @property
+    def store_is_local(self) -> bool:
+        return self.store.startswith("file://") or self.store.startswith("/")
 
     @property
     def index_path(self) -> str:

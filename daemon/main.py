@@ -59,6 +59,12 @@ async def start_mount(config: Config, service: Service, nursery: trio.Nursery) -
     mountpoint = check_mountpoint(config.mount)
     os.makedirs(config.cache_dir, exist_ok=True)
     limit = config.cache_limit() or default_cache_limit(config.cache_dir)
+    if config.store_is_local and not config.cache_local:
+        # The packs of a local store are on this machine already: reading them
+        # is as fast as reading cache files (measured by bench/read.py), and a
+        # disk cache would only copy the store.  The memory layer stays.
+        log.info("chunk cache: memory only (the store is local; --cache-local keeps a disk cache)")
+        limit = 0
     cache = ChunkCache(service.store, config.cache_dir, limit)
     await trio.to_thread.run_sync(cache.open)
     service.cache = cache

@@ -18,9 +18,7 @@ from pathlib import Path
 
 import pytest
 
-import importlib.util
-
-pytest_plugins = ["tests.s3server"] if importlib.util.find_spec("tests.s3server") else []
+pytest_plugins = ["tests.s3server"]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 

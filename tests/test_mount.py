@@ -194,8 +194,20 @@ def test_concurrent_readers(mounted, workdir):
     assert not errors
 
 
+def test_a_local_store_is_cached_in_memory_only(mounted, workdir):
+    mounted.cli("repo", "create", "r")
+    data = random.Random(6).randbytes(5 * 1024 * 1024)
+    write(workdir / "f", data)
+    mounted.cli("put", "r", str(workdir / "f"))
+    assert (mounted.mount / "r" / "f").read_bytes() == data
+    cache = mounted.cli("stats", "--json").json()["cache"]
+    assert cache["limit"] == 0 and cache["size"] == 0 and cache["fetched_bytes"] >= len(data)
+    assert cache["memory_bytes"] > 0
+    assert not [p for p in (mounted.state / "cache").rglob("*") if p.is_file()]
+
+
 def test_cache_stays_within_its_bound(daemon_factory, workdir):
-    d = daemon_factory(mount=True, extra=["--cache-size", "6M"])
+    d = daemon_factory(mount=True, extra=["--cache-size", "6M", "--cache-local"])
     d.cli("repo", "create", "r")
     data = random.Random(5).randbytes(24 * 1024 * 1024)
     write(workdir / "big", data)

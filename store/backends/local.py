@@ -14,7 +14,10 @@ import fcntl
 import logging
 import os
 import shutil
+import stat
 import tempfile
+import threading
+from collections import OrderedDict
 from collections.abc import Iterator
 
 import blake3
@@ -23,6 +26,8 @@ from ..errors import AccessDenied, BackendError, Conflict, NoSpace, ObjectMissin
 from .base import Backend
 
 log = logging.getLogger(__name__)
+
+MAX_OPEN_PACKS = 64
 
 
 def _version_of(data: bytes) -> str:
@@ -39,6 +44,8 @@ class LocalBackend(Backend):
         elif not os.path.isdir(self.root):
             raise ObjectMissing(f"store directory {self.root} does not exist")
         self._tmp = os.path.join(self.root, "tmp")
+        self._fds: OrderedDict[str, int] = OrderedDict()
+        self._fd_lock = threading.Lock()
         os.makedirs(self._tmp, exist_ok=True)
         os.makedirs(os.path.join(self.root, "locks"), exist_ok=True)
 
@@ -126,29 +133,62 @@ class LocalBackend(Backend):
         except OSError as exc:
             raise self._error(exc, "write", key) from exc
 
+    def _pack_fd(self, key: str, path: str) -> int:
+        """A kept-open descriptor of an immutable pack: ranged reads of one pack
+        then share the kernel's readahead instead of starting cold each time."""
+        with self._fd_lock:
+            fd = self._fds.get(key)
+            if fd is not None:
+                self._fds.move_to_end(key)
+                return fd
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        with self._fd_lock:
+            if key in self._fds:
+                os.close(fd)
+                return self._fds[key]
+            self._fds[key] = fd
+            while len(self._fds) > MAX_OPEN_PACKS:
+                _, old = self._fds.popitem(last=False)
+                os.close(old)
+        return fd
+
     def get(self, key: str, offset: int = 0, length: int | None = None) -> bytes:
         path = self._path(key)
+        if length is not None and key.startswith("packs/"):
+            try:
+                return os.pread(self._pack_fd(key, path), length, offset)
+            except FileNotFoundError as exc:
+                raise ObjectMissing(f"object {key!r} is missing from {self.url}") from exc
+            except OSError as exc:
+                raise self._error(exc, "read", key) from exc
         try:
             with open(path, "rb", buffering=0) as f:
                 if length is None:
                     f.seek(offset)
                     return f.read()
                 return os.pread(f.fileno(), length, offset)
-        except FileNotFoundError as exc:
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError) as exc:
+            # a "directory" is only a prefix of other keys, as on S3
             raise ObjectMissing(f"object {key!r} is missing from {self.url}") from exc
         except OSError as exc:
             raise self._error(exc, "read", key) from exc
 
     def stat(self, key: str) -> int | None:
         try:
-            return os.stat(self._path(key)).st_size
-        except FileNotFoundError:
+            st = os.stat(self._path(key))
+        except (FileNotFoundError, NotADirectoryError):
             return None
         except OSError as exc:
             raise self._error(exc, "stat", key) from exc
+        # a directory is only a prefix of other keys, not an object (as on S3)
+        return st.st_size if stat.S_ISREG(st.st_mode) else None
 
     def list(self, prefix: str = "") -> Iterator[str]:
         base = prefix.rsplit("/", 1)[0] if "/" in prefix else ""
+        parts = base.split("/")
+        if base and (base.startswith("/") or parts[0] in ("tmp", "locks")
+                     or any(part in ("", ".", "..") for part in parts)):
+            return  # no key lives there (and never walk outside the root)
         start = os.path.join(self.root, base) if base else self.root
         if not os.path.isdir(start):
             return
@@ -164,6 +204,10 @@ class LocalBackend(Backend):
                     yield key
 
     def delete(self, key: str) -> None:
+        with self._fd_lock:
+            fd = self._fds.pop(key, None)
+        if fd is not None:
+            os.close(fd)
         try:
             os.unlink(self._path(key))
         except FileNotFoundError:
@@ -204,6 +248,12 @@ class LocalBackend(Backend):
             if current is None or current[1] != expected:
                 raise Conflict(f"{key!r} changed concurrently; not deleted")
             self.delete(key)
+
+    def close(self) -> None:
+        with self._fd_lock:
+            fds, self._fds = list(self._fds.values()), OrderedDict()
+        for fd in fds:
+            os.close(fd)
 
     def staging_dir(self) -> str | None:
         return self._tmp

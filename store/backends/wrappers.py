@@ -1,0 +1,235 @@
+"""Decorators around any :class:`Backend`: retries and call logging.
+
+They live outside the backends so that every backend gets the same retry
+policy and the same log lines, and so that a backend's own code states only
+what its store does (see "Data model and the store" in DESIGN.md).
+
+A backend marks an error worth retrying by raising
+:class:`TransientBackendError`; everything else (Conflict, ObjectMissing,
+AccessDenied, a plain BackendError) is final.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import time
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+
+from ..errors import BackendError, Conflict
+from .base import Backend
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+class TransientBackendError(BackendError):
+    """A failure that may go away by itself: throttling, a timeout, a 5xx,
+    a dropped connection.  Only these are retried by :class:`RetryingBackend`."""
+
+
+class _Forwarding(Backend):
+    """Shared plumbing of the decorators: keep ``inner`` and forward what
+    the interface does not name (``root``, ``clean_tmp`` ...)."""
+
+    def __init__(self, inner: Backend) -> None:
+        self.inner = inner
+        self.url = inner.url
+
+    def __getattr__(self, name: str) -> Any:
+        # Only called for attributes not found normally; guard against
+        # recursion while ``inner`` is not set yet (copy, pickle).
+        if name == "inner":
+            raise AttributeError(name)
+        return getattr(self.inner, name)
+
+    def staging_dir(self) -> str | None:
+        return self.inner.staging_dir()
+
+    def describe(self) -> dict:
+        return self.inner.describe()
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+class RetryingBackend(_Forwarding):
+    """Retry :class:`TransientBackendError` with exponential backoff and jitter.
+
+    Plain operations are idempotent (objects are immutable, deletes of a
+    missing key succeed), so they are simply repeated.  A compare-and-swap is
+    not: when its answer is lost, the write may have happened.  Before trying
+    again, :meth:`put_if` reads the key back and reports success if it
+    already holds our bytes; :meth:`delete_if` reports success if the key is
+    gone.  (Should another writer overwrite our landed write in between, the
+    caller sees Conflict although its write happened; with the daemon as the
+    only writer of a store that cannot occur.)
+
+    ``list`` is materialized before it is returned, so that a retry never
+    yields a key twice.
+    """
+
+    def __init__(self, inner: Backend, attempts: int = 5, base_delay: float = 0.1,
+                 max_delay: float = 5.0, *, sleep: Callable[[float], None] = time.sleep) -> None:
+        super().__init__(inner)
+        if attempts < 1:
+            raise ValueError("attempts must be at least 1")
+        self.attempts = attempts
+        self.base_delay = base_delay
+        self.max_delay = max_delay
+        self._sleep = sleep
+
+    def _delay(self, attempt: int) -> float:
+        # "Equal jitter": half fixed, half random, so that threads that failed
+        # together do not retry together, and no wait collapses to zero.
+        cap = min(self.max_delay, self.base_delay * (2 ** (attempt - 1)))
+        return cap / 2 + random.uniform(0, cap / 2)
+
+    def _retry(self, op: str, key: str, fn: Callable[[], T]) -> T:
+        for attempt in range(1, self.attempts + 1):
+            try:
+                return fn()
+            except TransientBackendError as exc:
+                if attempt == self.attempts:
+                    log.error("%s %r in %s failed after %d attempts: %s",
+                              op, key, self.url, attempt, exc)
+                    raise
+                delay = self._delay(attempt)
+                log.info("%s %r in %s failed (%s); retry %d of %d in %.2f s",
+                         op, key, self.url, exc, attempt, self.attempts - 1, delay)
+                self._sleep(delay)
+        raise AssertionError("unreachable")  # the loop returns or raises
+
+    def put(self, key: str, data: bytes) -> None:
+        self._retry("put", key, lambda: self.inner.put(key, data))
+
+    def put_file(self, key: str, path: str) -> None:
+        self._retry("put_file", key, lambda: self.inner.put_file(key, path))
+
+    def get(self, key: str, offset: int = 0, length: int | None = None) -> bytes:
+        return self._retry("get", key, lambda: self.inner.get(key, offset, length))
+
+    def stat(self, key: str) -> int | None:
+        return self._retry("stat", key, lambda: self.inner.stat(key))
+
+    def list(self, prefix: str = "") -> Iterator[str]:
+        keys = self._retry("list", prefix, lambda: [k for k in self.inner.list(prefix)])
+        return iter(keys)
+
+    def delete(self, key: str) -> None:
+        self._retry("delete", key, lambda: self.inner.delete(key))
+
+    def get_versioned(self, key: str) -> tuple[bytes, str] | None:
+        return self._retry("get_versioned", key, lambda: self.inner.get_versioned(key))
+
+    def put_if(self, key: str, data: bytes, expected: str | None) -> str:
+        uncertain = False  # an earlier attempt may have written data
+
+        def ours() -> str | None:
+            """The current version if ``key`` already holds ``data``."""
+            current = self.inner.get_versioned(key)
+            return current[1] if current is not None and current[0] == data else None
+
+        def attempt() -> str:
+            nonlocal uncertain
+            if uncertain:
+                version = ours()
+                if version is not None:
+                    log.info("put_if %r in %s: the write before the error had landed", key, self.url)
+                    return version
+            try:
+                return self.inner.put_if(key, data, expected)
+            except TransientBackendError:
+                uncertain = True
+                raise
+            except Conflict:
+                # A lost earlier attempt may have landed after our read-back.
+                if uncertain and (version := ours()) is not None:
+                    return version
+                raise
+
+        return self._retry("put_if", key, attempt)
+
+    def delete_if(self, key: str, expected: str) -> None:
+        uncertain = False
+
+        def attempt() -> None:
+            nonlocal uncertain
+            if uncertain and self.inner.get_versioned(key) is None:
+                return  # gone: the delete before the error had landed
+            try:
+                self.inner.delete_if(key, expected)
+            except TransientBackendError:
+                uncertain = True
+                raise
+            except Conflict:
+                if uncertain and self.inner.get_versioned(key) is None:
+                    return
+                raise
+
+        self._retry("delete_if", key, attempt)
+
+    def describe(self) -> dict:
+        return {**self.inner.describe(), "retry_attempts": self.attempts}
+
+
+class LoggingBackend(_Forwarding):
+    """Log every call at DEBUG: operation, key, bytes moved, duration."""
+
+    def _call(self, op: str, key: str, fn: Callable[[], T], size: Callable[[T], int] | None = None,
+              sent: int | None = None) -> T:
+        if not log.isEnabledFor(logging.DEBUG):
+            return fn()
+        start = time.monotonic()
+        try:
+            result = fn()
+        except Exception as exc:
+            log.debug("%s %r in %s failed after %.3f s: %s: %s", op, key, self.url,
+                      time.monotonic() - start, type(exc).__name__, exc)
+            raise
+        nbytes = sent if sent is not None else (size(result) if size is not None else 0)
+        log.debug("%s %r in %s: %d bytes, %.3f s", op, key, self.url, nbytes,
+                  time.monotonic() - start)
+        return result
+
+    def put(self, key: str, data: bytes) -> None:
+        self._call("put", key, lambda: self.inner.put(key, data), sent=len(data))
+
+    def put_file(self, key: str, path: str) -> None:
+        try:
+            nbytes = os.stat(path).st_size
+        except OSError:
+            nbytes = -1
+        self._call("put_file", key, lambda: self.inner.put_file(key, path), sent=nbytes)
+
+    def get(self, key: str, offset: int = 0, length: int | None = None) -> bytes:
+        return self._call("get", key, lambda: self.inner.get(key, offset, length), len)
+
+    def stat(self, key: str) -> int | None:
+        return self._call("stat", key, lambda: self.inner.stat(key))
+
+    def list(self, prefix: str = "") -> Iterator[str]:
+        start = time.monotonic()
+        count = 0
+        for key in self.inner.list(prefix):
+            count += 1
+            yield key
+        log.debug("list %r in %s: %d keys, %.3f s", prefix, self.url, count,
+                  time.monotonic() - start)
+
+    def delete(self, key: str) -> None:
+        self._call("delete", key, lambda: self.inner.delete(key))
+
+    def get_versioned(self, key: str) -> tuple[bytes, str] | None:
+        return self._call("get_versioned", key, lambda: self.inner.get_versioned(key),
+                          lambda r: len(r[0]) if r is not None else 0)
+
+    def put_if(self, key: str, data: bytes, expected: str | None) -> str:
+        return self._call("put_if", key, lambda: self.inner.put_if(key, data, expected),
+                          sent=len(data))
+
+    def delete_if(self, key: str, expected: str) -> None:
+        self._call("delete_if", key, lambda: self.inner.delete_if(key, expected))
