@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # One-step set-up for a fresh Debian machine (run as root or with sudo rights).
 #
-#   ./setup.sh run [DAEMON FLAGS...]   install everything, then run the daemon
-#                                      in the foreground with the embedded local store
+#   ./setup.sh run [DAEMON FLAGS...]   install everything, then run the daemon in the
+#                                      foreground with the embedded local store, its
+#                                      repos mounted at $TRUNKFS_MOUNT (default /srv/trunkfs)
 #   ./setup.sh test [PYTEST ARGS...]   install everything, then run the test suite
 #
 # It installs the system packages trunkfs needs (fuse3, libfuse3-dev and
@@ -55,6 +56,13 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
 fi
 
 if [ "$mode" = run ]; then
+  case " $* " in
+    *" --mount "*|*" --mount="*) ;;
+    *) mnt=${TRUNKFS_MOUNT:-/srv/trunkfs}
+       mkdir -p "$mnt"
+       set -- --mount "$mnt" "$@" ;;
+  esac
+  echo "setup: starting the daemon ($*); stop it with Ctrl-C or '.venv/bin/trunkfs umount'" >&2
   exec .venv/bin/trunkfs daemon "$@"
 fi
 export PATH="$PWD/.venv/bin:$PATH"
