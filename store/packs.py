@@ -29,8 +29,8 @@ import blake3
 
 from .errors import IntegrityError
 
-MAGIC = b"TRUNKPK1"
 FORMAT_VERSION = 1
+MAGIC = b"TRUNKPK" + str(FORMAT_VERSION).encode()  # the format version is its last byte
 ENTRY = struct.Struct("<BB32sQII")
 TRAILER = struct.Struct("<QII32s8s")
 

@@ -262,6 +262,14 @@ def test_mountpoint_checks_and_stale_mount(daemon_factory, workdir):
     assert info.value.errno == errno.ENOTCONN
     d.start()  # clears it and mounts again
     assert os.listdir(d.mount) == ["r"]
+    # unmounted from outside: the daemon notices and stops cleanly
+    subprocess.run(["fusermount3", "-u", str(d.mount)], check=True)
+    d.proc.wait(30)
+    assert d.proc.returncode == 0
+    d.proc = None
+    d._log.close()
+    d.start()
+    assert os.listdir(d.mount) == ["r"]
     d.cli("umount")
     d.proc.wait(30)
     assert d.proc.returncode == 0
