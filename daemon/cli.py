@@ -364,6 +364,43 @@ def cmd_stats(args: argparse.Namespace, c: Client) -> int:
     return 0
 
 
+def _read_spec(path: str) -> dict:
+    from .pipespec import parse_spec_text
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror}") from None
+    try:
+        return parse_spec_text(text, path)
+    except Exception as exc:  # InvalidArgument from the parser
+        raise UsageError(str(exc)) from None
+
+
+def _pipeline_text(p: dict) -> str:
+    s = p["spec"]
+    inp = s["input"]
+    return (f"{p['name']} (version {p['version']}, owner uid {p['owner']['uid']}): "
+            f"{inp['repo']}@{inp['branch']} {inp['glob']} -> {s['output']}: "
+            f"{' '.join(s['transform']['cmd'])}")
+
+
+def cmd_pipeline(args: argparse.Namespace, c: Client) -> int:
+    if args.action in ("create", "update"):
+        r = c.call(f"pipeline.{args.action}", spec=_read_spec(args.file))
+        emit(args, r, f"{args.action}d pipeline {_pipeline_text(r)}")
+    elif args.action == "list":
+        r = c.call("pipeline.list")
+        emit(args, r, "\n".join(_pipeline_text(p) for p in r))
+    elif args.action == "show":
+        r = c.call("pipeline.show", name=args.name)
+        emit(args, r, _pipeline_text(r) + "\n" + json.dumps(r["spec"], indent=2, sort_keys=True))
+    else:
+        r = c.call("pipeline.delete", name=args.name)
+        emit(args, r, f"deleted pipeline {args.name}")
+    return 0
+
+
 def cmd_umount(args: argparse.Namespace, c: Client) -> int:
     r = c.call("daemon.stop")
     emit(args, r, "daemon stopping")
@@ -477,6 +514,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     x = sub.add_parser("stats", parents=[common], help="store figures")
     x.set_defaults(func=cmd_stats)
+
+    pl = sub.add_parser("pipeline", parents=[common], help="register, list, show, update, delete pipelines")
+    ps = pl.add_subparsers(dest="action", required=True)
+    for action in ("create", "update"):
+        x = ps.add_parser(action, parents=[common])
+        x.add_argument("-f", "--file", required=True, help="the spec, TOML or JSON")
+    ps.add_parser("list", parents=[common])
+    for action in ("show", "delete"):
+        x = ps.add_parser(action, parents=[common])
+        x.add_argument("name")
+    pl.set_defaults(func=cmd_pipeline)
 
     x = sub.add_parser("umount", parents=[common], help="ask the daemon to unmount and stop")
     x.set_defaults(func=cmd_umount)

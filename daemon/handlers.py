@@ -338,6 +338,48 @@ async def diff(req: Request) -> dict:
     return await svc.run(compute)
 
 
+# -- pipelines ----------------------------------------------------------------
+
+def _owner(req: Request) -> dict:
+    return {"uid": req.conn.uid, "gid": req.conn.gid}
+
+
+@op("pipeline.create")
+async def pipeline_create(req: Request) -> dict:
+    registry = req.service.pipelines
+    pipeline = await req.service.run(registry.create, req.arg("spec", dict), _owner(req))
+    req.service.changed(pipeline.spec.output, None)
+    return pipeline.to_json()
+
+
+@op("pipeline.update")
+async def pipeline_update(req: Request) -> dict:
+    registry = req.service.pipelines
+    pipeline = await req.service.run(registry.update, req.arg("spec", dict), _owner(req))
+    return pipeline.to_json()
+
+
+@op("pipeline.list")
+async def pipeline_list(req: Request) -> list:
+    registry = req.service.pipelines
+    return [p.to_json() for p in await req.service.run(registry.list)]
+
+
+@op("pipeline.show")
+async def pipeline_show(req: Request) -> dict:
+    registry = req.service.pipelines
+    pipeline, _ = await req.service.run(registry.get, req.arg("name"))
+    return pipeline.to_json()
+
+
+@op("pipeline.delete")
+async def pipeline_delete(req: Request) -> dict:
+    registry = req.service.pipelines
+    name = req.arg("name")
+    await req.service.run(registry.delete, name)
+    return {"deleted": name}
+
+
 # -- writing ------------------------------------------------------------------
 
 @op("rm")

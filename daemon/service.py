@@ -23,6 +23,7 @@ from ..store.refs import Refs
 from ..store.store import Store
 from ..store.treeedit import TreeEditor
 from ..store.writer import WriteSession
+from .pipelines import PipelineRegistry
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +40,7 @@ class Service:
     def __init__(self, store: Store, threads: int = 8) -> None:
         self.store = store
         self.refs = Refs(store)
+        self.pipelines = PipelineRegistry(self.refs)
         self.limiter = trio.CapacityLimiter(threads)
         self._branch_locks: dict[tuple[str, str], trio.Lock] = {}
         self.stop_requested = trio.Event()

@@ -1,0 +1,147 @@
+"""The pipeline registry: pipeline objects in the store, and the DAG checks.
+
+A pipeline lives at ``pipelines/<name>`` in the store (so the store alone
+still holds everything); each update bumps its version, which the jobs it
+runs record in their output commits' provenance.  The registered owner (the
+caller's uid and gid, from SO_PEERCRED) is who its commands run as.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+
+from ..store.errors import AlreadyExists, Conflict, IntegrityError, InvalidArgument, NotFound
+from ..store.names import check_name
+from ..store.refs import Refs
+from .pipespec import PipelineSpec, validate_spec
+
+log = logging.getLogger(__name__)
+
+PIPELINE_VERSION = 1
+
+
+class Pipeline:
+    def __init__(self, spec: PipelineSpec, version: int, owner: dict, created: float,
+                 updated: float) -> None:
+        self.spec = spec
+        self.version = version
+        self.owner = owner
+        self.created = created
+        self.updated = updated
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    def encode(self) -> bytes:
+        return json.dumps({"v": PIPELINE_VERSION, "name": self.name, "version": self.version,
+                           "spec": self.spec.to_json(), "owner": self.owner,
+                           "created": self.created, "updated": self.updated},
+                          sort_keys=True).encode()
+
+    @classmethod
+    def decode(cls, raw: bytes, where: str) -> "Pipeline":
+        try:
+            obj = json.loads(raw)
+            if obj.get("v") != PIPELINE_VERSION:
+                raise IntegrityError(f"pipeline object {where} has an unknown format version")
+            return cls(validate_spec(obj["spec"]), int(obj["version"]), obj["owner"],
+                       float(obj["created"]), float(obj["updated"]))
+        except (ValueError, KeyError, TypeError, InvalidArgument) as exc:
+            raise IntegrityError(f"pipeline object {where} is not valid: {exc}") from exc
+
+    def to_json(self) -> dict:
+        return {"name": self.name, "version": self.version, "owner": self.owner,
+                "created": self.created, "updated": self.updated, "spec": self.spec.to_json()}
+
+
+class PipelineRegistry:
+    def __init__(self, refs: Refs) -> None:
+        self.refs = refs
+        self.backend = refs.backend
+
+    def _key(self, name: str) -> str:
+        return f"pipelines/{check_name(name, 'pipeline')}"
+
+    def get(self, name: str) -> tuple[Pipeline, str]:
+        key = self._key(name)
+        found = self.backend.get_versioned(key)
+        if found is None:
+            raise NotFound(f"pipeline {name!r} does not exist")
+        return Pipeline.decode(found[0], key), found[1]
+
+    def list(self) -> list[Pipeline]:
+        out = []
+        for key in sorted(self.backend.list("pipelines/")):
+            found = self.backend.get_versioned(key)
+            if found is not None:
+                out.append(Pipeline.decode(found[0], key))
+        return out
+
+    def _check_graph(self, spec: PipelineSpec) -> None:
+        """The input repo exists, the output is nobody else's, and no cycle forms."""
+        self.refs.get_repo(spec.input_repo)
+        others = [p for p in self.list() if p.name != spec.name]
+        for p in others:
+            if p.spec.output == spec.output:
+                raise InvalidArgument(f"repo {spec.output!r} is already the output of pipeline {p.name!r}")
+        edges: dict[str, set[str]] = {}
+        for s in [p.spec for p in others] + [spec]:
+            edges.setdefault(s.input_repo, set()).add(s.output)
+        # a cycle through the new edge: can the output reach the input again?
+        seen: set[str] = set()
+        stack = [spec.output]
+        while stack:
+            repo = stack.pop()
+            if repo == spec.input_repo:
+                raise InvalidArgument(f"pipeline {spec.name!r} would make a cycle: "
+                                      f"{spec.output!r} flows back into {spec.input_repo!r}")
+            if repo not in seen:
+                seen.add(repo)
+                stack.extend(edges.get(repo, ()))
+
+    def create(self, data: object, owner: dict) -> Pipeline:
+        spec = validate_spec(data)
+        try:
+            self.get(spec.name)
+        except NotFound:
+            pass
+        else:
+            raise AlreadyExists(f"pipeline {spec.name!r} already exists; use `trunkfs pipeline update`")
+        self._check_graph(spec)
+        self._ensure_output(spec)
+        now = time.time()
+        pipeline = Pipeline(spec, 1, owner, now, now)
+        try:
+            self.backend.put_if(self._key(spec.name), pipeline.encode(), None)
+        except Conflict:
+            raise AlreadyExists(f"pipeline {spec.name!r} already exists") from None
+        log.info("created pipeline %s (%s@%s %s -> %s)", spec.name, spec.input_repo,
+                 spec.input_branch, spec.glob, spec.output)
+        return pipeline
+
+    def update(self, data: object, owner: dict) -> Pipeline:
+        spec = validate_spec(data)
+        old, version = self.get(spec.name)
+        self._check_graph(spec)
+        self._ensure_output(spec)
+        pipeline = Pipeline(spec, old.version + 1, owner, old.created, time.time())
+        try:
+            self.backend.put_if(self._key(spec.name), pipeline.encode(), version)
+        except Conflict:
+            raise Conflict(f"pipeline {spec.name!r} changed meanwhile; try again") from None
+        log.info("updated pipeline %s to version %d", spec.name, pipeline.version)
+        return pipeline
+
+    def delete(self, name: str) -> None:
+        _, version = self.get(name)
+        self.backend.delete_if(self._key(name), version)
+        log.info("deleted pipeline %s", name)
+
+    def _ensure_output(self, spec: PipelineSpec) -> None:
+        try:
+            self.refs.get_repo(spec.output)
+        except NotFound:
+            self.refs.create_repo(spec.output)
