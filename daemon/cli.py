@@ -401,6 +401,52 @@ def cmd_pipeline(args: argparse.Namespace, c: Client) -> int:
     return 0
 
 
+def _job_line(j: dict) -> str:
+    d = j["datums"]
+    out = (j.get("output_commit") or "-")[:12]
+    dur = f"{j['duration']:.1f}s" if j.get("duration") is not None else "-"
+    return (f"{j['id']}  {j['pipeline']:<16} {j['state']:<10} in {j['input']['repo']}@{j['input']['commit'][:12]}"
+            f"  out {out}  datums {d['processed']}/{d['skipped']}/{d['failed']} of {d['total']}  {dur}")
+
+
+def cmd_job(args: argparse.Namespace, c: Client) -> int:
+    if args.action == "list":
+        r = c.call("job.list", pipeline=args.pipeline)
+        emit(args, r, "\n".join(_job_line(j) for j in r))
+        return 0
+    if args.action == "logs":
+        r = c.call("job.logs", id=args.id, datum=args.datum)
+        lines = [f"job {r['id']}: {r['state']}" + (f" ({r['error']})" if r.get("error") else "")]
+        for label, e in r["logs"].items():
+            lines.append(f"--- datum {label} ({', '.join(e['paths'])}): exit {e.get('exit')}, "
+                         f"attempts {e.get('attempts')}" + (f", {e['error']}" if e.get("error") else ""))
+            if e.get("stdout"):
+                lines.append("stdout:\n" + e["stdout"].rstrip("\n"))
+            if e.get("stderr"):
+                lines.append("stderr:\n" + e["stderr"].rstrip("\n"))
+        emit(args, r, "\n".join(lines))
+        return 0
+    op = {"show": "job.show", "wait": "job.wait", "cancel": "job.cancel"}[args.action]
+    r = c.call(op, id=args.id)
+    emit(args, r, _job_line(r) + (f"\nerror: {r['error']}" if r.get("error") else ""))
+    if args.action == "wait":
+        return 0 if r["state"] == "succeeded" else 1
+    return 0
+
+
+def cmd_provenance(args: argparse.Namespace, c: Client) -> int:
+    repo, ref, _ = parse_spec(args.spec, want_path=False)
+    r = c.call("provenance", repo=repo, ref=ref)
+    lines = []
+    for x in r:
+        o = x["origin"]
+        how = (f"pipeline {o.get('pipeline')} v{o.get('version')} job {o.get('job')}"
+               if o.get("kind") == "pipeline" else o.get("kind", "user"))
+        lines.append(f"{'  ' * x['depth']}{x['repo']}@{x['commit'][:12]}  ({how})")
+    emit(args, r, "\n".join(lines))
+    return 0
+
+
 def cmd_umount(args: argparse.Namespace, c: Client) -> int:
     r = c.call("daemon.stop")
     emit(args, r, "daemon stopping")
@@ -525,6 +571,22 @@ def build_parser() -> argparse.ArgumentParser:
         x = ps.add_parser(action, parents=[common])
         x.add_argument("name")
     pl.set_defaults(func=cmd_pipeline)
+
+    jb = sub.add_parser("job", parents=[common], help="pipeline jobs: list, show, logs, wait, cancel")
+    js = jb.add_subparsers(dest="action", required=True)
+    x = js.add_parser("list", parents=[common])
+    x.add_argument("pipeline", nargs="?")
+    for action in ("show", "wait", "cancel"):
+        x = js.add_parser(action, parents=[common])
+        x.add_argument("id")
+    x = js.add_parser("logs", parents=[common])
+    x.add_argument("id")
+    x.add_argument("--datum", help="only this datum's logs")
+    jb.set_defaults(func=cmd_job)
+
+    x = sub.add_parser("provenance", parents=[common], help="where a commit's data came from, upstream")
+    x.add_argument("spec", metavar="REPO@REF")
+    x.set_defaults(func=cmd_provenance)
 
     x = sub.add_parser("umount", parents=[common], help="ask the daemon to unmount and stop")
     x.set_defaults(func=cmd_umount)

@@ -380,6 +380,71 @@ async def pipeline_delete(req: Request) -> dict:
     return {"deleted": name}
 
 
+# -- jobs ---------------------------------------------------------------------
+
+def _job_summary(job: dict, logs: bool = False) -> dict:
+    out = {k: v for k, v in job.items() if k != "logs"}
+    if job.get("started"):
+        out["duration"] = round((job.get("finished") or __import__("time").time()) - job["started"], 3)
+    if logs:
+        out["logs"] = job.get("logs", {})
+    return out
+
+
+@op("job.list")
+async def job_list(req: Request) -> list:
+    return [_job_summary(j) for j in req.service.jobs.list(req.arg("pipeline", str, None))]
+
+
+@op("job.show")
+async def job_show(req: Request) -> dict:
+    return _job_summary(req.service.jobs.get(req.arg("id")))
+
+
+@op("job.logs")
+async def job_logs(req: Request) -> dict:
+    job = req.service.jobs.get(req.arg("id"))
+    logs = job.get("logs", {})
+    datum = req.arg("datum", str, None)
+    if datum is not None:
+        if datum not in logs:
+            raise NotFound(f"job {job['id']} has no datum {datum!r} (datums that ran: {', '.join(logs) or 'none'})")
+        logs = {datum: logs[datum]}
+    return {"id": job["id"], "state": job["state"], "error": job.get("error"), "logs": logs}
+
+
+@op("job.wait")
+async def job_wait(req: Request) -> dict:
+    return _job_summary(await req.service.jobs.wait(req.arg("id")))
+
+
+@op("job.cancel")
+async def job_cancel(req: Request) -> dict:
+    return _job_summary(await req.service.jobs.cancel(req.arg("id")))
+
+
+@op("provenance")
+async def provenance(req: Request) -> list:
+    """Walk a commit's provenance upstream through every stage of the DAG."""
+    svc = req.service
+    repo, cid, _ = await _resolve(req)
+
+    def walk() -> list:
+        out, stack, seen = [], [(repo, cid, 0)], set()
+        while stack:
+            r, c, depth = stack.pop()
+            if not c or c in seen:
+                continue
+            seen.add(c)
+            commit = svc.store.read_commit(c)
+            out.append({"depth": depth, "repo": r, "commit": c, "origin": commit.origin,
+                        "provenance": commit.provenance})
+            for p in reversed(commit.provenance):
+                stack.append((p["repo"], p["commit"], depth + 1))
+        return out
+    return await svc.run(walk)
+
+
 # -- writing ------------------------------------------------------------------
 
 @op("rm")
@@ -397,13 +462,13 @@ async def rm(req: Request) -> dict:
             editor.remove(join_path(p))
     session = svc.store.session()
     try:
-        cid, commit = await svc.commit_edit(repo, branch, edit, session,
-                                            message=req.arg("message", str, "") or f"rm {' '.join(paths)}",
-                                            author=req.author)
+        cid, commit, jobs = await svc.commit_edit(repo, branch, edit, session,
+                                                  message=req.arg("message", str, "") or f"rm {' '.join(paths)}",
+                                                  author=req.author)
     except BaseException:
         session.abort()
         raise
-    return {"commit": cid, "removed": [join_path(p) for p in parts]}
+    return {"commit": cid, "removed": [join_path(p) for p in parts], "jobs": jobs}
 
 
 _MODE_MASK = 0o7777
@@ -508,11 +573,11 @@ async def put(req: Request) -> dict:
                     editor.mkdir(path, *value)
                 else:
                     editor.put(path, value)
-        cid, commit = await svc.commit_edit(repo, branch, edit, session,
-                                            message=message or f"put {files} files",
-                                            author=req.author)
+        cid, commit, jobs = await svc.commit_edit(repo, branch, edit, session,
+                                                  message=message or f"put {files} files",
+                                                  author=req.author)
     except BaseException:
         session.abort()
         raise
     return {"commit": cid, "branch": branch, "files": files, "bytes": total,
-            "new_bytes": session.new_bytes, "size": commit.size}
+            "new_bytes": session.new_bytes, "size": commit.size, "jobs": jobs}

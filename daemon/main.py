@@ -79,11 +79,15 @@ async def start_mount(config: Config, service: Service, nursery: trio.Nursery) -
 
 
 async def serve(config: Config, store: Store) -> None:
+    from .jobs import JobManager
     service = Service(store, threads=config.threads)
+    service.jobs = JobManager(service)
+    await trio.to_thread.run_sync(service.jobs.load)
     server = ControlServer(service, config.socket, config.socket_group)
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async with trio.open_nursery() as nursery:
             await nursery.start(server.serve)
+            await nursery.start(service.jobs.run)
             if config.mount:
                 await start_mount(config, service, nursery)
             log.info("trunkfs daemon ready (pid %d, store %s)", os.getpid(), config.store)

@@ -49,6 +49,7 @@ class Service:
         self._heads: dict[tuple[str, str], str | None] = {}
         self._listeners: list[Callable[[str, str | None], None]] = []
         self.cache = None  # the mount's chunk cache, when the daemon mounts
+        self.jobs = None   # the JobManager, set by the daemon's main
 
     # -- branch heads ----------------------------------------------------------
 
@@ -88,14 +89,21 @@ class Service:
 
     async def commit_edit(self, repo: str, branch: str, edit: Callable[[TreeEditor], None],
                           session: WriteSession, *, message: str, author: dict,
-                          origin: dict | None = None, provenance: list | None = None) -> tuple[str, Commit]:
-        """Apply ``edit`` to the branch head and move the branch to the result."""
+                          origin: dict | None = None, provenance: list | None = None
+                          ) -> tuple[str, Commit, list[str]]:
+        """Apply ``edit`` to the branch head and move the branch to the result.
+
+        Returns the commit id, the commit, and the ids of the pipeline jobs
+        the new commit triggered.
+        """
         async with self.branch_lock(repo, branch):
             try:
-                return await self.run(self._commit_sync, repo, branch, edit, session, message,
-                                      author, origin or {"kind": "user"}, provenance or [])
+                cid, commit = await self.run(self._commit_sync, repo, branch, edit, session, message,
+                                             author, origin or {"kind": "user"}, provenance or [])
             finally:
                 self.changed(repo, branch)
+        jobs = await self.jobs.on_commit(repo, branch, cid) if self.jobs is not None else []
+        return cid, commit, jobs
 
     def _commit_sync(self, repo: str, branch: str, edit: Callable[[TreeEditor], None],
                      session: WriteSession, message: str, author: dict, origin: dict,

@@ -1,0 +1,209 @@
+"""Pipelines running for real: subprocesses, chains, reuse, failures, timeouts,
+restarts and the owner's uid."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+
+def register(d, workdir: Path, spec: dict) -> None:
+    path = workdir / f"{spec['name']}.json"
+    path.write_text(json.dumps(spec))
+    d.cli("pipeline", "create", "-f", str(path))
+
+
+def sh(script: str, **extra) -> dict:
+    return {"cmd": ["/bin/sh", "-c", script], **extra}
+
+
+def wait_all(d, timeout: float = 60) -> list[dict]:
+    """Wait until no job is queued or running; return the jobs."""
+    deadline = time.monotonic() + timeout
+    while True:
+        jobs = d.cli("job", "list", "--json").json()
+        if jobs and all(j["state"] in ("succeeded", "failed", "cancelled") for j in jobs):
+            return jobs
+        assert time.monotonic() < deadline, jobs
+        time.sleep(0.1)
+
+
+def put_files(d, workdir: Path, repo: str, files: dict[str, bytes], name: str = "src") -> dict:
+    src = workdir / name
+    for rel, data in files.items():
+        (src / rel).parent.mkdir(parents=True, exist_ok=True)
+        (src / rel).write_bytes(data)
+    return d.cli("put", repo, *[str(p) for p in sorted(src.iterdir())], "--json").json()
+
+
+def test_three_stage_chain_with_provenance(daemon, workdir):
+    d = daemon
+    d.cli("repo", "create", "raw")
+    # split: one datum per top-level file; writes one word per line
+    register(d, workdir, {"name": "split", "input": {"repo": "raw", "glob": "/*"},
+                          "transform": sh('for f in "$TRUNKFS_INPUT"/*; do { tr " " "\\n" < "$f"; echo; } > '
+                                          '"$TRUNKFS_OUTPUT/$(basename "$f").words"; done')})
+    # upper: one datum per file
+    register(d, workdir, {"name": "upper", "input": {"repo": "split", "glob": "/**"},
+                          "transform": sh('cd "$TRUNKFS_INPUT" && for f in *; do tr a-z A-Z < "$f" > '
+                                          '"$TRUNKFS_OUTPUT/$f"; done')})
+    # total: the whole commit as one datum
+    register(d, workdir, {"name": "total", "input": {"repo": "upper", "glob": "/"},
+                          "transform": sh('cat "$TRUNKFS_INPUT"/* | sort > "$TRUNKFS_OUTPUT/all.txt"; '
+                                          'echo "$TRUNKFS_PIPELINE $TRUNKFS_DATUM" > "$TRUNKFS_OUTPUT/env.txt"')})
+    r = put_files(d, workdir, "raw", {"a.txt": b"one two", "b.txt": b"three four five"})
+    assert len(r["jobs"]) == 1
+    jobs = wait_all(d)
+    assert [j["state"] for j in jobs] == ["succeeded"] * 3
+    assert d.cli("cat", "split:/a.txt.words").stdout == b"one\ntwo\n"
+    assert d.cli("cat", "upper:/b.txt.words").stdout == b"THREE\nFOUR\nFIVE\n"
+    assert d.cli("cat", "total:/all.txt").stdout == b"FIVE\nFOUR\nONE\nTHREE\nTWO\n"
+    assert d.cli("cat", "total:/env.txt").stdout == b"total /a.txt.words\n/b.txt.words\n"
+    show = d.cli("show", "total@main", "--json").json()
+    upper_head = d.cli("log", "upper", "--json").json()[0]["id"]
+    assert show["provenance"] == [{"repo": "upper", "branch": "main", "commit": upper_head}]
+    assert show["origin"]["pipeline"] == "total" and show["origin"]["version"] == 1
+    chain = d.cli("provenance", "total@main", "--json").json()
+    assert [(x["depth"], x["repo"]) for x in chain] == [(0, "total"), (1, "upper"), (2, "split"), (3, "raw")]
+    assert chain[-1]["commit"] == r["commit"]
+    assert "pipeline upper v1" in d.cli("provenance", "total").out
+    # the job's own record
+    job = d.cli("job", "show", r["jobs"][0], "--json").json()
+    assert job["state"] == "succeeded" and job["datums"]["total"] == 2 and job["output_commit"]
+    assert d.cli("job", "wait", r["jobs"][0]).returncode == 0
+
+
+def test_incremental_reuse_runs_only_changed_datums(daemon, workdir):
+    d = daemon
+    d.cli("repo", "create", "raw")
+    calls = workdir / "calls.log"
+    calls.touch()
+    os.chmod(workdir, 0o755)
+    os.chmod(calls, 0o666)
+    register(d, workdir, {"name": "count", "input": {"repo": "raw", "glob": "/*"}, "parallelism": 4,
+                          "transform": sh(f'echo "$TRUNKFS_DATUM" >> {calls}; '
+                                          'for f in "$TRUNKFS_INPUT"/*; do wc -c < "$f" > '
+                                          '"$TRUNKFS_OUTPUT/$(basename "$f").n"; done')})
+    files = {f"f{i:03d}": b"x" * i for i in range(100)}
+    put_files(d, workdir, "raw", files)
+    first = wait_all(d)[-1]
+    assert first["state"] == "succeeded"
+    assert first["datums"] == {"total": 100, "processed": 100, "skipped": 0, "failed": 0}
+    assert len(calls.read_text().splitlines()) == 100
+    (workdir / "src" / "f042").write_bytes(b"changed!")
+    d.cli("put", "raw", str(workdir / "src" / "f042"))
+    second = wait_all(d)[-1]
+    assert second["datums"] == {"total": 100, "processed": 1, "skipped": 99, "failed": 0}
+    assert calls.read_text().splitlines()[-1] == "/f042"
+    assert len(calls.read_text().splitlines()) == 101
+    assert d.cli("cat", "count:/f042.n").stdout.strip() == b"8"
+    assert d.cli("cat", "count:/f099.n").stdout.strip() == b"99"
+    assert len(d.cli("ls", "count", "--json").json()["entries"]) == 100
+
+
+@pytest.mark.allow_warnings  # a failed job is logged as a warning
+def test_a_failing_datum_fails_the_job_and_the_output_stays(daemon, workdir):
+    d = daemon
+    d.cli("repo", "create", "raw")
+    register(d, workdir, {"name": "picky", "input": {"repo": "raw", "glob": "/*"}, "retries": 1,
+                          "transform": sh('if [ -e "$TRUNKFS_INPUT/bad" ]; then echo "bad input" >&2; '
+                                          'exit 3; fi; echo fine; cp "$TRUNKFS_INPUT"/* "$TRUNKFS_OUTPUT"/')})
+    put_files(d, workdir, "raw", {"good": b"1"})
+    assert wait_all(d)[-1]["state"] == "succeeded"
+    head = d.cli("log", "picky", "--json").json()[0]["id"]
+    put_files(d, workdir, "raw", {"bad": b"2"}, name="src2")
+    job = wait_all(d)[-1]
+    assert job["state"] == "failed" and "datum" in job["error"] and "exited with 3" in job["error"]
+    assert d.cli("log", "picky", "--json").json()[0]["id"] == head  # the output branch did not move
+    logs = d.cli("job", "logs", job["id"], "--json").json()["logs"]
+    bad = [e for e in logs.values() if e["paths"] == ["/bad"]][0]
+    assert bad["exit"] == 3 and bad["stderr"] == "bad input\n" and bad["attempts"] == 2
+    text = d.cli("job", "logs", job["id"]).out
+    assert "bad input" in text
+    assert d.cli("job", "wait", job["id"], check=False).returncode == 1
+
+
+@pytest.mark.allow_warnings
+def test_timeout_kills_the_whole_process_group(daemon, workdir):
+    d = daemon
+    d.cli("repo", "create", "raw")
+    pidfile = workdir / "child.pid"
+    os.chmod(workdir, 0o777)
+    register(d, workdir, {"name": "slow", "input": {"repo": "raw", "glob": "/"}, "timeout": 1,
+                          "transform": sh(f"sleep 300 & echo $! > {pidfile}; sleep 300")})
+    put_files(d, workdir, "raw", {"x": b"1"})
+    job = wait_all(d, timeout=30)[-1]
+    assert job["state"] == "failed" and "timed out" in job["error"]
+    child = int(pidfile.read_text())
+    deadline = time.monotonic() + 5
+    while os.path.exists(f"/proc/{child}") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not os.path.exists(f"/proc/{child}"), "the background child survived the timeout"
+
+
+def test_a_job_survives_a_daemon_restart(daemon, workdir):
+    d = daemon
+    d.cli("repo", "create", "raw")
+    marker = workdir / "started"
+    os.chmod(workdir, 0o777)
+    register(d, workdir, {"name": "nap", "input": {"repo": "raw", "glob": "/"},
+                          "transform": sh(f'echo run >> {marker}; sleep 2; echo done > "$TRUNKFS_OUTPUT/out"')})
+    r = put_files(d, workdir, "raw", {"x": b"1"})
+    deadline = time.monotonic() + 20
+    while not marker.exists():
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert d.stop() == 0  # mid-job
+    d.start()
+    job = d.cli("job", "wait", r["jobs"][0], "--json").json()
+    assert job["state"] == "succeeded"
+    assert marker.read_text().splitlines() == ["run", "run"]
+    assert d.cli("cat", "nap:/out").stdout == b"done\n"
+
+
+def test_commands_run_as_the_registering_user(daemon, workdir):
+    if os.getuid() != 0:
+        pytest.skip("needs root to register as another user")
+    d = daemon
+    d.cli("repo", "create", "raw")
+    secret = workdir / "secret"
+    secret.write_text("root only")
+    os.chmod(secret, 0o600)
+    os.chmod(workdir, 0o755)
+    os.chmod(d.socket, 0o666)
+    spec = workdir / "who.json"
+    spec.write_text(json.dumps({"name": "who", "input": {"repo": "raw", "glob": "/"},
+                                "transform": sh(f'id -u > "$TRUNKFS_OUTPUT/uid"; env | sort > "$TRUNKFS_OUTPUT/env"; '
+                                                f'cat {secret} > "$TRUNKFS_OUTPUT/secret" 2>&1 || '
+                                                'echo denied > "$TRUNKFS_OUTPUT/secret"')}))
+    os.chmod(spec, 0o644)
+    import subprocess
+    import sys
+    # a stdlib-only client, run as uid 65534 (the checkout may not be readable by it)
+    client = ("import json, socket, sys; s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); "
+              "spec = json.load(open(sys.argv[2])); "
+              "s.sendall(json.dumps({'op': 'pipeline.create', 'args': {'spec': spec}}).encode() + b'\\n'); "
+              "print(s.makefile().readline())")
+    reg = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable,
+                          "-c", client, d.socket, str(spec)], capture_output=True)
+    if reg.returncode != 0 and b"Permission denied" in reg.stderr:
+        pytest.skip("the test's Python is not runnable by uid 65534")
+    assert reg.returncode == 0, reg.stderr
+    reply = json.loads(reg.stdout)
+    assert reply["ok"], reply
+    assert reply["result"]["owner"]["uid"] == 65534
+    put_files(d, workdir, "raw", {"x": b"1"})
+    job = wait_all(d)[-1]
+    assert job["state"] == "succeeded", d.cli("job", "logs", job["id"]).out
+    assert d.cli("cat", "who:/uid").stdout == b"65534\n"
+    assert d.cli("cat", "who:/secret").stdout == b"denied\n"
+    env = d.cli("cat", "who:/env").stdout.decode()
+    names = {line.split("=", 1)[0] for line in env.splitlines()}
+    assert {"TRUNKFS_INPUT", "TRUNKFS_OUTPUT", "TRUNKFS_JOB", "TRUNKFS_PIPELINE",
+            "TRUNKFS_INPUT_COMMIT", "TRUNKFS_DATUM"} <= names
+    assert "TRUNKFS_SOCKET" not in names and "HOME" not in names
