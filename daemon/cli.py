@@ -387,7 +387,8 @@ def _pipeline_text(p: dict) -> str:
 
 def cmd_pipeline(args: argparse.Namespace, c: Client) -> int:
     if args.action in ("create", "update"):
-        r = c.call(f"pipeline.{args.action}", spec=_read_spec(args.file))
+        extra = {"reprocess": True} if getattr(args, "reprocess", False) else {}
+        r = c.call(f"pipeline.{args.action}", spec=_read_spec(args.file), **extra)
         emit(args, r, f"{args.action}d pipeline {_pipeline_text(r)}")
     elif args.action == "list":
         r = c.call("pipeline.list")
@@ -445,6 +446,28 @@ def cmd_provenance(args: argparse.Namespace, c: Client) -> int:
         lines.append(f"{'  ' * x['depth']}{x['repo']}@{x['commit'][:12]}  ({how})")
     emit(args, r, "\n".join(lines))
     return 0
+
+
+def cmd_watch(args: argparse.Namespace, c: Client) -> int:
+    repo, branch, _ = parse_spec(args.spec, want_path=False)
+    c.send({"op": "watch", "args": {"repo": repo, "branch": branch}})
+    c.read_reply()
+    try:
+        while True:
+            msg = c.read_message()
+            if msg.get("ok") is False:
+                raise ClientError(msg["error"]["code"], msg["error"]["message"])
+            e = msg["event"]
+            if args.json:
+                print(json.dumps(e, sort_keys=True), flush=True)
+            elif e["type"] == "commit":
+                jobs = f" jobs {' '.join(e['jobs'])}" if e["jobs"] else ""
+                print(f"commit {e['repo']}@{e['branch']} {e['commit']}{jobs}", flush=True)
+            else:
+                out = f" -> {e['output']}@{e['output_commit']}" if e.get("output_commit") else ""
+                print(f"job {e['id']} {e['pipeline']} {e['state']}{out}", flush=True)
+    except KeyboardInterrupt:
+        return 0
 
 
 def cmd_umount(args: argparse.Namespace, c: Client) -> int:
@@ -566,6 +589,9 @@ def build_parser() -> argparse.ArgumentParser:
     for action in ("create", "update"):
         x = ps.add_parser(action, parents=[common])
         x.add_argument("-f", "--file", required=True, help="the spec, TOML or JSON")
+        if action == "update":
+            x.add_argument("--reprocess", action="store_true",
+                           help="run the new version on the input branch's current head")
     ps.add_parser("list", parents=[common])
     for action in ("show", "delete"):
         x = ps.add_parser(action, parents=[common])
@@ -583,6 +609,10 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("id")
     x.add_argument("--datum", help="only this datum's logs")
     jb.set_defaults(func=cmd_job)
+
+    x = sub.add_parser("watch", parents=[common], help="stream new commits and job changes, one line each")
+    x.add_argument("spec", metavar="REPO[@BRANCH]")
+    x.set_defaults(func=cmd_watch)
 
     x = sub.add_parser("provenance", parents=[common], help="where a commit's data came from, upstream")
     x.add_argument("spec", metavar="REPO@REF")

@@ -124,6 +124,16 @@ class Connection:
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
             raise PeerGone() from exc
 
+    async def wait_closed(self) -> None:
+        """Return when the client closes its end (whatever it sends is dropped)."""
+        while True:
+            try:
+                data = await self.stream.receive_some(65536)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                return
+            if not data:
+                return
+
     async def linger(self, seconds: float = 2.0, limit: int = 256 * 1024 * 1024) -> None:
         """Before dropping a client: stop sending and discard what it still sends.
 

@@ -354,9 +354,14 @@ async def pipeline_create(req: Request) -> dict:
 
 @op("pipeline.update")
 async def pipeline_update(req: Request) -> dict:
-    registry = req.service.pipelines
-    pipeline = await req.service.run(registry.update, req.arg("spec", dict), _owner(req))
-    return pipeline.to_json()
+    svc = req.service
+    pipeline = await svc.run(svc.pipelines.update, req.arg("spec", dict), _owner(req))
+    out = pipeline.to_json()
+    if req.arg("reprocess", bool, False):  # run the new version on the input's current head
+        spec = pipeline.spec
+        head, _ = await svc.run(svc.refs.read_branch, spec.input_repo, spec.input_branch)
+        out["jobs"] = [await svc.jobs.enqueue(pipeline, head)] if head else []
+    return out
 
 
 @op("pipeline.list")
@@ -421,6 +426,38 @@ async def job_wait(req: Request) -> dict:
 @op("job.cancel")
 async def job_cancel(req: Request) -> dict:
     return _job_summary(await req.service.jobs.cancel(req.arg("id")))
+
+
+@op("watch")
+async def watch(req: Request) -> None:
+    """Stream events until the client hangs up: new commits of ``repo``
+    (``branch`` if given) and state changes of jobs that read or write it."""
+    svc = req.service
+    repo = req.repo()
+    branch = req.arg("branch", str, None)
+    await svc.run(svc.refs.get_repo, repo)
+    events = svc.subscribe()
+    await req.conn.send(protocol.ok_reply({"watching": repo, "branch": branch}))
+    req.started = True
+
+    def wanted(e: dict) -> bool:
+        if e["type"] == "commit":
+            return e["repo"] == repo and (branch is None or e["branch"] == branch)
+        return e["input"]["repo"] == repo or e.get("output") == repo
+
+    try:
+        async with trio.open_nursery() as nursery:
+            async def hangup() -> None:  # the client closing its end ends the watch
+                await req.conn.wait_closed()
+                nursery.cancel_scope.cancel()
+            nursery.start_soon(hangup)
+            async with events:
+                async for event in events:
+                    if wanted(event):
+                        await req.conn.send({"event": event})
+    except BaseExceptionGroup as group:
+        raise first_error(group) from None
+    return None
 
 
 @op("provenance")

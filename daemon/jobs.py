@@ -62,10 +62,19 @@ class JobManager:
     def _save(self, job: dict) -> None:
         self.backend.put(f"jobs/{job['id']}", json.dumps(job, sort_keys=True).encode())
 
-    async def _persist(self, job: dict) -> None:
+    async def _persist(self, job: dict, announce: bool = True) -> None:
         self._changed.set()
         self._changed = trio.Event()
         await self.service.run(self._save, dict(job))
+        if announce:
+            self.announce(job)
+
+    def announce(self, job: dict) -> None:
+        """Tell watchers about a job's state."""
+        self.service.publish({"type": "job", "id": job["id"], "pipeline": job["pipeline"],
+                              "state": job["state"], "input": job["input"], "output": job.get("output"),
+                              "output_commit": job.get("output_commit"), "error": job.get("error"),
+                              "datums": dict(job["datums"])})
 
     def load(self) -> None:
         """Read every job record (sync, at start); running jobs go back to the queue."""
@@ -112,29 +121,39 @@ class JobManager:
 
     # -- triggering --------------------------------------------------------------
 
-    async def on_commit(self, repo: str, branch: str, commit: str) -> list[str]:
-        """Queue a job for every pipeline reading ``repo@branch``; return their ids."""
+    async def on_commit(self, repo: str, branch: str, commit: str) -> list[dict]:
+        """New (not yet started) jobs for every pipeline reading ``repo@branch``.
+
+        The caller announces the commit, then the jobs, then :meth:`submit`\ s
+        them, so that watchers see events in the order they happen.
+        """
         pipelines = await self.service.run(self.service.pipelines.list)
-        ids = []
-        for p in pipelines:
-            if p.spec.input_repo == repo and p.spec.input_branch == branch:
-                ids.append(await self.enqueue(p, commit))
-        return ids
+        return [self.new_job(p, commit) for p in pipelines
+                if p.spec.input_repo == repo and p.spec.input_branch == branch]
+
+    def new_job(self, pipeline: Pipeline, commit: str) -> dict:
+        job_id = f"{time.time_ns():019d}-{uuid.uuid4().hex[:8]}"
+        return {"v": JOB_VERSION, "id": job_id, "pipeline": pipeline.name, "version": pipeline.version,
+                "input": {"repo": pipeline.spec.input_repo, "branch": pipeline.spec.input_branch,
+                          "commit": commit},
+                "output": pipeline.spec.output,
+                "state": "queued", "created": time.time(), "started": None, "finished": None,
+                "output_commit": None, "error": None,
+                "datums": {"total": 0, "processed": 0, "skipped": 0, "failed": 0}, "logs": {}}
+
+    async def submit(self, job: dict) -> str:
+        """Record a new job and wake its pipeline's runner."""
+        self.jobs[job["id"]] = job
+        await self._persist(job, announce=False)
+        self._kick(job["pipeline"])
+        log.info("queued job %s of pipeline %s for %s@%s", job["id"], job["pipeline"],
+                 job["input"]["repo"], job["input"]["commit"][:12])
+        return job["id"]
 
     async def enqueue(self, pipeline: Pipeline, commit: str) -> str:
-        job_id = f"{time.time_ns():019d}-{uuid.uuid4().hex[:8]}"
-        job = {"v": JOB_VERSION, "id": job_id, "pipeline": pipeline.name, "version": pipeline.version,
-               "input": {"repo": pipeline.spec.input_repo, "branch": pipeline.spec.input_branch,
-                         "commit": commit},
-               "state": "queued", "created": time.time(), "started": None, "finished": None,
-               "output_commit": None, "error": None,
-               "datums": {"total": 0, "processed": 0, "skipped": 0, "failed": 0}, "logs": {}}
-        self.jobs[job_id] = job
-        await self._persist(job)
-        self._kick(pipeline.name)
-        log.info("queued job %s of pipeline %s for %s@%s", job_id, pipeline.name, pipeline.spec.input_repo,
-                 commit[:12])
-        return job_id
+        job = self.new_job(pipeline, commit)
+        self.announce(job)
+        return await self.submit(job)
 
     def _kick(self, pipeline: str) -> None:
         self._wake.setdefault(pipeline, trio.Event()).set()

@@ -50,6 +50,7 @@ class Service:
         self._listeners: list[Callable[[str, str | None], None]] = []
         self.cache = None  # the mount's chunk cache, when the daemon mounts
         self.jobs = None   # the JobManager, set by the daemon's main
+        self._watchers: set[trio.MemorySendChannel] = set()
 
     # -- branch heads ----------------------------------------------------------
 
@@ -69,6 +70,23 @@ class Service:
                 fn(repo, branch)
             except Exception:  # a listener must not break a commit
                 log.exception("branch listener failed for %s@%s", repo, branch)
+
+    # -- events (trunkfs watch) -------------------------------------------------
+
+    def publish(self, event: dict) -> None:
+        """Hand an event to every watcher; a watcher that lags loses events, not us."""
+        for chan in list(self._watchers):
+            try:
+                chan.send_nowait(event)
+            except trio.WouldBlock:
+                log.info("a watcher is too slow; dropping an event for it")
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                self._watchers.discard(chan)
+
+    def subscribe(self, size: int = 1000) -> trio.MemoryReceiveChannel:
+        send, recv = trio.open_memory_channel(size)
+        self._watchers.add(send)
+        return recv
 
     async def head(self, repo: str, branch: str) -> str | None:
         """The head commit of a branch (cached); NotFound if there is none."""
@@ -102,7 +120,13 @@ class Service:
                                              author, origin or {"kind": "user"}, provenance or [])
             finally:
                 self.changed(repo, branch)
-        jobs = await self.jobs.on_commit(repo, branch, cid) if self.jobs is not None else []
+        new_jobs = await self.jobs.on_commit(repo, branch, cid) if self.jobs is not None else []
+        self.publish({"type": "commit", "repo": repo, "branch": branch, "commit": cid,
+                      "parents": commit.parents, "message": commit.message, "origin": commit.origin,
+                      "time": commit.time, "jobs": [j["id"] for j in new_jobs]})
+        for job in new_jobs:
+            self.jobs.announce(job)
+        jobs = [await self.jobs.submit(job) for job in new_jobs]
         return cid, commit, jobs
 
     def _commit_sync(self, repo: str, branch: str, edit: Callable[[TreeEditor], None],

@@ -207,3 +207,50 @@ def test_commands_run_as_the_registering_user(daemon, workdir):
     assert {"TRUNKFS_INPUT", "TRUNKFS_OUTPUT", "TRUNKFS_JOB", "TRUNKFS_PIPELINE",
             "TRUNKFS_INPUT_COMMIT", "TRUNKFS_DATUM"} <= names
     assert "TRUNKFS_SOCKET" not in names and "HOME" not in names
+
+
+def test_watch_reprocess_and_cancel(daemon, workdir):
+    import subprocess
+    import sys
+    d = daemon
+    d.cli("repo", "create", "raw")
+    register(d, workdir, {"name": "copy", "input": {"repo": "raw", "glob": "/"},
+                          "transform": sh('cp -r "$TRUNKFS_INPUT"/. "$TRUNKFS_OUTPUT"/')})
+    watcher = subprocess.Popen([sys.executable, "-m", "trunkfs.daemon.cli", "watch", "raw", "--json"],
+                               env=d.env, stdout=subprocess.PIPE, text=True)
+    try:
+        time.sleep(0.5)
+        r = put_files(d, workdir, "raw", {"x": b"1"})
+        job_id = r["jobs"][0]
+        events = []
+        deadline = time.monotonic() + 30
+        while not any(e["type"] == "job" and e["state"] == "succeeded" for e in events):
+            assert time.monotonic() < deadline, events
+            events.append(json.loads(watcher.stdout.readline()))
+        assert events[0] == {**events[0], "type": "commit", "repo": "raw", "commit": r["commit"],
+                             "jobs": [job_id]}
+        assert [e["state"] for e in events if e["type"] == "job"] == ["queued", "running", "succeeded"]
+    finally:
+        watcher.send_signal(signal.SIGINT)
+        watcher.wait(10)
+    assert d.cli("stats", "--json").returncode == 0  # the daemon is fine after the watcher left
+    # update with --reprocess runs the new version on the current head
+    spec = {"name": "copy", "input": {"repo": "raw", "glob": "/"},
+            "transform": sh('echo v2 > "$TRUNKFS_OUTPUT/version"')}
+    (workdir / "copy2.json").write_text(json.dumps(spec))
+    up = d.cli("pipeline", "update", "-f", str(workdir / "copy2.json"), "--reprocess", "--json").json()
+    assert up["version"] == 2 and len(up["jobs"]) == 1
+    assert d.cli("job", "wait", up["jobs"][0]).returncode == 0
+    assert d.cli("cat", "copy:/version").stdout == b"v2\n"
+    assert d.cli("show", "copy@main", "--json").json()["origin"]["version"] == 2
+    # cancel a running job
+    spec = {"name": "copy", "input": {"repo": "raw", "glob": "/"}, "transform": sh("sleep 60")}
+    (workdir / "copy3.json").write_text(json.dumps(spec))
+    up = d.cli("pipeline", "update", "-f", str(workdir / "copy3.json"), "--reprocess", "--json").json()
+    deadline = time.monotonic() + 20
+    while d.cli("job", "show", up["jobs"][0], "--json").json()["state"] != "running":
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    cancelled = d.cli("job", "cancel", up["jobs"][0], "--json").json()
+    assert cancelled["state"] == "cancelled"
+    assert d.cli("cat", "copy:/version").stdout == b"v2\n"  # the output did not move
