@@ -26,6 +26,7 @@ import trio
 
 from ..store.errors import NotFound, ObjectMissing, TrunkError
 from ..store.treeedit import TreeEditor
+from .bindinput import JOB_DIR_PREFIX, bind_datum, clear_stale_binds, unmount
 from .datums import MergeConflict, cut_datums, datum_hash, datum_paths, ingest_dir, materialize, merge_outputs
 from .pipelines import Pipeline
 
@@ -56,6 +57,7 @@ class JobManager:
         self._cancel: dict[str, trio.CancelScope] = {}
         self._nursery: trio.Nursery | None = None
         self._runners: set[str] = set()
+        self.mountpoint: str | None = None  # set when the daemon mounts: inputs come through it
 
     # -- records ---------------------------------------------------------------
 
@@ -78,6 +80,8 @@ class JobManager:
 
     def load(self) -> None:
         """Read every job record (sync, at start); running jobs go back to the queue."""
+        if os.geteuid() == 0:
+            clear_stale_binds()
         for key in self.backend.list("jobs/"):
             try:
                 job = json.loads(self.backend.get(key))
@@ -216,7 +220,7 @@ class JobManager:
         outputs: list[str | None] = [None] * len(datums)
         failures: list[str] = []
         limiter = trio.CapacityLimiter(spec.parallelism)
-        work = tempfile.mkdtemp(prefix=f"trunkfs-job-{job['id'][-8:]}-")
+        work = tempfile.mkdtemp(prefix=f"{JOB_DIR_PREFIX}{job['id'][-8:]}-")
         os.chmod(work, 0o711)
         try:
             async with trio.open_nursery() as nursery:
@@ -283,7 +287,28 @@ class JobManager:
         os.makedirs(out)
         os.chmod(base, 0o711)
         uid, gid = int(pipeline.owner.get("uid", 0)), int(pipeline.owner.get("gid", 0))
-        await self.service.run(materialize, self.store, datum, inp)
+        binds: list[str] = []
+        if self.mountpoint and os.geteuid() == 0:  # read through the mount: nothing is copied
+            view = os.path.join(self.mountpoint, f"{spec.input_repo}@{job['input']['commit']}")
+            try:
+                binds = await self.service.run(bind_datum, view, datum, inp)
+            except OSError as exc:
+                log.info("datum input through the mount failed (%s); copying instead", exc)
+                await trio.to_thread.run_sync(_remove_tree, inp)
+                os.makedirs(inp)
+                binds = []
+                await self.service.run(materialize, self.store, datum, inp)
+        else:
+            await self.service.run(materialize, self.store, datum, inp)
+        try:
+            return await self._spawn(job, pipeline, entry, inp, out, uid, gid)
+        finally:
+            for target in reversed(binds):
+                unmount(target)
+
+    async def _spawn(self, job: dict, pipeline: Pipeline, entry: dict, inp: str, out: str,
+                     uid: int, gid: int) -> tuple[bool, str | None]:
+        spec = pipeline.spec
         if os.geteuid() == 0:
             os.chown(out, uid, gid)
         env = dict(spec.env)

@@ -70,6 +70,7 @@ async def start_mount(config: Config, service: Service, nursery: trio.Nursery) -
     service.cache = cache
     await nursery.start(cache.run)
     ops = TrunkOperations(service, cache, uid=config.uid, gid=config.gid)
+    service.jobs.mountpoint = mountpoint
     service.add_listener(ops.branch_changed)
 
     async def mount_then_stop(task_status=trio.TASK_STATUS_IGNORED) -> None:

@@ -254,3 +254,27 @@ def test_watch_reprocess_and_cancel(daemon, workdir):
     cancelled = d.cli("job", "cancel", up["jobs"][0], "--json").json()
     assert cancelled["state"] == "cancelled"
     assert d.cli("cat", "copy:/version").stdout == b"v2\n"  # the output did not move
+
+
+def test_inputs_come_through_the_mount(daemon_factory, workdir):
+    if os.getuid() != 0:
+        pytest.skip("binding datum inputs needs root")
+    d = daemon_factory(mount=True)
+    d.cli("repo", "create", "raw")
+    register(d, workdir, {"name": "where", "input": {"repo": "raw", "glob": "/*"},
+                          "transform": sh('for f in "$TRUNKFS_INPUT"/*; do b=$(basename "$f"); '
+                                          'df --output=source "$f" | tail -1 > "$TRUNKFS_OUTPUT/$b.src"; '
+                                          'cat "$f" > "$TRUNKFS_OUTPUT/$b.copy"; '
+                                          '(echo x > "$f") 2>/dev/null && echo writable > "$TRUNKFS_OUTPUT/$b.w"; '
+                                          'ls "$TRUNKFS_INPUT" > "$TRUNKFS_OUTPUT/$b.ls"; done')})
+    put_files(d, workdir, "raw", {"a": b"alpha", "dir/b": b"beta"})
+    job = wait_all(d)[-1]
+    assert job["state"] == "succeeded", d.cli("job", "logs", job["id"]).out
+    assert d.cli("cat", "where:/a.src").stdout == b"trunkfs\n"
+    assert d.cli("cat", "where:/dir.src").stdout == b"trunkfs\n"
+    assert d.cli("cat", "where:/a.copy").stdout == b"alpha"
+    assert d.cli("cat", "where:/a.ls").stdout == b"a\n"          # only this datum's files
+    names = {e["name"] for e in d.cli("ls", "where", "--json").json()["entries"]}
+    assert "a.w" not in names and "dir.w" not in names             # read-only
+    with open("/proc/self/mounts") as f:
+        assert "trunkfs-job-" not in f.read()                       # every bind is gone
