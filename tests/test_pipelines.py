@@ -278,3 +278,16 @@ def test_inputs_come_through_the_mount(daemon_factory, workdir):
     assert "a.w" not in names and "dir.w" not in names             # read-only
     with open("/proc/self/mounts") as f:
         assert "trunkfs-job-" not in f.read()                       # every bind is gone
+
+
+@pytest.mark.allow_warnings
+def test_two_datums_writing_one_path_fail_the_job(daemon, workdir):
+    d = daemon
+    d.cli("repo", "create", "raw")
+    register(d, workdir, {"name": "clash", "input": {"repo": "raw", "glob": "/*"},
+                          "transform": sh('echo "$TRUNKFS_DATUM" > "$TRUNKFS_OUTPUT/same.txt"')})
+    put_files(d, workdir, "raw", {"a": b"1", "b": b"2"})
+    job = wait_all(d)[-1]
+    assert job["state"] == "failed"
+    assert "same output path /same.txt" in job["error"]
+    assert d.cli("log", "clash", "--json").json() == []
