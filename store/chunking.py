@@ -34,7 +34,8 @@ class ChunkerParams:
 class StreamChunker:
     """Cuts one stream into chunks; not thread-safe (one per stream)."""
 
-    def __init__(self, params: ChunkerParams) -> None:
+    def __init__(self, params: ChunkerParams, buffer_factor: int = 4) -> None:
+        """``buffer_factor`` x max size are gathered before cutting (at least 2)."""
         # pyfastcdc's average is avg_size + min_size ("cut-point skipping"),
         # so ask for the difference to get the configured average.
         self._cdc = FastCDC(
@@ -43,7 +44,7 @@ class StreamChunker:
             max_size=params.max_size,
         )
         self._max = params.max_size
-        self._threshold = 4 * params.max_size
+        self._threshold = max(2, buffer_factor) * params.max_size
         self._pieces: list[bytes] = []
         self._buffered = 0
 
