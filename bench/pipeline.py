@@ -19,54 +19,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-T0 = time.perf_counter()
-
-
-def log(msg: str) -> None:
-    print(f"[{time.perf_counter() - T0:7.1f}s] {msg}", file=sys.stderr, flush=True)
-
-
-class Daemon:
-    def __init__(self, base: Path) -> None:
-        self.base = base
-        self.socket = str(base / "trunkfs.sock")
-        self.env = dict(os.environ, TRUNKFS_SOCKET=self.socket)
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        self.log = open(self.base / "daemon.log", "ab")
-        self.proc = subprocess.Popen([sys.executable, "-m", "trunkfs.daemon.cli", "daemon",
-                                      "--state", str(self.base / "state"), "--socket", self.socket,
-                                      "--log-level", "WARNING"],
-                                     stdout=self.log, stderr=subprocess.STDOUT, env=self.env)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                s = socket.socket(socket.AF_UNIX)
-                s.connect(self.socket)
-                s.close()
-                return
-            except OSError:
-                time.sleep(0.05)
-        raise SystemExit("the daemon did not start")
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            self.proc.wait(60)
-
-    def cli(self, *args: str) -> str:
-        return subprocess.run([sys.executable, "-m", "trunkfs.daemon.cli", *args], env=self.env,
-                              check=True, capture_output=True, text=True).stdout
+from benchlib import BenchDaemon, cleanup, log
 
 
 def main() -> int:
@@ -76,7 +35,7 @@ def main() -> int:
     args = ap.parse_args()
     n = args.datums
     tmp = Path(tempfile.mkdtemp(prefix="trunkfs-bench-pipeline-"))
-    d = Daemon(tmp)
+    d = BenchDaemon(tmp)
     try:
         src = tmp / "src"
         src.mkdir()
@@ -110,10 +69,7 @@ def main() -> int:
         spawn_ms = (time.perf_counter() - t) / n * 1000
     finally:
         d.stop()
-        if args.keep:
-            log(f"kept {tmp}")
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
+        cleanup(tmp, args.keep)
     print(f"{'key':<16} {'value':>10}   target")
     print(f"{'per_datum_ms':<16} {per_datum_ms:>10.2f}   < 20   ({n} datums of `true`; job run time / datums)")
     print(f"{'incremental_s':<16} {incremental_s:>10.3f}   < 2    (1 of {n} datums changed; put to output commit)")

@@ -29,21 +29,16 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from benchlib import BenchDaemon, cleanup, log
+
 MiB = 1 << 20
 GiB = 1 << 30
-T0 = time.perf_counter()
-
-
-def log(msg: str) -> None:
-    print(f"[{time.perf_counter() - T0:7.1f}s] {msg}", file=sys.stderr, flush=True)
 
 
 def drop_caches() -> None:
@@ -77,62 +72,6 @@ def make_random(path: Path, size: int) -> None:
             n = min(8 * MiB, left)
             f.write(os.urandom(n))
             left -= n
-
-
-class Daemon:
-    def __init__(self, base: Path) -> None:
-        self.base = base
-        self.state = base / "state"
-        self.mount = base / "mnt"
-        self.socket = str(base / "trunkfs.sock")
-        self.env = dict(os.environ, TRUNKFS_SOCKET=self.socket)
-        self.proc: subprocess.Popen | None = None
-        self.trunkfs = [sys.executable, "-m", "trunkfs.daemon.cli"]
-
-    def start(self) -> None:
-        self.mount.mkdir(parents=True, exist_ok=True)
-        self.log = open(self.base / "daemon.log", "ab")
-        self.proc = subprocess.Popen(
-            [*self.trunkfs, "daemon", "--state", str(self.state), "--socket", self.socket,
-             "--mount", str(self.mount), "--log-level", "WARNING"],
-            stdout=self.log, stderr=subprocess.STDOUT, env=self.env)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise SystemExit(f"daemon exited: see {self.base / 'daemon.log'}")
-            if os.path.ismount(self.mount):
-                try:
-                    s = socket.socket(socket.AF_UNIX)
-                    s.connect(self.socket)
-                    s.close()
-                    return
-                except OSError:
-                    pass
-            time.sleep(0.05)
-        raise SystemExit("daemon did not start")
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.proc = None
-        if os.path.ismount(self.mount):
-            subprocess.run(["fusermount3", "-u", "-z", str(self.mount)], check=False)
-
-    def cli(self, *args: str) -> str:
-        return subprocess.run([*self.trunkfs, *args], env=self.env, check=True,
-                              capture_output=True, text=True).stdout
-
-    def rss_mib(self) -> float:
-        with open(f"/proc/{self.proc.pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024
-        return 0.0
 
 
 class Bindfs:
@@ -179,7 +118,7 @@ def main() -> int:
     reader_size = 128 * MiB // scale
 
     tmp = Path(tempfile.mkdtemp(prefix="trunkfs-bench-read-", dir=args.workdir))
-    d = Daemon(tmp)
+    d = BenchDaemon(tmp, mount=True)
     rows = []
     result: dict[str, str] = {}
     try:
@@ -256,10 +195,7 @@ def main() -> int:
         }
     finally:
         d.stop()
-        if args.keep:
-            log(f"kept {tmp}")
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
+        cleanup(tmp, args.keep)
 
     print(f"{'work':<42} {'native':>10} {'bindfs':>10} {'trunkfs':>10}   (MB/s unless noted)")
     for name, native, bindfs, trunk in rows:
