@@ -116,10 +116,12 @@ class Connection:
             raise PeerGone() from exc
 
     async def send_data(self, data: bytes) -> None:
+        head = protocol.encode({"data": len(data)})
         try:
-            await self.stream.send_all(protocol.encode({"data": len(data)}) + data if len(data) < 65536
-                                       else protocol.encode({"data": len(data)}))
-            if len(data) >= 65536:
+            if len(data) < 65536:  # one write for small frames; no copy of big ones
+                await self.stream.send_all(head + data)
+            else:
+                await self.stream.send_all(head)
                 await self.stream.send_all(data)
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
             raise PeerGone() from exc

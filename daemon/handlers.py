@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 import stat as statmod
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -390,7 +391,7 @@ async def pipeline_delete(req: Request) -> dict:
 def _job_summary(job: dict, logs: bool = False) -> dict:
     out = {k: v for k, v in job.items() if k != "logs"}
     if job.get("started"):
-        out["duration"] = round((job.get("finished") or __import__("time").time()) - job["started"], 3)
+        out["duration"] = round((job.get("finished") or time.time()) - job["started"], 3)
     if logs:
         out["logs"] = job.get("logs", {})
     return out

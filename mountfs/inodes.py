@@ -96,8 +96,11 @@ class InodeTable:
             if self._by_key.get(key) is node:
                 del self._by_key[key]
 
-    def nodes_of(self, view_name: str) -> list[Node]:
-        return [n for (v, _), n in self._by_key.items() if v == view_name]
+    def branch_views(self, repo: str, branch: str | None) -> list[View]:
+        """The branch views of ``repo`` (of ``branch`` if given) the kernel holds."""
+        return [n.view for (_, path), n in self._by_key.items()
+                if path == () and n.view.repo == repo and not n.view.immutable
+                and (branch is None or n.view.branch == branch)]
 
     def __len__(self) -> int:
         return len(self._by_ino)

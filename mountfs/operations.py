@@ -151,9 +151,8 @@ class TrunkOperations(pyfuse3.Operations):
         if commit_id is None:
             return {"name": "", "type": "dir", "mode": 0o755, "mtime": self._started,
                     "tree": None, "dirs": 0}
-        raw = self.store.index.commit(bytes.fromhex(commit_id))
-        commit = (self.store.read_commit(commit_id) if raw is not None
-                  else await self.catalog.run(self.store.read_commit, commit_id))
+        commit = (self.store.cached_commit(commit_id)
+                  or await self.catalog.run(self.store.read_commit, commit_id))
         return {"name": "", "type": "dir", "mode": 0o755, "mtime": int(commit.time * 1e9),
                 "tree": commit.tree, "size": commit.size, "files": commit.files,
                 "dirs": commit.dirs}
@@ -403,20 +402,13 @@ class TrunkOperations(pyfuse3.Operations):
     # -- branch moves -----------------------------------------------------------
 
     def branch_changed(self, repo: str, branch: str | None) -> None:
-        """Drop what the kernel holds for a branch's views (called after a move)."""
-        root = self.inodes.get(ROOT_INODE)
-        for node in list(self.inodes._by_ino.values()):
-            view = node.view
-            if view is None or view.repo != repo or view.immutable:
-                continue
-            if branch is not None and view.branch != branch:
-                continue
-            if node.path == ():
-                try:
-                    pyfuse3.invalidate_entry_async(ROOT_INODE, os.fsencode(view.name), ignore_enoent=True)
-                except Exception:  # the kernel may not know the entry
-                    log.debug("cannot invalidate %s", view.name)
-        del root
+        """Drop the kernel's entries for a branch's views (called after a move);
+        what lies below them has short timeouts and follows on its own."""
+        for view in self.inodes.branch_views(repo, branch):
+            try:
+                pyfuse3.invalidate_entry_async(ROOT_INODE, os.fsencode(view.name), ignore_enoent=True)
+            except Exception:  # the kernel may not know the entry
+                log.debug("cannot invalidate %s", view.name)
 
     # -- everything that writes: read-only here ---------------------------------
 

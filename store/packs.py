@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import blake3
 
-from .errors import IntegrityError
+from .errors import IntegrityError, ObjectMissing
 
 FORMAT_VERSION = 1
 MAGIC = b"TRUNKPK" + str(FORMAT_VERSION).encode()  # the format version is its last byte
@@ -148,7 +148,6 @@ def read_pack_index(backend, pack_id: bytes) -> tuple[int, list[tuple[bytes, Blo
     key = pack_key(pack_id)
     size = backend.stat(key)
     if size is None:
-        from .errors import ObjectMissing
         raise ObjectMissing(f"pack {key} is missing from the store")
     guess = min(size, 64 * 1024)
     tail = backend.get(key, size - guess, guess)

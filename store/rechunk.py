@@ -13,7 +13,6 @@ the changed neighbourhoods.
 
 from __future__ import annotations
 
-import bisect
 import itertools
 from collections.abc import Callable
 
@@ -91,7 +90,7 @@ def rechunk(session: WriteSession, base_chunks: list[list], new_size: int,
             if n <= 0:
                 break
         pos = offset
-        i = boundaries.get(pos, len(base_ends) - 1) + 1 if pos in boundaries else len(base_chunks)
+        i = boundaries[pos] + 1 if pos in boundaries else len(base_chunks)
         if pos >= new_size:
             break
     return out, reread

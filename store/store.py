@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from .backends.base import Backend
 from .chunking import ChunkerParams
-from .codec import Codec
+from .codec import Codec, blob_id
 from .errors import IntegrityError, NotFound, ObjectMissing
 from .index import Index
 from .objects import EMPTY_TREE_ID, Commit, decode_tree
@@ -201,24 +201,23 @@ class Store:
 
     def write_commit(self, commit: Commit) -> str:
         raw = commit.encode()
-        from .codec import blob_id
         cid = blob_id(raw)
         self.backend.put(f"commits/{cid.hex()}", raw)
         self.index.add_commit(commit.repo_id, cid, raw)
         return cid.hex()
 
-    def read_commit(self, commit_id: str) -> Commit:
+    def cached_commit(self, commit_id: str) -> Commit | None:
+        """A commit if the index holds it (no store I/O), else None."""
         try:
-            cid = bytes.fromhex(commit_id)
+            raw = self.index.commit(bytes.fromhex(commit_id))
         except ValueError:
             raise NotFound(f"{commit_id!r} is not a commit id") from None
-        raw = self.index.commit(cid)
-        if raw is not None:
-            return Commit.decode(raw, commit_id)
-        return self._load_commit(commit_id)
+        return Commit.decode(raw, commit_id) if raw is not None else None
+
+    def read_commit(self, commit_id: str) -> Commit:
+        return self.cached_commit(commit_id) or self._load_commit(commit_id)
 
     def _load_commit(self, commit_id: str) -> Commit:
-        from .codec import blob_id
         key = f"commits/{commit_id}"
         try:
             raw = self.backend.get(key)

@@ -6,7 +6,6 @@ import errno
 import hashlib
 import os
 import random
-import shutil
 import subprocess
 import threading
 import time

@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import random
 import shutil
-from pathlib import Path
 
 
 def test_daemon_and_mount_on_s3(daemon_factory, s3_bucket, workdir):

@@ -9,7 +9,6 @@ import socket
 import stat
 import threading
 
-import pytest
 
 
 def raw_request(path: str, payload: bytes, read: bool = True) -> list[dict]:
