@@ -200,6 +200,52 @@ def cmd_rm(args: argparse.Namespace, c: Client) -> int:
     return 0
 
 
+def _branch_spec(spec: str) -> tuple[str, str | None]:
+    repo, branch, path = parse_spec(spec, want_path=False)
+    return repo, branch
+
+
+def cmd_status(args: argparse.Namespace, c: Client) -> int:
+    repo, branch = _branch_spec(args.spec)
+    r = c.call("status", repo=repo, branch=branch)
+    emit(args, r, "\n".join(f"{ch['status']} {ch['path']}" for ch in r["changes"]))
+    return 0
+
+
+def cmd_commit(args: argparse.Namespace, c: Client) -> int:
+    repo, branch = _branch_spec(args.spec)
+    show = sys.stderr.isatty() and not args.json
+    c.send({"op": "commit", "args": {k: v for k, v in dict(
+        repo=repo, branch=branch, message=args.message, allow_empty=args.allow_empty,
+        progress=show).items() if v is not None}})
+    bar: Progress | None = None
+    try:
+        while True:
+            msg = c.read_message()
+            if "progress" in msg and "ok" not in msg:
+                if bar is None:
+                    bar = Progress(msg["total"], "commit")
+                bar.add(msg["progress"] - bar.done)
+                continue
+            break
+    finally:
+        if bar is not None:
+            bar.close()
+    if not msg.get("ok"):
+        err = msg.get("error") or {}
+        raise ClientError(err.get("code", "error"), err.get("message", "unknown error"))
+    r = msg["result"]
+    emit(args, r, r["commit"])
+    return 0
+
+
+def cmd_discard(args: argparse.Namespace, c: Client) -> int:
+    repo, branch = _branch_spec(args.spec)
+    r = c.call("discard", repo=repo, branch=branch, paths=args.paths)
+    emit(args, r, f"discarded {r['discarded']} staged path(s)" if args.paths else "discarded the staged changes")
+    return 0
+
+
 def cmd_ls(args: argparse.Namespace, c: Client) -> int:
     repo, ref, path = parse_spec(args.spec)
     r = c.call("ls", repo=repo, ref=ref, path=path)
@@ -548,6 +594,21 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("spec", nargs="+", metavar="REPO[@BRANCH]:/PATH")
     x.add_argument("-m", "--message", default="")
     x.set_defaults(func=cmd_rm)
+
+    x = sub.add_parser("status", parents=[common], help="staged changes of a branch (A, M, D)")
+    x.add_argument("spec", metavar="REPO[@BRANCH]")
+    x.set_defaults(func=cmd_status)
+
+    x = sub.add_parser("commit", parents=[common], help="commit a branch's staged changes")
+    x.add_argument("spec", metavar="REPO[@BRANCH]")
+    x.add_argument("-m", "--message", default="")
+    x.add_argument("--allow-empty", action="store_true", help="commit even when nothing is staged")
+    x.set_defaults(func=cmd_commit)
+
+    x = sub.add_parser("discard", parents=[common], help="drop staged changes (all, or those paths)")
+    x.add_argument("spec", metavar="REPO[@BRANCH]")
+    x.add_argument("paths", nargs="*", metavar="PATH")
+    x.set_defaults(func=cmd_discard)
 
     x = sub.add_parser("get", parents=[common], help="copy a file or directory out (cp -r semantics)")
     x.add_argument("spec", metavar="REPO@REF:/PATH")

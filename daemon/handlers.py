@@ -619,3 +619,71 @@ async def put(req: Request) -> dict:
         raise
     return {"commit": cid, "branch": branch, "files": files, "bytes": total,
             "new_bytes": session.new_bytes, "size": commit.size, "jobs": jobs}
+
+
+# -- staging: status, commit, discard ---------------------------------------------------
+
+
+def _staging(svc: Service):
+    if svc.staging is None:
+        raise InvalidArgument("this daemon has no staging area")
+    return svc.staging
+
+
+@op("status")
+async def status(req: Request) -> dict:
+    """Staged changes of a branch against its head: [{status: A|M|D, path}]."""
+    svc = req.service
+    repo = req.repo()
+    branch = await svc.writable_branch(repo, req.arg("branch", str, "main"))
+    return await _staging(svc).status(svc, repo, branch)
+
+
+@op("commit")
+async def commit_staged(req: Request) -> dict:
+    """Cut a branch's staged changes into a commit.  With ``progress`` true,
+    ``{"progress": bytes done, "total": bytes}`` lines precede the reply."""
+    svc = req.service
+    repo = req.repo()
+    branch = await svc.writable_branch(repo, req.arg("branch", str, "main"))
+    message = req.arg("message", str, "")
+    allow_empty = req.arg("allow_empty", bool, False)
+    want_progress = req.arg("progress", bool, False)
+    state = {"done": 0, "total": 0}
+
+    def progress(done: int, total: int) -> None:  # from a worker thread
+        state["done"], state["total"] = done, total
+    result: dict = {}
+    try:
+        async with trio.open_nursery() as nursery:
+            async def report() -> None:
+                last = -1
+                while True:
+                    await trio.sleep(0.25)
+                    if state["done"] != last:
+                        last = state["done"]
+                        await req.conn.send({"progress": state["done"], "total": state["total"]})
+            if want_progress:
+                nursery.start_soon(report)
+            cid, commit, jobs = await _staging(svc).commit(
+                svc, repo, branch, message=message, author=req.author, allow_empty=allow_empty,
+                progress=progress)
+            result = {"commit": cid, "repo": repo, "branch": branch, "size": commit.size,
+                      "files": commit.files, "jobs": jobs}
+            nursery.cancel_scope.cancel()
+    except BaseExceptionGroup as group:
+        raise first_error(group) from None
+    return result
+
+
+@op("discard")
+async def discard(req: Request) -> dict:
+    svc = req.service
+    repo = req.repo()
+    branch = await svc.writable_branch(repo, req.arg("branch", str, "main"))
+    paths = req.arg("paths", list, [])
+    if not all(isinstance(p, str) for p in paths):
+        raise InvalidArgument("discard: 'paths' must be a list of paths")
+    dropped = await _staging(svc).discard(repo, branch, paths)
+    svc.changed(repo, branch)
+    return {"repo": repo, "branch": branch, "discarded": dropped}

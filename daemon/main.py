@@ -69,7 +69,7 @@ async def start_mount(config: Config, service: Service, nursery: trio.Nursery) -
     await trio.to_thread.run_sync(cache.open)
     service.cache = cache
     await nursery.start(cache.run)
-    ops = TrunkOperations(service, cache, uid=config.uid, gid=config.gid)
+    ops = TrunkOperations(service, cache, uid=config.uid, gid=config.gid, staging=service.staging)
     service.jobs.mountpoint = mountpoint
     service.add_listener(ops.branch_changed)
 
@@ -80,8 +80,18 @@ async def start_mount(config: Config, service: Service, nursery: trio.Nursery) -
 
 
 async def serve(config: Config, store: Store) -> None:
+    from ..staging.manager import StagingManager
     from .jobs import JobManager
     service = Service(store, threads=config.threads)
+    service.staging = await trio.to_thread.run_sync(StagingManager, config.state)
+    try:
+        await _serve(config, service)
+    finally:
+        service.staging.close()
+
+
+async def _serve(config: Config, service: Service) -> None:
+    from .jobs import JobManager
     service.jobs = JobManager(service)
     await trio.to_thread.run_sync(service.jobs.load)
     server = ControlServer(service, config.socket, config.socket_group)

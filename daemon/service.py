@@ -17,8 +17,8 @@ from typing import Any
 
 import trio
 
-from ..store.errors import Conflict, InvalidArgument
-from ..store.objects import Commit
+from ..store.errors import Conflict, InvalidArgument, NothingToCommit
+from ..store.objects import EMPTY_TREE_ID, Commit
 from ..store.refs import Refs
 from ..store.store import Store
 from ..store.treeedit import TreeEditor
@@ -50,6 +50,7 @@ class Service:
         self._listeners: list[Callable[[str, str | None], None]] = []
         self.cache = None  # the mount's chunk cache, when the daemon mounts
         self.jobs = None   # the JobManager, set by the daemon's main
+        self.staging = None  # the StagingManager, set by the daemon's main
         self._watchers: set[trio.MemorySendChannel] = set()
 
     # -- branch heads ----------------------------------------------------------
@@ -105,19 +106,24 @@ class Service:
     def branch_lock(self, repo: str, branch: str) -> trio.Lock:
         return self._branch_locks.setdefault((repo, branch), trio.Lock())
 
-    async def commit_edit(self, repo: str, branch: str, edit: Callable[[TreeEditor], None],
+    async def commit_edit(self, repo: str, branch: str, edit: "Callable[[TreeEditor], None] | None",
                           session: WriteSession, *, message: str, author: dict,
-                          origin: dict | None = None, provenance: list | None = None
-                          ) -> tuple[str, Commit, list[str]]:
+                          origin: dict | None = None, provenance: list | None = None,
+                          build: "Callable[[dict | None, WriteSession], dict] | None" = None,
+                          allow_empty: bool = True) -> tuple[str, Commit, list[str]]:
         """Apply ``edit`` to the branch head and move the branch to the result.
 
-        Returns the commit id, the commit, and the ids of the pipeline jobs
-        the new commit triggered.
+        Instead of ``edit``, ``build(head_root_entry, session)`` may write the
+        new root tree itself (staged commits).  Without ``allow_empty`` a
+        commit that changes nothing raises NothingToCommit.  Returns the
+        commit id, the commit, and the ids of the pipeline jobs the new
+        commit triggered.
         """
         async with self.branch_lock(repo, branch):
             try:
                 cid, commit = await self.run(self._commit_sync, repo, branch, edit, session, message,
-                                             author, origin or {"kind": "user"}, provenance or [])
+                                             author, origin or {"kind": "user"}, provenance or [],
+                                             build, allow_empty)
             finally:
                 self.changed(repo, branch)
         new_jobs = await self.jobs.on_commit(repo, branch, cid) if self.jobs is not None else []
@@ -129,16 +135,22 @@ class Service:
         jobs = [await self.jobs.submit(job) for job in new_jobs]
         return cid, commit, jobs
 
-    def _commit_sync(self, repo: str, branch: str, edit: Callable[[TreeEditor], None],
+    def _commit_sync(self, repo: str, branch: str, edit: "Callable[[TreeEditor], None] | None",
                      session: WriteSession, message: str, author: dict, origin: dict,
-                     provenance: list) -> tuple[str, Commit]:
+                     provenance: list, build: "Callable[[dict | None, WriteSession], dict] | None",
+                     allow_empty: bool) -> tuple[str, Commit]:
         info = self.refs.get_repo(repo)
         for attempt in range(5):
             head, version = self.refs.read_branch(repo, branch)
             base_tree = self.store.read_commit(head).tree if head else None
-            editor = TreeEditor(self.store, base_tree)
-            edit(editor)
-            root = editor.write(session)
+            if build is not None:
+                root = build({"name": "", "type": "dir", "tree": base_tree} if base_tree else None, session)
+            else:
+                editor = TreeEditor(self.store, base_tree)
+                edit(editor)
+                root = editor.write(session)
+            if not allow_empty and root["tree"] == (base_tree or EMPTY_TREE_ID):
+                raise NothingToCommit(f"nothing to commit on {repo}@{branch}")
             session.flush()
             commit = Commit(repo=repo, repo_id=info.id, tree=root["tree"],
                             parents=[head] if head else [], message=message, author=author,

@@ -68,6 +68,12 @@ class InodeTable:
         root = Node(ROOT_INODE, None, (), lookups=1)
         self._by_ino[ROOT_INODE] = root
 
+    def allocate(self) -> int:
+        """A fresh inode number (for the write side's own table)."""
+        ino = self._next
+        self._next += 1
+        return ino
+
     def get(self, ino: int) -> Node | None:
         return self._by_ino.get(ino)
 

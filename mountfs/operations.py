@@ -1,10 +1,11 @@
-"""The FUSE file system (pyfuse3 Operations), read side.
+"""The FUSE file system (pyfuse3 Operations).
 
 ``<mount>/`` lists the repos; ``<mount>/<repo>/`` is branch ``main``;
 ``<mount>/<repo>@<branch>/`` and ``<mount>/<repo>@<commit or prefix>/`` are
 found by lookup.  Commit views are immutable and cached by the kernel for a
-long time (``keep_cache``, long timeouts); branch views follow their branch
-with short timeouts, and a file handle keeps reading the content it opened.
+long time (``keep_cache``, long timeouts): this module serves them.  Branch
+views are writable, over the branch's staging area: ``writable.py`` serves
+them, and the handlers here hand their inodes over to it.
 
 Every handler converts our errors to errno values: an exception never
 reaches pyfuse3 unconverted.
@@ -16,6 +17,7 @@ import errno
 import functools
 import logging
 import os
+import stat
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
@@ -31,6 +33,7 @@ from ..store.store import Store
 from .attrs import make_attr, negative_entry
 from .filehandle import FileHandle
 from .inodes import ROOT_INODE, InodeTable, Node, View, same_identity
+from .writable import WritableViews
 
 log = logging.getLogger(__name__)
 
@@ -91,16 +94,12 @@ def fuse_errors(fn: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[An
     return wrapper
 
 
-def _erofs(*_args: Any) -> None:
-    raise pyfuse3.FUSEError(errno.EROFS)
-
-
-class TrunkOperations(pyfuse3.Operations):
+class TrunkOperations(WritableViews, pyfuse3.Operations):
     supports_dot_lookup = True
     enable_writeback_cache = False
 
     def __init__(self, catalog: Catalog, cache: ChunkCache, *, uid: int | None = None,
-                 gid: int | None = None) -> None:
+                 gid: int | None = None, staging=None) -> None:
         super().__init__()
         self.catalog = catalog
         self.store = catalog.store
@@ -114,6 +113,7 @@ class TrunkOperations(pyfuse3.Operations):
         self._tree_index: OrderedDict[str, dict[str, dict]] = OrderedDict()
         self._started = time.time_ns()
         self._statfs_cache: tuple[float, int] = (0.0, 0)
+        self._init_writable(staging)
 
     # -- views and entries ------------------------------------------------------
 
@@ -206,6 +206,13 @@ class TrunkOperations(pyfuse3.Operations):
 
     @fuse_errors
     async def lookup(self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
+        w = self.wnodes.get(parent_inode)
+        if w is not None:
+            if name == b".":
+                return await self.getattr(parent_inode, ctx)
+            if name == b"..":
+                return await self.getattr(w.parent.ino if w.parent else ROOT_INODE, ctx)
+            return await self.wlookup(w, name)
         parent = self._node(parent_inode)
         sname = os.fsdecode(name)
         if name == b".":
@@ -216,6 +223,11 @@ class TrunkOperations(pyfuse3.Operations):
         try:
             if parent.view is None:
                 view = await self._view_for(sname)
+                if view.branch is not None and self.staging is not None:
+                    w = self._wroot(view)
+                    r = await self.wresolve(w)
+                    w.lookups += 1
+                    return await self.wattr(w, r)
                 commit_id = await self._view_commit(view)
                 entry = await self._root_entry(commit_id)
                 node = self.inodes.node(view, (), ROOT_INODE, name, entry)
@@ -236,25 +248,46 @@ class TrunkOperations(pyfuse3.Operations):
 
     async def forget(self, inode_list) -> None:
         for ino, count in inode_list:
-            self.inodes.forget(ino, count)
+            w = self.wnodes.get(ino)
+            if w is not None:
+                self._wforget(w, count)
+            else:
+                self.inodes.forget(ino, count)
 
     @fuse_errors
     async def getattr(self, inode: int, ctx: pyfuse3.RequestContext | None = None) -> pyfuse3.EntryAttributes:
         if inode == ROOT_INODE:
             return self._root_attr()
+        w = self.wnodes.get(inode)
+        if w is not None:
+            return await self.wattr(w)
         node = self._node(inode)
         entry = await self._entry(node)
         return make_attr(inode, entry, self.uid, self.gid, self._timeout(node.view))
 
     @fuse_errors
     async def readlink(self, inode: int, ctx: pyfuse3.RequestContext) -> bytes:
-        entry = await self._entry(self._node(inode))
+        w = self.wnodes.get(inode)
+        if w is not None:
+            r = await self.wresolve(w)
+            if isinstance(r, dict):
+                entry = r
+            elif r.kind == "symlink":
+                return os.fsencode(r.target)
+            else:
+                raise pyfuse3.FUSEError(errno.EINVAL)
+        else:
+            entry = await self._entry(self._node(inode))
         if entry["type"] != "symlink":
             raise pyfuse3.FUSEError(errno.EINVAL)
         return os.fsencode(entry.get("target", ""))
 
     @fuse_errors
     async def access(self, inode: int, mode: int, ctx: pyfuse3.RequestContext) -> bool:
+        w = self.wnodes.get(inode)
+        if w is not None:
+            await self.wresolve(w)
+            return True
         if mode & os.W_OK:
             raise pyfuse3.FUSEError(errno.EROFS)
         if inode != ROOT_INODE:
@@ -265,6 +298,12 @@ class TrunkOperations(pyfuse3.Operations):
 
     @fuse_errors
     async def opendir(self, inode: int, ctx: pyfuse3.RequestContext) -> int:
+        w = self.wnodes.get(inode)
+        if w is not None:
+            fh = self._next_fh
+            self._next_fh += 1
+            self.dir_handles[fh] = (w, await self.wlisting(w))
+            return fh
         node = self._node(inode) if inode != ROOT_INODE else self.inodes.get(ROOT_INODE)
         listing: list[tuple[bytes, dict | None, View | None]] = []
         if inode == ROOT_INODE:
@@ -287,6 +326,8 @@ class TrunkOperations(pyfuse3.Operations):
     async def readdir(self, fh: int, start_id: int, token: pyfuse3.ReaddirToken) -> None:
         """Offsets 0 and 1 are '.' and '..'; entry i of the listing is offset i + 2."""
         node, listing = self.dir_handles[fh]
+        if node.__class__.__name__ == "WNode":
+            return await self._wreaddir(node, listing, start_id, token)
         if start_id == 0:
             if not pyfuse3.readdir_reply(token, b".", await self.getattr(node.ino), 1):
                 return
@@ -297,6 +338,18 @@ class TrunkOperations(pyfuse3.Operations):
             start_id = 2
         for i in range(start_id - 2, len(listing)):
             name, entry, view = listing[i]
+            if view is not None and self.staging is not None:  # a repo: its writable main view
+                w = self._wroot(view)
+                try:
+                    attr = await self.wattr(w)
+                except (NotFound, pyfuse3.FUSEError):
+                    continue
+                if not pyfuse3.readdir_reply(token, name, attr, i + 3):
+                    if w.lookups == 0:
+                        self._wforget(w, 0)
+                    break
+                w.lookups += 1
+                continue
             if view is not None:  # a repo in the mount root
                 try:
                     commit_id = await self.catalog.head(view.repo, "main")
@@ -315,6 +368,30 @@ class TrunkOperations(pyfuse3.Operations):
                 break
             child.lookups += 1
 
+    async def _wreaddir(self, w, listing, start_id: int, token) -> None:
+        if start_id == 0:
+            if not pyfuse3.readdir_reply(token, b".", await self.wattr(w), 1):
+                return
+            start_id = 1
+        if start_id == 1:
+            if not pyfuse3.readdir_reply(token, b"..", await self.getattr(w.parent.ino if w.parent else ROOT_INODE), 2):
+                return
+            start_id = 2
+        for i in range(start_id - 2, len(listing)):
+            name, _x = listing[i]
+            child = self._wchild(w, os.fsdecode(name))
+            try:
+                attr = await self.wattr(child)
+            except pyfuse3.FUSEError:  # gone since opendir
+                if child.lookups == 0:
+                    self._wforget(child, 0)
+                continue
+            if not pyfuse3.readdir_reply(token, name, attr, i + 3):
+                if child.lookups == 0:
+                    self._wforget(child, 0)
+                break
+            child.lookups += 1
+
     async def releasedir(self, fh: int) -> None:
         self.dir_handles.pop(fh, None)
 
@@ -322,6 +399,9 @@ class TrunkOperations(pyfuse3.Operations):
 
     @fuse_errors
     async def open(self, inode: int, flags: int, ctx: pyfuse3.RequestContext) -> pyfuse3.FileInfo:
+        w = self.wnodes.get(inode)
+        if w is not None:
+            return await self.wopen(w, flags, ctx)
         node = self._node(inode)
         if flags & os.O_ACCMODE != os.O_RDONLY or flags & os.O_TRUNC:
             raise pyfuse3.FUSEError(errno.EROFS)
@@ -342,14 +422,33 @@ class TrunkOperations(pyfuse3.Operations):
     async def read(self, fh: int, off: int, size: int) -> bytes | memoryview:
         handle = self.handles.get(fh)
         if handle is None:
-            raise pyfuse3.FUSEError(errno.EBADF)
+            wh = self.whandles.get(fh)
+            if wh is None:
+                raise pyfuse3.FUSEError(errno.EBADF)
+            return await self.wread(wh, off, size)
         return await handle.read(off, size)
 
+    @fuse_errors
     async def release(self, fh: int) -> None:
-        self.handles.pop(fh, None)
+        if self.handles.pop(fh, None) is None:
+            await self.wrelease(fh)
 
+    @fuse_errors
     async def flush(self, fh: int) -> None:
-        return None
+        wh = self.whandles.get(fh)
+        if wh is not None:
+            await self.wflush(wh)
+
+    @fuse_errors
+    async def fsync(self, fh: int, datasync: bool) -> None:
+        wh = self.whandles.get(fh)
+        if wh is not None:
+            await self.wfsync(wh, datasync)
+
+    @fuse_errors
+    async def fsyncdir(self, fh: int, datasync: bool) -> None:
+        if self.staging is not None:
+            await self.catalog.run(self.staging.flush)
 
     # -- file system ------------------------------------------------------------
 
@@ -376,6 +475,13 @@ class TrunkOperations(pyfuse3.Operations):
 
     @fuse_errors
     async def getxattr(self, inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> bytes:
+        w = self.wnodes.get(inode)
+        if w is not None and not name.startswith(b"user.trunkfs."):
+            stored = await self.wgetxattrs(w)
+            value = stored.get(os.fsdecode(name))
+            if value is None:
+                raise pyfuse3.FUSEError(pyfuse3.ENOATTR)
+            return value
         if not name.startswith(b"user.trunkfs."):  # ls asks for ACLs and labels of every file
             raise pyfuse3.FUSEError(pyfuse3.ENOATTR)
         values = await self._xattrs(inode)
@@ -385,11 +491,23 @@ class TrunkOperations(pyfuse3.Operations):
 
     @fuse_errors
     async def listxattr(self, inode: int, ctx: pyfuse3.RequestContext) -> list[bytes]:
-        return list(await self._xattrs(inode))
+        names = list(await self._xattrs(inode))
+        w = self.wnodes.get(inode)
+        if w is not None:
+            names += [os.fsencode(n) for n in await self.wgetxattrs(w)]
+        return names
 
     async def _xattrs(self, inode: int) -> dict[bytes, bytes]:
         if inode == ROOT_INODE:
             return {}
+        w = self.wnodes.get(inode)
+        if w is not None:
+            await self.wresolve(w)
+            head = await self.catalog.head(w.view.repo, w.view.branch)
+            out = {XATTR_REPO: w.view.repo.encode(), XATTR_BRANCH: w.view.branch.encode()}
+            if head:
+                out[XATTR_COMMIT] = head.encode()
+            return out
         node = self._node(inode)
         await self._entry(node)
         out = {XATTR_REPO: node.view.repo.encode()}
@@ -404,46 +522,80 @@ class TrunkOperations(pyfuse3.Operations):
     def branch_changed(self, repo: str, branch: str | None) -> None:
         """Drop the kernel's entries for a branch's views (called after a move);
         what lies below them has short timeouts and follows on its own."""
-        for view in self.inodes.branch_views(repo, branch):
+        views = self.inodes.branch_views(repo, branch) + [
+            w.view for w in self.wroots.values()
+            if w.view.repo == repo and (branch is None or w.view.branch == branch)]
+        for view in views:
             try:
                 pyfuse3.invalidate_entry_async(ROOT_INODE, os.fsencode(view.name), ignore_enoent=True)
             except Exception:  # the kernel may not know the entry
                 log.debug("cannot invalidate %s", view.name)
 
-    # -- everything that writes: read-only here ---------------------------------
+    # -- everything that writes: branch views only ----------------------------------
 
+    def _writable(self, inode: int):
+        w = self.wnodes.get(inode)
+        if w is None:
+            raise pyfuse3.FUSEError(errno.EROFS)  # the mount root and commit views
+        return w
+
+    @fuse_errors
     async def setattr(self, inode, attr, fields, fh, ctx):
-        _erofs()
+        return await self.wsetattr(self._writable(inode), attr, fields, fh, ctx)
 
+    @fuse_errors
     async def mknod(self, parent_inode, name, mode, rdev, ctx):
-        _erofs()
+        w = self._writable(parent_inode)
+        if not stat.S_ISREG(mode):
+            raise pyfuse3.FUSEError(errno.EPERM)  # only files, directories and symlinks are versioned
+        info, attr = await self.wcreate(w, name, mode, os.O_WRONLY, ctx)
+        await self.wrelease(info.fh)
+        return attr
 
+    @fuse_errors
     async def mkdir(self, parent_inode, name, mode, ctx):
-        _erofs()
+        return await self.wmkdir(self._writable(parent_inode), name, mode, ctx)
 
+    @fuse_errors
     async def unlink(self, parent_inode, name, ctx):
-        _erofs()
+        await self.wunlink(self._writable(parent_inode), name)
 
+    @fuse_errors
     async def rmdir(self, parent_inode, name, ctx):
-        _erofs()
+        await self.wrmdir(self._writable(parent_inode), name)
 
+    @fuse_errors
     async def symlink(self, parent_inode, name, target, ctx):
-        _erofs()
+        return await self.wsymlink(self._writable(parent_inode), name, target, ctx)
 
+    @fuse_errors
     async def rename(self, parent_inode_old, name_old, parent_inode_new, name_new, flags, ctx):
-        _erofs()
+        src = self._writable(parent_inode_old)
+        dst = self.wnodes.get(parent_inode_new)
+        if dst is None:
+            raise pyfuse3.FUSEError(errno.EXDEV)
+        await self.wrename(src, name_old, dst, name_new, flags)
 
+    @fuse_errors
     async def link(self, inode, new_parent_inode, new_name, ctx):
-        _erofs()
+        self._writable(inode)
+        raise pyfuse3.FUSEError(errno.EPERM)  # hard links are not supported (README)
 
+    @fuse_errors
     async def write(self, fh, off, buf):
-        _erofs()
+        wh = self.whandles.get(fh)
+        if wh is None:
+            raise pyfuse3.FUSEError(errno.EBADF)
+        return await self.wwrite(wh, off, buf)
 
+    @fuse_errors
     async def create(self, parent_inode, name, mode, flags, ctx):
-        _erofs()
+        return await self.wcreate(self._writable(parent_inode), name, mode, flags, ctx)
 
+    @fuse_errors
     async def setxattr(self, inode, name, value, ctx):
-        _erofs()
+        await self.wsetxattr(self._writable(inode), name, value)
 
+    @fuse_errors
     async def removexattr(self, inode, name, ctx):
-        _erofs()
+        await self.wremovexattr(self._writable(inode), name)

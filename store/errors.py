@@ -59,3 +59,9 @@ class AccessDenied(BackendError):
 
 class NoSpace(BackendError):
     code = "no_space"
+
+
+class NothingToCommit(TrunkError):
+    """A commit would not change the branch."""
+
+    code = "nothing_to_commit"

@@ -1,0 +1,1 @@
+"""Staging: the copy-on-write layer under writable branch views."""

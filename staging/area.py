@@ -1,0 +1,357 @@
+"""One branch's staging area: the staged nodes in memory, every change
+journaled, file data in sparse files under ``<state>/staging/data``.
+
+All methods run on the daemon's event loop thread (they never block for
+long: a journal batch, a pwrite into the page cache).  Commits freeze the
+area: a mutation that arrives while a commit runs waits for it and lands in
+the next commit.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator
+from contextlib import asynccontextmanager
+
+import trio
+
+from .journal import Batch, Journal, area_prefix
+from .nodes import FOLLOW, DirNode, FileNode, LinkNode, Node, node_from_entry, node_from_record, now_ns
+
+log = logging.getLogger(__name__)
+
+
+class StagingArea:
+    def __init__(self, repo: str, branch: str, journal: Journal, data_dir: str) -> None:
+        self.repo = repo
+        self.branch = branch
+        self.journal = journal
+        self.data_dir = data_dir
+        self.prefix = area_prefix(repo, branch)
+        self.root: DirNode | None = None
+        self.epoch = 0                 # bumped whenever a node may have moved or gone
+        self.committing: trio.Event | None = None
+        self._busy = 0
+        self._idle = trio.Event()
+        self._dirty_files: set[FileNode] = set()
+
+    @property
+    def where(self) -> str:
+        return f"{self.repo}@{self.branch}"
+
+    # -- loading ---------------------------------------------------------------
+
+    def load(self) -> None:
+        records, entries = self.journal.load(self.repo, self.branch)
+        nodes = {nid: node_from_record(rec) for nid, rec in records.items()}
+        roots = [nodes[nid] for nid, rec in records.items() if rec.get("root")]
+        for dir_id, name, child in entries:
+            parent = nodes.get(dir_id)
+            if isinstance(parent, DirNode) and (child is None or child in nodes):
+                parent.delta[name] = nodes[child] if child is not None else None
+        self.root = roots[0] if roots and isinstance(roots[0], DirNode) else None
+        reachable = {n.id for n in self.walk()}
+        stray = [nid for nid in nodes if nid not in reachable]
+        if stray:  # unlinked while open when the daemon stopped
+            batch = self._batch()
+            for nid in stray:
+                batch.drop_node(nid)
+                self._remove_data(nid)
+            self.journal.write(batch)
+        log.info("staging of %s: %d staged nodes", self.where, len(reachable))
+
+    def walk(self) -> Iterator[Node]:
+        if self.root is None:
+            return
+        stack: list[Node] = [self.root]
+        while stack:
+            node = stack.pop()
+            yield node
+            if isinstance(node, DirNode):
+                stack.extend(c for c in node.delta.values() if c is not None)
+
+    # -- commit freeze -----------------------------------------------------------
+
+    @asynccontextmanager
+    async def mutation(self):
+        """Around every change: waits while a commit runs."""
+        while self.committing is not None:
+            await self.committing.wait()
+        self._busy += 1
+        try:
+            yield
+        finally:
+            self._busy -= 1
+            if self._busy == 0:
+                self._idle.set()
+
+    async def freeze(self) -> None:
+        """Stop new mutations and wait for those under way."""
+        while self.committing is not None:
+            await self.committing.wait()
+        self.committing = trio.Event()
+        while self._busy:
+            self._idle = trio.Event()
+            await self._idle.wait()
+        self.flush_files()
+
+    def thaw(self) -> None:
+        event, self.committing = self.committing, None
+        if event is not None:
+            event.set()
+
+    # -- journal -----------------------------------------------------------------
+
+    def _batch(self) -> Batch:
+        return Batch(self.prefix)
+
+    def _write(self, batch: Batch, sync: bool = False) -> None:
+        self.journal.write(batch, sync)
+
+    def ensure_root(self, entry: dict | None) -> DirNode:
+        if self.root is None:
+            batch = self._batch()
+            nid = self.journal.new_id(batch)
+            if entry is not None:
+                root = node_from_entry(nid, dict(entry, type="dir"))
+            else:
+                t = now_ns()
+                root = DirNode(nid, "dir", 0o755, mtime=t, ctime=t, lower=FOLLOW)
+            rec = root.record()
+            rec["root"] = True
+            batch.node(rec)
+            self._write(batch)
+            self.root = root
+        return self.root
+
+    def _record(self, node: Node) -> dict:
+        rec = node.record()
+        if node is self.root:
+            rec["root"] = True
+        return rec
+
+    def save(self, node: Node, sync: bool = False) -> None:
+        """Journal a node's metadata (and a file's extents and size)."""
+        batch = self._batch()
+        batch.node(self._record(node))
+        if isinstance(node, FileNode):
+            node.dirty = False
+            self._dirty_files.discard(node)
+        self._write(batch, sync)
+
+    def flush_files(self) -> None:
+        """Journal the extents of every file written since its last save."""
+        if not self._dirty_files:
+            return
+        batch = self._batch()
+        for node in list(self._dirty_files):
+            if node.linked:
+                batch.node(self._record(node))
+            node.dirty = False
+        self._dirty_files.clear()
+        self._write(batch)
+
+    # -- namespace changes ---------------------------------------------------------
+
+    def copy_up(self, parent: DirNode, name: str, entry: dict) -> Node:
+        """Stage a committed entry (by reference: no data is copied)."""
+        batch = self._batch()
+        node = node_from_entry(self.journal.new_id(batch), entry)
+        batch.node(node.record())
+        batch.entry(parent.id, name, node.id)
+        self._write(batch)
+        parent.delta[name] = node
+        return node
+
+    def new_node(self, kind: str, mode: int, uid: int, gid: int, target: str = "") -> Node:
+        t = now_ns()
+        batch = self._batch()
+        nid = self.journal.new_id(batch)
+        common = dict(id=nid, kind=kind, mode=mode & 0o7777, uid=uid, gid=gid, mtime=t, ctime=t)
+        if kind == "dir":
+            node: Node = DirNode(**common, lower=None)
+        elif kind == "symlink":
+            node = LinkNode(**common, target=target)
+        else:
+            node = FileNode(**common)
+        self._write(batch)  # the id counter, when it moved
+        return node
+
+    def link(self, parent: DirNode, name: str, node: Node) -> None:
+        """Place a node made by :meth:`new_node` (or unlinked) at parent/name."""
+        batch = self._batch()
+        replaced = parent.delta.get(name)
+        batch.node(self._record(node))
+        batch.entry(parent.id, name, node.id)
+        self._touch_dir(parent, batch)
+        if replaced is not None and replaced is not node:
+            self._forget(replaced, batch)
+        self._write(batch)
+        parent.delta[name] = node
+
+    def unlink(self, parent: DirNode, name: str, lower_has: bool) -> Node | None:
+        """Remove parent/name (a whiteout when the lower directory has it)."""
+        node = parent.delta.get(name)
+        batch = self._batch()
+        if lower_has:
+            batch.entry(parent.id, name, None)
+            parent.delta[name] = None
+        else:
+            batch.drop_entry(parent.id, name)
+            parent.delta.pop(name, None)
+        if node is not None:
+            self._forget(node, batch)
+        self._touch_dir(parent, batch)
+        self._write(batch)
+        self.epoch += 1
+        return node
+
+    def move(self, sparent: DirNode, sname: str, slower_has: bool,
+             dparent: DirNode, dname: str, node: Node) -> Node | None:
+        """rename(2) of a staged node; returns the node it replaced."""
+        batch = self._batch()
+        replaced = dparent.delta.get(dname)
+        if slower_has:
+            batch.entry(sparent.id, sname, None)
+            sparent.delta[sname] = None
+        else:
+            batch.drop_entry(sparent.id, sname)
+            sparent.delta.pop(sname, None)
+        batch.entry(dparent.id, dname, node.id)
+        dparent.delta[dname] = node
+        if replaced is not None and replaced is not node:
+            self._forget(replaced, batch)
+        node.ctime = now_ns()
+        batch.node(self._record(node))
+        self._touch_dir(sparent, batch)
+        if dparent is not sparent:
+            self._touch_dir(dparent, batch)
+        self._write(batch)
+        self.epoch += 1
+        return replaced
+
+    def exchange(self, aparent: DirNode, aname: str, anode: Node,
+                 bparent: DirNode, bname: str, bnode: Node) -> None:
+        batch = self._batch()
+        aparent.delta[aname] = bnode
+        bparent.delta[bname] = anode
+        batch.entry(aparent.id, aname, bnode.id)
+        batch.entry(bparent.id, bname, anode.id)
+        t = now_ns()
+        for n in (anode, bnode):
+            n.ctime = t
+            batch.node(self._record(n))
+        self._touch_dir(aparent, batch)
+        if bparent is not aparent:
+            self._touch_dir(bparent, batch)
+        self._write(batch)
+        self.epoch += 1
+
+    def _touch_dir(self, d: DirNode, batch: Batch) -> None:
+        d.mtime = d.ctime = now_ns()
+        batch.node(self._record(d))
+
+    def _forget(self, node: Node, batch: Batch) -> None:
+        """Drop a node that left the tree (and what is below it) from the journal."""
+        stack = [node]
+        while stack:
+            n = stack.pop()
+            batch.drop_node(n.id)
+            if isinstance(n, DirNode):
+                for name, child in n.delta.items():
+                    batch.drop_entry(n.id, name)
+                    if child is not None:
+                        stack.append(child)
+            elif isinstance(n, FileNode):
+                n.linked = False
+                self._dirty_files.discard(n)
+                if n.opens == 0:
+                    self.release_data(n)
+
+    # -- file data -------------------------------------------------------------------
+
+    def _data_path(self, nid: int) -> str:
+        return os.path.join(self.data_dir, str(nid))
+
+    def data_fd(self, node: FileNode) -> int:
+        if node.fd is None:
+            node.fd = os.open(self._data_path(node.id), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        return node.fd
+
+    def _remove_data(self, nid: int) -> None:
+        try:
+            os.unlink(self._data_path(nid))
+        except FileNotFoundError:
+            pass
+
+    def release_data(self, node: FileNode) -> None:
+        """Close a file node's data file; remove it once the node is gone."""
+        if node.fd is not None:
+            os.close(node.fd)
+            node.fd = None
+        if not node.linked:
+            self._remove_data(node.id)
+
+    def write(self, node: FileNode, off: int, data: bytes) -> int:
+        fd = self.data_fd(node)
+        n = os.pwrite(fd, data, off)
+        if n:
+            node.add_extent(off, off + n)
+            if off + n > node.size:
+                node.size = off + n
+            node.mtime = node.ctime = now_ns()
+            if not node.dirty:
+                node.dirty = True
+                self._dirty_files.add(node)
+        return n
+
+    def truncate(self, node: FileNode, size: int) -> None:
+        if size < node.size and (node.fd is not None or node.extents):
+            fd = self.data_fd(node)
+            if os.fstat(fd).st_size > size:
+                os.ftruncate(fd, size)
+        node.truncate(size)
+        node.mtime = node.ctime = now_ns()
+        self.save(node)
+
+    def fsync(self, node: FileNode, datasync: bool = False) -> None:
+        if node.fd is not None:
+            if datasync:
+                os.fdatasync(node.fd)
+            else:
+                os.fsync(node.fd)
+        if node.linked:
+            self.save(node, sync=True)
+
+    def read_data(self, node: FileNode, off: int, n: int) -> bytes:
+        """Bytes of the data file (holes and the part past its end read as zeros)."""
+        data = os.pread(self.data_fd(node), n, off)
+        return data if len(data) == n else data + bytes(n - len(data))
+
+    # -- after a commit or a discard ----------------------------------------------------
+
+    def drop_all(self) -> None:
+        """Forget everything staged (after a commit or a full discard)."""
+        for node in list(self.walk()):
+            if isinstance(node, FileNode):
+                node.linked = False
+                if node.opens == 0:
+                    self.release_data(node)
+                else:
+                    self._remove_data(node.id)  # the open fd keeps it readable
+        self._dirty_files.clear()
+        self.journal.clear_area(self.repo, self.branch)
+        self.root = None
+        self.epoch += 1
+
+
+    def forget_entry(self, parent: DirNode, name: str) -> None:
+        """Drop the staged entry parent/name: the committed one shows again."""
+        node = parent.delta.pop(name, None)
+        batch = self._batch()
+        batch.drop_entry(parent.id, name)
+        if node is not None:
+            self._forget(node, batch)
+        self._write(batch)
+        self.epoch += 1

@@ -1,0 +1,194 @@
+"""The staged objects of a branch: directories, files and symlinks that differ
+from the branch head, and what each of them records in the journal.
+
+A staged directory is a *delta* over a lower directory: ``delta`` maps a name
+to a staged node, or to ``None`` (a whiteout: the lower entry is gone).  Its
+lower directory is either the same path in the parent's lower directory
+(``FOLLOW``: it tracks the branch head, so ``trunkfs put`` shows through), a
+pinned tree (a directory that was renamed), or nothing (made by mkdir).
+
+A staged file is a sparse data file plus the byte ranges written into it
+(``extents``); every other byte below ``base_limit`` comes from the base
+version's chunks, and everything else reads as zeros.  Writing 4 KiB into a
+1 GiB committed file stores 4 KiB.
+"""
+
+from __future__ import annotations
+
+import bisect
+import time
+from dataclasses import dataclass, field
+
+FOLLOW = "follow"
+
+FILE, DIR, SYMLINK = "file", "dir", "symlink"
+
+
+def now_ns() -> int:
+    return time.time_ns()
+
+
+@dataclass(eq=False)
+class Node:
+    id: int
+    kind: str
+    mode: int
+    uid: int | None = None
+    gid: int | None = None
+    mtime: int = 0
+    ctime: int = 0
+    xattrs: dict[str, bytes] = field(default_factory=dict)
+    atime: int = 0          # kept while staged; a commit records mtime only
+
+    def meta_record(self) -> dict:
+        rec = {"id": self.id, "kind": self.kind, "mode": self.mode, "mtime": self.mtime,
+               "ctime": self.ctime, "atime": self.atime}
+        if self.uid is not None:
+            rec["uid"] = self.uid
+        if self.gid is not None:
+            rec["gid"] = self.gid
+        if self.xattrs:
+            rec["xattrs"] = {k: v.hex() for k, v in self.xattrs.items()}
+        return rec
+
+    def record(self) -> dict:
+        return self.meta_record()
+
+    def entry_meta(self) -> dict:
+        """The fields of this node's tree entry other than content."""
+        out: dict = {"type": self.kind, "mode": self.mode & 0o7777, "mtime": self.mtime}
+        if self.uid is not None:
+            out["uid"] = self.uid
+        if self.gid is not None:
+            out["gid"] = self.gid
+        if self.xattrs:
+            out["xattrs"] = {k: v.hex() for k, v in sorted(self.xattrs.items())}
+        return out
+
+
+@dataclass(eq=False)
+class DirNode(Node):
+    lower: object = FOLLOW          # FOLLOW, a pinned dir entry (dict), or None
+    delta: dict[str, "Node | None"] = field(default_factory=dict)
+    followed: tuple | None = None   # (head commit, lower entry) last resolved for FOLLOW
+
+    def record(self) -> dict:
+        rec = self.meta_record()
+        rec["lower"] = self.lower
+        return rec
+
+
+@dataclass(eq=False)
+class LinkNode(Node):
+    target: str = ""
+
+    def record(self) -> dict:
+        rec = self.meta_record()
+        rec["target"] = self.target
+        return rec
+
+
+@dataclass(eq=False)
+class FileNode(Node):
+    base_chunks: list = field(default_factory=list)   # [[chunk id hex, length], ...]
+    base_limit: int = 0     # bytes below this not in an extent come from the base
+    size: int = 0
+    extents: list[list[int]] = field(default_factory=list)  # sorted, disjoint [start, end)
+    fd: int | None = None   # the open data file, when it has one
+    opens: int = 0          # open handles on this node
+    dirty: bool = False     # extents/size changed since the journal last had them
+    linked: bool = True     # False once unlinked (open handles may still use it)
+
+    @property
+    def base_size(self) -> int:
+        return sum(c[1] for c in self.base_chunks)
+
+    def record(self) -> dict:
+        rec = self.meta_record()
+        rec.update(base=self.base_chunks, limit=self.base_limit, size=self.size, ext=self.extents)
+        return rec
+
+    def add_extent(self, start: int, end: int) -> None:
+        """Mark [start, end) as written (merging with neighbours)."""
+        ext = self.extents
+        i = bisect.bisect_left(ext, [start, start])
+        if i > 0 and ext[i - 1][1] >= start:
+            i -= 1
+        j = i
+        while j < len(ext) and ext[j][0] <= end:
+            start = min(start, ext[j][0])
+            end = max(end, ext[j][1])
+            j += 1
+        ext[i:j] = [[start, end]]
+
+    def truncate(self, size: int) -> None:
+        if size < self.size:
+            self.base_limit = min(self.base_limit, size)
+            ext = self.extents
+            while ext and ext[-1][0] >= size:
+                ext.pop()
+            if ext and ext[-1][1] > size:
+                ext[-1][1] = size
+        self.size = size
+
+    def pieces(self, off: int, end: int) -> list[tuple[str, int, int]]:
+        """Where the bytes [off, end) come from: ("data"|"base"|"zero", start, stop)."""
+        out: list[tuple[str, int, int]] = []
+        ext = self.extents
+        i = max(0, bisect.bisect_right(ext, [off, float("inf")]) - 1)
+        pos = off
+        while pos < end:
+            while i < len(ext) and ext[i][1] <= pos:
+                i += 1
+            if i < len(ext) and ext[i][0] <= pos:
+                stop = min(end, ext[i][1])
+                out.append(("data", pos, stop))
+            else:
+                nxt = min(end, ext[i][0]) if i < len(ext) else end
+                if pos < self.base_limit:
+                    stop = min(nxt, self.base_limit)
+                    out.append(("base", pos, stop))
+                else:
+                    stop = nxt
+                    out.append(("zero", pos, stop))
+            pos = stop
+        return out
+
+    def dirty_ranges(self) -> list[tuple[int, int]]:
+        """Ranges that differ from the base (for re-chunking)."""
+        ranges = [(s, e) for s, e in self.extents]
+        if self.base_limit < min(self.size, self.base_size):
+            ranges.append((self.base_limit, min(self.size, self.base_size)))
+        return ranges
+
+    @property
+    def content_changed(self) -> bool:
+        return bool(self.extents) or self.size != self.base_size or self.base_limit < self.base_size
+
+
+def node_from_record(rec: dict) -> Node:
+    common = dict(id=rec["id"], kind=rec["kind"], mode=rec["mode"], uid=rec.get("uid"),
+                  gid=rec.get("gid"), mtime=rec.get("mtime", 0), ctime=rec.get("ctime", 0),
+                  atime=rec.get("atime", 0), xattrs={k: bytes.fromhex(v) for k, v in rec.get("xattrs", {}).items()})
+    kind = rec["kind"]
+    if kind == DIR:
+        return DirNode(**common, lower=rec.get("lower", FOLLOW))
+    if kind == SYMLINK:
+        return LinkNode(**common, target=rec.get("target", ""))
+    return FileNode(**common, base_chunks=rec.get("base", []), base_limit=rec.get("limit", 0),
+                    size=rec.get("size", 0), extents=[list(e) for e in rec.get("ext", [])])
+
+
+def node_from_entry(nid: int, entry: dict) -> Node:
+    """A staged copy of a committed entry (copy-up): content by reference."""
+    t = entry.get("mtime") or 0
+    common = dict(id=nid, kind=entry["type"], mode=entry.get("mode") or 0, uid=entry.get("uid"),
+                  gid=entry.get("gid"), mtime=t, ctime=t, atime=t,
+                  xattrs={k: bytes.fromhex(v) for k, v in entry.get("xattrs", {}).items()})
+    if entry["type"] == DIR:
+        return DirNode(**common, lower=FOLLOW)
+    if entry["type"] == SYMLINK:
+        return LinkNode(**common, target=entry.get("target", ""))
+    chunks = [list(c) for c in entry.get("chunks", [])]
+    size = int(entry.get("size", 0))
+    return FileNode(**common, base_chunks=chunks, base_limit=size, size=size)
