@@ -22,7 +22,7 @@ SUDO=""
 [ "$(id -u)" = 0 ] || SUDO="sudo"
 
 pkgs=(fuse3 libfuse3-dev pkg-config gcc python3 python3-venv python3-dev ca-certificates)
-[ "$mode" = test ] && pkgs+=(restic bindfs systemd rsync attr util-linux)
+[ "$mode" = test ] && pkgs+=(restic bindfs systemd rsync attr util-linux git fio)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
