@@ -1,5 +1,6 @@
-"""What bench/read.py and bench/pipeline.py share: progress lines, and one
-trunkfs daemon started and stopped by pid in a temporary directory."""
+"""What the benches (read.py, pipeline.py, write.py) share: progress lines,
+one trunkfs daemon started and stopped by pid in a temporary directory, and a
+clean-up that never deletes through a mount left behind."""
 
 from __future__ import annotations
 
@@ -20,9 +21,34 @@ def log(msg: str) -> None:
     print(f"[{time.perf_counter() - T0:7.1f}s] {msg}", file=sys.stderr, flush=True)
 
 
+def mounts_under(path: Path) -> list[str]:
+    """Mount points at or below ``path`` (deepest first), from /proc/self/mounts."""
+    root = os.path.realpath(path)
+    found = []
+    with open("/proc/self/mounts") as f:
+        for line in f:
+            mnt = line.split()[1].replace("\\040", " ")
+            if mnt == root or mnt.startswith(root + "/"):
+                found.append(mnt)
+    return sorted(found, key=len, reverse=True)
+
+
+def unmount(path: Path | str) -> None:
+    """Lazily unmount a FUSE mount (ours: made under the bench's temp dir)."""
+    subprocess.run(["fusermount3", "-u", "-z", str(path)], check=False,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
 def cleanup(tmp: Path, keep: bool) -> None:
+    """Remove the bench's temp dir; first detach any mount still under it, so
+    that rmtree never deletes through a mount."""
+    for mnt in mounts_under(tmp):
+        log(f"unmounting {mnt}, still mounted at clean-up")
+        unmount(mnt)
     if keep:
         log(f"kept {tmp}")
+    elif mounts_under(tmp):
+        log(f"NOT removing {tmp}: {', '.join(mounts_under(tmp))} still mounted")
     else:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -34,6 +60,7 @@ class BenchDaemon:
         self.base = base
         self.state = base / "state"
         self.mount = base / "mnt" if mount else None
+        self.store = self.state / "store"  # the daemon's default store: file://<state>/store
         self.socket = str(base / "trunkfs.sock")
         self.env = dict(os.environ, TRUNKFS_SOCKET=self.socket)
         self.proc: subprocess.Popen | None = None
@@ -71,15 +98,20 @@ class BenchDaemon:
                 self.proc.wait()
         self.proc = None
         if self.mount is not None and os.path.ismount(self.mount):
-            subprocess.run(["fusermount3", "-u", "-z", str(self.mount)], check=False)
+            unmount(self.mount)
 
     def cli(self, *args: str) -> str:
         return subprocess.run([*TRUNKFS, *args], env=self.env, check=True,
                               capture_output=True, text=True).stdout
 
-    def rss_mib(self) -> float:
+    def run(self, *args: str) -> subprocess.CompletedProcess:
+        """A client command, not checked: the caller reads returncode/stderr."""
+        return subprocess.run([*TRUNKFS, *args], env=self.env, capture_output=True, text=True)
+
+    def rss_mib(self, field: str = "VmRSS") -> float:
+        """VmRSS (or another Vm* field, e.g. VmHWM) of the daemon, in MiB."""
         with open(f"/proc/{self.proc.pid}/status") as f:
             for line in f:
-                if line.startswith("VmRSS:"):
+                if line.startswith(field + ":"):
                     return int(line.split()[1]) / 1024
         return 0.0
