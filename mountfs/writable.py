@@ -28,7 +28,7 @@ from ..staging.area import StagingArea
 from ..staging.nodes import FOLLOW, DirNode, FileNode, LinkNode, Node, now_ns
 from .attrs import make_attr, node_attr
 from .filehandle import FileHandle
-from .inodes import View
+from .inodes import View, same_identity
 
 log = logging.getLogger(__name__)
 
@@ -146,9 +146,17 @@ class WritableViews:
             if r is None:
                 raise _fuse(errno.ENOENT)
         if isinstance(r, Node):
-            w.obj, w.epoch = r, area.epoch
-        else:
-            w.obj, w.entry = None, r
+            w.obj, w.epoch, w.entry = r, area.epoch, None
+            return r
+        w.obj = None
+        if w.entry is not None and w.parent is not None and not same_identity(w.entry, r):
+            # replaced on the branch (a put): this inode is the old file, as
+            # after a rename over it; the path gets a new inode at its next lookup
+            w.orphan = True
+            if self.wchildren.get((w.parent.ino, w.name)) is w:
+                del self.wchildren[(w.parent.ino, w.name)]
+            return w.entry
+        w.entry = r
         return r
 
     async def _lower_listing(self, w: WNode, node: DirNode) -> dict[str, dict]:
@@ -241,7 +249,7 @@ class WritableViews:
                 node = parent.delta[w.name]
             else:
                 node = area.copy_up(parent, w.name, r)
-        w.obj, w.epoch = node, area.epoch
+        w.obj, w.epoch, w.entry = node, area.epoch, None
         return node
 
     async def _upper_dir(self, w: WNode) -> DirNode:
@@ -285,6 +293,9 @@ class WritableViews:
             return negative_entry(WRITABLE_TIMEOUT)
         w = self._wchild(pw, sname)
         r = await self.wresolve(w)
+        if w.orphan:  # it was replaced on the branch just now
+            w = self._wchild(pw, sname)
+            r = await self.wresolve(w)
         w.lookups += 1
         return await self.wattr(w, r)
 
@@ -608,7 +619,9 @@ class WritableViews:
 
     async def wremovexattr(self, w: WNode, name: bytes) -> None:
         sname = os.fsdecode(name)
-        if not sname.startswith(XATTR_PREFIX) or sname.startswith(VIRTUAL_XATTRS):
+        if sname.startswith(VIRTUAL_XATTRS):
+            return  # computed names cannot go; rsync -X removing them must not fail
+        if not sname.startswith(XATTR_PREFIX):
             raise _fuse(pyfuse3.ENOATTR)
         async with w.area.mutation():
             node = await self.upper(w)

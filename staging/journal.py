@@ -86,6 +86,7 @@ class Journal:
         if self._next > self._reserved:
             self._reserved = self._next + 1024
             batch.batch.put(_NEXT, _ID.pack(self._reserved))
+            batch.empty = False
         return nid
 
     def write(self, batch: Batch, sync: bool = False) -> None:

@@ -106,11 +106,11 @@ def test_layout_views_and_tools(mounted, dataset, workdir):
     assert "user.trunkfs.commit" in os.listxattr(mnt / "data")
 
 
-def test_everything_is_read_only(mounted, dataset):
+def test_commit_views_and_the_root_are_read_only(mounted, dataset):
     d = mounted
     d.cli("repo", "create", "r")
     cid = d.cli("put", "r", str(dataset / "big.bin")).out.strip()
-    for view in ("r", f"r@{cid[:10]}"):
+    for view in (f"r@{cid[:10]}", f"r@{cid}"):
         base = d.mount / view
         for action in (lambda: open(base / "new", "w"), lambda: open(base / "big.bin", "r+b"),
                        lambda: os.mkdir(base / "dir"), lambda: os.unlink(base / "big.bin"),
@@ -124,6 +124,7 @@ def test_everything_is_read_only(mounted, dataset):
     with pytest.raises(OSError) as info:
         os.mkdir(d.mount / "newrepo")
     assert info.value.errno == errno.EROFS
+    assert d.cli("status", "r").out == ""  # nothing was staged by the refused calls
 
 
 def test_history_views_and_branch_following(mounted, workdir):
