@@ -15,7 +15,7 @@ import sys
 import trio
 
 from ..store.backends.factory import open_backend
-from ..store.errors import TrunkError
+from ..store.errors import NotFound, TrunkError
 from ..store.store import Store
 from .config import Config
 from .server import ControlServer
@@ -83,7 +83,13 @@ async def serve(config: Config, store: Store) -> None:
     from ..staging.manager import StagingManager
     from .jobs import JobManager
     service = Service(store, threads=config.threads)
-    service.staging = await trio.to_thread.run_sync(StagingManager, config.state)
+    def head_tree(repo: str, branch: str) -> str | None:
+        try:
+            head, _ = service.refs.read_branch(repo, branch)
+        except NotFound:
+            return None
+        return store.read_commit(head).tree if head else None
+    service.staging = await trio.to_thread.run_sync(StagingManager, config.state, head_tree)
     try:
         await _serve(config, service)
     finally:

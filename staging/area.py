@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import asynccontextmanager
 
 import trio
@@ -42,7 +42,17 @@ class StagingArea:
 
     # -- loading ---------------------------------------------------------------
 
-    def load(self) -> None:
+    def load(self, head_tree: "Callable[[], str | None] | None" = None) -> None:
+        """Read the journal; ``head_tree()`` tells the branch head's root tree,
+        to finish a commit that was cut short after it moved the branch."""
+        mark = self.journal.commit_mark(self.repo, self.branch)
+        if mark is not None:
+            if head_tree is not None and head_tree() == mark:
+                log.info("the last commit of %s landed before the daemon stopped; "
+                         "dropping its staging", self.where)
+                self.journal.clear_area(self.repo, self.branch)
+                return
+            self.journal.clear_mark(self.repo, self.branch)
         records, entries = self.journal.load(self.repo, self.branch)
         nodes = {nid: node_from_record(rec) for nid, rec in records.items()}
         roots = [nodes[nid] for nid, rec in records.items() if rec.get("root")]

@@ -4,6 +4,7 @@ Keys (bytes; repo and branch names never hold NUL):
     ``!next``                                  -> next node id (u64)
     ``n`` repo NUL branch NUL id(u64 BE)       -> node record (JSON)
     ``e`` repo NUL branch NUL dir id NUL name  -> child id (u64 BE), or b"" for a whiteout
+    ``c`` repo NUL branch NUL                  -> root tree id of a commit under way
 
 A change is one write batch.  RocksDB appends every batch to its write-ahead
 log with write(2) before it returns, so a killed daemon loses nothing it was
@@ -133,9 +134,23 @@ class Journal:
             out.add((repo.decode(), branch.decode()))
         return sorted(out)
 
+    def mark_commit(self, repo: str, branch: str, tree: str) -> None:
+        """Remember the tree a commit is about to publish: should the daemon
+        die between moving the branch and clearing the staging, the next
+        start sees the branch at that tree and drops the staging."""
+        self._db.put(b"c" + area_prefix(repo, branch), tree.encode(), self._sync)
+
+    def commit_mark(self, repo: str, branch: str) -> str | None:
+        raw = self._db.get(b"c" + area_prefix(repo, branch))
+        return raw.decode() if raw else None
+
+    def clear_mark(self, repo: str, branch: str) -> None:
+        self._db.delete(b"c" + area_prefix(repo, branch))
+
     def clear_area(self, repo: str, branch: str) -> None:
         prefix = area_prefix(repo, branch)
         batch = WriteBatch(raw_mode=True)
+        batch.delete(b"c" + prefix)
         for tag in (b"n", b"e"):
             for key, _ in self._scan(tag + prefix):
                 batch.delete(key)

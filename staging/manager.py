@@ -25,7 +25,8 @@ log = logging.getLogger(__name__)
 
 
 class StagingManager:
-    def __init__(self, state_dir: str) -> None:
+    def __init__(self, state_dir: str, head_tree: "Callable[[str, str], str | None] | None" = None) -> None:
+        self.head_tree = head_tree
         self.dir = os.path.join(state_dir, "staging")
         self.data_dir = os.path.join(self.dir, "data")
         os.makedirs(self.data_dir, mode=0o700, exist_ok=True)
@@ -56,7 +57,7 @@ class StagingManager:
         area = self.areas.get(key)
         if area is None:
             area = StagingArea(repo, branch, self.journal, self.data_dir)
-            area.load()
+            area.load((lambda: self.head_tree(repo, branch)) if self.head_tree else None)
             self.areas[key] = area
         return area
 
@@ -104,13 +105,16 @@ class StagingManager:
                     entries = await svc.run(file_entries, area, svc.store, session, advance)
 
                 def build(head_root: dict | None, sess) -> dict:
-                    return build_tree(area, svc.store, sess, head_root, entries)
+                    root = build_tree(area, svc.store, sess, head_root, entries)
+                    self.journal.mark_commit(repo, branch, root["tree"])
+                    return root
                 cid, commit, jobs = await svc.commit_edit(
                     repo, branch, lambda editor: None, session, message=message or "commit",
                     author=author, build=build if area.root is not None else None,
                     allow_empty=allow_empty)
             except BaseException:
                 session.abort()
+                self.journal.clear_mark(repo, branch)
                 raise
             area.drop_all()
             log.info("committed the staging of %s@%s as %s", repo, branch, cid[:12])

@@ -148,6 +148,6 @@ def test_branch_view_behaves_like_a_directory(daemon_factory, workdir):
                 assert snapshot(self.mnt) == snapshot(self.ref), f"after {self.steps}"
 
     run_state_machine_as_test(Machine, settings=settings(
-        max_examples=30, stateful_step_count=25, deadline=None,
+        max_examples=20, stateful_step_count=25, deadline=None,
         suppress_health_check=list(HealthCheck)))
     shutil.rmtree(plain_base)
