@@ -448,7 +448,8 @@ class TrunkOperations(WritableViews, pyfuse3.Operations):
     @fuse_errors
     async def fsyncdir(self, fh: int, datasync: bool) -> None:
         if self.staging is not None:
-            await self.catalog.run(self.staging.flush)
+            self.staging.flush()
+            await self.catalog.run(self.staging.journal.sync)
 
     # -- file system ------------------------------------------------------------
 

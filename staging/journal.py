@@ -14,6 +14,7 @@ on a staged file asks for.
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -99,7 +100,13 @@ class Journal:
             else:
                 self._db.write(batch.batch)
         except Exception as exc:
+            if "No space left" in str(exc):
+                raise OSError(errno.ENOSPC, f"the staging journal at {self.path}: no space left") from exc
             raise BackendError(f"cannot write the staging journal at {self.path}: {exc}") from exc
+
+    def sync(self) -> None:
+        """Make every journaled change durable (fsync of the write-ahead log)."""
+        self._db.flush_wal(True)
 
     def _scan(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
         it = self._db.iter()
