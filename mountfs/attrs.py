@@ -6,7 +6,7 @@ import stat
 
 import pyfuse3
 
-BLKSIZE = 128 * 1024
+BLKSIZE = 1024 * 1024  # st_blksize: cp, cat and friends size their buffers by it
 
 
 def make_attr(ino: int, entry: dict, uid: int, gid: int, timeout: float) -> pyfuse3.EntryAttributes:

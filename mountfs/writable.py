@@ -201,18 +201,18 @@ class WritableViews:
         return {}
 
     async def _nlink(self, w: WNode, d: DirNode) -> int:
+        """2 + subdirectories (find(1) relies on it), cached per delta version."""
         lower = await self._lower_listing(w, d)
-        dirs = sum(1 for e in lower.values() if e["type"] == "dir") if len(lower) < 4096 else \
-            self._lower_dirs(d, lower)
+        key = (id(lower), d.version)
+        if d.nlink_cache is not None and d.nlink_cache[0] == key:
+            return d.nlink_cache[1]
+        dirs = sum(1 for e in lower.values() if e["type"] == "dir")
         for name, child in d.delta.items():
             was = lower.get(name)
             dirs -= bool(was and was["type"] == "dir")
             dirs += isinstance(child, DirNode)
+        d.nlink_cache = (key, 2 + dirs)
         return 2 + dirs
-
-    @staticmethod
-    def _lower_dirs(d: DirNode, lower: dict[str, dict]) -> int:
-        return sum(1 for e in lower.values() if e["type"] == "dir")
 
     async def wattr(self, w: WNode, r: Node | dict | None = None) -> pyfuse3.EntryAttributes:
         if r is None:
@@ -329,9 +329,10 @@ class WritableViews:
             if fields.update_atime:
                 node.atime = attr.st_atime_ns
             node.ctime = attr.st_ctime_ns if getattr(fields, "update_ctime", False) else t
-            if not isinstance(node, FileNode) or node.linked:
-                if node.id > 0:
-                    area.save(node)
+            if isinstance(node, FileNode) and node.opens and not fields.update_size:
+                area.mark_dirty(node)   # journaled at release or fsync, like its data
+            elif (not isinstance(node, FileNode) or node.linked) and node.id > 0:
+                area.save(node)
             return await self.wattr(w, node)
 
     async def _new_entry(self, pw: WNode, name: bytes, kind: str, mode: int,
@@ -564,11 +565,6 @@ class WritableViews:
         os.unlink(path)
         node.fd = fd
         return fd
-
-    async def wflush(self, h: WHandle) -> None:
-        node = h.node
-        if node is not None and node.dirty and node.linked and node.id > 0:
-            h.wnode.area.save(node)
 
     async def wfsync(self, h: WHandle, datasync: bool) -> None:
         node = h.node

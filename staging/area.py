@@ -150,6 +150,12 @@ class StagingArea:
             self._dirty_files.discard(node)
         self._write(batch, sync)
 
+    def mark_dirty(self, node: FileNode) -> None:
+        """A file's record changed; journal it with its extents later."""
+        if not node.dirty and node.linked and node.id > 0:
+            node.dirty = True
+            self._dirty_files.add(node)
+
     def flush_files(self) -> None:
         """Journal the extents of every file written since its last save."""
         if not self._dirty_files:
@@ -166,6 +172,7 @@ class StagingArea:
 
     def copy_up(self, parent: DirNode, name: str, entry: dict) -> Node:
         """Stage a committed entry (by reference: no data is copied)."""
+        parent.version += 1
         batch = self._batch()
         node = node_from_entry(self.journal.new_id(batch), entry)
         batch.node(node.record())
@@ -259,6 +266,7 @@ class StagingArea:
         self.epoch += 1
 
     def _touch_dir(self, d: DirNode, batch: Batch) -> None:
+        d.version += 1
         d.mtime = d.ctime = now_ns()
         batch.node(self._record(d))
 
@@ -358,6 +366,7 @@ class StagingArea:
 
     def forget_entry(self, parent: DirNode, name: str) -> None:
         """Drop the staged entry parent/name: the committed one shows again."""
+        parent.version += 1
         node = parent.delta.pop(name, None)
         batch = self._batch()
         batch.drop_entry(parent.id, name)

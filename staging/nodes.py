@@ -71,6 +71,8 @@ class DirNode(Node):
     lower: object = FOLLOW          # FOLLOW, a pinned dir entry (dict), or None
     delta: dict[str, "Node | None"] = field(default_factory=dict)
     followed: tuple | None = None   # (head commit, lower entry) last resolved for FOLLOW
+    version: int = 0                # bumped at every change of ``delta``
+    nlink_cache: tuple | None = None
 
     def record(self) -> dict:
         rec = self.meta_record()
