@@ -9,6 +9,7 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+import resource
 import signal
 import sys
 
@@ -120,9 +121,18 @@ async def _serve(config: Config, service: Service) -> None:
                 break
 
 
+def _raise_fd_limit() -> None:
+    """Open files, open handles and packs each hold a descriptor: take the
+    hard limit rather than the shell's usual 1024."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
 def run_daemon(config: Config) -> int:
     logging.basicConfig(level=getattr(logging, config.log_level.upper(), logging.INFO),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    _raise_fd_limit()
     try:
         lock_fd = _lock_state(config.state)
     except (TrunkError, OSError) as exc:

@@ -64,6 +64,9 @@ class WHandle:
     writable: bool = False
 
 
+_EMPTY: dict[str, dict] = {}   # the lower listing of a new directory (never mutated)
+
+
 def _fuse(code: int) -> pyfuse3.FUSEError:
     return pyfuse3.FUSEError(code)
 
@@ -175,7 +178,7 @@ class WritableViews:
                         if isinstance(pnode, DirNode) else None
                 node.followed = (head, low)
         if not low or low.get("type") != "dir" or not low.get("tree"):
-            return {}
+            return _EMPTY
         return await self._tree_names(low["tree"])
 
     async def _child_of(self, pw: WNode, p: Node | dict, name: str) -> Node | dict | None:
@@ -201,9 +204,9 @@ class WritableViews:
         return {}
 
     async def _nlink(self, w: WNode, d: DirNode) -> int:
-        """2 + subdirectories (find(1) relies on it), cached per delta version."""
+        """2 + subdirectories (find(1) relies on it), cached until one comes or goes."""
         lower = await self._lower_listing(w, d)
-        key = (id(lower), d.version)
+        key = (id(lower), d.dirs_version)
         if d.nlink_cache is not None and d.nlink_cache[0] == key:
             return d.nlink_cache[1]
         dirs = sum(1 for e in lower.values() if e["type"] == "dir")
@@ -359,6 +362,7 @@ class WritableViews:
     async def wmkdir(self, pw: WNode, name: bytes, mode: int, ctx) -> pyfuse3.EntryAttributes:
         async with pw.area.mutation():
             w, node = await self._new_entry(pw, name, "dir", mode, ctx)
+            (await self._upper_dir(pw)).dirs_version += 1
             w.lookups += 1
             return await self.wattr(w, node)
 
@@ -394,6 +398,8 @@ class WritableViews:
                 raise _fuse(errno.EISDIR)
             lower_has = sname in await self._lower_listing(pw, pnode)
             area.unlink(pnode, sname, lower_has)
+            if want_dir:
+                pnode.dirs_version += 1
             if cw is not None:
                 if isinstance(child, dict):
                     cw.entry, cw.obj = child, None
@@ -431,6 +437,8 @@ class WritableViews:
                 if a is b:
                     return
                 area.exchange(spnode, sname, a, dpnode, dname, b)
+                spnode.dirs_version += 1
+                dpnode.dirs_version += 1
                 wa = self.wchildren.pop((spw.ino, sname), None)
                 wb = self.wchildren.pop((dpw.ino, dname), None)
                 if wa is not None:
@@ -466,6 +474,9 @@ class WritableViews:
                         dw.obj = dst
                 self._detach(dpw, dname)
             area.move(spnode, sname, slower_has, dpnode, dname, node)
+            if isinstance(node, DirNode) or _is_dir(dst):
+                spnode.dirs_version += 1
+                dpnode.dirs_version += 1
             sw = self.wchildren.pop((spw.ino, sname), None)
             if sw is not None:
                 sw.parent, sw.name, sw.obj, sw.epoch = dpw, dname, node, area.epoch

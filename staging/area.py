@@ -172,7 +172,6 @@ class StagingArea:
 
     def copy_up(self, parent: DirNode, name: str, entry: dict) -> Node:
         """Stage a committed entry (by reference: no data is copied)."""
-        parent.version += 1
         batch = self._batch()
         node = node_from_entry(self.journal.new_id(batch), entry)
         batch.node(node.record())
@@ -266,7 +265,6 @@ class StagingArea:
         self.epoch += 1
 
     def _touch_dir(self, d: DirNode, batch: Batch) -> None:
-        d.version += 1
         d.mtime = d.ctime = now_ns()
         batch.node(self._record(d))
 
@@ -334,6 +332,9 @@ class StagingArea:
         self.save(node)
 
     def fsync(self, node: FileNode, datasync: bool = False) -> None:
+        """fsync(2): the data file (whichever handle wrote it), then the journal."""
+        if node.fd is None and node.extents:
+            self.data_fd(node)
         if node.fd is not None:
             if datasync:
                 os.fdatasync(node.fd)
@@ -342,10 +343,18 @@ class StagingArea:
         if node.linked:
             self.save(node, sync=True)
 
-    def read_data(self, node: FileNode, off: int, n: int) -> bytes:
+    def read_data(self, node: FileNode, off: int, n: int, fd: int | None = None) -> bytes:
         """Bytes of the data file (holes and the part past its end read as zeros)."""
-        data = os.pread(self.data_fd(node), n, off)
+        data = os.pread(self.data_fd(node) if fd is None else fd, n, off)
         return data if len(data) == n else data + bytes(n - len(data))
+
+    def open_data(self, node: FileNode) -> int | None:
+        """A descriptor of its own on a node's data file (for a commit's
+        worker thread: the node's own descriptor belongs to the event loop)."""
+        try:
+            return os.open(self._data_path(node.id), os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return None
 
     # -- after a commit or a discard ----------------------------------------------------
 
@@ -366,7 +375,7 @@ class StagingArea:
 
     def forget_entry(self, parent: DirNode, name: str) -> None:
         """Drop the staged entry parent/name: the committed one shows again."""
-        parent.version += 1
+        parent.dirs_version += 1
         node = parent.delta.pop(name, None)
         batch = self._batch()
         batch.drop_entry(parent.id, name)

@@ -10,6 +10,7 @@ staged changes on whatever the head is when it lands.
 from __future__ import annotations
 
 import bisect
+import os
 import itertools
 import logging
 from collections.abc import Callable
@@ -55,14 +56,14 @@ class BaseReader:
         return b"".join(parts)
 
 
-def file_reader(area: StagingArea, store: Store, node: FileNode) -> Callable[[int, int], bytes]:
+def file_reader(area: StagingArea, store: Store, node: FileNode, fd: int | None) -> Callable[[int, int], bytes]:
     base = BaseReader(store, node.base_chunks)
 
     def read(off: int, n: int) -> bytes:
         out = []
         for kind, s, e in node.pieces(off, min(off + n, node.size)):
             if kind == "data":
-                out.append(area.read_data(node, s, e - s))
+                out.append(area.read_data(node, s, e - s, fd) if fd is not None else bytes(e - s))
             elif kind == "base":
                 out.append(base.read(s, e))
             else:
@@ -75,7 +76,16 @@ def file_chunks(area: StagingArea, store: Store, session: WriteSession, node: Fi
                 progress: Callable[[int], None] | None = None) -> list:
     if not node.content_changed:
         return node.base_chunks
-    read = file_reader(area, store, node)
+    fd = area.open_data(node) if node.extents else None
+    try:
+        return _file_chunks(area, store, session, node, file_reader(area, store, node, fd), progress)
+    finally:
+        if fd is not None:
+            os.close(fd)
+
+
+def _file_chunks(area: StagingArea, store: Store, session: WriteSession, node: FileNode,
+                 read: Callable[[int, int], bytes], progress: Callable[[int], None] | None) -> list:
     if node.base_limit == 0 or not node.base_chunks:
         ingest = session.ingest()
         for off in range(0, node.size, READ_BLOCK):

@@ -71,7 +71,7 @@ class DirNode(Node):
     lower: object = FOLLOW          # FOLLOW, a pinned dir entry (dict), or None
     delta: dict[str, "Node | None"] = field(default_factory=dict)
     followed: tuple | None = None   # (head commit, lower entry) last resolved for FOLLOW
-    version: int = 0                # bumped at every change of ``delta``
+    dirs_version: int = 0           # bumped when a subdirectory comes or goes (st_nlink)
     nlink_cache: tuple | None = None
 
     def record(self) -> dict:

@@ -306,3 +306,18 @@ def test_sigkill_while_committing(daemon_factory):
             head = now["id"]
         assert status(d) == []
         assert (d.mount / f"r@{head}" / f"f{i}").read_bytes() == data
+
+
+def test_many_files_commit_without_holding_descriptors(mounted):
+    """Committing thousands of staged files opens each data file only while
+    reading it (a commit once kept every one open and ran out of descriptors)."""
+    d = mounted
+    d.cli("repo", "create", "r")
+    for i in range(1500):
+        (d.mount / "r" / f"f{i:04d}").write_bytes(b"%d\n" % i * 100)
+    pid = d.proc.pid
+    cid = commit(d)
+    fds = len(os.listdir(f"/proc/{pid}/fd"))
+    assert fds < 300, f"the daemon holds {fds} descriptors after the commit"
+    assert (d.mount / f"r@{cid}" / "f1234").read_bytes() == b"1234\n" * 100
+    assert status(d) == []
