@@ -316,6 +316,7 @@ def test_many_files_commit_without_holding_descriptors(mounted):
     for i in range(1500):
         (d.mount / "r" / f"f{i:04d}").write_bytes(b"%d\n" % i * 100)
     pid = d.proc.pid
+    subprocess.run(["prlimit", f"--pid={pid}", "--nofile=400:400"], check=True)
     cid = commit(d)
     fds = len(os.listdir(f"/proc/{pid}/fd"))
     assert fds < 300, f"the daemon holds {fds} descriptors after the commit"
