@@ -106,6 +106,7 @@ async def _serve(config: Config, service: Service) -> None:
         async with trio.open_nursery() as nursery:
             await nursery.start(server.serve)
             await nursery.start(service.jobs.run)
+            await nursery.start(service.staging.run)
             if config.mount:
                 await start_mount(config, service, nursery)
             log.info("trunkfs daemon ready (pid %d, store %s)", os.getpid(), config.store)

@@ -450,7 +450,7 @@ class TrunkOperations(WritableViews, pyfuse3.Operations):
     async def fsyncdir(self, fh: int, datasync: bool) -> None:
         if self.staging is not None:
             self.staging.flush()
-            await self.catalog.run(self.staging.journal.sync)
+            await self.catalog.run(self.staging.journal.sync)  # rename, create... are durable now
 
     # -- file system ------------------------------------------------------------
 

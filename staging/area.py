@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Callable, Iterator
 from contextlib import asynccontextmanager
 
@@ -20,6 +21,8 @@ from .journal import Batch, Journal, area_prefix
 from .nodes import FOLLOW, DirNode, FileNode, LinkNode, Node, node_from_entry, node_from_record, now_ns
 
 log = logging.getLogger(__name__)
+
+GROUP_COMMIT_S = 0.05
 
 
 class StagingArea:
@@ -35,6 +38,8 @@ class StagingArea:
         self._busy = 0
         self._idle = trio.Event()
         self._dirty_files: set[FileNode] = set()
+        self._pending: Batch | None = None
+        self._last_write = 0.0
 
     @property
     def where(self) -> str:
@@ -64,7 +69,7 @@ class StagingArea:
         reachable = {n.id for n in self.walk()}
         stray = [nid for nid in nodes if nid not in reachable]
         if stray:  # unlinked while open when the daemon stopped
-            batch = self._batch()
+            batch = Batch(self.prefix)
             for nid in stray:
                 batch.drop_node(nid)
                 self._remove_data(nid)
@@ -114,10 +119,31 @@ class StagingArea:
     # -- journal -----------------------------------------------------------------
 
     def _batch(self) -> Batch:
-        return Batch(self.prefix)
+        """The batch of changes not yet in the journal (one per area)."""
+        if self._pending is None:
+            self._pending = Batch(self.prefix)
+        return self._pending
 
     def _write(self, batch: Batch, sync: bool = False) -> None:
-        self.journal.write(batch, sync)
+        """Changes reach the journal in batches: at once when ``sync`` (fsync)
+        or when the last write is older than GROUP_COMMIT_S, else by the
+        manager's flusher within that time.  One RocksDB write per burst
+        instead of one per FUSE call."""
+        now = time.monotonic()
+        if sync or now - self._last_write > GROUP_COMMIT_S:
+            self.write_pending(sync)
+
+    @property
+    def has_pending(self) -> bool:
+        return self._pending is not None
+
+    def write_pending(self, sync: bool = False) -> None:
+        batch, self._pending = self._pending, None
+        self._last_write = time.monotonic()
+        if batch is not None:
+            self.journal.write(batch, sync)
+        elif sync:
+            self.journal.sync()
 
     def ensure_root(self, entry: dict | None) -> DirNode:
         if self.root is None:
@@ -156,17 +182,17 @@ class StagingArea:
             node.dirty = True
             self._dirty_files.add(node)
 
-    def flush_files(self) -> None:
-        """Journal the extents of every file written since its last save."""
-        if not self._dirty_files:
-            return
-        batch = self._batch()
-        for node in list(self._dirty_files):
-            if node.linked:
-                batch.node(self._record(node))
-            node.dirty = False
-        self._dirty_files.clear()
-        self._write(batch)
+    def flush_files(self, sync: bool = False) -> None:
+        """Journal the extents of every file written since its last save,
+        and every change still waiting for the journal."""
+        if self._dirty_files:
+            batch = self._batch()
+            for node in list(self._dirty_files):
+                if node.linked:
+                    batch.node(self._record(node))
+                node.dirty = False
+            self._dirty_files.clear()
+        self.write_pending(sync)
 
     # -- namespace changes ---------------------------------------------------------
 
@@ -368,6 +394,7 @@ class StagingArea:
                 else:
                     self._remove_data(node.id)  # the open fd keeps it readable
         self._dirty_files.clear()
+        self._pending = None
         self.journal.clear_area(self.repo, self.branch)
         self.root = None
         self.epoch += 1

@@ -16,7 +16,9 @@ from typing import Any
 
 from ..store.errors import InvalidArgument, NotFound, NothingToCommit
 from ..store.names import split_path
-from .area import StagingArea
+import trio
+
+from .area import GROUP_COMMIT_S, StagingArea
 from .build import build_tree, changes, file_entries, staged_bytes
 from .journal import Journal
 from .nodes import DirNode
@@ -61,9 +63,18 @@ class StagingManager:
             self.areas[key] = area
         return area
 
-    def flush(self) -> None:
+    def flush(self, sync: bool = False) -> None:
         for area in self.areas.values():
-            area.flush_files()
+            area.flush_files(sync)
+
+    async def run(self, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        """Write changes waiting for the journal (group commit)."""
+        task_status.started()
+        while True:
+            await trio.sleep(GROUP_COMMIT_S)
+            for area in self.areas.values():
+                if area.has_pending:
+                    area.write_pending()
 
     # -- status ------------------------------------------------------------------------
 

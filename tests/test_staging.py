@@ -250,7 +250,10 @@ def test_sigkill_while_writing_keeps_fsynced_data(daemon_factory):
             f.flush()
             os.fsync(f.fileno())
         expected[name] = data
-        os.rename(d.mount / "r" / name, d.mount / "r" / f"{name}.done")  # a journaled rename
+        os.rename(d.mount / "r" / name, d.mount / "r" / f"{name}.done")
+        dfd = os.open(d.mount / "r", os.O_RDONLY)   # fsync of the directory: the rename is durable
+        os.fsync(dfd)
+        os.close(dfd)
         expected[f"{name}.done"] = expected.pop(name)
         # a writer in full flow when the daemon dies
         stop = threading.Event()
