@@ -42,6 +42,7 @@ BRANCH_TIMEOUT = 1.0
 ROOT_TIMEOUT = 1.0
 NEGATIVE_TIMEOUT = 1.0
 TREE_INDEX_CACHE = 512
+NAME_MAX = 255
 
 XATTR_COMMIT = b"user.trunkfs.commit"
 XATTR_BRANCH = b"user.trunkfs.branch"
@@ -206,6 +207,8 @@ class TrunkOperations(WritableViews, pyfuse3.Operations):
 
     @fuse_errors
     async def lookup(self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
+        if len(name) > NAME_MAX:
+            raise pyfuse3.FUSEError(errno.ENAMETOOLONG)
         w = self.wnodes.get(parent_inode)
         if w is not None:
             if name == b".":
@@ -472,7 +475,7 @@ class TrunkOperations(WritableViews, pyfuse3.Operations):
         d.f_files = len(self.inodes) + 1_000_000
         d.f_ffree = 1_000_000
         d.f_favail = 1_000_000
-        d.f_namemax = 255
+        d.f_namemax = NAME_MAX
         return d
 
     @fuse_errors
