@@ -487,8 +487,15 @@ class TrunkOperations(WritableViews, pyfuse3.Operations):
             if value is None:
                 raise pyfuse3.FUSEError(pyfuse3.ENOATTR)
             return value
-        if not name.startswith(b"user.trunkfs."):  # ls asks for ACLs and labels of every file
-            raise pyfuse3.FUSEError(pyfuse3.ENOATTR)
+        if not name.startswith(b"user.trunkfs."):  # stored with the file (ls asks for ACLs of each)
+            if not name.startswith(b"user.") or inode == ROOT_INODE:
+                raise pyfuse3.FUSEError(pyfuse3.ENOATTR)
+            node = self._node(inode)
+            entry = node.entry or await self._entry(node)
+            value = entry.get("xattrs", {}).get(os.fsdecode(name))
+            if value is None:
+                raise pyfuse3.FUSEError(pyfuse3.ENOATTR)
+            return bytes.fromhex(value)
         values = await self._xattrs(inode)
         if name not in values:
             raise pyfuse3.FUSEError(pyfuse3.ENOATTR)
@@ -500,6 +507,9 @@ class TrunkOperations(WritableViews, pyfuse3.Operations):
         w = self.wnodes.get(inode)
         if w is not None:
             names += [os.fsencode(n) for n in await self.wgetxattrs(w)]
+        elif inode != ROOT_INODE:
+            node = self._node(inode)
+            names += [os.fsencode(n) for n in (node.entry or await self._entry(node)).get("xattrs", {})]
         return names
 
     async def _xattrs(self, inode: int) -> dict[bytes, bytes]:

@@ -325,3 +325,31 @@ def test_many_files_commit_without_holding_descriptors(mounted):
     assert fds < 300, f"the daemon holds {fds} descriptors after the commit"
     assert (d.mount / f"r@{cid}" / "f1234").read_bytes() == b"1234\n" * 100
     assert status(d) == []
+
+
+def test_shared_mmap_chown_and_xattrs_are_committed(mounted):
+    import mmap
+    d = mounted
+    d.cli("repo", "create", "r")
+    path = d.mount / "r" / "mapped.bin"
+    path.write_bytes(b"\0" * 65536)
+    with open(path, "r+b") as f:
+        m = mmap.mmap(f.fileno(), 65536, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+        m[4096:4101] = b"hello"
+        m[60000:60005] = b"world"
+        m.flush()
+        m.close()
+    with open(path, "rb") as g:        # another open file sees what the mapping wrote
+        data = g.read()
+    assert data[4096:4101] == b"hello" and data[60000:60005] == b"world"
+    os.chown(path, 65534, 65533)
+    os.setxattr(path, "user.label", b"cats")
+    with pytest.raises(OSError) as info:
+        os.setxattr(path, "trusted.x", b"1")
+    assert info.value.errno == errno.ENOTSUP
+    cid = commit(d)
+    committed = d.mount / f"r@{cid}" / "mapped.bin"
+    st = committed.stat()
+    assert (st.st_uid, st.st_gid) == (65534, 65533)
+    assert os.getxattr(committed, "user.label") == b"cats"
+    assert committed.read_bytes() == data
