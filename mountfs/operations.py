@@ -481,6 +481,8 @@ class TrunkOperations(WritableViews, pyfuse3.Operations):
     @fuse_errors
     async def getxattr(self, inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> bytes:
         w = self.wnodes.get(inode)
+        if w is not None and not name.startswith(b"user."):  # ls asks for ACLs and labels of every file
+            raise pyfuse3.FUSEError(pyfuse3.ENOATTR)
         if w is not None and not name.startswith(b"user.trunkfs."):
             stored = await self.wgetxattrs(w)
             value = stored.get(os.fsdecode(name))

@@ -51,6 +51,7 @@ class WNode:
     epoch: int = -1
     entry: dict | None = None    # the committed entry last resolved here
     orphan: bool = False         # unlinked or replaced: keeps what it had
+    seen: tuple | None = None    # (head, staging generation) when ``entry`` was resolved
 
 
 @dataclass(eq=False)
@@ -141,6 +142,9 @@ class WritableViews:
         area = w.area
         if w.obj is not None and w.epoch == area.epoch:
             return w.obj
+        head = await self.catalog.head(w.view.repo, w.view.branch)
+        if w.entry is not None and w.seen == (head, area.generation):
+            return w.entry     # a committed entry, and nothing above it changed since
         if w.parent is None:
             r: Node | dict | None = area.root if area.root is not None else await self._head_root(w)
         else:
@@ -159,7 +163,7 @@ class WritableViews:
             if self.wchildren.get((w.parent.ino, w.name)) is w:
                 del self.wchildren[(w.parent.ino, w.name)]
             return w.entry
-        w.entry = r
+        w.entry, w.seen = r, (head, area.generation)
         return r
 
     async def _lower_listing(self, w: WNode, node: DirNode) -> dict[str, dict]:

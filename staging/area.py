@@ -34,6 +34,7 @@ class StagingArea:
         self.prefix = area_prefix(repo, branch)
         self.root: DirNode | None = None
         self.epoch = 0                 # bumped whenever a node may have moved or gone
+        self.generation = 0            # bumped at every change (resolution caches key on it)
         self.committing: trio.Event | None = None
         self._busy = 0
         self._idle = trio.Event()
@@ -119,7 +120,9 @@ class StagingArea:
     # -- journal -----------------------------------------------------------------
 
     def _batch(self) -> Batch:
-        """The batch of changes not yet in the journal (one per area)."""
+        """The batch of changes not yet in the journal (one per area).  Every
+        change goes through here, so it also moves ``generation``."""
+        self.generation += 1
         if self._pending is None:
             self._pending = Batch(self.prefix)
         return self._pending
@@ -396,6 +399,7 @@ class StagingArea:
         self._dirty_files.clear()
         self._pending = None
         self.journal.clear_area(self.repo, self.branch)
+        self.generation += 1
         self.root = None
         self.epoch += 1
 
