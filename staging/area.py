@@ -239,12 +239,7 @@ class StagingArea:
         """Remove parent/name (a whiteout when the lower directory has it)."""
         node = parent.delta.get(name)
         batch = self._batch()
-        if lower_has:
-            batch.entry(parent.id, name, None)
-            parent.delta[name] = None
-        else:
-            batch.drop_entry(parent.id, name)
-            parent.delta.pop(name, None)
+        self._vacate(parent, name, lower_has, batch)
         if node is not None:
             self._forget(node, batch)
         self._touch_dir(parent, batch)
@@ -257,12 +252,7 @@ class StagingArea:
         """rename(2) of a staged node; returns the node it replaced."""
         batch = self._batch()
         replaced = dparent.delta.get(dname)
-        if slower_has:
-            batch.entry(sparent.id, sname, None)
-            sparent.delta[sname] = None
-        else:
-            batch.drop_entry(sparent.id, sname)
-            sparent.delta.pop(sname, None)
+        self._vacate(sparent, sname, slower_has, batch)
         batch.entry(dparent.id, dname, node.id)
         dparent.delta[dname] = node
         if replaced is not None and replaced is not node:
@@ -275,6 +265,16 @@ class StagingArea:
         self._write(batch)
         self.epoch += 1
         return replaced
+
+    @staticmethod
+    def _vacate(parent: DirNode, name: str, lower_has: bool, batch: Batch) -> None:
+        """Nothing at parent/name any more: a whiteout over the lower entry, if any."""
+        if lower_has:
+            batch.entry(parent.id, name, None)
+            parent.delta[name] = None
+        else:
+            batch.drop_entry(parent.id, name)
+            parent.delta.pop(name, None)
 
     def exchange(self, aparent: DirNode, aname: str, anode: Node,
                  bparent: DirNode, bname: str, bnode: Node) -> None:

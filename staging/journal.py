@@ -24,6 +24,7 @@ from collections.abc import Iterator
 from rocksdict import Options, Rdict, WriteBatch, WriteOptions
 
 from ..store.errors import BackendError
+from ..store.index import scan_prefix
 
 log = logging.getLogger(__name__)
 
@@ -109,14 +110,7 @@ class Journal:
         self._db.flush_wal(True)
 
     def _scan(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
-        it = self._db.iter()
-        it.seek(prefix)
-        while it.valid():
-            key = it.key()
-            if not key.startswith(prefix):
-                break
-            yield key, it.value()
-            it.next()
+        return scan_prefix(self._db, prefix)
 
     def load(self, repo: str, branch: str) -> tuple[dict[int, dict], list[tuple[int, str, int | None]]]:
         """The node records and directory entries of one branch's staging."""

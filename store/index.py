@@ -29,6 +29,18 @@ INDEX_FORMAT = b"1"
 _PACK = struct.Struct("<QI")
 
 
+def scan_prefix(db: Rdict, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
+    """The (key, value) pairs of a raw-mode RocksDB whose keys start with ``prefix``."""
+    it = db.iter()
+    it.seek(prefix)
+    while it.valid():
+        key = it.key()
+        if not key.startswith(prefix):
+            break
+        yield key, it.value()
+        it.next()
+
+
 class Index:
     def __init__(self, path: str) -> None:
         self.path = path
@@ -122,11 +134,4 @@ class Index:
     # -- helpers ---------------------------------------------------------------
 
     def _prefixed(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
-        it = self._db.iter()
-        it.seek(prefix)
-        while it.valid():
-            key = it.key()
-            if not key.startswith(prefix):
-                break
-            yield key, it.value()
-            it.next()
+        return scan_prefix(self._db, prefix)
