@@ -65,13 +65,13 @@ def when(ts: float) -> str:
 class Progress:
     """A one-line progress bar on stderr, only when stderr is a terminal."""
 
-    def __init__(self, total: int, label: str) -> None:
+    def __init__(self, total: int, label: str, start: float | None = None) -> None:
         self.total = total
         self.label = label
         self.done = 0
         self.enabled = sys.stderr.isatty() and total >= 32 * 1024 * 1024
         self._last = 0.0
-        self._start = time.monotonic()
+        self._start = time.monotonic() if start is None else start
 
     def add(self, n: int) -> None:
         self.done += n
@@ -215,6 +215,7 @@ def cmd_status(args: argparse.Namespace, c: Client) -> int:
 def cmd_commit(args: argparse.Namespace, c: Client) -> int:
     repo, branch = _branch_spec(args.spec)
     show = sys.stderr.isatty() and not args.json
+    started = time.monotonic()
     c.send({"op": "commit", "args": {k: v for k, v in dict(
         repo=repo, branch=branch, message=args.message, allow_empty=args.allow_empty,
         progress=show).items() if v is not None}})
@@ -224,7 +225,7 @@ def cmd_commit(args: argparse.Namespace, c: Client) -> int:
             msg = c.read_message()
             if "progress" in msg and "ok" not in msg:
                 if bar is None:
-                    bar = Progress(msg["total"], "commit")
+                    bar = Progress(msg["total"], "commit", started)
                 bar.add(msg["progress"] - bar.done)
                 continue
             break
