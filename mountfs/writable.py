@@ -19,13 +19,13 @@ import errno
 import logging
 import os
 import stat
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import pyfuse3
 
 from ..staging.area import StagingArea
-from ..staging.nodes import FOLLOW, DirNode, FileNode, LinkNode, Node, now_ns
+from ..staging.nodes import FOLLOW, DirNode, FileNode, Node, now_ns
 from .attrs import make_attr, node_attr
 from .filehandle import FileHandle
 from .inodes import View, same_identity

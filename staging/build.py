@@ -10,12 +10,12 @@ staged changes on whatever the head is when it lands.
 from __future__ import annotations
 
 import bisect
-import os
 import itertools
 import logging
+import os
 from collections.abc import Callable
 
-from ..store.objects import DIR, FILE, entry_files, entry_size
+from ..store.objects import DIR, entry_files, entry_size
 from ..store.rechunk import rechunk
 from ..store.store import Store
 from ..store.writer import WriteSession
