@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 T0 = time.perf_counter()
+MiB = 1 << 20
 TRUNKFS = [sys.executable, "-m", "trunkfs.daemon.cli"]
 
 
@@ -37,6 +38,16 @@ def unmount(path: Path | str) -> None:
     """Lazily unmount a FUSE mount (ours: made under the bench's temp dir)."""
     subprocess.run(["fusermount3", "-u", "-z", str(path)], check=False,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def make_random(path: Path, size: int) -> None:
+    """A file of ``size`` random bytes, written 8 MiB at a time."""
+    with open(path, "wb") as f:
+        left = size
+        while left:
+            n = min(8 * MiB, left)
+            f.write(os.urandom(n))
+            left -= n
 
 
 def cleanup(tmp: Path, keep: bool) -> None:

@@ -35,7 +35,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchlib import BenchDaemon, cleanup, log
+from benchlib import BenchDaemon, cleanup, log, make_random
 
 MiB = 1 << 20
 GiB = 1 << 30
@@ -63,15 +63,6 @@ def timed(fn, *args) -> float:
     t = time.perf_counter()
     fn(*args)
     return time.perf_counter() - t
-
-
-def make_random(path: Path, size: int) -> None:
-    with open(path, "wb") as f:
-        left = size
-        while left:
-            n = min(8 * MiB, left)
-            f.write(os.urandom(n))
-            left -= n
 
 
 class Bindfs:

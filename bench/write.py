@@ -59,7 +59,7 @@ import time
 import traceback
 from pathlib import Path
 
-from benchlib import BenchDaemon, cleanup, log, unmount
+from benchlib import BenchDaemon, cleanup, log, make_random, unmount
 
 KiB = 1 << 10
 MiB = 1 << 20
@@ -90,15 +90,6 @@ def timed(fn, sync: bool = True) -> float:
     if sync:
         os.sync()
     return time.perf_counter() - t
-
-
-def make_random(path: Path, size: int) -> None:
-    with open(path, "wb") as f:
-        left = size
-        while left:
-            n = min(8 * MiB, left)
-            f.write(os.urandom(n))
-            left -= n
 
 
 def preread(path: Path) -> None:

@@ -6,6 +6,7 @@ import stat
 
 import pyfuse3
 
+NAME_MAX = 255
 BLKSIZE = 1024 * 1024  # st_blksize: cp, cat and friends size their buffers by it
 
 

@@ -30,7 +30,7 @@ from ..store.errors import IntegrityError, InvalidArgument, NotFound, TrunkError
 from ..store.names import check_name
 from ..store.refs import Refs
 from ..store.store import Store
-from .attrs import make_attr, negative_entry
+from .attrs import NAME_MAX, make_attr, negative_entry
 from .filehandle import FileHandle
 from .inodes import ROOT_INODE, InodeTable, Node, View, same_identity
 from .writable import WritableViews
@@ -42,7 +42,6 @@ BRANCH_TIMEOUT = 1.0
 ROOT_TIMEOUT = 1.0
 NEGATIVE_TIMEOUT = 1.0
 TREE_INDEX_CACHE = 512
-NAME_MAX = 255
 
 XATTR_COMMIT = b"user.trunkfs.commit"
 XATTR_BRANCH = b"user.trunkfs.branch"

@@ -25,8 +25,8 @@ from typing import Any
 import pyfuse3
 
 from ..staging.area import StagingArea
-from ..staging.nodes import FOLLOW, DirNode, FileNode, Node, now_ns
-from .attrs import make_attr, node_attr
+from ..staging.nodes import FOLLOW, DirNode, FileNode, Node, node_from_entry, now_ns
+from .attrs import NAME_MAX, make_attr, negative_entry, node_attr
 from .filehandle import FileHandle
 from .inodes import View, same_identity
 
@@ -52,6 +52,7 @@ class WNode:
     entry: dict | None = None    # the committed entry last resolved here
     orphan: bool = False         # unlinked or replaced: keeps what it had
     seen: tuple | None = None    # (head, staging generation) when ``entry`` was resolved
+    handles: int = 0             # open file handles (the inode stays while any is open)
 
 
 @dataclass(eq=False)
@@ -62,7 +63,6 @@ class WHandle:
     lower_entry: dict | None = None
     base: FileHandle | None = None       # reader of a staged node's base chunks
     base_of: list | None = None
-    writable: bool = False
 
 
 _EMPTY: dict[str, dict] = {}   # the lower listing of a new directory (never mutated)
@@ -112,7 +112,7 @@ class WritableViews:
 
     def _wforget(self, w: WNode, count: int) -> None:
         w.lookups -= count
-        if w.lookups > 0 or any(h.wnode is w for h in self.whandles.values()):
+        if w.lookups > 0 or w.handles:
             return
         self.wnodes.pop(w.ino, None)
         if w.parent is None:
@@ -196,13 +196,7 @@ class WritableViews:
 
     async def _listing(self, w: WNode, d: Node | dict) -> dict[str, Node | dict]:
         if isinstance(d, DirNode):
-            merged: dict[str, Node | dict] = dict(await self._lower_listing(w, d))
-            for name, child in d.delta.items():
-                if child is None:
-                    merged.pop(name, None)
-                else:
-                    merged[name] = child
-            return merged
+            return d.overlay(await self._lower_listing(w, d))
         if isinstance(d, dict) and d.get("tree"):
             return dict(await self._tree_names(d["tree"]))
         return {}
@@ -241,7 +235,6 @@ class WritableViews:
             return r
         area = w.area
         if w.orphan:  # a committed file unlinked while open, written through its handle
-            from ..staging.nodes import node_from_entry
             node = node_from_entry(-w.ino, r)   # never journaled: it has no name
             node.linked = False
             w.obj = node
@@ -252,10 +245,7 @@ class WritableViews:
             parent = await self.upper(w.parent)
             if not isinstance(parent, DirNode):
                 raise _fuse(errno.ENOTDIR)
-            if w.name in parent.delta and parent.delta[w.name] is not None:
-                node = parent.delta[w.name]
-            else:
-                node = area.copy_up(parent, w.name, r)
+            node = parent.delta.get(w.name) or area.copy_up(parent, w.name, r)
         w.obj, w.epoch, w.entry = node, area.epoch, None
         return node
 
@@ -268,7 +258,7 @@ class WritableViews:
     async def _upper_child(self, pw: WNode, pnode: DirNode, name: str, pin: bool) -> Node:
         """The staged node at pnode/name; a directory about to move is pinned
         to the committed tree it showed (it stops following the head's path)."""
-        cur = pnode.delta.get(name) if name in pnode.delta else None
+        cur = pnode.delta.get(name)
         lower = (await self._lower_listing(pw, pnode)).get(name)
         if cur is None:
             if name in pnode.delta or lower is None:
@@ -280,19 +270,9 @@ class WritableViews:
             pw.area.save(cur)
         return cur
 
-    async def _ensure_dir(self, inode: int) -> tuple[WNode, Node | dict]:
-        w = self.wnodes.get(inode)
-        if w is None:
-            raise _fuse(errno.ENOENT)
-        r = await self.wresolve(w)
-        if not _is_dir(r):
-            raise _fuse(errno.ENOTDIR)
-        return w, r
-
     # -- lookup, attributes, directories ---------------------------------------------------
 
     async def wlookup(self, pw: WNode, name: bytes) -> pyfuse3.EntryAttributes:
-        from .attrs import negative_entry
         p = await self.wresolve(pw)
         sname = os.fsdecode(name)
         r = await self._child_of(pw, p, sname)
@@ -321,10 +301,7 @@ class WritableViews:
             if fields.update_size:
                 if not isinstance(node, FileNode):
                     raise _fuse(errno.EISDIR if isinstance(node, DirNode) else errno.EINVAL)
-                if node.linked:
-                    area.truncate(node, attr.st_size)
-                else:
-                    node.truncate(attr.st_size)
+                area.truncate(node, attr.st_size)
             if fields.update_mode:
                 node.mode = stat.S_IMODE(attr.st_mode)
             if fields.update_uid:
@@ -338,14 +315,14 @@ class WritableViews:
             node.ctime = attr.st_ctime_ns if getattr(fields, "update_ctime", False) else t
             if isinstance(node, FileNode) and node.opens and not fields.update_size:
                 area.mark_dirty(node)   # journaled at release or fsync, like its data
-            elif (not isinstance(node, FileNode) or node.linked) and node.id > 0:
+            else:
                 area.save(node)
             return await self.wattr(w, node)
 
     async def _new_entry(self, pw: WNode, name: bytes, kind: str, mode: int,
                          ctx: pyfuse3.RequestContext, target: str = "") -> tuple[WNode, Node]:
         sname = os.fsdecode(name)
-        if len(name) > 255:
+        if len(name) > NAME_MAX:
             raise _fuse(errno.ENAMETOOLONG)
         area = pw.area
         pnode = await self._upper_dir(pw)
@@ -380,7 +357,7 @@ class WritableViews:
         async with pw.area.mutation():
             w, node = await self._new_entry(pw, name, "file", mode, ctx)
             w.lookups += 1
-            fh = self._whandle(w, node, writable=True)
+            fh = self._whandle(w, node)
             return pyfuse3.FileInfo(fh=fh, keep_cache=False), await self.wattr(w, node)
 
     async def _remove(self, pw: WNode, name: bytes, want_dir: bool) -> None:
@@ -421,7 +398,7 @@ class WritableViews:
 
     async def wrename(self, spw: WNode, sname_b: bytes, dpw: WNode, dname_b: bytes, flags: int) -> None:
         sname, dname = os.fsdecode(sname_b), os.fsdecode(dname_b)
-        if len(dname_b) > 255:
+        if len(dname_b) > NAME_MAX:
             raise _fuse(errno.ENAMETOOLONG)
         if spw.area is not dpw.area:
             raise _fuse(errno.EXDEV)
@@ -497,8 +474,9 @@ class WritableViews:
 
     # -- files -------------------------------------------------------------------------
 
-    def _whandle(self, w: WNode, node: FileNode | None, writable: bool) -> int:
-        h = WHandle(w, writable=writable)
+    def _whandle(self, w: WNode, node: FileNode | None) -> int:
+        h = WHandle(w)
+        w.handles += 1
         if node is not None:
             self._hold(h, node)
         fh = self._next_fh
@@ -521,16 +499,12 @@ class WritableViews:
             raise _fuse(errno.EISDIR)
         if _kind(r) == "symlink":
             raise _fuse(errno.ELOOP)
-        writable = flags & os.O_ACCMODE != os.O_RDONLY
         node = r if isinstance(r, FileNode) else None
-        if flags & os.O_TRUNC and writable:
+        if flags & os.O_TRUNC and flags & os.O_ACCMODE != os.O_RDONLY:
             async with w.area.mutation():
                 node = await self.upper(w)
-                if node.linked:
-                    w.area.truncate(node, 0)
-                else:
-                    node.truncate(0)
-        fh = self._whandle(w, node, writable)
+                w.area.truncate(node, 0)
+        fh = self._whandle(w, node)
         return pyfuse3.FileInfo(fh=fh, keep_cache=False)
 
     async def wread(self, h: WHandle, off: int, size: int) -> bytes | memoryview:
@@ -566,25 +540,11 @@ class WritableViews:
             if not isinstance(node, FileNode):
                 raise _fuse(errno.EISDIR)
             self._hold(h, node)
-            if node.id < 0:  # unlinked committed file: written, never committed
-                fd = node.fd if node.fd is not None else self._orphan_fd(node)
-                n = os.pwrite(fd, buf, off)
-                node.add_extent(off, off + n)
-                node.size = max(node.size, off + n)
-                return n
             return area.write(node, off, buf)
 
-    def _orphan_fd(self, node: FileNode) -> int:
-        import tempfile
-        fd, path = tempfile.mkstemp(dir=self.staging.data_dir, prefix="orphan-")
-        os.unlink(path)
-        node.fd = fd
-        return fd
-
     async def wfsync(self, h: WHandle, datasync: bool) -> None:
-        node = h.node
-        if node is not None and node.id > 0:
-            h.wnode.area.fsync(node, datasync)
+        if h.node is not None:
+            h.wnode.area.fsync(h.node, datasync)
 
     async def wrelease(self, fh: int) -> None:
         h = self.whandles.pop(fh, None)
@@ -594,16 +554,10 @@ class WritableViews:
         if node is not None:
             node.opens -= 1
             if node.opens == 0:
-                if node.dirty and node.linked and node.id > 0:
-                    h.wnode.area.save(node)
-                if node.id > 0:
-                    h.wnode.area.release_data(node)
-                elif node.fd is not None:
-                    os.close(node.fd)
-                    node.fd = None
-        w = h.wnode
-        if w.lookups <= 0 and not any(x.wnode is w for x in self.whandles.values()):
-            self._wforget(w, 0)
+                h.wnode.area.save_if_dirty(node)
+                h.wnode.area.release_data(node)
+        h.wnode.handles -= 1
+        self._wforget(h.wnode, 0)
 
     # -- extended attributes ------------------------------------------------------------------
 
@@ -625,8 +579,7 @@ class WritableViews:
             node = await self.upper(w)
             node.xattrs[sname] = bytes(value)
             node.ctime = now_ns()
-            if node.id > 0:
-                w.area.save(node)
+            w.area.save(node)
 
     async def wremovexattr(self, w: WNode, name: bytes) -> None:
         sname = os.fsdecode(name)
@@ -640,5 +593,4 @@ class WritableViews:
                 raise _fuse(pyfuse3.ENOATTR)
             del node.xattrs[sname]
             node.ctime = now_ns()
-            if node.id > 0:
-                w.area.save(node)
+            w.area.save(node)

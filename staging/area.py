@@ -127,7 +127,7 @@ class StagingArea:
             self._pending = Batch(self.prefix)
         return self._pending
 
-    def _write(self, batch: Batch, sync: bool = False) -> None:
+    def _write(self, sync: bool = False) -> None:
         """Changes reach the journal in batches: at once when ``sync`` (fsync)
         or when the last write is older than GROUP_COMMIT_S, else by the
         manager's flusher within that time.  One RocksDB write per burst
@@ -153,15 +153,12 @@ class StagingArea:
             batch = self._batch()
             nid = self.journal.new_id(batch)
             if entry is not None:
-                root = node_from_entry(nid, dict(entry, type="dir"))
+                self.root = node_from_entry(nid, dict(entry, type="dir"))
             else:
                 t = now_ns()
-                root = DirNode(nid, "dir", 0o755, mtime=t, ctime=t, lower=FOLLOW)
-            rec = root.record()
-            rec["root"] = True
-            batch.node(rec)
-            self._write(batch)
-            self.root = root
+                self.root = DirNode(nid, "dir", 0o755, mtime=t, ctime=t, lower=FOLLOW)
+            batch.node(self._record(self.root))
+            self._write()
         return self.root
 
     def _record(self, node: Node) -> dict:
@@ -171,29 +168,29 @@ class StagingArea:
         return rec
 
     def save(self, node: Node, sync: bool = False) -> None:
-        """Journal a node's metadata (and a file's extents and size)."""
-        batch = self._batch()
-        batch.node(self._record(node))
-        if isinstance(node, FileNode):
-            node.dirty = False
-            self._dirty_files.discard(node)
-        self._write(batch, sync)
+        """Journal a node's metadata (and a file's extents and size).  A node
+        out of the tree (unlinked but still open) has nothing to journal."""
+        self._dirty_files.discard(node)
+        if node.linked:
+            self._batch().node(self._record(node))
+        self._write(sync)
 
     def mark_dirty(self, node: FileNode) -> None:
         """A file's record changed; journal it with its extents later."""
-        if not node.dirty and node.linked and node.id > 0:
-            node.dirty = True
+        if node.linked:
             self._dirty_files.add(node)
+
+    def save_if_dirty(self, node: FileNode) -> None:
+        if node in self._dirty_files:
+            self.save(node)
 
     def flush_files(self, sync: bool = False) -> None:
         """Journal the extents of every file written since its last save,
         and every change still waiting for the journal."""
         if self._dirty_files:
             batch = self._batch()
-            for node in list(self._dirty_files):
-                if node.linked:
-                    batch.node(self._record(node))
-                node.dirty = False
+            for node in self._dirty_files:
+                batch.node(self._record(node))
             self._dirty_files.clear()
         self.write_pending(sync)
 
@@ -205,7 +202,7 @@ class StagingArea:
         node = node_from_entry(self.journal.new_id(batch), entry)
         batch.node(node.record())
         batch.entry(parent.id, name, node.id)
-        self._write(batch)
+        self._write()
         parent.delta[name] = node
         return node
 
@@ -220,7 +217,7 @@ class StagingArea:
             node = LinkNode(**common, target=target)
         else:
             node = FileNode(**common)
-        self._write(batch)  # the id counter, when it moved
+        self._write()  # the id counter, when it moved
         return node
 
     def link(self, parent: DirNode, name: str, node: Node) -> None:
@@ -232,7 +229,7 @@ class StagingArea:
         self._touch_dir(parent, batch)
         if replaced is not None and replaced is not node:
             self._forget(replaced, batch)
-        self._write(batch)
+        self._write()
         parent.delta[name] = node
 
     def unlink(self, parent: DirNode, name: str, lower_has: bool) -> Node | None:
@@ -243,7 +240,7 @@ class StagingArea:
         if node is not None:
             self._forget(node, batch)
         self._touch_dir(parent, batch)
-        self._write(batch)
+        self._write()
         self.epoch += 1
         return node
 
@@ -262,7 +259,7 @@ class StagingArea:
         self._touch_dir(sparent, batch)
         if dparent is not sparent:
             self._touch_dir(dparent, batch)
-        self._write(batch)
+        self._write()
         self.epoch += 1
         return replaced
 
@@ -290,7 +287,7 @@ class StagingArea:
         self._touch_dir(aparent, batch)
         if bparent is not aparent:
             self._touch_dir(bparent, batch)
-        self._write(batch)
+        self._write()
         self.epoch += 1
 
     def _touch_dir(self, d: DirNode, batch: Batch) -> None:
@@ -302,6 +299,7 @@ class StagingArea:
         stack = [node]
         while stack:
             n = stack.pop()
+            n.linked = False
             batch.drop_node(n.id)
             if isinstance(n, DirNode):
                 for name, child in n.delta.items():
@@ -309,7 +307,6 @@ class StagingArea:
                     if child is not None:
                         stack.append(child)
             elif isinstance(n, FileNode):
-                n.linked = False
                 self._dirty_files.discard(n)
                 if n.opens == 0:
                     self.release_data(n)
@@ -320,6 +317,9 @@ class StagingArea:
         return os.path.join(self.data_dir, str(nid))
 
     def data_fd(self, node: FileNode) -> int:
+        """The node's data file, opened on first use.  A committed file
+        written after it was unlinked has a negative id: its data file lives
+        only as long as its handles (``release_data``)."""
         if node.fd is None:
             node.fd = os.open(self._data_path(node.id), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         return node.fd
@@ -346,9 +346,7 @@ class StagingArea:
             if off + n > node.size:
                 node.size = off + n
             node.mtime = node.ctime = now_ns()
-            if not node.dirty:
-                node.dirty = True
-                self._dirty_files.add(node)
+            self.mark_dirty(node)
         return n
 
     def truncate(self, node: FileNode, size: int) -> None:
@@ -369,8 +367,7 @@ class StagingArea:
                 os.fdatasync(node.fd)
             else:
                 os.fsync(node.fd)
-        if node.linked:
-            self.save(node, sync=True)
+        self.save(node, sync=True)
 
     def read_data(self, node: FileNode, off: int, n: int, fd: int | None = None) -> bytes:
         """Bytes of the data file (holes and the part past its end read as zeros)."""
@@ -390,8 +387,8 @@ class StagingArea:
     def drop_all(self) -> None:
         """Forget everything staged (after a commit or a full discard)."""
         for node in list(self.walk()):
+            node.linked = False
             if isinstance(node, FileNode):
-                node.linked = False
                 if node.opens == 0:
                     self.release_data(node)
                 else:
@@ -403,7 +400,6 @@ class StagingArea:
         self.root = None
         self.epoch += 1
 
-
     def forget_entry(self, parent: DirNode, name: str) -> None:
         """Drop the staged entry parent/name: the committed one shows again."""
         parent.dirs_version += 1
@@ -412,5 +408,5 @@ class StagingArea:
         batch.drop_entry(parent.id, name)
         if node is not None:
             self._forget(node, batch)
-        self._write(batch)
+        self._write()
         self.epoch += 1

@@ -15,6 +15,7 @@ import logging
 import os
 from collections.abc import Callable
 
+from ..store.diff import diff_trees
 from ..store.objects import DIR, entry_files, entry_size
 from ..store.rechunk import rechunk
 from ..store.store import Store
@@ -142,15 +143,9 @@ def build_tree(area: StagingArea, store: Store, session: WriteSession, head_root
     """Write the trees of the staged view over ``head_root``; returns the root entry."""
     def build(node: DirNode, followed: dict | None) -> dict:
         lower = _listing(store, lower_of(node, followed))
-        merged = dict(lower)
-        for name, child in node.delta.items():
-            if child is None:
-                merged.pop(name, None)
-            elif isinstance(child, DirNode):
-                merged[name] = dict(build(child, lower.get(name)), name=name)
-            else:
-                merged[name] = dict(entries[child.id], name=name)
-        listing = list(merged.values())
+        listing = [dict(build(x, lower.get(name)), name=name) if isinstance(x, DirNode)
+                   else dict(entries[x.id], name=name) if isinstance(x, Node) else x
+                   for name, x in node.overlay(lower).items()]
         return dict(node.entry_meta(), tree=session.put_tree(listing),
                     size=sum(entry_size(e) for e in listing),
                     files=sum(entry_files(e) for e in listing),
@@ -198,13 +193,8 @@ def changes(area: StagingArea, store: Store, head_root: dict | None) -> list[tup
 
     def merged_listing(node: DirNode, followed: dict | None) -> dict[str, tuple]:
         lower = _listing(store, lower_of(node, followed))
-        merged: dict[str, tuple] = {name: (e, None) for name, e in lower.items()}
-        for name, child in node.delta.items():
-            if child is None:
-                merged.pop(name, None)
-            else:
-                merged[name] = (child, lower.get(name))
-        return merged
+        return {name: (x, lower.get(name) if isinstance(x, Node) else None)
+                for name, x in node.overlay(lower).items()}
 
     def compare(node: DirNode, followed: dict | None, head: dict | None, path: str) -> None:
         merged = merged_listing(node, followed)
@@ -227,7 +217,7 @@ def changes(area: StagingArea, store: Store, head_root: dict | None) -> list[tup
                 if h is None:
                     every(m, child_path, "A")
                 elif m["type"] == DIR and h["type"] == DIR:
-                    tree_diff(m, h, child_path)
+                    out.extend(diff_trees(store, h["tree"], m["tree"], child_path))
                 else:
                     out.append(("M", child_path))
                 continue
@@ -245,22 +235,6 @@ def changes(area: StagingArea, store: Store, head_root: dict | None) -> list[tup
                 out.append(("A", child_path))
             elif not _same(m, h):
                 out.append(("M", child_path))
-
-    def tree_diff(a: dict, b: dict, path: str) -> None:
-        la, lb = _listing(store, a), _listing(store, b)
-        for name in sorted(set(la) | set(lb)):
-            x, y = la.get(name), lb.get(name)
-            p = f"{path}/{name}"
-            if x == y:
-                continue
-            if y is None:
-                every(x, p, "A")
-            elif x is None:
-                every(y, p, "D")
-            elif x["type"] == DIR and y["type"] == DIR:
-                tree_diff(x, y, p)
-            else:
-                out.append(("M", p))
 
     if area.root is not None:
         compare(area.root, head_root, head_root if head_root else None, "")

@@ -39,6 +39,7 @@ class Node:
     ctime: int = 0
     xattrs: dict[str, bytes] = field(default_factory=dict)
     atime: int = 0          # kept while staged; a commit records mtime only
+    linked: bool = True     # False once out of the tree (unlinked, replaced, committed)
 
     def meta_record(self) -> dict:
         rec = {"id": self.id, "kind": self.kind, "mode": self.mode, "mtime": self.mtime,
@@ -79,6 +80,16 @@ class DirNode(Node):
         rec["lower"] = self.lower
         return rec
 
+    def overlay(self, lower: dict[str, dict]) -> dict[str, "Node | dict"]:
+        """This directory's entries: the lower listing with the delta over it."""
+        merged: dict[str, Node | dict] = dict(lower)
+        for name, child in self.delta.items():
+            if child is None:
+                merged.pop(name, None)
+            else:
+                merged[name] = child
+        return merged
+
 
 @dataclass(eq=False)
 class LinkNode(Node):
@@ -98,8 +109,6 @@ class FileNode(Node):
     extents: list[list[int]] = field(default_factory=list)  # sorted, disjoint [start, end)
     fd: int | None = None   # the open data file, when it has one
     opens: int = 0          # open handles on this node
-    dirty: bool = False     # extents/size changed since the journal last had them
-    linked: bool = True     # False once unlinked (open handles may still use it)
 
     @property
     def base_size(self) -> int:
