@@ -16,7 +16,7 @@ import stat as statmod
 import sys
 import time
 
-from .client import Client, ClientError, file_frames
+from ..client import Client, ClientError, file_frames
 
 
 class UsageError(Exception):
@@ -412,7 +412,7 @@ def cmd_stats(args: argparse.Namespace, c: Client) -> int:
 
 
 def _read_spec(path: str) -> dict:
-    from .pipespec import parse_spec_text
+    from ..pipelines.spec import parse_spec_text
     try:
         with open(path, encoding="utf-8") as f:
             text = f.read()

@@ -15,12 +15,14 @@ import sys
 
 import trio
 
+from ..mountfs.mount import check_mountpoint, mount_options, serve_mount
 from ..store.backends.factory import open_backend
-from ..store.errors import NotFound, TrunkError
+from ..store.errors import TrunkError
 from ..store.store import Store
 from .config import Config
 from .server import ControlServer
 from .service import Service
+from .wiring import build_operations, build_service
 
 log = logging.getLogger(__name__)
 
@@ -51,64 +53,33 @@ def open_store(config: Config) -> Store:
         raise
 
 
-async def start_mount(config: Config, service: Service, nursery: trio.Nursery) -> None:
-    """Open the chunk cache and mount; the mount ends when the nursery does."""
-    from ..cache.chunkcache import ChunkCache, default_cache_limit
-    from ..mountfs.mount import check_mountpoint, mount_options, serve_mount
-    from ..mountfs.operations import TrunkOperations
-
-    mountpoint = check_mountpoint(config.mount)
-    os.makedirs(config.cache_dir, exist_ok=True)
-    limit = config.cache_limit() or default_cache_limit(config.cache_dir)
-    if config.store_is_local and not config.cache_local:
-        # The packs of a local store are on this machine already: reading them
-        # is as fast as reading cache files (measured by bench/read.py), and a
-        # disk cache would only copy the store.  The memory layer stays.
-        log.info("chunk cache: memory only (the store is local; --cache-local keeps a disk cache)")
-        limit = 0
-    cache = ChunkCache(service.store, config.cache_dir, limit)
-    await trio.to_thread.run_sync(cache.open)
-    service.cache = cache
-    await nursery.start(cache.run)
-    ops = TrunkOperations(service, cache, uid=config.uid, gid=config.gid, staging=service.staging)
-    service.jobs.mountpoint = mountpoint
-    service.add_listener(ops.branch_changed)
-
-    async def mount_then_stop(task_status=trio.TASK_STATUS_IGNORED) -> None:
-        await serve_mount(ops, mountpoint, mount_options(config.allow_other), task_status=task_status)
-        nursery.cancel_scope.cancel()  # unmounted from outside: the daemon stops too
-    await nursery.start(mount_then_stop)
-
-
 async def serve(config: Config, store: Store) -> None:
-    from ..staging.manager import StagingManager
-    from .jobs import JobManager
-    service = Service(store, threads=config.threads)
-    def head_tree(repo: str, branch: str) -> str | None:
-        try:
-            head, _ = service.refs.read_branch(repo, branch)
-        except NotFound:
-            return None
-        return store.read_commit(head).tree if head else None
-    service.staging = await trio.to_thread.run_sync(StagingManager, config.state, head_tree)
+    mountpoint = check_mountpoint(config.mount) if config.mount else None
+    service = await build_service(config, store, mountpoint)
     try:
-        await _serve(config, service)
+        await _serve(config, service, mountpoint)
     finally:
+        if service.cache is not None:
+            service.cache.close()
         service.staging.close()
 
 
-async def _serve(config: Config, service: Service) -> None:
-    from .jobs import JobManager
-    service.jobs = JobManager(service)
-    await trio.to_thread.run_sync(service.jobs.load)
+async def _serve(config: Config, service: Service, mountpoint: str | None) -> None:
     server = ControlServer(service, config.socket, config.socket_group)
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async with trio.open_nursery() as nursery:
             await nursery.start(server.serve)
             await nursery.start(service.jobs.run)
             await nursery.start(service.staging.run)
-            if config.mount:
-                await start_mount(config, service, nursery)
+            if mountpoint is not None and service.cache is not None:
+                await nursery.start(service.cache.run)
+                ops = build_operations(config, service)
+
+                async def mount_then_stop(task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+                    await serve_mount(ops, mountpoint, mount_options(config.allow_other),
+                                      task_status=task_status)
+                    nursery.cancel_scope.cancel()  # unmounted from outside: the daemon stops too
+                await nursery.start(mount_then_stop)
             log.info("trunkfs daemon ready (pid %d, store %s)", os.getpid(), config.store)
 
             async def stop_on_request() -> None:

@@ -30,6 +30,7 @@ from ..store.errors import IntegrityError, InvalidArgument, NotFound, TrunkError
 from ..store.names import check_name
 from ..store.refs import Refs
 from ..store.store import Store
+from ..staging.manager import StagingManager
 from .attrs import NAME_MAX, make_attr, negative_entry
 from .filehandle import FileHandle
 from .inodes import ROOT_INODE, InodeTable, Node, View, same_identity
@@ -48,14 +49,13 @@ XATTR_BRANCH = b"user.trunkfs.branch"
 XATTR_REPO = b"user.trunkfs.repo"
 
 
-class Catalog(Protocol):
-    """What the file system needs from the daemon (its Service)."""
-
-    store: Store
-    refs: Refs
+class Heads(Protocol):
+    """Branch heads as the daemon knows them (``daemon.heads.BranchHeads``)."""
 
     async def head(self, repo: str, branch: str) -> str | None: ...
-    async def run(self, fn: Callable[..., Any], *args: Any) -> Any: ...
+
+
+Run = Callable[..., Awaitable[Any]]   # runs a blocking call in a worker thread
 
 
 def _errno_of(exc: BaseException) -> int:
@@ -98,11 +98,13 @@ class TrunkOperations(WritableViews, pyfuse3.Operations):
     supports_dot_lookup = True
     enable_writeback_cache = False
 
-    def __init__(self, catalog: Catalog, cache: ChunkCache, *, uid: int | None = None,
-                 gid: int | None = None, staging=None) -> None:
+    def __init__(self, store: Store, refs: Refs, heads: Heads, run: Run, cache: ChunkCache,
+                 staging: StagingManager, *, uid: int | None = None, gid: int | None = None) -> None:
         super().__init__()
-        self.catalog = catalog
-        self.store = catalog.store
+        self.store = store
+        self.refs = refs
+        self.heads = heads
+        self.run = run
         self.cache = cache
         self.uid = os.getuid() if uid is None else uid
         self.gid = os.getgid() if gid is None else gid
@@ -123,7 +125,7 @@ class TrunkOperations(WritableViews, pyfuse3.Operations):
         if at and not ref:
             raise NotFound(f"{name!r}: empty ref")
         ref = ref or "main"
-        commit, branch = await self.catalog.run(self.catalog.refs.resolve, repo, ref)
+        commit, branch = await self.run(self.refs.resolve, repo, ref)
         if branch is not None:
             return View(name, repo, branch, None)
         return View(name, repo, None, commit)
@@ -131,7 +133,7 @@ class TrunkOperations(WritableViews, pyfuse3.Operations):
     async def _view_commit(self, view: View) -> str | None:
         if view.branch is None:
             return view.commit
-        return await self.catalog.head(view.repo, view.branch)
+        return await self.heads.head(view.repo, view.branch)
 
     async def _tree_names(self, tree: str) -> dict[str, dict]:
         idx = self._tree_index.get(tree)
@@ -140,7 +142,7 @@ class TrunkOperations(WritableViews, pyfuse3.Operations):
             return idx
         entries = self.store.cached_tree(tree)
         if entries is None:
-            entries = await self.catalog.run(self.store.read_tree, tree)
+            entries = await self.run(self.store.read_tree, tree)
         idx = {e["name"]: e for e in entries}
         self._tree_index[tree] = idx
         while len(self._tree_index) > TREE_INDEX_CACHE:
@@ -152,7 +154,7 @@ class TrunkOperations(WritableViews, pyfuse3.Operations):
             return {"name": "", "type": "dir", "mode": 0o755, "mtime": self._started,
                     "tree": None, "dirs": 0}
         commit = (self.store.cached_commit(commit_id)
-                  or await self.catalog.run(self.store.read_commit, commit_id))
+                  or await self.run(self.store.read_commit, commit_id))
         return {"name": "", "type": "dir", "mode": 0o755, "mtime": int(commit.time * 1e9),
                 "tree": commit.tree, "size": commit.size, "files": commit.files,
                 "dirs": commit.dirs}
@@ -309,7 +311,7 @@ class TrunkOperations(WritableViews, pyfuse3.Operations):
         node = self._node(inode) if inode != ROOT_INODE else self.inodes.get(ROOT_INODE)
         listing: list[tuple[bytes, dict | None, View | None]] = []
         if inode == ROOT_INODE:
-            repos = await self.catalog.run(self.catalog.refs.list_repos)
+            repos = await self.run(self.refs.list_repos)
             for info in repos:
                 listing.append((os.fsencode(info.name), None, View(info.name, info.name, "main", None)))
         else:
@@ -354,7 +356,7 @@ class TrunkOperations(WritableViews, pyfuse3.Operations):
                 continue
             if view is not None:  # a repo in the mount root
                 try:
-                    commit_id = await self.catalog.head(view.repo, "main")
+                    commit_id = await self.heads.head(view.repo, "main")
                     entry = await self._root_entry(commit_id)
                 except NotFound:
                     continue
@@ -452,7 +454,7 @@ class TrunkOperations(WritableViews, pyfuse3.Operations):
     async def fsyncdir(self, fh: int, datasync: bool) -> None:
         if self.staging is not None:
             self.staging.flush()
-            await self.catalog.run(self.staging.journal.sync)  # rename, create... are durable now
+            await self.run(self.staging.journal.sync)  # rename, create... are durable now
 
     # -- file system ------------------------------------------------------------
 
@@ -461,9 +463,9 @@ class TrunkOperations(WritableViews, pyfuse3.Operations):
         now = time.monotonic()
         when, stored = self._statfs_cache
         if now - when > 5:
-            stored = await self.catalog.run(lambda: sum(s for _, s, _ in self.store.index.packs()))
+            stored = await self.run(lambda: sum(s for _, s, _ in self.store.index.packs()))
             self._statfs_cache = (now, stored)
-        st = await self.catalog.run(os.statvfs, self.store.tmp_dir)
+        st = await self.run(os.statvfs, self.store.tmp_dir)
         d = pyfuse3.StatvfsData()
         d.f_bsize = 4096
         d.f_frsize = 4096
@@ -519,7 +521,7 @@ class TrunkOperations(WritableViews, pyfuse3.Operations):
         w = self.wnodes.get(inode)
         if w is not None:
             await self.wresolve(w)
-            head = await self.catalog.head(w.view.repo, w.view.branch)
+            head = await self.heads.head(w.view.repo, w.view.branch)
             out = {XATTR_REPO: w.view.repo.encode(), XATTR_BRANCH: w.view.branch.encode()}
             if head:
                 out[XATTR_COMMIT] = head.encode()

@@ -130,7 +130,7 @@ class WritableViews:
     # -- resolution ------------------------------------------------------------------
 
     async def _head_root(self, w: WNode) -> dict:
-        head = await self.catalog.head(w.view.repo, w.view.branch)
+        head = await self.heads.head(w.view.repo, w.view.branch)
         return await self._root_entry(head)
 
     async def wresolve(self, w: WNode) -> Node | dict:
@@ -142,7 +142,7 @@ class WritableViews:
         area = w.area
         if w.obj is not None and w.epoch == area.epoch:
             return w.obj
-        head = await self.catalog.head(w.view.repo, w.view.branch)
+        head = await self.heads.head(w.view.repo, w.view.branch)
         if w.entry is not None and w.seen == (head, area.generation):
             return w.entry     # a committed entry, and nothing above it changed since
         if w.parent is None:
@@ -170,7 +170,7 @@ class WritableViews:
         """The committed directory under a staged one, by name."""
         low = node.lower
         if low == FOLLOW:
-            head = await self.catalog.head(w.view.repo, w.view.branch)
+            head = await self.heads.head(w.view.repo, w.view.branch)
             if node.followed is not None and node.followed[0] == head:
                 low = node.followed[1]
             else:

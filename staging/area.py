@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 
 import trio
@@ -111,6 +111,15 @@ class StagingArea:
             self._idle = trio.Event()
             await self._idle.wait()
         self.flush_files()
+
+    @asynccontextmanager
+    async def frozen(self) -> AsyncIterator["StagingArea"]:
+        """The area with no mutation under way and none starting (a commit)."""
+        await self.freeze()
+        try:
+            yield self
+        finally:
+            self.thaw()
 
     def thaw(self) -> None:
         event, self.committing = self.committing, None

@@ -1,10 +1,9 @@
-"""Every branch's staging area, and the commit, status and discard of one.
+"""Every branch's staging area, and the discard of staged paths.
 
 The manager owns the journal (``<state>/staging/journal``) and the data
-files (``<state>/staging/data``).  A commit freezes the area, cuts its files
-into chunks in a worker thread, writes the trees over the branch head
-through ``Service.commit_edit`` (so pipelines and watchers see it like any
-other commit), then drops what it committed.
+files (``<state>/staging/data``), and writes journal batches in groups.  A
+commit of an area is a ``staging.commit.StagedChange`` that the daemon's
+commit path applies; the status diff is ``staging.build.changes``.
 """
 
 from __future__ import annotations
@@ -12,14 +11,12 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable
-from typing import Any
 
-from ..store.errors import InvalidArgument, NotFound, NothingToCommit
+from ..store.errors import InvalidArgument, NotFound
 from ..store.names import split_path
 import trio
 
 from .area import GROUP_COMMIT_S, StagingArea
-from .build import build_tree, changes, file_entries, staged_bytes
 from .journal import Journal
 from .nodes import DirNode
 
@@ -75,63 +72,6 @@ class StagingManager:
             for area in self.areas.values():
                 if area.has_pending:
                     area.write_pending()
-
-    # -- status ------------------------------------------------------------------------
-
-    async def status(self, svc: Any, repo: str, branch: str) -> dict:
-        area = self.area(repo, branch)
-        head = await svc.head(repo, branch)
-        head_root = await self._head_root(svc, head)
-        found = await svc.run(changes, area, svc.store, head_root)
-        return {"repo": repo, "branch": branch, "head": head,
-                "changes": [{"status": code, "path": path} for code, path in found]}
-
-    async def _head_root(self, svc: Any, head: str | None) -> dict | None:
-        if head is None:
-            return None
-        commit = await svc.run(svc.store.read_commit, head)
-        return {"name": "", "type": "dir", "tree": commit.tree}
-
-    # -- commit ------------------------------------------------------------------------
-
-    async def commit(self, svc: Any, repo: str, branch: str, *, message: str, author: dict,
-                     allow_empty: bool = False,
-                     progress: Callable[[int, int], None] | None = None) -> tuple[str, Any, list]:
-        area = self.area(repo, branch)
-        await area.freeze()
-        try:
-            if area.root is None and not allow_empty:
-                raise NothingToCommit(f"nothing to commit on {repo}@{branch}")
-            session = svc.store.session()
-            try:
-                entries: dict[int, dict] = {}
-                if area.root is not None:
-                    total = staged_bytes(area)
-                    done = [0]
-
-                    def advance(n: int) -> None:
-                        done[0] += n
-                        if progress is not None:
-                            progress(done[0], total)
-                    entries = await svc.run(file_entries, area, svc.store, session, advance)
-
-                def build(head_root: dict | None, sess) -> dict:
-                    root = build_tree(area, svc.store, sess, head_root, entries)
-                    self.journal.mark_commit(repo, branch, root["tree"])
-                    return root
-                cid, commit, jobs = await svc.commit_edit(
-                    repo, branch, lambda editor: None, session, message=message or "commit",
-                    author=author, build=build if area.root is not None else None,
-                    allow_empty=allow_empty)
-            except BaseException:
-                session.abort()
-                self.journal.clear_mark(repo, branch)
-                raise
-            area.drop_all()
-            log.info("committed the staging of %s@%s as %s", repo, branch, cid[:12])
-            return cid, commit, jobs
-        finally:
-            area.thaw()
 
     # -- discard -----------------------------------------------------------------------
 

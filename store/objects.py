@@ -86,6 +86,12 @@ class Commit:
     def encode(self) -> bytes:
         return canonical({"v": COMMIT_VERSION, **asdict(self)})
 
+    def root_entry(self) -> dict:
+        """The commit's root directory as a tree entry (the root has no
+        entry of its own: its time is the commit's, its mode 0755)."""
+        return {"name": "", "type": DIR, "mode": 0o755, "mtime": int(self.time * 1e9),
+                "tree": self.tree, "size": self.size, "files": self.files, "dirs": self.dirs}
+
     @classmethod
     def decode(cls, raw: bytes, where: str) -> "Commit":
         try:

@@ -173,7 +173,7 @@ class Daemon:
         return res
 
     def client(self):
-        from trunkfs.daemon.client import Client
+        from trunkfs.client import Client
         return Client(self.socket, timeout=60)
 
 

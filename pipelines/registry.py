@@ -15,7 +15,7 @@ import time
 from ..store.errors import AlreadyExists, Conflict, IntegrityError, InvalidArgument, NotFound
 from ..store.names import check_name
 from ..store.refs import Refs
-from .pipespec import PipelineSpec, validate_spec
+from .spec import PipelineSpec, validate_spec
 
 log = logging.getLogger(__name__)
 

@@ -20,18 +20,16 @@ import signal
 import tempfile
 import time
 import uuid
-from typing import TYPE_CHECKING
-
 import trio
 
+from ..daemon.commits import CommitMeta, CommitPath, ReplaceRoot, author_of
+from ..daemon.events import EventBus
+from ..daemon.workers import Workers
 from ..store.errors import NotFound, ObjectMissing, TrunkError
-from ..store.treeedit import TreeEditor
-from .bindinput import JOB_DIR_PREFIX, bind_datum, clear_stale_binds, unmount
+from ..store.store import Store
+from .inputs import JOB_DIR_PREFIX, bind_datum, clear_stale_binds, unmount
 from .datums import MergeConflict, cut_datums, datum_hash, datum_paths, ingest_dir, materialize, merge_outputs
-from .pipelines import Pipeline
-
-if TYPE_CHECKING:
-    from .service import Service
+from .registry import Pipeline, PipelineRegistry
 
 log = logging.getLogger(__name__)
 
@@ -47,17 +45,21 @@ def _tail(data: bytes) -> str:
 
 
 class JobManager:
-    def __init__(self, service: "Service") -> None:
-        self.service = service
-        self.store = service.store
-        self.backend = service.store.backend
+    def __init__(self, store: Store, registry: PipelineRegistry, commits: CommitPath,
+                 events: EventBus, workers: Workers, mountpoint: str | None = None) -> None:
+        self.store = store
+        self.backend = store.backend
+        self.registry = registry
+        self.commits = commits
+        self.events = events
+        self.workers = workers
         self.jobs: dict[str, dict] = {}
         self._wake: dict[str, trio.Event] = {}
         self._changed = trio.Event()
         self._cancel: dict[str, trio.CancelScope] = {}
         self._nursery: trio.Nursery | None = None
         self._runners: set[str] = set()
-        self.mountpoint: str | None = None  # set when the daemon mounts: inputs come through it
+        self.mountpoint = mountpoint  # when the daemon mounts: inputs come through it
 
     # -- records ---------------------------------------------------------------
 
@@ -67,13 +69,13 @@ class JobManager:
     async def _persist(self, job: dict, announce: bool = True) -> None:
         self._changed.set()
         self._changed = trio.Event()
-        await self.service.run(self._save, dict(job))
+        await self.workers.run(self._save, dict(job))
         if announce:
             self.announce(job)
 
     def announce(self, job: dict) -> None:
         """Tell watchers about a job's state."""
-        self.service.publish({"type": "job", "id": job["id"], "pipeline": job["pipeline"],
+        self.events.publish({"type": "job", "id": job["id"], "pipeline": job["pipeline"],
                               "state": job["state"], "input": job["input"], "output": job.get("output"),
                               "output_commit": job.get("output_commit"), "error": job.get("error"),
                               "datums": dict(job["datums"])})
@@ -125,15 +127,20 @@ class JobManager:
 
     # -- triggering --------------------------------------------------------------
 
-    async def on_commit(self, repo: str, branch: str, commit: str) -> list[dict]:
+    async def plan(self, repo: str, branch: str, commit: str) -> list[dict]:
         """New (not yet started) jobs for every pipeline reading ``repo@branch``.
 
-        The caller announces the commit, then the jobs, then :meth:`submit`\ s
-        them, so that watchers see events in the order they happen.
+        The commit path announces the commit, then :meth:`start`\ s the
+        jobs, so that watchers see events in the order they happen.
         """
-        pipelines = await self.service.run(self.service.pipelines.list)
+        pipelines = await self.workers.run(self.registry.list)
         return [self.new_job(p, commit) for p in pipelines
                 if p.spec.input_repo == repo and p.spec.input_branch == branch]
+
+    async def start(self, jobs: list[dict]) -> list[str]:
+        for job in jobs:
+            self.announce(job)
+        return [await self.submit(job) for job in jobs]
 
     def new_job(self, pipeline: Pipeline, commit: str) -> dict:
         job_id = f"{time.time_ns():019d}-{uuid.uuid4().hex[:8]}"
@@ -187,7 +194,7 @@ class JobManager:
 
     async def _run_job(self, job: dict) -> None:
         try:
-            pipeline, _ = await self.service.run(self.service.pipelines.get, job["pipeline"])
+            pipeline, _ = await self.workers.run(self.registry.get, job["pipeline"])
         except NotFound:
             job.update(state="cancelled", error="the pipeline was deleted", finished=time.time())
             await self._persist(job)
@@ -214,8 +221,8 @@ class JobManager:
     async def _execute(self, job: dict, pipeline: Pipeline) -> None:
         spec = pipeline.spec
         store = self.store
-        commit = await self.service.run(store.read_commit, job["input"]["commit"])
-        datums = await self.service.run(cut_datums, store, commit.tree, spec.glob)
+        commit = await self.workers.run(store.read_commit, job["input"]["commit"])
+        datums = await self.workers.run(cut_datums, store, commit.tree, spec.glob)
         job["datums"]["total"] = len(datums)
         outputs: list[str | None] = [None] * len(datums)
         failures: list[str] = []
@@ -233,22 +240,20 @@ class JobManager:
             raise TrunkError(f"{len(failures)} datum(s) failed: {failures[0]}")
         session = store.session()
         try:
-            root = await self.service.run(merge_outputs, store, session,
+            root = await self.workers.run(merge_outputs, store, session,
                                           [t for t in outputs if t is not None])
-            provenance = [{"repo": spec.input_repo, "branch": spec.input_branch,
-                           "commit": job["input"]["commit"]}]
-            origin = {"kind": "pipeline", "pipeline": pipeline.name, "version": pipeline.version,
-                      "job": job["id"]}
-
-            def replace(editor: TreeEditor) -> None:
-                editor.root = TreeEditor(store, root["tree"]).root
-            cid, _, downstream = await self.service.commit_edit(
-                spec.output, "main", replace, session,
-                message=f"{pipeline.name} v{pipeline.version} on {spec.input_repo}@{job['input']['commit'][:12]}",
-                author=pipeline.owner, origin=origin, provenance=provenance)
+            await self.workers.run(session.flush)
         except BaseException:
             session.abort()
             raise
+        provenance = [{"repo": spec.input_repo, "branch": spec.input_branch,
+                       "commit": job["input"]["commit"]}]
+        origin = {"kind": "pipeline", "pipeline": pipeline.name, "version": pipeline.version,
+                  "job": job["id"]}
+        result = await self.commits.commit(spec.output, "main", ReplaceRoot(root), CommitMeta(
+            message=f"{pipeline.name} v{pipeline.version} on {spec.input_repo}@{job['input']['commit'][:12]}",
+            author=author_of(int(pipeline.owner.get("uid", 0))), origin=origin, provenance=provenance))
+        cid, downstream = result.id, result.jobs
         job.update(state="succeeded", output_commit=cid, downstream_jobs=downstream)
         log.info("job %s of pipeline %s succeeded: %s@%s", job["id"], pipeline.name, spec.output, cid[:12])
 
@@ -258,7 +263,7 @@ class JobManager:
         dhash = datum_hash(datum)
         reuse_key = f"datums/{pipeline.name}/{pipeline.version}/{dhash}"
         async with limiter:
-            found = await self.service.run(self.backend.get_versioned, reuse_key)
+            found = await self.workers.run(self.backend.get_versioned, reuse_key)
             if found is not None:
                 outputs[index] = json.loads(found[0])["tree"]
                 job["datums"]["skipped"] += 1
@@ -272,7 +277,7 @@ class JobManager:
                 if ok:
                     outputs[index] = tree
                     job["datums"]["processed"] += 1
-                    await self.service.run(self.backend.put, reuse_key,
+                    await self.workers.run(self.backend.put, reuse_key,
                                            json.dumps({"tree": tree}).encode())
                     return
             job["datums"]["failed"] += 1
@@ -291,15 +296,15 @@ class JobManager:
         if self.mountpoint and os.geteuid() == 0:  # read through the mount: nothing is copied
             view = os.path.join(self.mountpoint, f"{spec.input_repo}@{job['input']['commit']}")
             try:
-                binds = await self.service.run(bind_datum, view, datum, inp)
+                binds = await self.workers.run(bind_datum, view, datum, inp)
             except OSError as exc:
                 log.info("datum input through the mount failed (%s); copying instead", exc)
                 await trio.to_thread.run_sync(_remove_tree, inp)
                 os.makedirs(inp)
                 binds = []
-                await self.service.run(materialize, self.store, datum, inp)
+                await self.workers.run(materialize, self.store, datum, inp)
         else:
-            await self.service.run(materialize, self.store, datum, inp)
+            await self.workers.run(materialize, self.store, datum, inp)
         try:
             return await self._spawn(job, pipeline, entry, inp, out, uid, gid)
         finally:
@@ -371,8 +376,8 @@ class JobManager:
             return False, None
         session = self.store.session()
         try:
-            root = await self.service.run(ingest_dir, session, out)
-            await self.service.run(session.flush)
+            root = await self.workers.run(ingest_dir, session, out)
+            await self.workers.run(session.flush)
         except BaseException:
             session.abort()
             raise

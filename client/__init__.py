@@ -17,7 +17,7 @@ class ClientError(Exception):
 
 
 def socket_path() -> str:
-    from .config import default_socket
+    from ..daemon.config import default_socket
     return default_socket()
 
 

@@ -1,0 +1,195 @@
+"""The one commit path: every commit of the daemon goes through
+:meth:`CommitPath.commit`.
+
+A commit is a *change* applied to a branch head.  The path owns what every
+commit needs, in this order:
+
+1. a write session of the store (aborted if anything fails);
+2. ``change.prepare(session)``: the work done once, before the head is
+   read (receiving a ``put`` stream, re-chunking staged files);
+3. under the branch's lock, in a worker thread, the compare-and-swap loop:
+   read the head, ``change.build(head root entry, session)`` writes the new
+   root tree over it, flush the session's packs, write the commit, move the
+   ref from the head it read; if another writer moved the branch meanwhile,
+   build again on the new head (at most ``CAS_ATTEMPTS`` times);
+4. the branch-moved notification (heads cache, mount invalidation);
+5. the triggers (pipelines): jobs planned for the new commit, the commit
+   event with their ids, then the jobs started, so a watcher sees events in
+   the order they happen.
+
+Changes are small classes: :class:`Edit` (put, rm), :class:`ReplaceRoot`
+(a pipeline's merged output) here, and the staged build of a branch's
+staging area in ``trunkfs.staging.commit``.
+"""
+
+from __future__ import annotations
+
+import logging
+import pwd
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from ..store.errors import Conflict, NothingToCommit
+from ..store.objects import EMPTY_TREE_ID, Commit
+from ..store.refs import Refs
+from ..store.store import Store
+from ..store.treeedit import TreeEditor
+from ..store.writer import WriteSession
+from .events import EventBus
+from .heads import BranchHeads
+from .workers import Workers
+
+log = logging.getLogger(__name__)
+
+CAS_ATTEMPTS = 5
+
+
+def author_of(uid: int) -> dict:
+    """A commit's author: the uid and its user name (``uid<N>`` when unknown)."""
+    try:
+        name = pwd.getpwuid(uid).pw_name
+    except KeyError:
+        name = f"uid{uid}"
+    return {"uid": uid, "name": name}
+
+
+class Change(Protocol):
+    """What a commit does to the head's tree."""
+
+    async def prepare(self, session: WriteSession) -> None:
+        """Work done once, before the head is read (on the event loop; heavy
+        work goes to threads)."""
+
+    def build(self, base: dict | None, session: WriteSession) -> dict:
+        """The new root entry over ``base`` (the head's root entry, None for a
+        branch without commits); runs in a worker thread, once per attempt."""
+
+
+class Edit:
+    """Apply ``fn`` to a :class:`TreeEditor` over the head."""
+
+    def __init__(self, store: Store, fn: Callable[[TreeEditor], None]) -> None:
+        self.store = store
+        self.fn = fn
+
+    async def prepare(self, session: WriteSession) -> None:
+        return None
+
+    def build(self, base: dict | None, session: WriteSession) -> dict:
+        editor = TreeEditor(self.store, base["tree"] if base else None)
+        self.fn(editor)
+        return editor.write(session)
+
+
+class ReplaceRoot:
+    """Make ``root`` (a written root entry: tree, size, files, dirs) the new tree."""
+
+    def __init__(self, root: dict) -> None:
+        self.root = root
+
+    async def prepare(self, session: WriteSession) -> None:
+        return None
+
+    def build(self, base: dict | None, session: WriteSession) -> dict:
+        return self.root
+
+
+@dataclass
+class CommitMeta:
+    message: str
+    author: dict
+    origin: dict = field(default_factory=lambda: {"kind": "user"})
+    provenance: list[dict] = field(default_factory=list)
+    allow_empty: bool = True
+
+
+@dataclass
+class CommitResult:
+    id: str
+    commit: Commit
+    jobs: list[str]
+    new_bytes: int   # bytes this commit added to the store (after dedup and compression)
+
+
+class CommitTrigger(Protocol):
+    """Something that starts work on new commits (the pipeline scheduler)."""
+
+    async def plan(self, repo: str, branch: str, commit: str) -> list[Any]:
+        """New work for this commit, not yet started; each item has an ``id``."""
+
+    async def start(self, planned: list[Any]) -> list[str]:
+        """Announce and start what :meth:`plan` returned; returns the ids."""
+
+
+def _id(item: Any) -> str:
+    return item["id"] if isinstance(item, dict) else item.id
+
+
+class CommitPath:
+    def __init__(self, store: Store, refs: Refs, heads: BranchHeads, events: EventBus,
+                 workers: Workers) -> None:
+        self.store = store
+        self.refs = refs
+        self.heads = heads
+        self.events = events
+        self.workers = workers
+        self._triggers: list[CommitTrigger] = []
+
+    def add_trigger(self, trigger: CommitTrigger) -> None:
+        self._triggers.append(trigger)
+
+    async def commit(self, repo: str, branch: str, change: Change, meta: CommitMeta) -> CommitResult:
+        session = self.store.session()
+        try:
+            await change.prepare(session)
+            async with self.heads.lock(repo, branch):
+                try:
+                    cid, commit = await self.workers.run(self._commit_sync, repo, branch, change,
+                                                         session, meta)
+                finally:
+                    self.heads.changed(repo, branch)
+        except BaseException:
+            session.abort()
+            raise
+        planned: list[Any] = []
+        for trigger in self._triggers:
+            planned += [(trigger, item) for item in await trigger.plan(repo, branch, cid)]
+        self.events.publish({"type": "commit", "repo": repo, "branch": branch, "commit": cid,
+                             "parents": commit.parents, "message": commit.message,
+                             "origin": commit.origin, "time": commit.time,
+                             "jobs": [_id(item) for _, item in planned]})
+        jobs: list[str] = []
+        for trigger in self._triggers:
+            mine = [item for t, item in planned if t is trigger]
+            if mine:
+                jobs += await trigger.start(mine)
+        return CommitResult(cid, commit, jobs, session.new_bytes)
+
+    def _commit_sync(self, repo: str, branch: str, change: Change, session: WriteSession,
+                     meta: CommitMeta) -> tuple[str, Commit]:
+        info = self.refs.get_repo(repo)
+        for _ in range(CAS_ATTEMPTS):
+            head, version = self.refs.read_branch(repo, branch)
+            base = self.store.read_commit(head).root_entry() if head else None
+            root = change.build(base, session)
+            if not meta.allow_empty and root["tree"] == (base["tree"] if base else EMPTY_TREE_ID.hex()):
+                raise NothingToCommit(f"nothing to commit on {repo}@{branch}")
+            session.flush()
+            commit = Commit(repo=repo, repo_id=info.id, tree=root["tree"],
+                            parents=[head] if head else [], message=meta.message,
+                            author=meta.author, time=time.time(), origin=meta.origin,
+                            provenance=meta.provenance, size=root.get("size", 0),
+                            files=root.get("files", 0), dirs=root.get("dirs", 0))
+            cid = self.store.write_commit(commit)
+            try:
+                self.refs.move_branch(repo, branch, cid, version)
+            except Conflict:
+                log.info("branch %s@%s moved during a commit; building again on the new head",
+                         repo, branch)
+                continue
+            log.info("committed %s@%s %s (%d files, %d bytes)", repo, branch, cid[:12],
+                     commit.files, commit.size)
+            return cid, commit
+        raise Conflict(f"branch {repo}@{branch} kept moving; commit abandoned")

@@ -1,0 +1,46 @@
+"""The daemon itself: ping, stop, stats, fsck."""
+
+from __future__ import annotations
+
+import os
+
+from ...store.fsck import fsck
+from .. import protocol
+from ..connection import ProtocolError
+from .base import Request, op
+
+
+@op("ping")
+async def ping(req: Request) -> dict:
+    from ... import __version__
+    return {"version": __version__, "pid": os.getpid(), "uid": req.conn.uid}
+
+
+@op("daemon.stop")
+async def daemon_stop(req: Request) -> dict:
+    if req.conn.uid not in (0, os.getuid()):
+        raise ProtocolError(protocol.PERMISSION_DENIED, "only root or the daemon's owner may stop it")
+    req.service.stop_requested.set()
+    return {"stopping": True}
+
+
+@op("stats")
+async def stats(req: Request) -> dict:
+    out = await req.service.workers.run(req.service.store.stats)
+    if req.service.cache is not None:
+        out["cache"] = req.service.cache.stats()
+    return out
+
+
+@op("fsck")
+async def fsck_op(req: Request) -> dict:
+    svc = req.service
+    rebuilt = None
+    if req.arg("rebuild_index", bool, False):
+        rebuilt = await svc.workers.run(svc.store.rebuild_index)
+    report = await svc.workers.run(fsck, svc.store, req.arg("read_data", bool, False))
+    out = report.to_json()
+    if rebuilt is not None:
+        out["rebuilt_index"] = rebuilt
+    return out
+

@@ -1,0 +1,164 @@
+"""Writing a branch in one commit each: put (a stream of entries) and rm."""
+
+from __future__ import annotations
+
+import stat as statmod
+from typing import Any
+
+import trio
+
+from ...store.errors import InvalidArgument
+from ...store.names import join_path, split_path
+from ...store.objects import DIR, FILE, SYMLINK
+from ...store.treeedit import TreeEditor
+from ...store.writer import WriteSession
+from .. import protocol
+from ..commits import CommitMeta, Edit
+from ..connection import ProtocolError
+from .base import Request, first_error, op
+
+
+@op("rm")
+async def rm(req: Request) -> dict:
+    svc = req.service
+    repo = req.repo()
+    branch = await svc.writable_branch(repo, req.arg("branch", str, "main"))
+    paths = req.arg("paths", list)
+    if not paths or not all(isinstance(p, str) for p in paths):
+        raise InvalidArgument("rm: 'paths' must be a non-empty list of paths")
+    parts = [split_path(p) for p in paths]
+
+    def edit(editor: TreeEditor) -> None:
+        for p in parts:
+            editor.remove(join_path(p))
+    done = await svc.commits.commit(repo, branch, Edit(svc.store, edit), CommitMeta(
+        message=req.arg("message", str, "") or f"rm {' '.join(paths)}", author=req.author))
+    return {"commit": done.id, "removed": [join_path(p) for p in parts], "jobs": done.jobs}
+
+
+_MODE_MASK = 0o7777
+
+
+def _mode(head: dict, default: int) -> int:
+    mode = head.get("mode", default)
+    if not isinstance(mode, int) or isinstance(mode, bool):
+        raise InvalidArgument("entry mode must be an integer")
+    return statmod.S_IMODE(mode) & _MODE_MASK
+
+
+def _mtime(head: dict) -> int | None:
+    mtime = head.get("mtime")
+    if mtime is None:
+        return None
+    if not isinstance(mtime, int) or isinstance(mtime, bool):
+        raise InvalidArgument("entry mtime must be an integer (nanoseconds)")
+    return mtime
+
+
+class ReceivedEntries:
+    """The change of a ``put``: entries and file bytes received on the
+    connection (``prepare``, chunked into the commit's write session as they
+    arrive), placed over the head under ``dest`` (``build``)."""
+
+    def __init__(self, req: Request, dest: list[str], meta: CommitMeta) -> None:
+        self.req = req
+        self.dest = dest
+        self.meta = meta          # its message is filled in when the caller gave none
+        self.edits: list[tuple[str, str, Any]] = []   # (kind, path, entry or (mode, mtime))
+        self.files = 0
+        self.bytes = 0
+
+    async def prepare(self, session: WriteSession) -> None:
+        run = self.req.service.workers.run
+        work_send, work_recv = trio.open_memory_channel[tuple[str, Any, Any]](4)
+
+        async def ingest_worker() -> None:
+            async with work_recv:
+                async for kind, ingest, payload in work_recv:
+                    if kind == "data":
+                        if len(payload) < 256 * 1024:
+                            ingest.write(payload)
+                        else:
+                            await run(ingest.write, payload)
+                    else:  # finish; a small file's last chunk is cheaper inline than a thread hop
+                        if ingest.size < 256 * 1024:
+                            chunks, size = ingest.finish()
+                        else:
+                            chunks, size = await run(ingest.finish)
+                        path, head = payload
+                        self.edits.append(("file", path, {"type": FILE, "mode": _mode(head, 0o644),
+                                                          "mtime": _mtime(head) or 0, "size": size,
+                                                          "chunks": chunks}))
+
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(ingest_worker)
+                async with work_send:
+                    await self._receive(session, work_send)
+        except BaseExceptionGroup as group:
+            raise first_error(group) from None
+        if not self.meta.message:
+            self.meta.message = f"put {self.files} files"
+
+    async def _receive(self, session: WriteSession,
+                       work: trio.MemorySendChannel[tuple[str, Any, Any]]) -> None:
+        conn = self.req.conn
+        while True:
+            msg = await conn.read_message()
+            if msg is None:
+                raise ProtocolError(protocol.BAD_REQUEST, "client hung up before the end of put", fatal=True)
+            if msg.get("end") is True:
+                return
+            head = msg.get("entry")
+            if not isinstance(head, dict) or not isinstance(head.get("path"), str):
+                raise ProtocolError(protocol.BAD_REQUEST, "expected an entry, a data frame or end", fatal=True)
+            path = join_path(self.dest + split_path(head["path"]))
+            kind = head.get("type")
+            if kind == DIR:
+                self.edits.append(("dir", path, (_mode(head, 0o755), _mtime(head))))
+            elif kind == SYMLINK:
+                target = head.get("target")
+                if not isinstance(target, str) or not target or "\0" in target:
+                    raise InvalidArgument(f"symlink {path} needs a non-empty target")
+                self.edits.append(("file", path, {"type": SYMLINK, "mode": 0o777,
+                                                  "mtime": _mtime(head) or 0, "target": target}))
+            elif kind == FILE:
+                if path == "/":
+                    raise InvalidArgument("a file cannot be put at the repo's root path")
+                ingest = session.ingest()
+                while True:
+                    frame = await conn.read_message()
+                    if frame is None:
+                        raise ProtocolError(protocol.BAD_REQUEST, "client hung up in the middle of a file", fatal=True)
+                    if frame.get("eof") is True:
+                        break
+                    data = await conn.read_frame_body(frame)
+                    self.bytes += len(data)
+                    await work.send(("data", ingest, data))
+                await work.send(("finish", ingest, (path, head)))
+                self.files += 1
+            else:
+                raise InvalidArgument(f"entry {path}: unknown type {kind!r}")
+
+    def build(self, base: dict | None, session: WriteSession) -> dict:
+        editor = TreeEditor(session.store, base["tree"] if base else None)
+        for kind, path, value in self.edits:
+            if kind == "dir":
+                editor.mkdir(path, *value)
+            else:
+                editor.put(path, value)
+        return editor.write(session)
+
+
+@op("put")
+async def put(req: Request) -> dict:
+    """Receive entries and file bytes, then commit them in one commit."""
+    svc = req.service
+    repo = req.repo()
+    branch = await svc.writable_branch(repo, req.arg("branch", str, "main"))
+    dest = split_path(req.arg("dest", str, "/"))
+    meta = CommitMeta(message=req.arg("message", str, ""), author=req.author)
+    change = ReceivedEntries(req, dest, meta)
+    done = await svc.commits.commit(repo, branch, change, meta)
+    return {"commit": done.id, "branch": branch, "files": change.files, "bytes": change.bytes,
+            "new_bytes": done.new_bytes, "size": done.commit.size, "jobs": done.jobs}

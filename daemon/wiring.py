@@ -1,0 +1,81 @@
+"""Building the daemon: every part constructed once, here, with what it needs
+passed to its constructor.  Nothing is patched in afterwards.
+
+    store ─ refs ─ workers ─ heads ─ events ─ commit path ─ registry
+      │                                  │
+      ├─ staging manager (journal)       └─ job scheduler (a commit trigger)
+      └─ chunk cache ─ mount operations (a branch listener)
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import trio
+
+from ..pipelines.registry import PipelineRegistry
+from ..pipelines.scheduler import JobManager
+from ..staging.manager import StagingManager
+from ..store.errors import NotFound
+from ..store.refs import Refs
+from ..store.store import Store
+from .commits import CommitPath
+from .config import Config
+from .events import EventBus
+from .heads import BranchHeads
+from .service import Service
+from .workers import Workers
+
+log = logging.getLogger(__name__)
+
+
+async def build_service(config: Config, store: Store, mountpoint: str | None) -> Service:
+    """The daemon's parts over an open store (blocking set-up runs in threads)."""
+    refs = Refs(store)
+    workers = Workers(config.threads)
+    heads = BranchHeads(refs, workers)
+    events = EventBus()
+    commits = CommitPath(store, refs, heads, events, workers)
+    registry = PipelineRegistry(refs)
+
+    def head_tree(repo: str, branch: str) -> str | None:
+        try:
+            head, _ = refs.read_branch(repo, branch)
+        except NotFound:
+            return None
+        return store.read_commit(head).tree if head else None
+    staging = await trio.to_thread.run_sync(StagingManager, config.state, head_tree)
+    jobs = JobManager(store, registry, commits, events, workers, mountpoint=mountpoint)
+    commits.add_trigger(jobs)
+    await trio.to_thread.run_sync(jobs.load)
+    cache = None
+    if mountpoint is not None:
+        cache = await trio.to_thread.run_sync(open_cache, config, store)
+    return Service(store=store, refs=refs, workers=workers, heads=heads, events=events,
+                   commits=commits, pipelines=registry, staging=staging, jobs=jobs, cache=cache)
+
+
+def open_cache(config: Config, store: Store):  # -> ChunkCache
+    from ..cache.chunkcache import ChunkCache, default_cache_limit
+    os.makedirs(config.cache_dir, exist_ok=True)
+    limit = config.cache_limit() or default_cache_limit(config.cache_dir)
+    if config.store_is_local and not config.cache_local:
+        # The packs of a local store are on this machine already: reading them
+        # is as fast as reading cache files (measured by bench/read.py), and a
+        # disk cache would only copy the store.  The memory layer stays.
+        log.info("chunk cache: memory only (the store is local; --cache-local keeps a disk cache)")
+        limit = 0
+    cache = ChunkCache(store, config.cache_dir, limit)
+    cache.open()
+    return cache
+
+
+def build_operations(config: Config, service: Service):  # -> TrunkOperations
+    """The mount's Operations over the service's parts; it follows branch moves."""
+    from ..mountfs.operations import TrunkOperations
+    assert service.cache is not None
+    ops = TrunkOperations(service.store, service.refs, service.heads, service.workers.run,
+                          service.cache, service.staging, uid=config.uid, gid=config.gid)
+    service.heads.add_listener(ops.branch_changed)
+    return ops

@@ -1,0 +1,22 @@
+"""Blocking work off the event loop: store calls (RocksDB, file and network
+I/O, hashing) run in worker threads under one CapacityLimiter."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import trio
+
+T = TypeVar("T")
+
+
+class Workers:
+    def __init__(self, threads: int = 8) -> None:
+        self.limiter = trio.CapacityLimiter(threads)
+
+    async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """``fn(*args, **kwargs)`` in a worker thread."""
+        return await trio.to_thread.run_sync(functools.partial(fn, *args, **kwargs),
+                                             limiter=self.limiter)

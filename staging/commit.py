@@ -1,0 +1,58 @@
+"""A branch's staged changes as a commit change (see ``trunkfs.daemon.commits``).
+
+The caller freezes the area first (``StagingArea.frozen``).  ``prepare``
+cuts every changed file into chunks once, in a worker thread; ``build``
+writes the staged directories over whatever head the commit lands on, and
+journals the root tree it is about to publish, so that a daemon killed
+between moving the branch and clearing the staging finds the branch at
+that tree at its next start and drops the staging instead of committing
+it twice.  After a successful commit the caller drops the area
+(``StagingArea.drop_all``); after a failure it calls :meth:`aborted`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from ..store.store import Store
+from ..store.writer import WriteSession
+from .area import StagingArea
+from .build import build_tree, file_entries, staged_bytes
+
+Run = Callable[..., Awaitable[Any]]
+Progress = Callable[[int, int], None]
+
+
+class StagedChange:
+    def __init__(self, area: StagingArea, store: Store, run: Run,
+                 progress: Progress | None = None) -> None:
+        self.area = area
+        self.store = store
+        self.run = run
+        self.progress = progress
+        self.entries: dict[int, dict] = {}
+
+    async def prepare(self, session: WriteSession) -> None:
+        if self.area.root is None:
+            return
+        total = staged_bytes(self.area)
+        done = 0
+
+        def advance(n: int) -> None:  # from the worker thread
+            nonlocal done
+            done += n
+            if self.progress is not None:
+                self.progress(done, total)
+        self.entries = await self.run(file_entries, self.area, self.store, session, advance)
+
+    def build(self, base: dict | None, session: WriteSession) -> dict:
+        if self.area.root is None:  # an empty commit (allow_empty)
+            return base if base is not None else {"tree": session.put_tree([]), "size": 0,
+                                                  "files": 0, "dirs": 0}
+        root = build_tree(self.area, self.store, session, base, self.entries)
+        self.area.journal.mark_commit(self.area.repo, self.area.branch, root["tree"])
+        return root
+
+    def aborted(self) -> None:
+        self.area.journal.clear_mark(self.area.repo, self.area.branch)
