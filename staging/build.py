@@ -19,9 +19,11 @@ from ..store.diff import diff_trees
 from ..store.objects import DIR, entry_files, entry_size
 from ..store.rechunk import rechunk
 from ..store.store import Store
+from ..store.walk import listing
 from ..store.writer import WriteSession
 from .area import StagingArea
-from .nodes import FOLLOW, DirNode, FileNode, LinkNode, Node
+from .nodes import DirNode, FileNode, LinkNode, Node
+from .overlay import lower_of
 
 log = logging.getLogger(__name__)
 
@@ -126,16 +128,7 @@ def file_entries(area: StagingArea, store: Store, session: WriteSession,
 
 
 def _listing(store: Store, entry: dict | None) -> dict[str, dict]:
-    if not entry or entry.get("type") != DIR or not entry.get("tree"):
-        return {}
-    return {e["name"]: e for e in store.read_tree(entry["tree"])}
-
-
-def lower_of(node: DirNode, followed: dict | None) -> dict | None:
-    """The committed directory under a staged one."""
-    if node.lower == FOLLOW:
-        return followed if followed and followed.get("type") == DIR else None
-    return node.lower  # a pinned entry, or None for a new directory
+    return listing(store, entry)
 
 
 def build_tree(area: StagingArea, store: Store, session: WriteSession, head_root: dict | None,

@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 STORE_FORMAT = 1
 DEFAULT_PACK_SIZE = 32 * 1024 * 1024
 TREE_CACHE_BYTES = 64 * 1024 * 1024
+TREE_INDEX_CACHE = 512  # trees kept indexed by name (path lookups, the mount)
 
 
 class Store:
@@ -49,6 +50,7 @@ class Store:
         self._tree_cache: OrderedDict[bytes, tuple[list[dict], int]] = OrderedDict()
         self._tree_cache_bytes = 0
         self._tree_lock = threading.Lock()
+        self._tree_index: OrderedDict[str, dict[str, dict]] = OrderedDict()
         self.params = ChunkerParams()
         self.config: dict = {}
 
@@ -139,6 +141,7 @@ class Store:
         with self._tree_lock:
             self._tree_cache.clear()
             self._tree_cache_bytes = 0
+            self._tree_index.clear()
         return self.sync_index()
 
     # -- blobs -----------------------------------------------------------------
@@ -188,6 +191,32 @@ class Store:
                 self._tree_cache.move_to_end(bid)
                 return hit[0]
         return [] if bid == EMPTY_TREE_ID else None
+
+    def tree_index(self, tree_id: str) -> dict[str, dict]:
+        """A tree's entries by name (shared: callers must not modify them).
+        The last TREE_INDEX_CACHE indexes are kept."""
+        with self._tree_lock:
+            idx = self._tree_index.get(tree_id)
+            if idx is not None:
+                self._tree_index.move_to_end(tree_id)
+                return idx
+        idx = {e["name"]: e for e in self.read_tree(tree_id)}
+        with self._tree_lock:
+            self._tree_index[tree_id] = idx
+            while len(self._tree_index) > TREE_INDEX_CACHE:
+                self._tree_index.popitem(last=False)
+        return idx
+
+    def cached_tree_index(self, tree_id: str) -> dict[str, dict] | None:
+        """``tree_index`` if it needs no I/O, else None (for the event loop)."""
+        with self._tree_lock:
+            idx = self._tree_index.get(tree_id)
+            if idx is not None:
+                self._tree_index.move_to_end(tree_id)
+                return idx
+        if self.cached_tree(tree_id) is not None:
+            return self.tree_index(tree_id)
+        return None
 
     def read_tree(self, tree_id: str) -> list[dict]:
         """The entries of a tree (shared: callers must not modify them)."""
