@@ -4,7 +4,8 @@
 #   ./setup.sh run [DAEMON FLAGS...]   install everything, then run the daemon in the
 #                                      foreground with the embedded local store, its
 #                                      repos mounted at $TRUNKFS_MOUNT (default /srv/trunkfs)
-#   ./setup.sh test [PYTEST ARGS...]   install everything, then run the test suite
+#   ./setup.sh test [PYTEST ARGS...]   install everything, then type-check the package
+#                                      (mypy) and run the test suite
 #
 # It installs the system packages trunkfs needs (fuse3, libfuse3-dev and
 # pkg-config to build pyfuse3, Python 3.11+ with venv and headers), creates
@@ -66,4 +67,6 @@ if [ "$mode" = run ]; then
   exec .venv/bin/trunkfs daemon "$@"
 fi
 export PATH="$PWD/.venv/bin:$PATH"
+echo "setup: type-checking the package (mypy, configured in pyproject.toml)" >&2
+.venv/bin/mypy
 exec .venv/bin/python -m pytest -q -p no:cacheprovider "$@"

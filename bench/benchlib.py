@@ -1,21 +1,24 @@
-"""What the benches (read.py, pipeline.py, write.py) share: progress lines,
-one trunkfs daemon started and stopped by pid in a temporary directory, and a
-clean-up that never deletes through a mount left behind."""
+"""What the benches (read.py, pipeline.py, write.py, ingest.py) share: progress
+lines, the daemon harness of the test suite (tests/harness.py: one trunkfs
+daemon started and stopped by pid in a temporary directory), and a clean-up
+that never deletes through a mount left behind."""
 
 from __future__ import annotations
 
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the checkout: tests.harness
+from tests.harness import TRUNKFS, DaemonProcess  # noqa: E402
+
 T0 = time.perf_counter()
 MiB = 1 << 20
-TRUNKFS = [sys.executable, "-m", "trunkfs.daemon.cli"]
+__all__ = ["TRUNKFS", "DaemonProcess", "bench_daemon", "peak_rss_mib", "log", "cleanup",
+           "make_random", "unmount", "mounts_under"]
 
 
 def log(msg: str) -> None:
@@ -64,65 +67,14 @@ def cleanup(tmp: Path, keep: bool) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-class BenchDaemon:
-    """``trunkfs daemon`` with its state, socket (and mount) under ``base``."""
+def bench_daemon(base: Path, mount: bool = False) -> DaemonProcess:
+    """The test suite's daemon harness, as the benches run it: state, socket
+    (and mount) under ``base``, the store in the state directory (the
+    daemon's default), warnings and errors only in its log."""
+    return DaemonProcess(base, f"file://{base / 'state' / 'store'}", mount=mount,
+                         log_level="WARNING")
 
-    def __init__(self, base: Path, mount: bool = False) -> None:
-        self.base = base
-        self.state = base / "state"
-        self.mount = base / "mnt" if mount else None
-        self.store = self.state / "store"  # the daemon's default store: file://<state>/store
-        self.socket = str(base / "trunkfs.sock")
-        self.env = dict(os.environ, TRUNKFS_SOCKET=self.socket)
-        self.proc: subprocess.Popen | None = None
 
-    def start(self) -> None:
-        args = [*TRUNKFS, "daemon", "--state", str(self.state), "--socket", self.socket,
-                "--log-level", "WARNING"]
-        if self.mount is not None:
-            self.mount.mkdir(parents=True, exist_ok=True)
-            args += ["--mount", str(self.mount)]
-        self.logfile = open(self.base / "daemon.log", "ab")
-        self.proc = subprocess.Popen(args, stdout=self.logfile, stderr=subprocess.STDOUT, env=self.env)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise SystemExit(f"the daemon exited: see {self.base / 'daemon.log'}")
-            if self.mount is None or os.path.ismount(self.mount):
-                try:
-                    s = socket.socket(socket.AF_UNIX)
-                    s.connect(self.socket)
-                    s.close()
-                    return
-                except OSError:
-                    pass
-            time.sleep(0.05)
-        raise SystemExit("the daemon did not start")
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.proc = None
-        if self.mount is not None and os.path.ismount(self.mount):
-            unmount(self.mount)
-
-    def cli(self, *args: str) -> str:
-        return subprocess.run([*TRUNKFS, *args], env=self.env, check=True,
-                              capture_output=True, text=True).stdout
-
-    def run(self, *args: str) -> subprocess.CompletedProcess:
-        """A client command, not checked: the caller reads returncode/stderr."""
-        return subprocess.run([*TRUNKFS, *args], env=self.env, capture_output=True, text=True)
-
-    def rss_mib(self, field: str = "VmRSS") -> float:
-        """VmRSS (or another Vm* field, e.g. VmHWM) of the daemon, in MiB."""
-        with open(f"/proc/{self.proc.pid}/status") as f:
-            for line in f:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1]) / 1024
-        return 0.0
+def peak_rss_mib(d: DaemonProcess) -> float:
+    """The daemon's peak resident memory so far (VmHWM), in MiB."""
+    return d.vm_kib("VmHWM") / 1024

@@ -65,6 +65,8 @@ import time
 import traceback
 from pathlib import Path
 
+from benchlib import TRUNKFS, DaemonProcess
+
 KiB = 1 << 10
 MiB = 1 << 20
 GiB = 1 << 30
@@ -254,98 +256,47 @@ def timed(fn) -> float:
     return time.perf_counter() - t
 
 
-def vm_kib(pid: int, field: str) -> int:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise BenchError(f"no {field} in /proc/{pid}/status")
-
-
-class Daemon:
-    """A trunkfs daemon with its own fresh store, state dir and socket."""
+class Daemon(DaemonProcess):
+    """The test suite's daemon harness (tests/harness.py) with a fresh store,
+    state dir and socket, plus this bench's bookkeeping and errors."""
 
     def __init__(self, bench: "Bench", name: str) -> None:
+        base = bench.work / f"tfs-{name}"
+        super().__init__(base, (base / "store").as_uri(),
+                         socket_path=str(bench.sockdir / f"{name}.sock"))
         self.bench = bench
         self.name = name
-        self.base = bench.work / f"tfs-{name}"
-        self.store = self.base / "store"
-        self.state = self.base / "state"
-        self.socket = bench.sockdir / f"{name}.sock"
-        self.logpath = self.base / "daemon.log"
-        self.proc: subprocess.Popen | None = None
-        self.stopped = False
-        self.env = dict(os.environ, TRUNKFS_SOCKET=str(self.socket))
 
     def start(self, timeout: float = 60) -> "Daemon":
-        if not self.bench.trunkfs:
-            raise BenchError("no `trunkfs` command found (is the project installed?)")
-        self.base.mkdir(parents=True)
-        self.state.mkdir()
-        cmd = [self.bench.trunkfs, "daemon", "--store", self.store.as_uri(),
-               "--state", str(self.state), "--socket", str(self.socket)]
-        with open(self.logpath, "wb") as logf:
-            self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=logf,
-                                         stderr=subprocess.STDOUT, env=self.env)
+        try:
+            super().start(timeout)
+        except RuntimeError as exc:
+            raise BenchError(f"daemon {self.name}: {str(exc)[-600:]}") from None
         self.bench.daemons.append(self)
-        log(f"daemon {self.name}: started pid {self.proc.pid}")
-        deadline = time.monotonic() + timeout
-        while True:
-            if self.proc.poll() is not None:
-                raise BenchError(f"daemon {self.name} exited {self.proc.returncode} at start: "
-                                 + self.log_tail())
-            if self.socket.exists():
-                p = subprocess.run([self.bench.trunkfs, "repo", "list"], env=self.env,
-                                   stdin=subprocess.DEVNULL, capture_output=True, timeout=30)
-                if p.returncode == 0:
-                    return self
-            if time.monotonic() > deadline:
-                raise BenchError(f"daemon {self.name} did not answer within {timeout:.0f} s: "
-                                 + self.log_tail())
-            time.sleep(0.1)
+        log(f"daemon {self.name}: started pid {self.pid}")
+        return self
 
-    def cli(self, *args: str, timeout: float = 3600) -> str:
-        return run([self.bench.trunkfs, *args], env=self.env, timeout=timeout,
-                   what=f"trunkfs {args[0]}")
+    def run_cli(self, *args: str, timeout: float = 3600) -> str:
+        res = self.cli(*args, check=False, timeout=timeout)
+        if res.returncode != 0:
+            raise BenchError(f"trunkfs {args[0]} exited {res.returncode}: "
+                             + " | ".join(res.err.strip().splitlines()[-6:]))
+        return res.out
 
     def put_cmd(self, *args: str) -> list[str]:
-        return [self.bench.trunkfs, "put", *args]
+        return [*TRUNKFS, "put", *args]
 
     def stats(self) -> dict:
-        return json.loads(self.cli("stats", "--json"))
+        return json.loads(self.run_cli("stats", "--json"))
 
-    def vm_kib(self, field: str) -> int:
-        assert self.proc is not None
-        return vm_kib(self.proc.pid, field)
-
-    def log_tail(self, n: int = 8) -> str:
-        try:
-            lines = self.logpath.read_text(errors="replace").strip().splitlines()
-        except OSError:
-            return "(no log)"
-        return " | ".join(lines[-n:]) or "(empty log)"
-
-    def stop(self) -> None:
-        p = self.proc
-        if p is None or self.stopped:
-            return
-        self.stopped = True
-        if p.poll() is None:
-            try:
-                os.kill(p.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-            try:
-                p.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                log(f"daemon {self.name}: no exit 60 s after SIGTERM, sending SIGKILL")
-                os.kill(p.pid, signal.SIGKILL)
-                p.wait()
+    def stop(self, timeout: float = 60) -> int:
+        rc = super().stop(timeout)
         # -SIGTERM / -SIGINT count as clean too (a daemon without a handler)
-        if p.returncode not in (0, -signal.SIGTERM, -signal.SIGINT):
-            log(f"daemon {self.name}: exited {p.returncode}: {self.log_tail(4)}")
+        if rc not in (0, -signal.SIGTERM, -signal.SIGINT):
+            log(f"daemon {self.name}: exited {rc}: {' | '.join(self.log().strip().splitlines()[-4:])}")
         else:
             log(f"daemon {self.name}: stopped")
+        return rc
 
 
 class Restic:
@@ -388,7 +339,6 @@ class Bench:
         self.notes: dict[str, str] = {}
         self.extra_rows: list[tuple[str, str, str, str, str]] = []
         self.zstd_rows: list[tuple[int, float, float]] = []
-        self.trunkfs = find_trunkfs(args.trunkfs)
         self.load_start = os.getloadavg()[0]
         self.restic: str | None = None
         self.restic_version = ""
@@ -486,10 +436,10 @@ class Bench:
 
         if "ingest_mbps" in keys:
             d = Daemon(self, "ingest").start()
-            d.cli("repo", "create", "ingest")
+            d.run_cli("repo", "create", "ingest")
             preread(src)
             log("ingest: trunkfs put")
-            t = timed(lambda: d.cli("put", "ingest", str(src), "-m", "ingest"))
+            t = timed(lambda: d.run_cli("put", "ingest", str(src), "-m", "ingest"))
             st = d.stats()
             d.stop()
             stored = tree_size(d.store)[0]
@@ -514,7 +464,7 @@ class Bench:
         d = r = None
         if "dedup_ratio" in keys:
             d = Daemon(self, "dedup").start()
-            d.cli("repo", "create", "dedup")
+            d.run_cli("repo", "create", "dedup")
         if "restic_dedup_ratio" in keys:
             self.ensure_restic()
             r = Restic(self, "dedup").init()
@@ -541,7 +491,7 @@ class Bench:
             logical += size
             if d is not None:
                 log(f"dedup: trunkfs put version {v} ({human(size)})")
-                t_put += timed(lambda: d.cli("put", "dedup", str(ds), "-m", f"version {v}"))
+                t_put += timed(lambda: d.run_cli("put", "dedup", str(ds), "-m", f"version {v}"))
             if r is not None:
                 log(f"dedup: restic backup version {v}")
                 t_restic += timed(lambda: r.backup(ds))
@@ -590,10 +540,10 @@ class Bench:
                 n += 1
                 total += size
         d = Daemon(self, "files").start()
-        d.cli("repo", "create", "files")
+        d.run_cli("repo", "create", "files")
         preread(top)
         log("files: trunkfs put")
-        t = timed(lambda: d.cli("put", "files", str(top), "-m", "many files"))
+        t = timed(lambda: d.run_cli("put", "files", str(top), "-m", "many files"))
         self.results["files_per_s"] = n / t
         self.notes["files_per_s"] = (f"{n} files ({human(total)}) in {sz.many_dirs} dirs, "
                                      f"{t:.2f} s (put + sync)")
@@ -614,10 +564,10 @@ class Bench:
                 body = f"{di},{fi},{rng.random():.17f},{rng.getrandbits(200):x}\n"
                 (sub / f"f{fi:04d}.txt").write_text(body.ljust(100, "."))
         d = Daemon(self, "small").start()
-        d.cli("repo", "create", "small")
+        d.run_cli("repo", "create", "small")
         log(f"small_commit: setup put of {sz.tree_dirs * per_dir} files (untimed)")
         t0 = time.perf_counter()
-        d.cli("put", "small", str(top), "-m", "setup")
+        d.run_cli("put", "small", str(top), "-m", "setup")
         t_setup = time.perf_counter() - t0
         times = []
         for k in range(3):
@@ -630,7 +580,7 @@ class Bench:
             times.append(time.perf_counter() - t)
             log(f"small_commit: put of one changed file {times[-1]:.3f} s")
         # the change must have landed in place, not next to the tree
-        got = d.cli("cat", f"small:/tree/d{di:03d}/{path.name}")
+        got = d.run_cli("cat", f"small:/tree/d{di:03d}/{path.name}")
         if got != path.read_text():
             raise BenchError(f"small:/tree/d{di:03d}/{path.name} does not hold the changed "
                              "content after the put")
@@ -651,11 +601,11 @@ class Bench:
         write_random_file(big, sz.rss_file)
         os.sync()
         d = Daemon(self, "rss").start()
-        d.cli("repo", "create", "rss")
+        d.run_cli("repo", "create", "rss")
         base_hwm = d.vm_kib("VmHWM")
         log("put_rss: trunkfs put")
         t = time.perf_counter()
-        d.cli("put", "rss", str(big), "-m", "one big file")
+        d.run_cli("put", "rss", str(big), "-m", "one big file")
         t = time.perf_counter() - t
         hwm = d.vm_kib("VmHWM")
         rss_after = d.vm_kib("VmRSS")
@@ -761,7 +711,7 @@ class Bench:
         mode = "QUICK (every size /16; targets are for the full run)" if self.args.quick else "full"
         print(f"trunkfs ingest benchmark - {mode}")
         print(f"workdir {self.work} ({os.cpu_count()} CPUs, load average {self.load_start:.2f} "
-              f"at start, {os.getloadavg()[0]:.2f} at end); trunkfs: {self.trunkfs}; "
+              f"at start, {os.getloadavg()[0]:.2f} at end); trunkfs: {' '.join(TRUNKFS)}; "
               f"restic: {self.restic_version or 'not run'}")
         if max(self.load_start, os.getloadavg()[0]) > 0.5 * (os.cpu_count() or 1):
             print("WARNING: the machine was busy with other work; the speed figures are skewed")
@@ -782,16 +732,6 @@ class Bench:
         print("RESULT " + " ".join(f"{k}={fmt(k)}" for k in RESULT_KEYS if k in self.keys))
         sys.stdout.flush()
         return ok_all and not self.errors
-
-
-def find_trunkfs(explicit: str | None) -> str | None:
-    """The trunkfs console script, preferably next to this Python (no pyenv shim)."""
-    if explicit:
-        return explicit
-    beside = Path(sys.executable).parent / "trunkfs"
-    if beside.is_file() and os.access(beside, os.X_OK):
-        return str(beside)
-    return shutil.which("trunkfs")
 
 
 def default_workdir_parent() -> Path:
@@ -830,7 +770,6 @@ def main() -> int:
     ap.add_argument("--workdir", metavar="DIR", type=Path,
                     help="make the temporary directory inside DIR (default: a temp dir on the "
                          "same file system as the checkout)")
-    ap.add_argument("--trunkfs", metavar="PATH", help="the trunkfs command (default: found)")
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory (debugging)")
     args = ap.parse_args()
     keys = parse_keys(args.only)

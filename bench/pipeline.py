@@ -24,7 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchlib import BenchDaemon, cleanup, log
+from benchlib import bench_daemon, cleanup, log
 
 
 def main() -> int:
@@ -34,7 +34,7 @@ def main() -> int:
     args = ap.parse_args()
     n = args.datums
     tmp = Path(tempfile.mkdtemp(prefix="trunkfs-bench-pipeline-"))
-    d = BenchDaemon(tmp)
+    d = bench_daemon(tmp)
     try:
         src = tmp / "src"
         src.mkdir()
@@ -47,16 +47,16 @@ def main() -> int:
                                     "transform": {"cmd": ["true"]}}))
         d.cli("pipeline", "create", "-f", str(spec))
         log(f"putting {n} files: one job of {n} datums")
-        put = json.loads(d.cli("put", "raw", *[str(p) for p in sorted(src.iterdir())], "--json"))
-        job = json.loads(d.cli("job", "wait", put["jobs"][0], "--json"))
+        put = d.cli("put", "raw", *[str(p) for p in sorted(src.iterdir())], "--json").json()
+        job = d.cli("job", "wait", put["jobs"][0], "--json").json()
         assert job["state"] == "succeeded" and job["datums"]["processed"] == n, job
         per_datum_ms = job["duration"] / n * 1000
 
         log("changing one file: an incremental job")
         (src / "f00042").write_bytes(b"changed\n")
         t = time.perf_counter()
-        put = json.loads(d.cli("put", "raw", str(src / "f00042"), "--json"))
-        job = json.loads(d.cli("job", "wait", put["jobs"][0], "--json"))
+        put = d.cli("put", "raw", str(src / "f00042"), "--json").json()
+        job = d.cli("job", "wait", put["jobs"][0], "--json").json()
         incremental_s = time.perf_counter() - t
         assert job["state"] == "succeeded" and job["datums"]["processed"] == 1, job
         assert job["datums"]["skipped"] == n - 1, job

@@ -17,7 +17,7 @@ line, ``RESULT key=value ...`` go to stdout.
   meta_ratio_bindfs  `ls -lR` + `find` over 50,000 files in 500 directories
                      (kernel caches dropped before each), against bindfs
   readers_mbps       8 processes reading different 128 MiB files at once, cold
-  daemon_rss_mib     the daemon's RSS after the metadata walk
+  daemon_rss_mib     the daemon's peak RSS (VmHWM) up to the end of the metadata walk
 
 Needs root (FUSE, drop_caches). Installs bindfs with apt-get if missing.
 
@@ -35,7 +35,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchlib import BenchDaemon, cleanup, log, make_random
+from benchlib import bench_daemon, cleanup, log, make_random, peak_rss_mib
 
 MiB = 1 << 20
 GiB = 1 << 30
@@ -109,7 +109,7 @@ def main() -> int:
     reader_size = 128 * MiB // scale
 
     tmp = Path(tempfile.mkdtemp(prefix="trunkfs-bench-read-", dir=args.workdir))
-    d = BenchDaemon(tmp, mount=True)
+    d = bench_daemon(tmp, mount=True)
     rows = []
     result: dict[str, str] = {}
     try:
@@ -130,7 +130,7 @@ def main() -> int:
         d.start()
         d.cli("repo", "create", "bench")
         log("committing the data")
-        commit = d.cli("put", "bench", str(src / "big"), str(src / "readers"), str(src / "meta")).strip()
+        commit = d.cli("put", "bench", str(src / "big"), str(src / "readers"), str(src / "meta")).out.strip()
         mnt_file = d.mount / f"bench@{commit}" / "big" / "file.bin"  # the committed file
 
         # hot: page cache full on both sides; the best of three reads each
@@ -164,7 +164,7 @@ def main() -> int:
         native_meta = timed(walk, meta)
         drop_caches()
         trunk_meta = timed(walk, d.mount / "bench" / "meta")
-        rss = d.rss_mib()
+        rss = peak_rss_mib(d)
         rows.append((f"ls -lR + find, {n_files} files (s)", native_meta, bindfs_meta, trunk_meta))
 
         # 8 parallel readers, cold
