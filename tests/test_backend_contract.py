@@ -1,7 +1,7 @@
-"""One conformance suite for every backend (DESIGN.md: "Backends share one
-small interface ... and one conformance test suite"), run on a local
-directory and on a real S3 endpoint (moto's server, see tests/s3server.py),
-plus the S3-only details and the retry/logging decorators."""
+"""One conformance suite for every backend (store/backends/base.py: every
+backend shares one small interface), run on a local directory and on a real
+S3 endpoint (moto's server, see tests/s3server.py), plus the S3-only details
+and the retry/logging decorators."""
 
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 
 They live outside the backends so that every backend gets the same retry
 policy and the same log lines, and so that a backend's own code states only
-what its store does (see "Data model and the store" in DESIGN.md).
+what its store does (restic's backend decorators work the same way).
 
 A backend marks an error worth retrying by raising
 :class:`TransientBackendError`; everything else (Conflict, ObjectMissing,
