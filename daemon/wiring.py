@@ -14,6 +14,8 @@ import os
 
 import trio
 
+from ..cache.chunkcache import ChunkCache, default_cache_limit
+from ..mountfs.operations import TrunkOperations
 from ..pipelines.registry import PipelineRegistry
 from ..pipelines.scheduler import JobManager
 from ..staging.manager import StagingManager
@@ -56,8 +58,7 @@ async def build_service(config: Config, store: Store, mountpoint: str | None) ->
                    commits=commits, pipelines=registry, staging=staging, jobs=jobs, cache=cache)
 
 
-def open_cache(config: Config, store: Store):  # -> ChunkCache
-    from ..cache.chunkcache import ChunkCache, default_cache_limit
+def open_cache(config: Config, store: Store) -> ChunkCache:
     os.makedirs(config.cache_dir, exist_ok=True)
     limit = config.cache_limit() or default_cache_limit(config.cache_dir)
     if config.store_is_local and not config.cache_local:
@@ -71,9 +72,8 @@ def open_cache(config: Config, store: Store):  # -> ChunkCache
     return cache
 
 
-def build_operations(config: Config, service: Service):  # -> TrunkOperations
+def build_operations(config: Config, service: Service) -> TrunkOperations:
     """The mount's Operations over the service's parts; it follows branch moves."""
-    from ..mountfs.operations import TrunkOperations
     assert service.cache is not None
     ops = TrunkOperations(service.store, service.refs, service.heads, service.workers.run,
                           service.cache, service.staging, uid=config.uid, gid=config.gid)
