@@ -1,22 +1,24 @@
-"""The ``trunkfs`` command: a client of the daemon's control socket.
+"""The ``trunkfs`` command: argparse and formatting over the client
+(:mod:`trunkfs.client`); how each kind of object is shown is in
+:mod:`trunkfs.daemon.format`.
 
 Every command but ``daemon`` is one or more requests on the socket, so a
 program can do all the CLI does.  Paths are ``REPO[@REF][:/PATH]``.  Errors go
-to stderr with a non-zero exit status; ``--json`` prints machine-readable
-results on stdout.
+to stderr with a non-zero exit status; ``--json`` prints the daemon's reply
+on stdout, as it came.
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
-import stat as statmod
 import sys
 import time
+from collections.abc import Sequence
 
-from ..client import Client, ClientError, file_frames
+from ..client import Client, ClientError, Result
+from . import format as fmt
 
 
 class UsageError(Exception):
@@ -40,99 +42,85 @@ def parse_spec(spec: str, *, want_path: bool = True) -> tuple[str, str | None, s
     return repo, (ref or None), (path or "/")
 
 
+def _branch_spec(spec: str) -> tuple[str, str | None]:
+    repo, branch, _ = parse_spec(spec, want_path=False)
+    return repo, branch
+
+
 # -- output -------------------------------------------------------------------
 
-def emit(args: argparse.Namespace, result: object, text: str | None = None) -> None:
+def emit(args: argparse.Namespace, result: Result | Sequence[Result], text: str | None = None) -> None:
+    """``--json``: the daemon's reply (``raw``) as it came; else ``text``, if any."""
     if args.json:
-        print(json.dumps(result, indent=None, sort_keys=True))
-    elif text is not None:
-        if text:
-            print(text)
-
-
-def human(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return str(n)
-
-
-def when(ts: float) -> str:
-    return datetime.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S")
+        raw = [r.raw for r in result] if isinstance(result, Sequence) else result.raw
+        print(json.dumps(raw, indent=None, sort_keys=True))
+    elif text:
+        print(text)
 
 
 class Progress:
-    """A one-line progress bar on stderr, only when stderr is a terminal."""
+    """A one-line progress bar on stderr, for transfers of at least 32 MiB;
+    used as the client's ``progress(done, total)`` callback."""
 
-    def __init__(self, total: int, label: str, start: float | None = None) -> None:
-        self.total = total
+    def __init__(self, label: str, start: float | None = None) -> None:
         self.label = label
-        self.done = 0
-        self.enabled = sys.stderr.isatty() and total >= 32 * 1024 * 1024
+        self.shown = False
         self._last = 0.0
         self._start = time.monotonic() if start is None else start
 
-    def add(self, n: int) -> None:
-        self.done += n
+    def __call__(self, done: int, total: int) -> None:
         now = time.monotonic()
-        if self.enabled and now - self._last > 0.2:
-            self._last = now
-            frac = self.done / self.total if self.total else 1
-            rate = self.done / max(now - self._start, 1e-6)
-            bar = "#" * int(frac * 30)
-            sys.stderr.write(f"\r{self.label} [{bar:<30}] {frac * 100:5.1f}% "
-                             f"{human(self.done)}/{human(self.total)} {human(rate)}/s ")
-            sys.stderr.flush()
+        if total < 32 * 1024 * 1024 or now - self._last <= 0.2:
+            return
+        self._last = now
+        self.shown = True
+        frac = done / total if total else 1
+        rate = done / max(now - self._start, 1e-6)
+        bar = "#" * int(frac * 30)
+        sys.stderr.write(f"\r{self.label} [{bar:<30}] {frac * 100:5.1f}% "
+                         f"{fmt.human(done)}/{fmt.human(total)} {fmt.human(rate)}/s ")
+        sys.stderr.flush()
 
     def close(self) -> None:
-        if self.enabled:
+        if self.shown:
             sys.stderr.write("\r" + " " * 90 + "\r")
             sys.stderr.flush()
+
+
+def progress_bar(label: str, args: argparse.Namespace | None = None) -> Progress | None:
+    """A bar when stderr is a terminal (and, given ``args``, not ``--json``)."""
+    if not sys.stderr.isatty() or (args is not None and args.json):
+        return None
+    return Progress(label)
 
 
 # -- commands -----------------------------------------------------------------
 
 def cmd_repo(args: argparse.Namespace, c: Client) -> int:
     if args.action == "create":
-        r = c.call("repo.create", name=args.name)
-        emit(args, r, f"created repo {args.name}")
+        emit(args, c.repo_create(args.name), f"created repo {args.name}")
     elif args.action == "delete":
-        r = c.call("repo.delete", name=args.name)
-        emit(args, r, f"deleted repo {args.name}")
+        emit(args, c.repo_delete(args.name), f"deleted repo {args.name}")
     else:
-        r = c.call("repo.list")
-        emit(args, r, "\n".join(f"{x['name']:<24} {human(x['size']):>10}  {(x['head'] or '-')[:12]}  "
-                                f"branches: {', '.join(x['branches'])}" for x in r))
+        repos = c.repo_list()
+        emit(args, repos, fmt.repos_text(repos))
     return 0
 
 
 def cmd_branch(args: argparse.Namespace, c: Client) -> int:
     if args.action == "list":
-        r = c.call("branch.list", repo=args.spec)
-        emit(args, r, "\n".join(f"{x['name']:<24} {x['head'] or '-'}" for x in r))
+        branches = c.branch_list(args.spec)
+        emit(args, branches, fmt.branches_text(branches))
         return 0
-    repo, branch, path = parse_spec(args.spec, want_path=False)
+    repo, branch = _branch_spec(args.spec)
     if not branch:
         raise UsageError("name the branch: REPO@BRANCH")
     if args.action == "create":
-        r = c.call("branch.create", repo=repo, branch=branch, **{"from": args.from_ref})
-        emit(args, r, f"created branch {repo}@{branch} at {(r['head'] or '-')[:12]}")
+        b = c.branch_create(repo, branch, args.from_ref)
+        emit(args, b, f"created branch {repo}@{branch} at {fmt.short(b.head)}")
     else:
-        r = c.call("branch.delete", repo=repo, branch=branch)
-        emit(args, r, f"deleted branch {repo}@{branch}")
+        emit(args, c.branch_delete(repo, branch), f"deleted branch {repo}@{branch}")
     return 0
-
-
-def _walk_local(local: str, rel: str):
-    """Yield (relative path, lstat result, absolute path), directories first."""
-    st = os.lstat(local)
-    yield rel, st, local
-    if statmod.S_ISDIR(st.st_mode):
-        with os.scandir(local) as it:
-            names = sorted(e.name for e in it)
-        for name in names:
-            yield from _walk_local(os.path.join(local, name), f"{rel}/{name}")
 
 
 def cmd_put(args: argparse.Namespace, c: Client) -> int:
@@ -140,52 +128,21 @@ def cmd_put(args: argparse.Namespace, c: Client) -> int:
     for local in args.local:
         if not os.path.lexists(local):
             raise UsageError(f"{local}: no such file or directory")
-    progress = Progress(0, "put")
-    if progress.enabled or sys.stderr.isatty():
-        total = 0
-        for local in args.local:
-            for _, st, _ in _walk_local(local, ""):
-                if statmod.S_ISREG(st.st_mode):
-                    total += st.st_size
-        progress = Progress(total, "put")
-    c.send({"op": "put", "args": {"repo": repo, "branch": branch, "dest": dest,
-                                  "message": args.message}})
-    skipped = 0
+    bar = progress_bar("put")
     try:
-        for local in args.local:
-            base = os.path.basename(os.path.normpath(local)) or "root"
-            for rel, st, path in _walk_local(local, base):
-                head = {"path": rel, "mode": statmod.S_IMODE(st.st_mode), "mtime": st.st_mtime_ns}
-                if statmod.S_ISDIR(st.st_mode):
-                    c.send({"entry": dict(head, type="dir")})
-                elif statmod.S_ISLNK(st.st_mode):
-                    c.send({"entry": dict(head, type="symlink", target=os.readlink(path))})
-                elif statmod.S_ISREG(st.st_mode):
-                    try:
-                        _, frames = file_frames(path)
-                    except OSError as exc:
-                        raise ClientError("io_error", f"cannot read {path}: {exc.strerror}") from None
-                    c.send({"entry": dict(head, type="file")})
-                    for data in frames:
-                        c.send_data(data)
-                        progress.add(len(data))
-                    c.send({"eof": True})
-                else:
-                    skipped += 1
-                    print(f"trunkfs: skipping {path}: not a regular file, directory or symlink",
-                          file=sys.stderr)
-        c.send({"end": True})
-    except (BrokenPipeError, ConnectionResetError):
-        progress.close()
-        raise c.reply_after_broken_pipe() from None
-    r = c.read_reply()
-    progress.close()
-    emit(args, r, r["commit"])
+        r = c.put(repo, args.local, branch=branch, dest=dest, message=args.message, progress=bar)
+    finally:
+        if bar:
+            bar.close()
+    for path in r.skipped:
+        print(f"trunkfs: skipping {path}: not a regular file, directory or symlink", file=sys.stderr)
+    emit(args, r, r.commit)
     return 0
 
 
 def cmd_rm(args: argparse.Namespace, c: Client) -> int:
-    repo = branch = None
+    repo: str | None = None
+    branch: str | None = None
     paths = []
     for spec in args.spec:
         rp, br, path = parse_spec(spec)
@@ -195,179 +152,77 @@ def cmd_rm(args: argparse.Namespace, c: Client) -> int:
             raise UsageError(f"{spec}: name a path to remove")
         repo, branch = rp, br
         paths.append(path)
-    r = c.call("rm", repo=repo, branch=branch, paths=paths, message=args.message)
-    emit(args, r, r["commit"])
+    assert repo is not None  # argparse requires one spec at least
+    r = c.rm(repo, paths, branch=branch, message=args.message)
+    emit(args, r, r.commit)
     return 0
-
-
-def _branch_spec(spec: str) -> tuple[str, str | None]:
-    repo, branch, path = parse_spec(spec, want_path=False)
-    return repo, branch
 
 
 def cmd_status(args: argparse.Namespace, c: Client) -> int:
     repo, branch = _branch_spec(args.spec)
-    r = c.call("status", repo=repo, branch=branch)
-    emit(args, r, "\n".join(f"{ch['status']} {ch['path']}" for ch in r["changes"]))
+    r = c.status(repo, branch)
+    emit(args, r, fmt.changes_text(r.changes))
     return 0
 
 
 def cmd_commit(args: argparse.Namespace, c: Client) -> int:
     repo, branch = _branch_spec(args.spec)
-    show = sys.stderr.isatty() and not args.json
-    started = time.monotonic()
-    c.send({"op": "commit", "args": {k: v for k, v in dict(
-        repo=repo, branch=branch, message=args.message, allow_empty=args.allow_empty,
-        progress=show).items() if v is not None}})
-    bar: Progress | None = None
+    bar = progress_bar("commit", args)
     try:
-        while True:
-            msg = c.read_message()
-            if "progress" in msg and "ok" not in msg:
-                if bar is None:
-                    bar = Progress(msg["total"], "commit", started)
-                bar.add(msg["progress"] - bar.done)
-                continue
-            break
+        r = c.commit(repo, branch=branch, message=args.message, allow_empty=args.allow_empty,
+                     progress=bar)
     finally:
-        if bar is not None:
+        if bar:
             bar.close()
-    if not msg.get("ok"):
-        err = msg.get("error") or {}
-        raise ClientError(err.get("code", "error"), err.get("message", "unknown error"))
-    r = msg["result"]
-    emit(args, r, r["commit"])
+    emit(args, r, r.commit)
     return 0
 
 
 def cmd_discard(args: argparse.Namespace, c: Client) -> int:
     repo, branch = _branch_spec(args.spec)
-    r = c.call("discard", repo=repo, branch=branch, paths=args.paths)
-    emit(args, r, f"discarded {r['discarded']} staged path(s)" if args.paths else "discarded the staged changes")
+    r = c.discard(repo, args.paths, branch=branch)
+    emit(args, r, f"discarded {r.discarded} staged path(s)" if args.paths else "discarded the staged changes")
     return 0
 
 
 def cmd_ls(args: argparse.Namespace, c: Client) -> int:
     repo, ref, path = parse_spec(args.spec)
-    r = c.call("ls", repo=repo, ref=ref, path=path)
-    lines = []
-    for e in r["entries"]:
-        kind = {"dir": "d", "file": "-", "symlink": "l"}.get(e["type"], "?")
-        size = e.get("size", 0)
-        name = e["name"] + ("/" if e["type"] == "dir" else "")
-        if e["type"] == "symlink":
-            name += f" -> {e.get('target')}"
-        lines.append(f"{kind}{statmod.filemode(e.get('mode') or 0)[1:]} {size:>14} "
-                     f"{when((e.get('mtime') or 0) / 1e9)}  {name}")
-    emit(args, r, "\n".join(lines))
+    r = c.ls(repo, path, ref=ref)
+    emit(args, r, fmt.listing_text(r))
     return 0
 
 
 def cmd_cat(args: argparse.Namespace, c: Client) -> int:
     repo, ref, path = parse_spec(args.spec)
-    c.send({"op": "get", "args": {"repo": repo, "ref": ref, "path": path, "file_only": True}})
-    c.read_reply()
     out = sys.stdout.buffer
-    while True:
-        msg = c.read_message()
-        if "data" in msg:
-            out.write(c.read_exact(msg["data"]))
-        elif msg.get("end"):
-            break
-        elif msg.get("ok") is False:
-            raise ClientError(msg["error"]["code"], msg["error"]["message"])
+    c.cat_to(repo, path, out, ref=ref)
     out.flush()
     return 0
 
 
 def cmd_get(args: argparse.Namespace, c: Client) -> int:
     repo, ref, path = parse_spec(args.spec)
-    c.send({"op": "get", "args": {"repo": repo, "ref": ref, "path": path}})
-    info = c.read_reply()
-    name = path.rstrip("/").rsplit("/", 1)[-1] or repo
-    target = os.path.join(args.local, name) if os.path.isdir(args.local) else args.local
-    progress = Progress(info.get("size", 0), "get")
-    files = 0
-    dirs_meta: list[tuple[str, dict]] = []
-    out = None
-    current: tuple[str, dict] | None = None
-    while True:
-        msg = c.read_message()
-        if "data" in msg:
-            data = c.read_exact(msg["data"])
-            out.write(data)
-            progress.add(len(data))
-            continue
-        if msg.get("ok") is False:
-            raise ClientError(msg["error"]["code"], msg["error"]["message"])
-        if msg.get("eof"):
-            out.close()
-            p, head = current
-            os.chmod(p, head.get("mode") or 0o644)
-            mt = head.get("mtime") or 0
-            os.utime(p, ns=(mt, mt))
-            files += 1
-            continue
-        if msg.get("end"):
-            break
-        head = msg["entry"]
-        rel = head["path"]
-        if rel.startswith("/") or ".." in rel.split("/"):
-            raise ClientError("bad_reply", f"daemon sent an unsafe path {rel!r}")
-        p = os.path.join(target, rel) if rel else target
-        if head["type"] == "dir":
-            os.makedirs(p, exist_ok=True)
-            dirs_meta.append((p, head))
-        elif head["type"] == "symlink":
-            if os.path.lexists(p):
-                os.unlink(p)
-            os.symlink(head["target"], p)
-        else:
-            if os.path.islink(p):
-                os.unlink(p)
-            out = open(p, "wb")
-            current = (p, head)
-    for p, head in reversed(dirs_meta):
-        os.chmod(p, head.get("mode") or 0o755)
-        mt = head.get("mtime") or 0
-        if mt:
-            os.utime(p, ns=(mt, mt))
-    progress.close()
-    emit(args, {"path": target, "files": files, "commit": info.get("commit")}, "")
+    bar = progress_bar("get")
+    try:
+        r = c.get(repo, path, args.local, ref=ref, progress=bar)
+    finally:
+        if bar:
+            bar.close()
+    emit(args, r)
     return 0
-
-
-def _print_commit(r: dict, full: bool) -> str:
-    lines = [f"commit {r['id']}"]
-    if full and r.get("branch"):
-        lines[0] += f" ({r['branch']})"
-    lines.append(f"Author: {r['author'].get('name', '?')} (uid {r['author'].get('uid', '?')})")
-    lines.append(f"Date:   {when(r['time'])}")
-    if r.get("parents"):
-        lines.append("Parent: " + " ".join(p for p in r["parents"]))
-    origin = r.get("origin") or {}
-    if full:
-        lines.append(f"Origin: {origin.get('kind', 'user')}")
-        lines.append(f"Tree:   {r['tree']}")
-        lines.append(f"Size:   {human(r['size'])} in {r['files']} files")
-        for p in r.get("provenance") or []:
-            lines.append(f"Provenance: {json.dumps(p, sort_keys=True)}")
-    lines.append("")
-    lines.append("    " + (r.get("message") or ""))
-    return "\n".join(lines)
 
 
 def cmd_log(args: argparse.Namespace, c: Client) -> int:
     repo, ref, _ = parse_spec(args.spec, want_path=False)
-    r = c.call("log", repo=repo, ref=ref, limit=args.limit)
-    emit(args, r, "\n\n".join(_print_commit(x, False) for x in r))
+    commits = c.log(repo, ref=ref, limit=args.limit)
+    emit(args, commits, fmt.commits_text(commits))
     return 0
 
 
 def cmd_show(args: argparse.Namespace, c: Client) -> int:
     repo, ref, _ = parse_spec(args.spec, want_path=False)
-    r = c.call("show", repo=repo, ref=ref)
-    emit(args, r, _print_commit(r, True))
+    r = c.show(repo, ref)
+    emit(args, r, fmt.commit_text(r, full=True))
     return 0
 
 
@@ -379,35 +234,27 @@ def cmd_diff(args: argparse.Namespace, c: Client) -> int:
         if repo2 != repo:
             raise UsageError("diff compares two refs of the same repo")
         ref2 = ref2 or "main"
-    r = c.call("diff", repo=repo, ref1=ref1 or "main", ref2=ref2)
-    emit(args, r, "\n".join(f"{x['status']} {x['path']}" for x in r["changes"]))
+    r = c.diff(repo, ref1 or "main", ref2)
+    emit(args, r, fmt.changes_text(r.changes))
+    return 0
+
+
+def cmd_provenance(args: argparse.Namespace, c: Client) -> int:
+    repo, ref, _ = parse_spec(args.spec, want_path=False)
+    steps = c.provenance(repo, ref)
+    emit(args, steps, fmt.provenance_text(steps))
     return 0
 
 
 def cmd_fsck(args: argparse.Namespace, c: Client) -> int:
-    r = c.call("fsck", rebuild_index=args.rebuild_index, read_data=args.read_data)
-    text = "\n".join(r["problems"] + [
-        f"{'ok' if r['ok'] else 'PROBLEMS FOUND'}: {r['commits']} commits, {r['trees']} trees, "
-        f"{r['files']} files, {r['chunks']} chunks in {r['packs']} packs"
-        + (f", {r['blobs_verified']} blobs verified" if args.read_data else "")])
-    emit(args, r, text)
-    return 0 if r["ok"] else 1
+    r = c.fsck(rebuild_index=args.rebuild_index, read_data=args.read_data)
+    emit(args, r, fmt.fsck_text(r, args.read_data))
+    return 0 if r.ok else 1
 
 
 def cmd_stats(args: argparse.Namespace, c: Client) -> int:
-    r = c.call("stats")
-    cache = r.get("cache")
-    extra = [] if not cache else [
-        f"cache:         {human(cache['size'])} of {human(cache['limit'])} in {cache['entries']} chunks; "
-        f"{cache['hits']} hits, {cache['misses']} misses, {human(cache['fetched_bytes'])} fetched"]
-    emit(args, r, "\n".join([
-        f"store:         {r['store']}",
-        f"logical bytes: {human(r['logical_bytes'])} (all commits)",
-        f"unique bytes:  {human(r['unique_bytes'])}",
-        f"stored bytes:  {human(r['stored_bytes'])}",
-        f"dedup ratio:   {r['dedup_ratio']}",
-        f"chunks:        {r['chunks']}  trees: {r['trees']}  packs: {r['packs']}  commits: {r['commits']}"]
-        + extra))
+    r = c.stats()
+    emit(args, r, fmt.stats_text(r))
     return 0
 
 
@@ -424,102 +271,53 @@ def _read_spec(path: str) -> dict:
         raise UsageError(str(exc)) from None
 
 
-def _pipeline_text(p: dict) -> str:
-    s = p["spec"]
-    inp = s["input"]
-    return (f"{p['name']} (version {p['version']}, owner uid {p['owner']['uid']}): "
-            f"{inp['repo']}@{inp['branch']} {inp['glob']} -> {s['output']}: "
-            f"{' '.join(s['transform']['cmd'])}")
-
-
 def cmd_pipeline(args: argparse.Namespace, c: Client) -> int:
-    if args.action in ("create", "update"):
-        extra = {"reprocess": True} if getattr(args, "reprocess", False) else {}
-        r = c.call(f"pipeline.{args.action}", spec=_read_spec(args.file), **extra)
-        emit(args, r, f"{args.action}d pipeline {_pipeline_text(r)}")
+    if args.action == "create":
+        p = c.pipeline_create(_read_spec(args.file))
+        emit(args, p, f"created pipeline {fmt.pipeline_line(p)}")
+    elif args.action == "update":
+        p = c.pipeline_update(_read_spec(args.file), reprocess=args.reprocess)
+        emit(args, p, f"updated pipeline {fmt.pipeline_line(p)}")
     elif args.action == "list":
-        r = c.call("pipeline.list")
-        emit(args, r, "\n".join(_pipeline_text(p) for p in r))
+        pipelines = c.pipeline_list()
+        emit(args, pipelines, fmt.pipelines_text(pipelines))
     elif args.action == "show":
-        r = c.call("pipeline.show", name=args.name)
-        emit(args, r, _pipeline_text(r) + "\n" + json.dumps(r["spec"], indent=2, sort_keys=True))
+        p = c.pipeline_show(args.name)
+        emit(args, p, fmt.pipeline_text(p))
     else:
-        r = c.call("pipeline.delete", name=args.name)
-        emit(args, r, f"deleted pipeline {args.name}")
+        emit(args, c.pipeline_delete(args.name), f"deleted pipeline {args.name}")
     return 0
-
-
-def _job_line(j: dict) -> str:
-    d = j["datums"]
-    out = (j.get("output_commit") or "-")[:12]
-    dur = f"{j['duration']:.1f}s" if j.get("duration") is not None else "-"
-    return (f"{j['id']}  {j['pipeline']:<16} {j['state']:<10} in {j['input']['repo']}@{j['input']['commit'][:12]}"
-            f"  out {out}  datums {d['processed']}/{d['skipped']}/{d['failed']} of {d['total']}  {dur}")
 
 
 def cmd_job(args: argparse.Namespace, c: Client) -> int:
     if args.action == "list":
-        r = c.call("job.list", pipeline=args.pipeline)
-        emit(args, r, "\n".join(_job_line(j) for j in r))
+        jobs = c.job_list(args.pipeline)
+        emit(args, jobs, fmt.jobs_text(jobs))
         return 0
     if args.action == "logs":
-        r = c.call("job.logs", id=args.id, datum=args.datum)
-        lines = [f"job {r['id']}: {r['state']}" + (f" ({r['error']})" if r.get("error") else "")]
-        for label, e in r["logs"].items():
-            lines.append(f"--- datum {label} ({', '.join(e['paths'])}): exit {e.get('exit')}, "
-                         f"attempts {e.get('attempts')}" + (f", {e['error']}" if e.get("error") else ""))
-            if e.get("stdout"):
-                lines.append("stdout:\n" + e["stdout"].rstrip("\n"))
-            if e.get("stderr"):
-                lines.append("stderr:\n" + e["stderr"].rstrip("\n"))
-        emit(args, r, "\n".join(lines))
+        logs = c.job_logs(args.id, args.datum)
+        emit(args, logs, fmt.job_logs_text(logs))
         return 0
-    op = {"show": "job.show", "wait": "job.wait", "cancel": "job.cancel"}[args.action]
-    r = c.call(op, id=args.id)
-    emit(args, r, _job_line(r) + (f"\nerror: {r['error']}" if r.get("error") else ""))
+    job = {"show": c.job_show, "wait": c.job_wait, "cancel": c.job_cancel}[args.action](args.id)
+    emit(args, job, fmt.job_text(job))
     if args.action == "wait":
-        return 0 if r["state"] == "succeeded" else 1
-    return 0
-
-
-def cmd_provenance(args: argparse.Namespace, c: Client) -> int:
-    repo, ref, _ = parse_spec(args.spec, want_path=False)
-    r = c.call("provenance", repo=repo, ref=ref)
-    lines = []
-    for x in r:
-        o = x["origin"]
-        how = (f"pipeline {o.get('pipeline')} v{o.get('version')} job {o.get('job')}"
-               if o.get("kind") == "pipeline" else o.get("kind", "user"))
-        lines.append(f"{'  ' * x['depth']}{x['repo']}@{x['commit'][:12]}  ({how})")
-    emit(args, r, "\n".join(lines))
+        return 0 if job.state == "succeeded" else 1
     return 0
 
 
 def cmd_watch(args: argparse.Namespace, c: Client) -> int:
     repo, branch, _ = parse_spec(args.spec, want_path=False)
-    c.send({"op": "watch", "args": {"repo": repo, "branch": branch}})
-    c.read_reply()
     try:
-        while True:
-            msg = c.read_message()
-            if msg.get("ok") is False:
-                raise ClientError(msg["error"]["code"], msg["error"]["message"])
-            e = msg["event"]
-            if args.json:
-                print(json.dumps(e, sort_keys=True), flush=True)
-            elif e["type"] == "commit":
-                jobs = f" jobs {' '.join(e['jobs'])}" if e["jobs"] else ""
-                print(f"commit {e['repo']}@{e['branch']} {e['commit']}{jobs}", flush=True)
-            else:
-                out = f" -> {e['output']}@{e['output_commit']}" if e.get("output_commit") else ""
-                print(f"job {e['id']} {e['pipeline']} {e['state']}{out}", flush=True)
+        with c.watch(repo, branch) as events:
+            for e in events:
+                print(json.dumps(e.raw, sort_keys=True) if args.json else fmt.event_line(e), flush=True)
     except KeyboardInterrupt:
         return 0
+    return 0
 
 
 def cmd_umount(args: argparse.Namespace, c: Client) -> int:
-    r = c.call("daemon.stop")
-    emit(args, r, "daemon stopping")
+    emit(args, c.stop(), "daemon stopping")
     return 0
 
 

@@ -228,3 +228,65 @@ def test_concurrent_puts_to_one_branch_all_land(daemon, workdir):
     assert names == {f"file{i}" for i in range(6)}
     for i in range(6):
         assert daemon.cli("cat", f"r:/file{i}").stdout == random.Random(i).randbytes(300_000 * (i + 1))
+
+
+# -- what the CLI shows: the numbers against what was written ---------------------
+
+def test_pipeline_output_shows_its_true_size_author_and_provenance(daemon, workdir):
+    import json
+    import pwd
+    d = daemon
+    d.cli("repo", "create", "raw")
+    # two datums (one per input file); each writes one 2-byte file: 4 B in 2 files
+    spec = {"name": "counts", "input": {"repo": "raw", "glob": "/*"},
+            "transform": {"cmd": ["/bin/sh", "-c", 'for f in "$TRUNKFS_INPUT"/*; do '
+                                  'printf ok > "$TRUNKFS_OUTPUT/$(basename "$f").ok"; done']}}
+    (workdir / "counts.json").write_text(json.dumps(spec))
+    d.cli("pipeline", "create", "-f", str(workdir / "counts.json"))
+    write(workdir / "in" / "a", b"12345")
+    write(workdir / "in" / "b", b"67890")
+    put = d.cli("put", "raw", str(workdir / "in" / "a"), str(workdir / "in" / "b"), "--json").json()
+    job_id = put["jobs"][0]
+    assert d.cli("job", "wait", job_id[:12]).returncode == 0
+    assert d.cli("cat", "counts:/a.ok").stdout == b"ok" and d.cli("cat", "counts:/b.ok").stdout == b"ok"
+
+    show = d.cli("show", "counts@main").out
+    assert "Size:   4 B in 2 files" in show
+    user = pwd.getpwuid(os.getuid()).pw_name
+    assert f"Author: {user} (uid {os.getuid()})" in show
+    assert f"Provenance: raw@{put['commit'][:12]} (branch main)" in show.splitlines()
+    assert "{" not in show  # no raw JSON object
+    shown = d.cli("show", "counts@main", "--json").json()
+    assert (shown["size"], shown["files"], shown["author"]["name"]) == (4, 2, user)
+
+    repos = {line.split()[0]: line for line in d.cli("repo", "list").out.splitlines()}
+    assert repos["counts"].split()[1:3] == ["4", "B"] and repos["raw"].split()[1:3] == ["10", "B"]
+    assert {r["name"]: r["size"] for r in d.cli("repo", "list", "--json").json()} == {"counts": 4, "raw": 10}
+    assert d.cli("stats", "--json").json()["logical_bytes"] == 10 + 4
+
+    # a job is shown by a short prefix of its id, and says which datum count is which
+    line = d.cli("job", "list").out.strip()
+    shown_id = line.split()[0]
+    assert job_id.startswith(shown_id) and len(shown_id) == min(12, len(job_id))
+    assert "datums: 2 processed, 0 skipped, 0 failed of 2" in line
+    assert d.cli("job", "show", shown_id).out.splitlines()[0] == line  # one formatter for jobs
+    assert f"pipeline counts v1 job {shown_id}" in d.cli("provenance", "counts").out
+
+
+def test_status_and_diff_print_paths_alike(mounted):
+    d = mounted
+    d.cli("repo", "create", "r")
+    os.makedirs(d.mount / "r" / "sub")
+    (d.mount / "r" / "sub" / "new.txt").write_bytes(b"new")
+    (d.mount / "r" / "top.txt").write_bytes(b"top")
+    status = d.cli("status", "r").out.splitlines()
+    assert status == ["A /sub/new.txt", "A /top.txt"]
+    d.cli("commit", "r", "-m", "two files")
+    assert d.cli("diff", "r@main").out.splitlines() == status
+
+
+def test_short_job_ids_grow_until_they_differ():
+    from trunkfs.daemon.format import short_ids
+    assert short_ids(["1795929938457092208-a47d8e80", "1795929938557092208-b47d8e80"]) == 12
+    assert short_ids(["1795929938457092208-a47d8e80", "1795929938457092209-b47d8e80"]) == 19
+    assert short_ids(["abc"]) == 12 and short_ids([]) == 12

@@ -1,0 +1,299 @@
+"""The client of the trunkfs daemon: one typed method per socket operation.
+
+A :class:`Client` holds one connection to the control socket; requests run
+one after the other on it.  Methods return the dataclasses of
+:mod:`trunkfs.client.results` (each with ``raw``, the daemon's JSON) and
+raise :class:`~trunkfs.client.errors.ClientError` (with the protocol's
+error ``code``) when the daemon refuses.  ``ref`` arguments are a branch
+name, a commit id or a unique prefix of one; ``None`` means ``main``.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Iterator, Sequence
+from typing import Any, BinaryIO
+
+from .connection import Connection
+from .errors import DisconnectedError, ProtocolError, error_from_reply
+from .pipeline_results import Event, JobInfo, JobLogs, PipelineInfo, event_from_raw
+from .results import (BranchInfo, CommitInfo, CommitResult, DaemonInfo, Deleted, Diff,
+                      DiscardResult, FsckReport, GetResult, Listing, ProvenanceStep, PutResult,
+                      RepoInfo, Result, RmResult, StatsInfo, Status)
+from .transfer import Progress, local_bytes, receive_file, receive_tree, send_put_entries
+
+
+class Client:
+    """``Client(path)`` connects to the daemon at ``path`` (default
+    ``$TRUNKFS_SOCKET`` or the daemon's default socket); ``timeout`` (seconds)
+    bounds every wait for the daemon.  Use it as a context manager, or call
+    :meth:`close`."""
+
+    def __init__(self, path: str | None = None, timeout: float | None = None) -> None:
+        self.conn = Connection(path, timeout)
+        self.path = self.conn.path
+        self.timeout = timeout
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- the raw protocol (for what has no method yet) ---------------------------
+
+    @property
+    def sock(self) -> Any:
+        """The socket (for tests that speak the protocol by hand)."""
+        return self.conn.sock
+
+    def call(self, op: str, **args: Any) -> Any:
+        """One request; the reply's result as raw JSON."""
+        return self.conn.call(op, **args)
+
+    def read_message(self) -> dict:
+        return self.conn.read_message()
+
+    def _stream_failed(self) -> None:
+        """A stream broke off: the connection is out of step, so close it."""
+        self.conn.close()
+
+    # -- the daemon --------------------------------------------------------------
+
+    def ping(self) -> DaemonInfo:
+        return DaemonInfo.from_raw(self.call("ping"))
+
+    def stop(self) -> Result:
+        """Ask the daemon to unmount and stop (root or the daemon's owner)."""
+        return Result(raw=self.call("daemon.stop"))
+
+    def stats(self) -> StatsInfo:
+        return StatsInfo.from_raw(self.call("stats"))
+
+    def fsck(self, *, rebuild_index: bool = False, read_data: bool = False) -> FsckReport:
+        return FsckReport.from_raw(self.call("fsck", rebuild_index=rebuild_index, read_data=read_data))
+
+    # -- repos and branches --------------------------------------------------------
+
+    def repo_create(self, name: str) -> RepoInfo:
+        return RepoInfo.from_raw(self.call("repo.create", name=name))
+
+    def repo_list(self) -> list[RepoInfo]:
+        return [RepoInfo.from_raw(r) for r in self.call("repo.list")]
+
+    def repo_delete(self, name: str) -> Deleted:
+        return Deleted.from_raw(self.call("repo.delete", name=name))
+
+    def branch_create(self, repo: str, branch: str, from_ref: str | None = None) -> BranchInfo:
+        """A new branch at ``from_ref`` (default: the head of main)."""
+        return BranchInfo.from_raw(self.call("branch.create", repo=repo, branch=branch,
+                                             **{"from": from_ref}))
+
+    def branch_list(self, repo: str) -> list[BranchInfo]:
+        return [BranchInfo.from_raw(b) for b in self.call("branch.list", repo=repo)]
+
+    def branch_delete(self, repo: str, branch: str) -> Deleted:
+        return Deleted.from_raw(self.call("branch.delete", repo=repo, branch=branch))
+
+    # -- writing a branch, one commit each ---------------------------------------
+
+    def put(self, repo: str, paths: Sequence[str], *, branch: str | None = None, dest: str = "/",
+            message: str = "", progress: Progress | None = None) -> PutResult:
+        """Put local files and directories (with everything below them) into
+        ``dest`` of a branch, as one commit; like ``cp -r``, each lands at
+        ``dest/<its name>``.  ``progress(done, total)`` is called as bytes go out."""
+        for local in paths:
+            if not os.path.lexists(local):
+                raise FileNotFoundError(2, "no such file or directory", local)
+        total = local_bytes(paths) if progress else 0
+        self.conn.send_request("put", {"repo": repo, "branch": branch, "dest": dest, "message": message})
+        try:
+            skipped = send_put_entries(self.conn, paths, progress, total)
+        except (BrokenPipeError, ConnectionResetError):
+            exc = self.conn.reply_after_broken_pipe()
+            self._stream_failed()
+            raise exc from None
+        except BaseException:
+            self._stream_failed()  # the daemon sees the hang-up and commits nothing
+            raise
+        result = PutResult.from_raw(self.conn.read_reply())
+        result.skipped = skipped
+        return result
+
+    def rm(self, repo: str, paths: Sequence[str], *, branch: str | None = None,
+           message: str = "") -> RmResult:
+        return RmResult.from_raw(self.call("rm", repo=repo, branch=branch, paths=list(paths),
+                                           message=message))
+
+    # -- reading -------------------------------------------------------------------
+
+    def ls(self, repo: str, path: str = "/", *, ref: str | None = None) -> Listing:
+        return Listing.from_raw(self.call("ls", repo=repo, ref=ref, path=path))
+
+    def get(self, repo: str, path: str, local: str, *, ref: str | None = None,
+            progress: Progress | None = None) -> GetResult:
+        """Copy a file or directory out, as ``cp -r`` does: into
+        ``local/<name>`` when ``local`` is an existing directory, else to
+        ``local`` itself.  Modes and mtimes come along."""
+        self.conn.send_request("get", {"repo": repo, "ref": ref, "path": path})
+        info = self.conn.read_reply()
+        name = path.rstrip("/").rsplit("/", 1)[-1] or repo
+        target = os.path.join(local, name) if os.path.isdir(local) else local
+        try:
+            files = receive_tree(self.conn, target, progress, int(info.get("size") or 0))
+        except BaseException:
+            self._stream_failed()
+            raise
+        return GetResult.from_raw({"path": target, "files": files, "commit": info.get("commit")})
+
+    def cat_to(self, repo: str, path: str, out: BinaryIO, *, ref: str | None = None) -> int:
+        """Write the bytes of one file to ``out``; the number of bytes."""
+        self.conn.send_request("get", {"repo": repo, "ref": ref, "path": path, "file_only": True})
+        self.conn.read_reply()
+        try:
+            return receive_file(self.conn, out.write)
+        except BaseException:
+            self._stream_failed()
+            raise
+
+    def cat(self, repo: str, path: str, *, ref: str | None = None) -> bytes:
+        """The bytes of one file."""
+        buf = io.BytesIO()
+        self.cat_to(repo, path, buf, ref=ref)
+        return buf.getvalue()
+
+    def log(self, repo: str, *, ref: str | None = None, limit: int = 0) -> list[CommitInfo]:
+        """Commits from ``ref`` back along first parents, newest first (all when ``limit`` is 0)."""
+        return [CommitInfo.from_raw(c) for c in self.call("log", repo=repo, ref=ref, limit=limit)]
+
+    def show(self, repo: str, ref: str | None = None) -> CommitInfo:
+        return CommitInfo.from_raw(self.call("show", repo=repo, ref=ref))
+
+    def diff(self, repo: str, ref1: str = "main", ref2: str | None = None) -> Diff:
+        """Paths changed from ``ref1`` to ``ref2``; without ``ref2``, what
+        ``ref1`` changed against its parent."""
+        return Diff.from_raw(self.call("diff", repo=repo, ref1=ref1, ref2=ref2))
+
+    def provenance(self, repo: str, ref: str | None = None) -> list[ProvenanceStep]:
+        """The commit and every commit upstream it was derived from."""
+        return [ProvenanceStep.from_raw(s) for s in self.call("provenance", repo=repo, ref=ref)]
+
+    # -- a branch's staging area -------------------------------------------------
+
+    def status(self, repo: str, branch: str | None = None) -> Status:
+        return Status.from_raw(self.call("status", repo=repo, branch=branch))
+
+    def commit(self, repo: str, *, branch: str | None = None, message: str = "",
+               allow_empty: bool = False, progress: Progress | None = None) -> CommitResult:
+        """Commit a branch's staged changes; ``progress(done, total)`` is called
+        as the daemon reports bytes stored."""
+        self.conn.send_request("commit", {"repo": repo, "branch": branch, "message": message,
+                                          "allow_empty": allow_empty, "progress": progress is not None})
+        while True:
+            msg = self.conn.read_message()
+            if "progress" in msg and "ok" not in msg:
+                if progress:
+                    progress(int(msg.get("progress") or 0), int(msg.get("total") or 0))
+                continue
+            break
+        if not msg.get("ok"):
+            raise error_from_reply(msg)
+        return CommitResult.from_raw(msg.get("result") or {})
+
+    def discard(self, repo: str, paths: Sequence[str] | None = None, *,
+                branch: str | None = None) -> DiscardResult:
+        """Drop staged changes: those at ``paths``, or all of them."""
+        return DiscardResult.from_raw(self.call("discard", repo=repo, branch=branch,
+                                                paths=list(paths) if paths else None))
+
+    # -- pipelines and jobs ------------------------------------------------------
+
+    def pipeline_create(self, spec: dict) -> PipelineInfo:
+        return PipelineInfo.from_raw(self.call("pipeline.create", spec=spec))
+
+    def pipeline_update(self, spec: dict, *, reprocess: bool = False) -> PipelineInfo:
+        """A new version of a pipeline; with ``reprocess``, a job of it on the
+        input branch's head (its id in ``.jobs``)."""
+        return PipelineInfo.from_raw(self.call("pipeline.update", spec=spec,
+                                               reprocess=True if reprocess else None))
+
+    def pipeline_list(self) -> list[PipelineInfo]:
+        return [PipelineInfo.from_raw(p) for p in self.call("pipeline.list")]
+
+    def pipeline_show(self, name: str) -> PipelineInfo:
+        return PipelineInfo.from_raw(self.call("pipeline.show", name=name))
+
+    def pipeline_delete(self, name: str) -> Deleted:
+        return Deleted.from_raw(self.call("pipeline.delete", name=name))
+
+    def job_list(self, pipeline: str | None = None) -> list[JobInfo]:
+        return [JobInfo.from_raw(j) for j in self.call("job.list", pipeline=pipeline)]
+
+    def job_show(self, job_id: str) -> JobInfo:
+        """A job by its id or a unique prefix of it."""
+        return JobInfo.from_raw(self.call("job.show", id=job_id))
+
+    def job_logs(self, job_id: str, datum: str | None = None) -> JobLogs:
+        return JobLogs.from_raw(self.call("job.logs", id=job_id, datum=datum))
+
+    def job_wait(self, job_id: str) -> JobInfo:
+        """Block until the job has finished (bounded by the client's timeout)."""
+        return JobInfo.from_raw(self.call("job.wait", id=job_id))
+
+    def job_cancel(self, job_id: str) -> JobInfo:
+        return JobInfo.from_raw(self.call("job.cancel", id=job_id))
+
+    # -- events --------------------------------------------------------------------
+
+    def watch(self, repo: str, branch: str | None = None, *,
+              timeout: float | None = None) -> "Watch":
+        """New commits of ``repo`` (of ``branch`` only, if given) and state
+        changes of the jobs that read or write it, as they happen.  The watch
+        has a connection of its own (this client stays usable); ``timeout``
+        (default: the client's) bounds the wait for each event."""
+        return Watch(self.path, repo, branch, self.timeout if timeout is None else timeout)
+
+
+class Watch:
+    """An iterator of :data:`~trunkfs.client.pipeline_results.Event`; close it
+    (or leave its ``with`` block) to stop watching."""
+
+    def __init__(self, path: str, repo: str, branch: str | None, timeout: float | None) -> None:
+        self.conn = Connection(path, timeout)
+        try:
+            self.conn.send_request("watch", {"repo": repo, "branch": branch})
+            self.conn.read_reply()
+        except BaseException:
+            self.conn.close()
+            raise
+
+    def __iter__(self) -> Iterator[Event]:
+        return self
+
+    def __next__(self) -> Event:
+        try:
+            msg = self.conn.read_message()
+        except DisconnectedError:
+            self.close()
+            raise
+        if msg.get("ok") is False:
+            self.close()
+            raise error_from_reply(msg)
+        event = msg.get("event")
+        if not isinstance(event, dict):
+            self.close()
+            raise ProtocolError("bad_reply", "daemon sent a line that is not an event")
+        return event_from_raw(event)
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def __enter__(self) -> "Watch":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
