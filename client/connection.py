@@ -4,13 +4,10 @@ docs/protocol.md (JSON lines, data frames) and nothing else."""
 from __future__ import annotations
 
 import json
-import logging
 import socket
 from typing import Any
 
 from .errors import ClientError, DisconnectedError, ProtocolError, UnavailableError, error_from_reply
-
-log = logging.getLogger(__name__)
 
 FRAME_SIZE = 4 * 1024 * 1024  # the size of the data frames we send (the daemon takes up to 16 MiB)
 
