@@ -124,7 +124,8 @@ class CommitTrigger(Protocol):
 
 
 def _id(item: Any) -> str:
-    return item["id"] if isinstance(item, dict) else item.id
+    """The id of an item a trigger planned (a pipeline job)."""
+    return item.id
 
 
 class CommitPath:

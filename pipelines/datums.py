@@ -1,8 +1,10 @@
-"""Cutting an input commit into datums, and moving datum files in and out.
+"""Datums: cutting an input commit into them, their identity, and the
+outputs they write (stored, then merged into one tree).
 
-A datum is a set of (path, entry) pairs picked by the pipeline's glob.  Its
+A datum is a list of (path, entry) pairs picked by the pipeline's glob.  Its
 hash comes from the Merkle tree (file chunk lists, subtree ids), so deciding
-whether a datum changed never reads file data.
+whether a datum changed never reads file data.  Committed trees are read
+through the one tree walker, :mod:`trunkfs.store.walk`.
 """
 
 from __future__ import annotations
@@ -10,48 +12,41 @@ from __future__ import annotations
 import os
 import stat
 
+from ..store import walk
 from ..store.codec import blob_id
 from ..store.objects import DIR, FILE, SYMLINK, canonical
 from ..store.store import Store
 from ..store.treeedit import TreeEditor
 from ..store.writer import WriteSession
 
-
-def _children(store: Store, tree: str | None, prefix: str) -> list[tuple[str, dict]]:
-    if not tree:
-        return []
-    return [(f"{prefix}/{e['name']}", e) for e in store.read_tree(tree)]
+Datum = list[tuple[str, dict]]
 
 
-def _files_below(store: Store, path: str, entry: dict) -> list[tuple[str, dict]]:
-    if entry["type"] != DIR:
-        return [(path, entry)]
-    out = []
-    for p, e in _children(store, entry.get("tree"), path):
-        out.extend(_files_below(store, p, e))
-    return out
+class MergeConflict(Exception):
+    """Two datums wrote the same output path."""
 
 
-def cut_datums(store: Store, root_tree: str | None, glob: str) -> list[list[tuple[str, dict]]]:
-    """The datums of a commit for a glob ('/', '/*', '/*/*', '/**')."""
-    top = _children(store, root_tree, "")
+def _root(tree: str | None) -> dict:
+    return {"type": DIR, "tree": tree}
+
+
+def cut_datums(store: Store, root_tree: str | None, glob: str) -> list[Datum]:
+    """The datums of a commit's tree for a glob: '/' (the whole commit, one
+    datum), '/*' (each top-level entry), '/*/*' (each entry one level down)
+    or '/**' (each file, symlink or other non-directory at any depth)."""
+    root = _root(root_tree)
     if glob == "/":
+        top = list(walk.children(store, root))
         return [top] if top else []
     if glob == "/*":
-        return [[pe] for pe in top]
+        return [[pe] for pe in walk.children(store, root)]
     if glob == "/*/*":
-        out = []
-        for path, e in top:
-            if e["type"] == DIR:
-                out.extend([pe] for pe in _children(store, e.get("tree"), path))
-        return out
-    out = []
-    for path, e in top:
-        out.extend([pe] for pe in _files_below(store, path, e))
-    return out
+        return [[pe] for path, e in walk.children(store, root) if walk.is_dir(e)
+                for pe in walk.children(store, e, path)]
+    return [[pe] for pe in walk.files_below(store, root)]
 
 
-def datum_hash(datum: list[tuple[str, dict]]) -> str:
+def datum_hash(datum: Datum) -> str:
     """Identity of a datum's content: paths and their content ids, no data read."""
     items = []
     for path, e in sorted(datum, key=lambda pe: pe[0]):
@@ -65,31 +60,8 @@ def datum_hash(datum: list[tuple[str, dict]]) -> str:
     return blob_id(canonical(items)).hex()
 
 
-def datum_paths(datum: list[tuple[str, dict]]) -> list[str]:
+def datum_paths(datum: Datum) -> list[str]:
     return [p for p, _ in datum]
-
-
-def materialize(store: Store, datum: list[tuple[str, dict]], root: str) -> None:
-    """Write a datum's files under ``root`` at their paths, read-only."""
-    def put(path: str, e: dict) -> None:
-        target = os.path.join(root, path.lstrip("/"))
-        os.makedirs(os.path.dirname(target), mode=0o755, exist_ok=True)
-        if e["type"] == DIR:
-            os.makedirs(target, mode=0o755, exist_ok=True)
-            for p, child in _children(store, e.get("tree"), path):
-                put(p, child)
-            os.chmod(target, 0o555)
-        elif e["type"] == SYMLINK:
-            os.symlink(e.get("target", ""), target)
-        else:
-            with open(target, "wb") as f:
-                for data in store.iter_file(e):
-                    f.write(data)
-            os.chmod(target, 0o444)
-    for path, e in datum:
-        put(path, e)
-    for dirpath, dirnames, _ in os.walk(root):
-        os.chmod(dirpath, 0o555)
 
 
 def ingest_dir(session: WriteSession, root: str) -> dict:
@@ -122,25 +94,43 @@ def ingest_dir(session: WriteSession, root: str) -> dict:
     return editor.write(session)
 
 
-class MergeConflict(Exception):
-    pass
-
-
 def merge_outputs(store: Store, session: WriteSession, trees: list[str]) -> dict:
-    """Merge the output trees of every datum into one; a path written twice is an error."""
+    """Merge the output trees of every datum into one root entry; a path
+    written by two datums is a :class:`MergeConflict`."""
     editor = TreeEditor(store, None)
     seen: dict[str, int] = {}
-
-    def add(tree: str, prefix: str, who: int) -> None:
-        for path, e in _children(store, tree, prefix):
-            if e["type"] == DIR:
+    for who, tree in enumerate(trees):
+        for path, e in walk.walk(store, _root(tree)):   # each directory before what it holds
+            if walk.is_dir(e):
                 editor.mkdir(path, e.get("mode"), e.get("mtime"))
-                add(e["tree"], path, who)
-            else:
-                if path in seen and seen[path] != who:
-                    raise MergeConflict(f"two datums wrote the same output path {path}")
-                seen[path] = who
-                editor.put(path, e)
-    for i, tree in enumerate(trees):
-        add(tree, "", i)
+                continue
+            if seen.setdefault(path, who) != who:
+                raise MergeConflict(f"two datums wrote the same output path {path}")
+            editor.put(path, e)
     return editor.write(session)
+
+
+def store_output(store: Store, directory: str) -> str:
+    """Store what a datum wrote in ``directory`` (its own write session,
+    flushed); return the tree id."""
+    session = store.session()
+    try:
+        root = ingest_dir(session, directory)
+        session.flush()
+    except BaseException:
+        session.abort()
+        raise
+    return str(root["tree"])
+
+
+def store_merged(store: Store, trees: list[str]) -> dict:
+    """Merge datum output trees in a write session of their own (flushed);
+    return the merged root entry."""
+    session = store.session()
+    try:
+        root = merge_outputs(store, session, trees)
+        session.flush()
+    except BaseException:
+        session.abort()
+        raise
+    return root

@@ -12,9 +12,12 @@ from __future__ import annotations
 import json
 import tomllib
 from dataclasses import asdict, dataclass, field
+from typing import TypeVar
 
 from ..store.errors import InvalidArgument
 from ..store.names import check_name
+
+T = TypeVar("T")
 
 GLOBS = ("/", "/*", "/*/*", "/**")
 DEFAULT_TIMEOUT = 3600.0
@@ -58,11 +61,16 @@ def _unknown(obj: dict, known: set[str], where: str) -> None:
                               f"{', '.join(repr(e) for e in extra)} in {where}")
 
 
-def _want(value: object, kind: type | tuple, what: str) -> object:
-    if not isinstance(value, kind) or (isinstance(value, bool) and kind in (int, float, (int, float))):
-        kinds = kind if isinstance(kind, tuple) else (kind,)
-        raise InvalidArgument(f"pipeline spec: {what} must be {' or '.join(k.__name__ for k in kinds)}")
+def _want(value: object, kind: type[T], what: str) -> T:
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is int):
+        raise InvalidArgument(f"pipeline spec: {what} must be {kind.__name__}")
     return value
+
+
+def _want_number(value: object, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InvalidArgument(f"pipeline spec: {what} must be int or float")
+    return float(value)
 
 
 def parse_spec_text(text: str, filename: str = "spec") -> dict:
@@ -119,7 +127,7 @@ def validate_spec(data: object) -> PipelineSpec:
     parallelism = _want(data.get("parallelism", 1), int, "'parallelism'")
     if not 1 <= parallelism <= 64:
         raise InvalidArgument("pipeline spec: 'parallelism' must be between 1 and 64")
-    timeout = float(_want(data.get("timeout", DEFAULT_TIMEOUT), (int, float), "'timeout'"))
+    timeout = _want_number(data.get("timeout", DEFAULT_TIMEOUT), "'timeout'")
     if not 0 < timeout <= 7 * 86400:
         raise InvalidArgument("pipeline spec: 'timeout' must be between 0 and 604800 seconds")
     retries = _want(data.get("retries", 0), int, "'retries'")

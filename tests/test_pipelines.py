@@ -3,11 +3,15 @@ restarts and the owner's uid."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
+import queue
 import signal
+import threading
 import time
 from pathlib import Path
+from typing import IO
 
 import pytest
 
@@ -209,6 +213,35 @@ def test_commands_run_as_the_registering_user(daemon, workdir):
     assert "TRUNKFS_SOCKET" not in names and "HOME" not in names
 
 
+def watcher_lines(stream: IO[str]) -> queue.Queue[str]:
+    """The lines a watcher prints, as they come (read by a thread of their own)."""
+    lines: queue.Queue[str] = queue.Queue()
+
+    def read() -> None:
+        for line in stream:
+            lines.put(line)
+    threading.Thread(target=read, daemon=True).start()
+    return lines
+
+
+def wait_until_watching(d, workdir: Path, lines: queue.Queue[str], repo: str, timeout: float = 30) -> None:
+    """Commit to a side branch of ``repo`` until the watcher prints such a
+    commit: from then on it sees every event."""
+    d.cli("branch", "create", f"{repo}@probe")
+    deadline = time.monotonic() + timeout
+    for n in itertools.count():
+        (workdir / "probe").write_text(str(n))
+        d.cli("put", f"{repo}@probe", str(workdir / "probe"))
+        while True:   # the events so far; wait a little for the one just made
+            try:
+                event = json.loads(lines.get(timeout=1))
+            except queue.Empty:
+                break
+            if event.get("type") == "commit" and event.get("branch") == "probe":
+                return
+        assert time.monotonic() < deadline, "the watcher printed no event"
+
+
 def test_watch_reprocess_and_cancel(daemon, workdir):
     import subprocess
     import sys
@@ -218,15 +251,22 @@ def test_watch_reprocess_and_cancel(daemon, workdir):
                           "transform": sh('cp -r "$TRUNKFS_INPUT"/. "$TRUNKFS_OUTPUT"/')})
     watcher = subprocess.Popen([sys.executable, "-m", "trunkfs.daemon.cli", "watch", "raw", "--json"],
                                env=d.env, stdout=subprocess.PIPE, text=True)
+    assert watcher.stdout is not None
+    lines = watcher_lines(watcher.stdout)
     try:
-        time.sleep(0.5)
+        wait_until_watching(d, workdir, lines, "raw")
         r = put_files(d, workdir, "raw", {"x": b"1"})
         job_id = r["jobs"][0]
         events = []
         deadline = time.monotonic() + 30
         while not any(e["type"] == "job" and e["state"] == "succeeded" for e in events):
             assert time.monotonic() < deadline, events
-            events.append(json.loads(watcher.stdout.readline()))
+            try:
+                event = json.loads(lines.get(timeout=max(0.01, deadline - time.monotonic())))
+            except queue.Empty:
+                continue
+            if event.get("branch") != "probe":   # a late event of the probe commits
+                events.append(event)
         assert events[0] == {**events[0], "type": "commit", "repo": "raw", "commit": r["commit"],
                              "jobs": [job_id]}
         assert [e["state"] for e in events if e["type"] == "job"] == ["queued", "running", "succeeded"]

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import trio
 
 from ...store.errors import NotFound
@@ -58,45 +56,36 @@ async def pipeline_delete(req: Request) -> dict:
 
 # -- jobs ---------------------------------------------------------------------
 
-def _job_summary(job: dict, logs: bool = False) -> dict:
-    out = {k: v for k, v in job.items() if k != "logs"}
-    if job.get("started"):
-        out["duration"] = round((job.get("finished") or time.time()) - job["started"], 3)
-    if logs:
-        out["logs"] = job.get("logs", {})
-    return out
-
-
 @op("job.list")
 async def job_list(req: Request) -> list:
-    return [_job_summary(j) for j in req.service.jobs.list(req.arg("pipeline", str, None))]
+    return [j.summary() for j in req.service.jobs.list(req.arg("pipeline", str, None))]
 
 
 @op("job.show")
 async def job_show(req: Request) -> dict:
-    return _job_summary(req.service.jobs.get(req.arg("id")))
+    return req.service.jobs.get(req.arg("id")).summary()
 
 
 @op("job.logs")
 async def job_logs(req: Request) -> dict:
     job = req.service.jobs.get(req.arg("id"))
-    logs = job.get("logs", {})
+    logs = job.logs_json()
     datum = req.arg("datum", str, None)
     if datum is not None:
         if datum not in logs:
-            raise NotFound(f"job {job['id']} has no datum {datum!r} (datums that ran: {', '.join(logs) or 'none'})")
+            raise NotFound(f"job {job.id} has no datum {datum!r} (datums that ran: {', '.join(logs) or 'none'})")
         logs = {datum: logs[datum]}
-    return {"id": job["id"], "state": job["state"], "error": job.get("error"), "logs": logs}
+    return {"id": job.id, "state": job.state, "error": job.error, "logs": logs}
 
 
 @op("job.wait")
 async def job_wait(req: Request) -> dict:
-    return _job_summary(await req.service.jobs.wait(req.arg("id")))
+    return (await req.service.jobs.wait(req.arg("id"))).summary()
 
 
 @op("job.cancel")
 async def job_cancel(req: Request) -> dict:
-    return _job_summary(await req.service.jobs.cancel(req.arg("id")))
+    return (await req.service.jobs.cancel(req.arg("id"))).summary()
 
 
 @op("watch")
@@ -129,5 +118,3 @@ async def watch(req: Request) -> None:
     except BaseExceptionGroup as group:
         raise first_error(group) from None
     return None
-
-

@@ -1,0 +1,296 @@
+"""Job records: one run of a pipeline for one input commit.
+
+A :class:`Job` is what the scheduler changes as the job runs, what the
+socket's ``job.*`` replies and ``watch`` events show, and what the store
+keeps at ``jobs/<id>`` (so jobs survive a restart).  :meth:`Job.to_json` is
+that record, in the same JSON that earlier versions wrote, and
+:meth:`Job.from_json` reads their records.
+
+Job ids are 12 lower-case hex digits: the milliseconds since 2024-01-01 UTC
+(40 bits, enough until 2058), then 8 random bits.  They sort by creation,
+and one daemon never hands out the same id twice (an id is always greater
+than the one before).  Records with the ids of earlier versions
+(``<nanoseconds>-<8 hex>``) load and work alike; :class:`JobTable` lists by
+creation time, then id, and accepts a unique prefix of at least
+``MIN_PREFIX`` characters for an id.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..store.backends.base import Backend
+from ..store.errors import NotFound, ObjectMissing
+from .runner import RunResult
+
+log = logging.getLogger(__name__)
+
+JOB_VERSION = 1
+QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED = "queued", "running", "succeeded", "failed", "cancelled"
+FINAL = (SUCCEEDED, FAILED, CANCELLED)
+MIN_PREFIX = 6                     # the shortest id prefix accepted for a job id
+ID_EPOCH_MS = 1_704_067_200_000    # 2024-01-01T00:00:00Z
+_RANDOM_BITS = 8
+_ID_DIGITS = 12
+
+
+class _IdClock:
+    """Job ids, each greater than the one before (in this process)."""
+
+    def __init__(self) -> None:
+        self.last = 0
+
+    def next(self) -> str:
+        ms = max(0, int(time.time() * 1000) - ID_EPOCH_MS)
+        value = (ms << _RANDOM_BITS) | secrets.randbits(_RANDOM_BITS)
+        value = max(value, self.last + 1)
+        self.last = value
+        return f"{value:0{_ID_DIGITS}x}"
+
+
+_clock = _IdClock()
+
+
+def new_job_id() -> str:
+    """A new job id: 12 lower-case hex digits, sortable by creation."""
+    return _clock.next()
+
+
+def _opt_float(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+def _opt_str(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+@dataclass
+class JobInput:
+    """The input commit a job runs on."""
+    repo: str
+    branch: str
+    commit: str
+
+    def to_json(self) -> dict:
+        return {"repo": self.repo, "branch": self.branch, "commit": self.commit}
+
+    @classmethod
+    def from_json(cls, obj: dict) -> "JobInput":
+        return cls(str(obj["repo"]), str(obj["branch"]), str(obj["commit"]))
+
+
+@dataclass
+class DatumCounts:
+    total: int = 0
+    processed: int = 0   # ran this time
+    skipped: int = 0     # reused the output of an earlier run
+    failed: int = 0
+
+    def to_json(self) -> dict:
+        return {"total": self.total, "processed": self.processed, "skipped": self.skipped,
+                "failed": self.failed}
+
+    @classmethod
+    def from_json(cls, obj: dict) -> "DatumCounts":
+        return cls(int(obj.get("total", 0)), int(obj.get("processed", 0)), int(obj.get("skipped", 0)),
+                   int(obj.get("failed", 0)))
+
+
+@dataclass
+class DatumLog:
+    """A datum that ran: its paths, how many attempts so far, and how the
+    last one ended (None while the first runs).  A :class:`runner.AttemptLog`."""
+    paths: list[str]
+    attempts: int = 0
+    last: RunResult | None = None
+
+    def attempt_started(self, attempt: int) -> None:
+        self.attempts = attempt
+
+    def attempt_ended(self, result: RunResult) -> None:
+        self.last = result
+
+    @property
+    def error(self) -> str | None:
+        return self.last.error if self.last else None
+
+    def to_json(self) -> dict:
+        out: dict[str, Any] = {"paths": list(self.paths), "attempts": self.attempts}
+        if self.last is not None:
+            out.update(exit=self.last.exit, stdout=self.last.stdout, stderr=self.last.stderr,
+                       error=self.last.error)
+        return out
+
+    @classmethod
+    def from_json(cls, obj: dict) -> "DatumLog":
+        last = None
+        if "exit" in obj:
+            code = obj["exit"]
+            last = RunResult(None if code is None else int(code), str(obj.get("stdout") or ""),
+                             str(obj.get("stderr") or ""), _opt_str(obj.get("error")))
+        return cls([str(p) for p in obj.get("paths", [])], int(obj.get("attempts", 0)), last)
+
+
+@dataclass
+class Job:
+    id: str
+    pipeline: str
+    version: int                      # of the pipeline
+    input: JobInput
+    output: str                       # the output repo
+    created: float
+    state: str = QUEUED               # queued, running, succeeded, failed, cancelled
+    started: float | None = None
+    finished: float | None = None
+    output_commit: str | None = None
+    error: str | None = None
+    datums: DatumCounts = field(default_factory=DatumCounts)
+    logs: dict[str, DatumLog] = field(default_factory=dict)   # by datum label (its index)
+    downstream_jobs: list[str] | None = None                  # set when it succeeded
+
+    @property
+    def done(self) -> bool:
+        return self.state in FINAL
+
+    @property
+    def sort_key(self) -> tuple[float, str]:
+        return (self.created, self.id)
+
+    def duration(self, now: float | None = None) -> float | None:
+        """Seconds since it started, until it finished (None before it starts)."""
+        if not self.started:
+            return None
+        return round((self.finished or (now if now is not None else time.time())) - self.started, 3)
+
+    def to_json(self, logs: bool = True) -> dict:
+        """The job's record (without the datum logs when ``logs`` is False)."""
+        out: dict[str, Any] = {
+            "v": JOB_VERSION, "id": self.id, "pipeline": self.pipeline, "version": self.version,
+            "input": self.input.to_json(), "output": self.output, "state": self.state,
+            "created": self.created, "started": self.started, "finished": self.finished,
+            "output_commit": self.output_commit, "error": self.error,
+            "datums": self.datums.to_json()}
+        if logs:
+            out["logs"] = self.logs_json()
+        if self.downstream_jobs is not None:
+            out["downstream_jobs"] = list(self.downstream_jobs)
+        return out
+
+    def logs_json(self) -> dict:
+        return {label: entry.to_json() for label, entry in self.logs.items()}
+
+    def summary(self) -> dict:
+        """What ``job.list``, ``show``, ``wait`` and ``cancel`` reply: the record
+        without the logs, with the duration once it started."""
+        out = self.to_json(logs=False)
+        duration = self.duration()
+        if duration is not None:
+            out["duration"] = duration
+        return out
+
+    def event(self) -> dict:
+        """The ``watch`` event of the job's current state."""
+        return {"type": "job", "id": self.id, "pipeline": self.pipeline, "state": self.state,
+                "input": self.input.to_json(), "output": self.output,
+                "output_commit": self.output_commit, "error": self.error,
+                "datums": self.datums.to_json()}
+
+    def encode(self) -> bytes:
+        return json.dumps(self.to_json(), sort_keys=True).encode()
+
+    @classmethod
+    def from_json(cls, obj: dict) -> "Job":
+        """A job from its record; ValueError when it is not one."""
+        try:
+            if obj.get("v", JOB_VERSION) != JOB_VERSION:
+                raise ValueError(f"unknown job record version {obj.get('v')!r}")
+            downstream = obj.get("downstream_jobs")
+            return cls(
+                id=str(obj["id"]), pipeline=str(obj["pipeline"]), version=int(obj["version"]),
+                input=JobInput.from_json(obj["input"]), output=str(obj.get("output") or ""),
+                created=float(obj["created"]), state=str(obj["state"]),
+                started=_opt_float(obj.get("started")), finished=_opt_float(obj.get("finished")),
+                output_commit=_opt_str(obj.get("output_commit")), error=_opt_str(obj.get("error")),
+                datums=DatumCounts.from_json(obj.get("datums") or {}),
+                logs={str(k): DatumLog.from_json(v) for k, v in (obj.get("logs") or {}).items()},
+                downstream_jobs=None if downstream is None else [str(j) for j in downstream])
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise ValueError(f"not a job record: {exc!r}") from exc
+
+    @classmethod
+    def decode(cls, raw: bytes) -> "Job":
+        obj = json.loads(raw)
+        if not isinstance(obj, dict):
+            raise ValueError("a job record must be an object")
+        return cls.from_json(obj)
+
+
+class JobStore:
+    """Job records in the store, at ``jobs/<id>``."""
+
+    PREFIX = "jobs/"
+
+    def __init__(self, backend: Backend) -> None:
+        self.backend = backend
+
+    def save(self, job_id: str, record: bytes) -> None:
+        """Write a record made by :meth:`Job.encode` (encoded by the caller,
+        where the job is changed, so that a thread never reads a job that
+        changes under it)."""
+        self.backend.put(f"{self.PREFIX}{job_id}", record)
+
+    def load(self) -> list[Job]:
+        """Every readable job record; an unreadable one is logged and skipped."""
+        jobs = []
+        for key in self.backend.list(self.PREFIX):
+            try:
+                jobs.append(Job.decode(self.backend.get(key)))
+            except (ValueError, ObjectMissing) as exc:
+                log.error("skipping unreadable job record %s: %s", key, exc)
+        return jobs
+
+
+class JobTable:
+    """The jobs a daemon knows, by id, listed in creation order."""
+
+    def __init__(self, jobs: Iterable[Job] = ()) -> None:
+        self._jobs: dict[str, Job] = {}
+        for job in jobs:
+            self.add(job)
+
+    def add(self, job: Job) -> None:
+        self._jobs[job.id] = job
+
+    def __contains__(self, job_id: object) -> bool:
+        return job_id in self._jobs
+
+    def __len__(self) -> int:
+        return len(self._jobs)
+
+    def __iter__(self) -> Iterator[Job]:
+        return iter(self.list())
+
+    def list(self, pipeline: str | None = None, state: str | None = None) -> list[Job]:
+        """Jobs by creation time, then id; only ``pipeline``'s or in ``state`` if given."""
+        return sorted((j for j in self._jobs.values()
+                       if (pipeline is None or j.pipeline == pipeline) and (state is None or j.state == state)),
+                      key=lambda j: j.sort_key)
+
+    def get(self, job_id: str) -> Job:
+        """The job with this id, or whose id this unique prefix (of at least
+        ``MIN_PREFIX`` characters) starts."""
+        job = self._jobs.get(job_id)
+        if job is not None:
+            return job
+        matches = [j for i, j in self._jobs.items() if i.startswith(job_id)] if len(job_id) >= MIN_PREFIX else []
+        if len(matches) == 1:
+            return matches[0]
+        if len(matches) > 1:
+            raise NotFound(f"job {job_id!r} is ambiguous: {len(matches)} job ids start with it")
+        raise NotFound(f"job {job_id!r} does not exist")
