@@ -1,112 +1,124 @@
-"""The inode table: one inode number per (view name, path) while the kernel
-holds it.
+"""The inode table: one inode number per place (parent inode, name) while
+the kernel holds it, for every view of the mount.
 
 Numbers are handed out from a counter and never reused, so identical content
-shared by dedup never looks like a hard link.  When a branch moves and a
-path now holds other content, the path gets a new inode, as a file replaced
-by rename would: the old inode (and the kernel's page cache of it) keeps the
-old content for the handles opened before.  Directories keep their inode.
-An inode leaves the table when the kernel's lookup count drops to zero.
+shared by dedup never looks like a hard link: each place has its own inode.
+When a branch moves and a path now holds other content, the path gets a new
+inode, as a file replaced by rename would: the old inode (and the kernel's
+page cache of it) keeps the old content for the handles opened before
+(``branchnodes``).  Directories keep their inode.  An inode leaves the table
+when the kernel's lookup count drops to zero and no handle holds it open.
+
+The root of each view (``<mount>/<name>``) is placed under the mount root by
+its name; its ``parent`` is None, as the mount root's is.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import pyfuse3
 
-ROOT_INODE = pyfuse3.ROOT_INODE
+if TYPE_CHECKING:
+    from ..staging.nodes import Node
+    from .view import View
+
+ROOT_INODE: int = pyfuse3.ROOT_INODE
 
 
-def same_identity(a: dict, b: dict) -> bool:
-    """Whether two entries are the same inode: same directory, same content."""
-    if a is b:
-        return True
-    if a["type"] != b["type"]:
-        return False
-    if a["type"] == "file":
-        return a.get("chunks") == b.get("chunks")
-    if a["type"] == "symlink":
-        return a.get("target") == b.get("target")
-    return True
-
-
-@dataclass(frozen=True)
-class View:
-    """What ``<mount>/<name>`` shows: a branch (following it) or one commit."""
-
-    name: str            # the directory name used in the mount root
-    repo: str
-    branch: str | None   # set for branch views
-    commit: str | None   # set for commit views (full id)
-
-    @property
-    def immutable(self) -> bool:
-        return self.branch is None
-
-
-@dataclass(eq=False)
-class Node:
+@dataclass(eq=False, slots=True)
+class Inode:
     ino: int
-    view: View | None            # None for the mount root
-    path: tuple[str, ...]
-    lookups: int = 0
-    entry: dict | None = None     # the tree entry last resolved for this path
-    entry_commit: str | None = None
-    opened_content: object = None  # content seen at the last open (keep_cache decision)
-    parent: int = ROOT_INODE
-    name: bytes = b""
+    view: View                 # the view that answers for this inode
+    parent: Inode | None       # None for the mount root and for each view's root
+    name: str                  # the name in the parent (in the mount root for a view's root)
+    lookups: int = 0           # the kernel's lookup count
+    handles: int = 0           # open handles (the inode stays while any is open)
+    entry: dict | None = None  # the committed entry last resolved here
+    # branch views only (``branchnodes``):
+    obj: Node | None = None    # the staged node bound to this inode
+    epoch: int = -1            # the staging area's epoch when ``obj`` was bound
+    seen: tuple | None = None  # (head, staging generation) when ``entry`` was resolved
+    orphan: bool = False       # unlinked or replaced: keeps what it had
 
 
-@dataclass
 class InodeTable:
-    _by_key: dict[tuple[str, tuple[str, ...]], Node] = field(default_factory=dict)
-    _by_ino: dict[int, Node] = field(default_factory=dict)
-    _next: int = ROOT_INODE + 1
+    def __init__(self) -> None:
+        self._by_ino: dict[int, Inode] = {}
+        self._places: dict[int, dict[str, Inode]] = {}   # parent inode -> name -> inode
+        self._next = ROOT_INODE + 1
 
-    def __post_init__(self) -> None:
-        root = Node(ROOT_INODE, None, (), lookups=1)
+    def add_root(self, view: View) -> Inode:
+        """The mount root's inode, held for the life of the mount."""
+        root = Inode(ROOT_INODE, view, None, "", lookups=1)
         self._by_ino[ROOT_INODE] = root
+        return root
 
-    def allocate(self) -> int:
-        """A fresh inode number (for the write side's own table)."""
-        ino = self._next
-        self._next += 1
-        return ino
-
-    def get(self, ino: int) -> Node | None:
+    def get(self, ino: int) -> Inode | None:
         return self._by_ino.get(ino)
 
-    def node(self, view: View, path: tuple[str, ...], parent: int, name: bytes,
-             entry: dict | None = None) -> Node:
-        """The node of ``path`` in ``view``, allocating an inode if needed
-        (also when ``entry`` holds other content than the current node)."""
-        key = (view.name, path)
-        node = self._by_key.get(key)
-        if node is None or (entry is not None and node.entry is not None
-                            and not same_identity(node.entry, entry)):
-            node = Node(self._next, view, path, parent=parent, name=name)
-            self._next += 1
-            self._by_key[key] = node
-            self._by_ino[node.ino] = node
-        return node
+    def at(self, parent_ino: int, name: str) -> Inode | None:
+        """The inode placed at parent/name, if any."""
+        names = self._places.get(parent_ino)
+        return names.get(name) if names is not None else None
+
+    def children(self, parent_ino: int) -> list[Inode]:
+        return list(self._places.get(parent_ino, {}).values())
+
+    def add(self, view: View, parent: Inode | None, name: str) -> Inode:
+        """A new inode at parent/name (a view's root: ``parent`` None).  An
+        inode placed there before stays known by its number until forgotten."""
+        inode = Inode(self._next, view, parent, name)
+        self._next += 1
+        self._by_ino[inode.ino] = inode
+        self._put(inode)
+        return inode
+
+    def place(self, inode: Inode, parent: Inode | None, name: str) -> None:
+        """Move ``inode`` to parent/name (rename)."""
+        self.unplace(inode)
+        inode.parent, inode.name = parent, name
+        self._put(inode)
+
+    def take(self, parent_ino: int, name: str) -> Inode | None:
+        """Remove and return the inode placed at parent/name; it stays known
+        by its number (open handles, the kernel's lookups)."""
+        names = self._places.get(parent_ino)
+        if names is None:
+            return None
+        inode = names.pop(name, None)
+        if not names:
+            del self._places[parent_ino]
+        return inode
+
+    def unplace(self, inode: Inode) -> None:
+        """``inode`` no longer names its place (if it still does)."""
+        key = _parent_ino(inode)
+        if self.at(key, inode.name) is inode:
+            self.take(key, inode.name)
 
     def forget(self, ino: int, count: int) -> None:
-        node = self._by_ino.get(ino)
-        if node is None or ino == ROOT_INODE:
+        inode = self._by_ino.get(ino)
+        if inode is None or ino == ROOT_INODE:
             return
-        node.lookups -= count
-        if node.lookups <= 0:
-            del self._by_ino[ino]
-            key = (node.view.name, node.path)
-            if self._by_key.get(key) is node:
-                del self._by_key[key]
+        inode.lookups -= count
+        self.release(inode)
 
-    def branch_views(self, repo: str, branch: str | None) -> list[View]:
-        """The branch views of ``repo`` (of ``branch`` if given) the kernel holds."""
-        return [n.view for (_, path), n in self._by_key.items()
-                if path == () and n.view.repo == repo and not n.view.immutable
-                and (branch is None or n.view.branch == branch)]
+    def release(self, inode: Inode) -> None:
+        """Drop ``inode`` if the kernel holds it no more and no handle is open."""
+        if inode.lookups > 0 or inode.handles > 0 or inode.ino == ROOT_INODE:
+            return
+        if self._by_ino.get(inode.ino) is inode:
+            del self._by_ino[inode.ino]
+        self.unplace(inode)
+
+    def _put(self, inode: Inode) -> None:
+        self._places.setdefault(_parent_ino(inode), {})[inode.name] = inode
 
     def __len__(self) -> int:
         return len(self._by_ino)
+
+
+def _parent_ino(inode: Inode) -> int:
+    return inode.parent.ino if inode.parent is not None else ROOT_INODE

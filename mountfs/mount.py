@@ -105,7 +105,7 @@ def tune_readahead(mountpoint: str, kib: int = READ_AHEAD_KIB) -> None:
 
 
 async def serve_mount(ops: pyfuse3.Operations, mountpoint: str, options: set[str],
-                      task_status=trio.TASK_STATUS_IGNORED) -> None:
+                      task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
     """Mount, serve until cancelled (or unmounted from outside), then unmount."""
     try:
         pyfuse3.init(ops, mountpoint, options)
@@ -114,9 +114,11 @@ async def serve_mount(ops: pyfuse3.Operations, mountpoint: str, options: set[str
     log.info("mounted at %s", mountpoint)
     try:
         task_status.started()
-        async with trio.open_nursery() as nursery:
+        async def tune() -> None:
             # stat() of the mount point needs the loop below to answer it
-            nursery.start_soon(trio.to_thread.run_sync, tune_readahead, mountpoint)
+            await trio.to_thread.run_sync(tune_readahead, mountpoint)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(tune)
             await pyfuse3.main(min_tasks=2, max_tasks=64)
         log.info("the mount at %s was unmounted from outside", mountpoint)
     finally:

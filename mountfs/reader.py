@@ -1,29 +1,34 @@
-"""An open file of a view: a snapshot of its chunk list, read through the cache.
+"""Reading committed content: a file's chunk list, read through the chunk cache.
 
-The handle keeps the entry it was opened with, so a reader goes on seeing
-the content it opened even after its branch moves.
+An open file keeps the reader of the content it opened, so it goes on
+seeing that content after its branch moves.
 """
 
 from __future__ import annotations
 
 import bisect
 import itertools
+from collections.abc import Sequence
 
 from ..cache.chunkcache import ChunkCache
 from ..cache.readahead import SequentialReadahead
 
 
-class FileHandle:
-    __slots__ = ("cache", "where", "size", "ids", "starts", "readahead")
+class ChunkReader:
+    __slots__ = ("cache", "size", "ids", "starts", "readahead")
 
-    def __init__(self, cache: ChunkCache, entry: dict, where: str) -> None:
-        chunks = entry.get("chunks", [])
+    def __init__(self, cache: ChunkCache, chunks: Sequence[Sequence], size: int) -> None:
+        """``chunks`` is the file's chunk list, items ``[hexid, length]``."""
         self.cache = cache
-        self.where = where
-        self.size = int(entry.get("size", 0))
+        self.size = size
         self.ids = [bytes.fromhex(c[0]) for c in chunks]
         self.starts = [0, *itertools.accumulate(c[1] for c in chunks)][:-1] if chunks else []
         self.readahead = SequentialReadahead(chunks)
+
+    @classmethod
+    def of_entry(cls, cache: ChunkCache, entry: dict) -> "ChunkReader":
+        """The reader of a committed file entry."""
+        return cls(cache, entry.get("chunks", []), int(entry.get("size", 0)))
 
     async def read(self, off: int, size: int) -> bytes | memoryview:
         if off >= self.size or size <= 0:

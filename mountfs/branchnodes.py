@@ -1,0 +1,229 @@
+"""What an inode of a branch view is now: a staged node or a committed entry.
+
+A branch view shows the branch head with the branch's staged changes over
+it.  Every inode of a branch view is a place (parent inode, name) that
+resolves either to a staged node (``staging.nodes``) or to a committed
+entry.  Once a place has a staged node, the inode is bound to that node, so
+it keeps its identity through renames and writes; an unlinked inode (an
+orphan) keeps what it had, so open handles go on working.  A committed file
+whose path holds other content after the branch moved (a put, a commit
+elsewhere) becomes an orphan too: the path gets a new inode at its next
+lookup, and the old inode keeps the old content.
+
+Copy-up (:meth:`BranchNodes.upper`) stages only what a change touches: the
+directories on its path, as deltas over the committed directories, and a
+file's metadata and chunk list by reference.  What a staged directory shows
+over the committed one is ``staging.overlay.lower_of``.
+"""
+
+from __future__ import annotations
+
+import errno
+from collections.abc import Mapping
+
+import pyfuse3
+
+from ..staging.area import StagingArea
+from ..staging.nodes import FOLLOW, DirNode, Node, node_from_entry
+from ..staging.overlay import lower_of
+from ..store.walk import is_dir
+from .inodes import Inode
+from .view import ViewParts, fuse_error
+
+WRITABLE_TIMEOUT = 1.0
+
+Resolved = Node | dict
+
+
+def same_identity(a: dict, b: dict) -> bool:
+    """Whether two committed entries are the same inode: the same directory,
+    the same content."""
+    if a is b:
+        return True
+    if a["type"] != b["type"]:
+        return False
+    if a["type"] == "file":
+        return a.get("chunks") == b.get("chunks")
+    if a["type"] == "symlink":
+        return a.get("target") == b.get("target")
+    return True
+
+
+def is_dir_like(x: Resolved | None) -> bool:
+    return isinstance(x, DirNode) or (isinstance(x, dict) and is_dir(x))
+
+
+class BranchNodes:
+    """Resolution and copy-up for the inodes of one branch's views."""
+
+    def __init__(self, parts: ViewParts, repo: str, branch: str, area: StagingArea) -> None:
+        self.parts = parts
+        self.repo = repo
+        self.branch = branch
+        self.area = area
+
+    # -- places ------------------------------------------------------------------------
+
+    def child(self, parent: Inode, name: str) -> Inode:
+        """The inode at parent/name, allocated if the place has none."""
+        inodes = self.parts.inodes
+        return inodes.at(parent.ino, name) or inodes.add(parent.view, parent, name)
+
+    def detach(self, parent: Inode, name: str) -> None:
+        """The inode at parent/name (if any) no longer names that place."""
+        inode = self.parts.inodes.take(parent.ino, name)
+        if inode is not None:
+            inode.orphan = True
+
+    # -- resolution ------------------------------------------------------------------------
+
+    async def head(self) -> str | None:
+        return await self.parts.heads.head(self.repo, self.branch)
+
+    async def head_root(self, head: str | None) -> dict:
+        """The root entry of the branch head (an empty directory before the first commit)."""
+        if head is None:
+            return {"name": "", "type": "dir", "mode": 0o755, "mtime": self.parts.started,
+                    "tree": None, "dirs": 0}
+        return await self.parts.commit_root(head)
+
+    async def resolve(self, inode: Inode) -> Resolved:
+        """What the inode is now: a staged node or a committed entry."""
+        if inode.orphan:
+            if inode.obj is not None:
+                return inode.obj
+            if inode.entry is not None:
+                return inode.entry
+            raise fuse_error(errno.ENOENT)
+        area = self.area
+        if inode.obj is not None and inode.epoch == area.epoch:
+            return inode.obj
+        head = await self.head()
+        if inode.entry is not None and inode.seen == (head, area.generation):
+            return inode.entry     # a committed entry, and nothing above it changed since
+        r: Resolved | None
+        if inode.parent is None:
+            r = area.root if area.root is not None else await self.head_root(head)
+        else:
+            p = await self.resolve(inode.parent)
+            r = await self.child_of(inode.parent, p, inode.name)
+            if r is None:
+                raise fuse_error(errno.ENOENT)
+        if isinstance(r, Node):
+            inode.obj, inode.epoch, inode.entry = r, area.epoch, None
+            return r
+        inode.obj = None
+        if inode.entry is not None and inode.parent is not None and not same_identity(inode.entry, r):
+            # replaced on the branch (a put): this inode is the old file, as
+            # after a rename over it; the path gets a new inode at its next lookup
+            inode.orphan = True
+            self.parts.inodes.unplace(inode)
+            return inode.entry
+        inode.entry, inode.seen = r, (head, area.generation)
+        return r
+
+    async def lower(self, inode: Inode, node: DirNode) -> dict | None:
+        """The committed directory under the staged directory ``node`` at ``inode``."""
+        followed: dict | None = None
+        if node.lower == FOLLOW:
+            head = await self.head()
+            if node.followed is not None and node.followed[0] == head:
+                followed = node.followed[1]
+            else:
+                if inode.parent is None:
+                    followed = await self.head_root(head)
+                else:
+                    pnode = await self.resolve(inode.parent)
+                    followed = ((await self.lower_listing(inode.parent, pnode)).get(inode.name)
+                                if isinstance(pnode, DirNode) else None)
+                node.followed = (head, followed)
+        return lower_of(node, followed)
+
+    async def lower_listing(self, inode: Inode, node: DirNode) -> dict[str, dict]:
+        """The entries of the committed directory under a staged one, by name."""
+        return await self.parts.listing(await self.lower(inode, node))
+
+    async def child_of(self, parent: Inode, p: Resolved, name: str) -> Resolved | None:
+        """What ``name`` is in the directory ``p`` (resolved at ``parent``)."""
+        if isinstance(p, DirNode):
+            if name in p.delta:
+                return p.delta[name]
+            return (await self.lower_listing(parent, p)).get(name)
+        if isinstance(p, dict) and is_dir(p):
+            return (await self.parts.listing(p)).get(name)
+        raise fuse_error(errno.ENOTDIR)
+
+    async def listing(self, inode: Inode, d: Resolved) -> Mapping[str, Resolved]:
+        """A directory's entries by name (staged over committed)."""
+        if isinstance(d, DirNode):
+            return d.overlay(await self.lower_listing(inode, d))
+        if isinstance(d, dict):
+            return await self.parts.listing(d)
+        return {}
+
+    async def nlink(self, inode: Inode, d: DirNode) -> int:
+        """2 + subdirectories (find(1) relies on it), cached until one comes or goes."""
+        low = await self.lower(inode, d)
+        key = (low.get("tree") if low else None, d.dirs_version)
+        if d.nlink_cache is not None and d.nlink_cache[0] == key:
+            return d.nlink_cache[1]
+        lower = await self.parts.listing(low)
+        dirs = sum(1 for e in lower.values() if e["type"] == "dir")
+        for name, child in d.delta.items():
+            was = lower.get(name)
+            dirs -= bool(was and was["type"] == "dir")
+            dirs += isinstance(child, DirNode)
+        d.nlink_cache = (key, 2 + dirs)
+        return 2 + dirs
+
+    async def attr(self, inode: Inode, r: Resolved | None = None) -> pyfuse3.EntryAttributes:
+        if r is None:
+            r = await self.resolve(inode)
+        nlink: int | None = None
+        if isinstance(r, DirNode):
+            nlink = 1 if inode.orphan else await self.nlink(inode, r)
+        elif isinstance(r, dict) and inode.orphan and r["type"] != "dir":
+            nlink = 0
+        return self.parts.attr(inode.ino, r, WRITABLE_TIMEOUT, nlink)
+
+    # -- copy-up -------------------------------------------------------------------------------
+
+    async def upper(self, inode: Inode) -> Node:
+        """The staged node of ``inode``, staging it (and its directories) first."""
+        r = await self.resolve(inode)
+        if isinstance(r, Node):
+            return r
+        area = self.area
+        if inode.orphan:  # a committed file unlinked while open, written through its handle
+            node = node_from_entry(-inode.ino, r)   # never journaled: it has no name
+            node.linked = False
+            inode.obj = node
+            return node
+        if inode.parent is None:
+            node = area.ensure_root(r)
+        else:
+            parent = await self.upper_dir(inode.parent)
+            node = parent.delta.get(inode.name) or area.copy_up(parent, inode.name, r)
+        inode.obj, inode.epoch, inode.entry = node, area.epoch, None
+        return node
+
+    async def upper_dir(self, inode: Inode) -> DirNode:
+        node = await self.upper(inode)
+        if not isinstance(node, DirNode):
+            raise fuse_error(errno.ENOTDIR)
+        return node
+
+    async def upper_child(self, parent: Inode, pnode: DirNode, name: str, pin: bool) -> Node:
+        """The staged node at pnode/name; a directory about to move is pinned
+        to the committed tree it showed (it stops following the head's path)."""
+        cur = pnode.delta.get(name)
+        lower = (await self.lower_listing(parent, pnode)).get(name)
+        if cur is None:
+            if name in pnode.delta or lower is None:
+                raise fuse_error(errno.ENOENT)
+            cur = self.area.copy_up(pnode, name, lower)
+        if pin and isinstance(cur, DirNode) and cur.lower == FOLLOW:
+            cur.lower = lower if is_dir(lower) else None
+            cur.followed = None
+            self.area.save(cur)
+        return cur

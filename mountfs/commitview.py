@@ -1,0 +1,112 @@
+"""``<mount>/<repo>@<commit>/``: one commit, read-only.
+
+Nothing in a commit view ever changes, so the kernel caches it for a long
+time (long entry and attribute timeouts, ``keep_cache``): a second read of
+committed data does not reach Python.  Each inode keeps the entry it was
+found with.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from typing import Any
+
+import pyfuse3
+
+from .attrs import negative_entry
+from .handles import Handle, OpenFile
+from .inodes import Inode
+from .reader import ChunkReader
+from .view import (NEGATIVE_TIMEOUT, VIRTUAL_XATTRS, XATTR_COMMIT, XATTR_REPO, View, ViewParts,
+                   fuse_error)
+
+IMMUTABLE_TIMEOUT = 24 * 3600.0
+
+
+def _entry(inode: Inode) -> dict:
+    if inode.entry is None:
+        raise fuse_error(errno.ENOENT)
+    return inode.entry
+
+
+class CommitView(View):
+    def __init__(self, parts: ViewParts, repo: str, commit: str) -> None:
+        super().__init__(parts)
+        self.repo = repo
+        self.commit = commit
+
+    def _child(self, parent: Inode, name: str, entry: dict) -> Inode:
+        inode = self.parts.inodes.at(parent.ino, name)
+        if inode is None:
+            inode = self.parts.inodes.add(self, parent, name)
+            inode.entry = entry
+        return inode
+
+    def _attr(self, inode: Inode) -> pyfuse3.EntryAttributes:
+        return self.parts.attr(inode.ino, _entry(inode), IMMUTABLE_TIMEOUT)
+
+    async def lookup(self, parent: Inode, name: bytes) -> pyfuse3.EntryAttributes:
+        sname = os.fsdecode(name)
+        inode = self.parts.inodes.at(parent.ino, sname)
+        if inode is None:
+            entry = (await self.parts.listing(_entry(parent))).get(sname)
+            if entry is None:
+                return negative_entry(NEGATIVE_TIMEOUT)
+            inode = self._child(parent, sname, entry)
+        inode.lookups += 1
+        return self._attr(inode)
+
+    async def getattr(self, inode: Inode) -> pyfuse3.EntryAttributes:
+        return self._attr(inode)
+
+    async def entries(self, inode: Inode) -> list[tuple[bytes, Any]]:
+        entry = _entry(inode)
+        if entry["type"] != "dir":
+            raise fuse_error(errno.ENOTDIR)
+        return [(os.fsencode(name), e) for name, e in sorted((await self.parts.listing(entry)).items())]
+
+    async def entry_attr(self, parent: Inode, name: bytes,
+                         item: Any) -> tuple[Inode, pyfuse3.EntryAttributes]:
+        inode = self._child(parent, item["name"], item)
+        return inode, self._attr(inode)
+
+    async def open(self, inode: Inode, flags: int) -> pyfuse3.FileInfo:
+        if flags & os.O_ACCMODE != os.O_RDONLY or flags & os.O_TRUNC:
+            raise fuse_error(errno.EROFS)
+        entry = _entry(inode)
+        if entry["type"] == "dir":
+            raise fuse_error(errno.EISDIR)
+        if entry["type"] != "file":
+            raise fuse_error(errno.ELOOP)
+        fh = self.parts.handles.add(OpenFile(inode, ChunkReader.of_entry(self.parts.cache, entry), entry))
+        return pyfuse3.FileInfo(fh=fh, keep_cache=True)
+
+    async def read(self, handle: Handle, off: int, size: int) -> bytes | memoryview:
+        if not isinstance(handle, OpenFile) or handle.reader is None:
+            raise fuse_error(errno.EBADF)
+        return await handle.reader.read(off, size)
+
+    async def readlink(self, inode: Inode) -> bytes:
+        entry = _entry(inode)
+        if entry["type"] != "symlink":
+            raise fuse_error(errno.EINVAL)
+        return os.fsencode(entry.get("target", ""))
+
+    async def getxattr(self, inode: Inode, name: bytes) -> bytes:
+        if name.startswith(VIRTUAL_XATTRS):
+            value = self._virtual().get(name)
+        elif name.startswith(b"user."):  # stored with the file (ls asks for ACLs of each)
+            stored = _entry(inode).get("xattrs", {}).get(os.fsdecode(name))
+            value = bytes.fromhex(stored) if stored is not None else None
+        else:
+            value = None
+        if value is None:
+            raise fuse_error(pyfuse3.ENOATTR)
+        return value
+
+    async def listxattr(self, inode: Inode) -> list[bytes]:
+        return [*self._virtual(), *(os.fsencode(n) for n in _entry(inode).get("xattrs", {}))]
+
+    def _virtual(self) -> dict[bytes, bytes]:
+        return {XATTR_REPO: self.repo.encode(), XATTR_COMMIT: self.commit.encode()}

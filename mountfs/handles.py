@@ -1,0 +1,68 @@
+"""Open files and directories of every view, numbered from one counter.
+
+A handle holds its inode (an open inode stays in the inode table until its
+last handle is released).  An open directory holds the listing taken at
+opendir; an open file holds the reader of the committed content it reads
+and, in a branch view, the staged file it holds open.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .inodes import Inode
+from .reader import ChunkReader
+
+if TYPE_CHECKING:
+    from ..staging.nodes import FileNode
+
+
+class Handle:
+    __slots__ = ("inode",)
+
+    def __init__(self, inode: Inode) -> None:
+        self.inode = inode
+
+
+class OpenDir(Handle):
+    __slots__ = ("entries",)
+
+    def __init__(self, inode: Inode, entries: list[tuple[bytes, Any]]) -> None:
+        super().__init__(inode)
+        self.entries = entries    # (name, what the view needs to answer for it), by name
+
+
+class OpenFile(Handle):
+    __slots__ = ("reader", "reader_of", "node")
+
+    def __init__(self, inode: Inode, reader: ChunkReader | None = None,
+                 reader_of: object = None) -> None:
+        super().__init__(inode)
+        self.reader = reader          # reads committed chunks ...
+        self.reader_of = reader_of    # ... of this entry (or chunk list)
+        self.node: FileNode | None = None   # branch views: the staged file held open
+
+
+class HandleTable:
+    def __init__(self) -> None:
+        self._open: dict[int, Handle] = {}
+        self._next = 1
+
+    def add(self, handle: Handle) -> int:
+        fh = self._next
+        self._next += 1
+        self._open[fh] = handle
+        handle.inode.handles += 1
+        return fh
+
+    def get(self, fh: int) -> Handle | None:
+        return self._open.get(fh)
+
+    def pop(self, fh: int) -> Handle | None:
+        handle = self._open.pop(fh, None)
+        if handle is not None:
+            handle.inode.handles -= 1
+        return handle
+
+    def __len__(self) -> int:
+        return len(self._open)

@@ -1,0 +1,125 @@
+"""``<mount>/``: one entry per repo (its branch main, writable).
+
+``<repo>@<branch>`` and ``<repo>@<commit or unique prefix>`` are not listed
+but found by lookup.  Each name of the root is the root inode of a view: a
+:class:`~.branchview.BranchView` (one per branch, whatever name reached it)
+or a :class:`~.commitview.CommitView`.  The root itself is read-only.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+import pyfuse3
+
+from ..staging.manager import StagingManager
+from ..store.errors import InvalidArgument, NotFound
+from ..store.names import check_name
+from ..store.refs import Refs
+from .attrs import negative_entry
+from .branchview import BranchView
+from .commitview import CommitView
+from .inodes import ROOT_INODE, Inode
+from .view import NEGATIVE_TIMEOUT, View, ViewParts
+
+log = logging.getLogger(__name__)
+
+ROOT_TIMEOUT = 1.0
+DEFAULT_BRANCH = "main"
+
+
+class RootDir(View):
+    def __init__(self, parts: ViewParts, refs: Refs, staging: StagingManager) -> None:
+        super().__init__(parts)
+        self.refs = refs
+        self.staging = staging
+        self.inode = parts.inodes.add_root(self)
+        self._branches: dict[tuple[str, str], BranchView] = {}
+
+    # -- the views below the root ----------------------------------------------------------
+
+    def branch_view(self, repo: str, branch: str) -> BranchView:
+        view = self._branches.get((repo, branch))
+        if view is None:
+            view = BranchView(self.parts, repo, branch, self.staging.area(repo, branch))
+            self._branches[(repo, branch)] = view
+        return view
+
+    def _branch_root(self, name: str, repo: str, branch: str) -> Inode:
+        view = self.branch_view(repo, branch)
+        inode = self.parts.inodes.at(ROOT_INODE, name)
+        if inode is None or inode.view is not view:
+            inode = self.parts.inodes.add(view, None, name)
+        return inode
+
+    async def _commit_root(self, name: str, repo: str, commit: str) -> Inode:
+        inode = self.parts.inodes.at(ROOT_INODE, name)
+        if inode is None or not (isinstance(inode.view, CommitView) and inode.view.commit == commit):
+            entry = await self.parts.commit_root(commit)
+            inode = self.parts.inodes.add(CommitView(self.parts, repo, commit), None, name)
+            inode.entry = entry
+        return inode
+
+    async def _view_root(self, name: str) -> Inode:
+        """The root inode of the view ``name`` names (NotFound, InvalidArgument if none)."""
+        repo, at, ref = name.partition("@")
+        check_name(repo, "repo")
+        if at and not ref:
+            raise NotFound(f"{name!r}: empty ref")
+        commit, branch = await self.parts.run(self.refs.resolve, repo, ref or DEFAULT_BRANCH)
+        if branch is not None:
+            return self._branch_root(name, repo, branch)
+        assert commit is not None
+        return await self._commit_root(name, repo, commit)
+
+    async def _attr_of(self, inode: Inode) -> pyfuse3.EntryAttributes:
+        try:
+            return await inode.view.getattr(inode)
+        except BaseException:
+            self.parts.inodes.release(inode)
+            raise
+
+    # -- what the root answers ---------------------------------------------------------------
+
+    async def lookup(self, parent: Inode, name: bytes) -> pyfuse3.EntryAttributes:
+        try:
+            inode = await self._view_root(os.fsdecode(name))
+            attr = await self._attr_of(inode)
+        except (NotFound, InvalidArgument):
+            return negative_entry(NEGATIVE_TIMEOUT)
+        inode.lookups += 1
+        return attr
+
+    async def getattr(self, inode: Inode) -> pyfuse3.EntryAttributes:
+        return self.parts.attr(inode.ino, {"type": "dir", "mode": 0o755, "mtime": self.parts.started,
+                                           "dirs": 0}, ROOT_TIMEOUT)
+
+    async def entries(self, inode: Inode) -> list[tuple[bytes, Any]]:
+        repos = await self.parts.run(self.refs.list_repos)
+        return [(os.fsencode(info.name), info.name) for info in repos]
+
+    async def entry_attr(self, parent: Inode, name: bytes,
+                         item: Any) -> tuple[Inode, pyfuse3.EntryAttributes] | None:
+        """A repo: its branch main."""
+        try:
+            inode = self._branch_root(item, item, DEFAULT_BRANCH)
+            return inode, await self._attr_of(inode)
+        except (NotFound, pyfuse3.FUSEError):
+            return None
+
+    # -- branch moves ---------------------------------------------------------------------------
+
+    def branch_moved(self, repo: str, branch: str | None) -> None:
+        """Drop the kernel's entries for a branch's views (``branch`` None:
+        every branch of ``repo``); what lies below them has short timeouts
+        and follows on its own."""
+        for inode in self.parts.inodes.children(ROOT_INODE):
+            view = inode.view
+            if isinstance(view, BranchView) and view.repo == repo and branch in (None, view.branch):
+                try:
+                    pyfuse3.invalidate_entry_async(ROOT_INODE, os.fsencode(inode.name),
+                                                   ignore_enoent=True)
+                except Exception:  # the kernel may not know the entry
+                    log.debug("cannot invalidate %s", inode.name)

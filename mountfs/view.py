@@ -1,0 +1,186 @@
+"""What every directory of the mount answers, and the parts views are built on.
+
+The mount shows three kinds of directories: the mount root (``root``),
+commit views (``commitview``) and branch views (``branchview``).  Each is a
+:class:`View`; every inode and every open handle belongs to one view, and
+``operations`` hands each request to it.  Every view answers the reads;
+the writes are refused here (EROFS) and answered by branch views only.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import pyfuse3
+
+from ..cache.chunkcache import ChunkCache
+from ..staging.nodes import Node
+from ..store.store import Store
+from ..store.walk import is_dir, listing
+from .attrs import attributes
+from .handles import Handle, HandleTable
+from .inodes import Inode, InodeTable
+
+NEGATIVE_TIMEOUT = 1.0   # how long the kernel may remember a "no such entry"
+
+XATTR_COMMIT = b"user.trunkfs.commit"
+XATTR_BRANCH = b"user.trunkfs.branch"
+XATTR_REPO = b"user.trunkfs.repo"
+VIRTUAL_XATTRS = b"user.trunkfs."   # computed by the mount, never stored
+
+
+class Heads(Protocol):
+    """Branch heads as the daemon knows them (``daemon.heads.BranchHeads``)."""
+
+    async def head(self, repo: str, branch: str) -> str | None: ...
+
+
+Run = Callable[..., Awaitable[Any]]   # runs a blocking call in a worker thread
+
+
+def fuse_error(code: int) -> pyfuse3.FUSEError:
+    return pyfuse3.FUSEError(code)
+
+
+@dataclass
+class ViewParts:
+    """What every view is built on: the store, the chunk cache, the branch
+    heads, the one inode table and the one handle table."""
+
+    store: Store
+    heads: Heads
+    run: Run
+    cache: ChunkCache
+    inodes: InodeTable
+    handles: HandleTable
+    uid: int        # the owner shown where an entry names none
+    gid: int
+    started: int    # when the mount started (ns): the time of the root and of empty branches
+
+    async def listing(self, entry: dict | None) -> dict[str, dict]:
+        """A committed directory's entries by name ({} for anything else):
+        from the store's tree cache on the event loop, from a worker thread
+        on a miss.  Shared with the store's cache: do not modify."""
+        if entry is None or not is_dir(entry) or not entry.get("tree"):
+            return listing(self.store, None)
+        idx = self.store.cached_tree_index(entry["tree"])
+        if idx is None:
+            idx = await self.run(listing, self.store, entry)
+        return idx
+
+    async def commit_root(self, commit_id: str) -> dict:
+        """A commit's root directory entry."""
+        commit = (self.store.cached_commit(commit_id)
+                  or await self.run(self.store.read_commit, commit_id))
+        return commit.root_entry()
+
+    def attr(self, ino: int, x: Node | dict, timeout: float,
+             nlink: int | None = None) -> pyfuse3.EntryAttributes:
+        return attributes(ino, x, self.uid, self.gid, timeout, nlink)
+
+
+class View:
+    """The requests one kind of directory answers.  Subclasses answer lookup,
+    getattr, the listing and the reads; this base refuses every write."""
+
+    def __init__(self, parts: ViewParts) -> None:
+        self.parts = parts
+
+    # -- reads: every view ---------------------------------------------------------
+
+    async def lookup(self, parent: Inode, name: bytes) -> pyfuse3.EntryAttributes:
+        """``name`` in the directory ``parent``: its attributes, its lookup
+        count raised by one; a negative entry if there is none."""
+        raise NotImplementedError
+
+    async def getattr(self, inode: Inode) -> pyfuse3.EntryAttributes:
+        raise NotImplementedError
+
+    async def entries(self, inode: Inode) -> list[tuple[bytes, Any]]:
+        """The listing of a directory that opendir keeps, by name: (name,
+        what :meth:`entry_attr` needs to answer for it)."""
+        raise NotImplementedError
+
+    async def entry_attr(self, parent: Inode, name: bytes,
+                         item: Any) -> tuple[Inode, pyfuse3.EntryAttributes] | None:
+        """The inode and attributes of one listed entry (None: gone since
+        opendir).  The caller raises the lookup count once the kernel took it."""
+        raise NotImplementedError
+
+    async def open(self, inode: Inode, flags: int) -> pyfuse3.FileInfo:
+        raise fuse_error(errno.EISDIR)
+
+    async def read(self, handle: Handle, off: int, size: int) -> bytes | memoryview:
+        raise fuse_error(errno.EBADF)
+
+    async def readlink(self, inode: Inode) -> bytes:
+        raise fuse_error(errno.EINVAL)
+
+    async def access(self, inode: Inode, mode: int) -> bool:
+        if mode & os.W_OK:
+            raise fuse_error(errno.EROFS)
+        return True
+
+    async def getxattr(self, inode: Inode, name: bytes) -> bytes:
+        raise fuse_error(pyfuse3.ENOATTR)
+
+    async def listxattr(self, inode: Inode) -> list[bytes]:
+        return []
+
+    async def release(self, handle: Handle) -> None:
+        return None
+
+    async def fsync(self, handle: Handle, datasync: bool) -> None:
+        return None
+
+    async def fsyncdir(self, handle: Handle, datasync: bool) -> None:
+        return None
+
+    # -- writes: refused unless a view answers them -------------------------------------
+
+    async def setattr(self, inode: Inode, attr: pyfuse3.EntryAttributes,
+                      fields: pyfuse3.SetattrFields, fh: int | None,
+                      ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
+        raise fuse_error(errno.EROFS)
+
+    async def create(self, parent: Inode, name: bytes, mode: int, flags: int,
+                     ctx: pyfuse3.RequestContext) -> tuple[pyfuse3.FileInfo, pyfuse3.EntryAttributes]:
+        raise fuse_error(errno.EROFS)
+
+    async def mknod(self, parent: Inode, name: bytes, mode: int,
+                    ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
+        raise fuse_error(errno.EROFS)
+
+    async def mkdir(self, parent: Inode, name: bytes, mode: int,
+                    ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
+        raise fuse_error(errno.EROFS)
+
+    async def symlink(self, parent: Inode, name: bytes, target: bytes,
+                      ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
+        raise fuse_error(errno.EROFS)
+
+    async def link(self, inode: Inode, parent: Inode, name: bytes) -> pyfuse3.EntryAttributes:
+        raise fuse_error(errno.EROFS)
+
+    async def unlink(self, parent: Inode, name: bytes) -> None:
+        raise fuse_error(errno.EROFS)
+
+    async def rmdir(self, parent: Inode, name: bytes) -> None:
+        raise fuse_error(errno.EROFS)
+
+    async def rename(self, parent: Inode, name: bytes, new_parent: Inode, new_name: bytes,
+                     flags: int) -> None:
+        raise fuse_error(errno.EROFS)
+
+    async def write(self, handle: Handle, off: int, buf: bytes) -> int:
+        raise fuse_error(errno.EBADF)
+
+    async def setxattr(self, inode: Inode, name: bytes, value: bytes) -> None:
+        raise fuse_error(errno.EROFS)
+
+    async def removexattr(self, inode: Inode, name: bytes) -> None:
+        raise fuse_error(errno.EROFS)
