@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.harness import wait_for
+
 
 def write(path: Path, data: bytes) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -241,8 +243,7 @@ def test_corrupt_pack_gives_eio_on_that_file_only(mounted, workdir):
         (d.mount / "r" / "bad.bin").read_bytes()
     assert info.value.errno == errno.EIO
     assert (d.mount / "r" / "good.bin").read_bytes() == good
-    time.sleep(0.2)
-    assert "fails its hash check" in d.log()
+    wait_for(lambda: "fails its hash check" in d.log(), 10, "the hash check failure in the daemon log")
 
 
 @pytest.mark.allow_warnings  # "clearing a stale FUSE mount" is a warning
