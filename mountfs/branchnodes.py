@@ -69,6 +69,18 @@ class BranchNodes:
         inodes = self.parts.inodes
         return inodes.at(parent.ino, name) or inodes.add(parent.view, parent, name)
 
+    def inode_at(self, parent: Inode, name: str) -> Inode:
+        """The inode to resolve parent/name with: a transient one if the kernel holds none."""
+        return self.parts.inodes.at(parent.ino, name) or Inode(0, parent.view, parent, name)
+
+    @staticmethod
+    def keep(inode: Inode, what: Resolved) -> None:
+        """``inode`` keeps showing ``what`` once its name is gone (unlink, rename over it)."""
+        if isinstance(what, dict):
+            inode.entry, inode.obj = what, None
+        else:
+            inode.obj = what
+
     def detach(self, parent: Inode, name: str) -> None:
         """The inode at parent/name (if any) no longer names that place."""
         inode = self.parts.inodes.take(parent.ino, name)

@@ -12,7 +12,6 @@ between them stays within one staging area.
 from __future__ import annotations
 
 import errno
-import logging
 import os
 import stat
 from typing import Any
@@ -28,8 +27,6 @@ from .inodes import Inode
 from .reader import ChunkReader
 from .view import VIRTUAL_XATTRS, XATTR_BRANCH, XATTR_COMMIT, XATTR_REPO, View, ViewParts, fuse_error
 
-log = logging.getLogger(__name__)
-
 XATTR_MAX = 65536
 
 
@@ -41,16 +38,6 @@ def _open_file(handle: Handle) -> OpenFile:
     if not isinstance(handle, OpenFile):
         raise fuse_error(errno.EBADF)
     return handle
-
-
-def _hold(handle: OpenFile, node: FileNode) -> None:
-    """``handle`` holds ``node`` open (its data file stays while any handle does)."""
-    if handle.node is node:
-        return
-    if handle.node is not None:
-        handle.node.opens -= 1
-    handle.node = node
-    node.opens += 1
 
 
 class BranchView(View):
@@ -72,6 +59,7 @@ class BranchView(View):
         try:
             r = await n.resolve(inode)
             if inode.orphan:  # it was replaced on the branch just now
+                self.parts.inodes.release(inode)
                 inode = n.child(parent, sname)
                 r = await n.resolve(inode)
             attr = await n.attr(inode, r)
@@ -116,7 +104,7 @@ class BranchView(View):
     def _new_handle(self, inode: Inode, node: FileNode | None) -> int:
         handle = OpenFile(inode)
         if node is not None:
-            _hold(handle, node)
+            handle.hold(node)
         return self.parts.handles.add(handle)
 
     async def open(self, inode: Inode, flags: int) -> pyfuse3.FileInfo:
@@ -147,7 +135,7 @@ class BranchView(View):
             return await h.reader.read(off, size)
         if not isinstance(r, FileNode):
             raise fuse_error(errno.EISDIR)
-        _hold(h, r)
+        h.hold(r)
         end = min(off + size, r.size)
         if off >= end:
             return b""
@@ -168,7 +156,7 @@ class BranchView(View):
         h = _open_file(handle)
         async with self.area.mutation():
             node = await self._upper_file(h.inode)
-            _hold(h, node)
+            h.hold(node)
             return self.area.write(node, off, buf)
 
     async def fsync(self, handle: Handle, datasync: bool) -> None:
@@ -283,10 +271,6 @@ class BranchView(View):
     async def rmdir(self, parent: Inode, name: bytes) -> None:
         await self._remove(parent, name, want_dir=True)
 
-    def _inode_at(self, parent: Inode, name: str) -> Inode:
-        """The inode to resolve parent/name with: a transient one if the kernel holds none."""
-        return self.parts.inodes.at(parent.ino, name) or Inode(0, self, parent, name)
-
     async def _remove(self, parent: Inode, name: bytes, want_dir: bool) -> None:
         n = self.nodes
         sname = os.fsdecode(name)
@@ -300,7 +284,7 @@ class BranchView(View):
             if want_dir:
                 if not is_dir_like(child):
                     raise fuse_error(errno.ENOTDIR)
-                if await n.listing(self._inode_at(parent, sname), child):
+                if await n.listing(n.inode_at(parent, sname), child):
                     raise fuse_error(errno.ENOTEMPTY)
             elif is_dir_like(child):
                 raise fuse_error(errno.EISDIR)
@@ -309,18 +293,10 @@ class BranchView(View):
             if want_dir:
                 pnode.dirs_version += 1
             if held is not None:
-                self._keep(held, child)
+                n.keep(held, child)
                 if isinstance(child, Node):
                     child.ctime = now_ns()
             n.detach(parent, sname)
-
-    @staticmethod
-    def _keep(inode: Inode, what: Resolved) -> None:
-        """``inode`` keeps showing ``what`` after its name is gone."""
-        if isinstance(what, dict):
-            inode.entry, inode.obj = what, None
-        else:
-            inode.obj = what
 
     async def rename(self, parent: Inode, name: bytes, new_parent: Inode, new_name: bytes,
                      flags: int) -> None:
@@ -367,7 +343,7 @@ class BranchView(View):
                     raise fuse_error(errno.ENOTDIR)
                 if not is_dir_like(src) and is_dir_like(dst):
                     raise fuse_error(errno.EISDIR)
-                if is_dir_like(dst) and await n.listing(self._inode_at(new_parent, dname), dst):
+                if is_dir_like(dst) and await n.listing(n.inode_at(new_parent, dname), dst):
                     raise fuse_error(errno.ENOTEMPTY)
             if is_dir_like(src):
                 await self._check_not_inside(src, new_parent)
@@ -376,7 +352,7 @@ class BranchView(View):
             if dst is not None:
                 held = inodes.at(new_parent.ino, dname)
                 if held is not None:
-                    self._keep(held, dst)
+                    n.keep(held, dst)
                 n.detach(new_parent, dname)
             area.move(spnode, sname, slower_has, dpnode, dname, node)
             if isinstance(node, DirNode) or is_dir_like(dst):

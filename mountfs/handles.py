@@ -42,6 +42,15 @@ class OpenFile(Handle):
         self.reader_of = reader_of    # ... of this entry (or chunk list)
         self.node: FileNode | None = None   # branch views: the staged file held open
 
+    def hold(self, node: FileNode) -> None:
+        """Hold ``node`` open (its data file stays while any handle does)."""
+        if self.node is node:
+            return
+        if self.node is not None:
+            self.node.opens -= 1
+        self.node = node
+        node.opens += 1
+
 
 class HandleTable:
     def __init__(self) -> None:
