@@ -26,6 +26,7 @@ import os
 import tempfile
 import time
 from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field
 
 import trio
 
@@ -42,6 +43,17 @@ from .registry import Pipeline, PipelineRegistry
 from .runner import AttemptDirs, Command, run_datum
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class _JobRun:
+    """What the datums of one running job share."""
+    job: Job
+    pipeline: Pipeline
+    work: str                          # the job's work directory
+    limiter: trio.CapacityLimiter      # the pipeline's parallelism
+    outputs: list[str | None]          # each datum's output tree, by index
+    failures: list[str] = field(default_factory=list)
 
 
 class JobScheduler:
@@ -209,21 +221,18 @@ class JobScheduler:
         commit = await self.workers.run(self.store.read_commit, job.input.commit)
         datums = await self.workers.run(cut_datums, self.store, commit.tree, spec.glob)
         job.datums.total = len(datums)
-        outputs: builtins.list[str | None] = [None] * len(datums)
-        failures: builtins.list[str] = []
-        limiter = trio.CapacityLimiter(spec.parallelism)
         work = tempfile.mkdtemp(prefix=f"{JOB_DIR_PREFIX}{job.id[-12:]}-")
         os.chmod(work, 0o711)
+        run = _JobRun(job, pipeline, work, trio.CapacityLimiter(spec.parallelism), [None] * len(datums))
         try:
             async with trio.open_nursery() as nursery:
                 for i, datum in enumerate(datums):
-                    nursery.start_soon(self._datum, job, pipeline, i, datum, outputs, failures,
-                                       limiter, work)
+                    nursery.start_soon(self._datum, run, i, datum)
         finally:
             await trio.to_thread.run_sync(remove_tree, work)
-        if failures:
-            raise TrunkError(f"{len(failures)} datum(s) failed: {failures[0]}")
-        root = await self.workers.run(store_merged, self.store, [t for t in outputs if t is not None])
+        if run.failures:
+            raise TrunkError(f"{len(run.failures)} datum(s) failed: {run.failures[0]}")
+        root = await self.workers.run(store_merged, self.store, [t for t in run.outputs if t is not None])
         provenance = [{"repo": spec.input_repo, "branch": spec.input_branch, "commit": job.input.commit}]
         origin = {"kind": "pipeline", "pipeline": pipeline.name, "version": pipeline.version, "job": job.id}
         result = await self.commits.commit(spec.output, "main", ReplaceRoot(root), CommitMeta(
@@ -233,17 +242,16 @@ class JobScheduler:
         log.info("job %s of pipeline %s succeeded: %s@%s", job.id, pipeline.name, spec.output,
                  result.id[:12])
 
-    async def _datum(self, job: Job, pipeline: Pipeline, index: int, datum: Datum,
-                     outputs: builtins.list[str | None], failures: builtins.list[str], limiter: trio.CapacityLimiter,
-                     work: str) -> None:
+    async def _datum(self, run: _JobRun, index: int, datum: Datum) -> None:
         """One datum: its earlier output if its content was processed by this
         pipeline version before, else a run of the command (with retries)."""
+        job, pipeline = run.job, run.pipeline
         spec = pipeline.spec
         reuse_key = f"datums/{pipeline.name}/{pipeline.version}/{datum_hash(datum)}"
-        async with limiter:
+        async with run.limiter:
             found = await self.workers.run(self.store.backend.get_versioned, reuse_key)
             if found is not None:
-                outputs[index] = json.loads(found[0])["tree"]
+                run.outputs[index] = json.loads(found[0])["tree"]
                 job.datums.skipped += 1
                 return
             entry = job.logs[str(index)] = DatumLog(datum_paths(datum))
@@ -253,15 +261,15 @@ class JobScheduler:
                    "TRUNKFS_PIPELINE": pipeline.name, "TRUNKFS_INPUT_COMMIT": job.input.commit}
 
             def prepare(attempt: int) -> AbstractAsyncContextManager[AttemptDirs]:
-                return self.inputs.attempt(os.path.join(work, f"d{index}-{attempt}"),
+                return self.inputs.attempt(os.path.join(run.work, f"d{index}-{attempt}"),
                                            spec.input_repo, job.input.commit, datum)
-            run = await run_datum(command, spec.retries, prepare, entry, env)
-            if not run.ok:
+            ran = await run_datum(command, spec.retries, prepare, entry, env)
+            if not ran.ok:
                 job.datums.failed += 1
-                failures.append(f"datum {index} ({', '.join(entry.paths[:3])}): {entry.error}")
+                run.failures.append(f"datum {index} ({', '.join(entry.paths[:3])}): {entry.error}")
                 return
-            tree = await self.workers.run(store_output, self.store, run.dirs.output)
-            outputs[index] = tree
+            tree = await self.workers.run(store_output, self.store, ran.dirs.output)
+            run.outputs[index] = tree
             job.datums.processed += 1
             await self.workers.run(self.store.backend.put, reuse_key, json.dumps({"tree": tree}).encode())
 

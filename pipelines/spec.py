@@ -4,7 +4,7 @@ A spec names an input (repo, branch, glob), a command, an output repo and
 limits.  Everything a user can get wrong is refused here with a message
 that says what and where: unknown fields, wrong types, an unsupported glob.
 Checks that need the store (the input repo exists, the name is free, no
-cycle in the DAG) are in :mod:`trunkfs.daemon.pipelines`.
+cycle in the DAG) are in :mod:`trunkfs.pipelines.registry`.
 """
 
 from __future__ import annotations
