@@ -113,19 +113,21 @@ class CommitResult:
     new_bytes: int   # bytes this commit added to the store (after dedup and compression)
 
 
+class Planned(Protocol):
+    """An item of work a trigger planned (a pipeline job)."""
+
+    @property
+    def id(self) -> str: ...
+
+
 class CommitTrigger(Protocol):
     """Something that starts work on new commits (the pipeline scheduler)."""
 
     async def plan(self, repo: str, branch: str, commit: str) -> list[Any]:
-        """New work for this commit, not yet started; each item has an ``id``."""
+        """New work for this commit, not yet started (:class:`Planned` items)."""
 
     async def start(self, planned: list[Any]) -> list[str]:
         """Announce and start what :meth:`plan` returned; returns the ids."""
-
-
-def _id(item: Any) -> str:
-    """The id of an item a trigger planned (a pipeline job)."""
-    return item.id
 
 
 class CommitPath:
@@ -154,13 +156,13 @@ class CommitPath:
         except BaseException:
             session.abort()
             raise
-        planned: list[Any] = []
+        planned: list[tuple[CommitTrigger, Planned]] = []
         for trigger in self._triggers:
             planned += [(trigger, item) for item in await trigger.plan(repo, branch, cid)]
         self.events.publish({"type": "commit", "repo": repo, "branch": branch, "commit": cid,
                              "parents": commit.parents, "message": commit.message,
                              "origin": commit.origin, "time": commit.time,
-                             "jobs": [_id(item) for _, item in planned]})
+                             "jobs": [item.id for _, item in planned]})
         jobs: list[str] = []
         for trigger in self._triggers:
             mine = [item for t, item in planned if t is trigger]

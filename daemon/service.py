@@ -20,7 +20,7 @@ from .workers import Workers
 
 if TYPE_CHECKING:
     from ..cache.chunkcache import ChunkCache
-    from ..pipelines.scheduler import JobManager
+    from ..pipelines.scheduler import JobScheduler
 
 
 @dataclass
@@ -33,7 +33,7 @@ class Service:
     commits: CommitPath
     pipelines: PipelineRegistry
     staging: StagingManager
-    jobs: "JobManager"
+    jobs: "JobScheduler"
     cache: "ChunkCache | None" = None   # the mount's chunk cache, when the daemon mounts
     stop_requested: trio.Event = field(default_factory=trio.Event)
 

@@ -17,7 +17,7 @@ import trio
 from ..cache.chunkcache import ChunkCache, default_cache_limit
 from ..mountfs.operations import TrunkOperations
 from ..pipelines.registry import PipelineRegistry
-from ..pipelines.scheduler import JobManager
+from ..pipelines.scheduler import JobScheduler
 from ..staging.manager import StagingManager
 from ..store.errors import NotFound
 from ..store.refs import Refs
@@ -48,7 +48,7 @@ async def build_service(config: Config, store: Store, mountpoint: str | None) ->
             return None
         return store.read_commit(head).tree if head else None
     staging = await trio.to_thread.run_sync(StagingManager, config.state, head_tree)
-    jobs = JobManager(store, registry, commits, events, workers, mountpoint=mountpoint)
+    jobs = JobScheduler(store, registry, commits, events, workers, mountpoint=mountpoint)
     commits.add_trigger(jobs)
     await trio.to_thread.run_sync(jobs.load)
     cache = None

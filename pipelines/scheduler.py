@@ -272,6 +272,3 @@ class JobScheduler:
             run.outputs[index] = tree
             job.datums.processed += 1
             await self.workers.run(self.store.backend.put, reuse_key, json.dumps({"tree": tree}).encode())
-
-
-JobManager = JobScheduler   # the name daemon/wiring.py and daemon/service.py still import
