@@ -299,7 +299,10 @@ async def test_an_open_handle_survives_unlink(mount):
     await mount.ops.write(fh, 12, b" and more")
     assert bytes(await mount.ops.read(fh, 0, 100)) == b"staged bytes and more"
     assert (await mount.ops.getattr(ino, CTX)).st_nlink == 0
+    data_dir = mount.svc.staging.data_dir
+    assert os.listdir(data_dir), "the unlinked file's data stays while it is open"
     await mount.ops.release(fh)
+    assert not os.listdir(data_dir), "the last release removes the unlinked file's data"
     # a committed file unlinked while open keeps reading, and takes writes, through its handle
     ino = await mount.ino("r/committed")
     fi = await mount.ops.open(ino, os.O_RDWR, CTX)
@@ -308,6 +311,7 @@ async def test_an_open_handle_survives_unlink(mount):
     await mount.ops.write(fi.fh, 0, b"C")
     assert bytes(await mount.ops.read(fi.fh, 0, 100)) == b"Committed bytes"
     await mount.ops.release(fi.fh)
+    assert not os.listdir(data_dir)
     assert await mount.listdir("r") == [".", ".."]
     await mount.ops.forget([(ino, 1)])
     assert mount.ops.inodes.get(ino) is None, "released and forgotten: the inode is gone"
