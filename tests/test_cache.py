@@ -518,3 +518,49 @@ async def test_write_behind_returns_data_before_the_cache_file_is_written(store,
     for bid, data in pieces:
         assert await second.get(bid) == data
     assert store.total_reads == 6 and second.stats()["disk_hits"] == 6
+
+
+# -- no disk layer ------------------------------------------------------------------
+
+async def test_without_a_disk_layer_nothing_is_written_to_disk(store, workdir):
+    """limit 0 (the daemon's default over a local store): memory only, no
+    cache directory, no writer thread, even with write-behind asked for."""
+    pieces = put_chunks(store, [64 * KIB] * 4, seed=13)
+    d = workdir / "memory-only"
+    cache = ChunkCache(store, str(d), 0, write_behind=True)
+    cache.open()
+    try:
+        for _ in range(2):
+            for bid, data in pieces:
+                assert await cache.get(bid) == data
+        async with trio.open_nursery() as nursery:
+            await nursery.start(cache.run)
+            cache.prefetch([bid for bid, _ in put_chunks(store, [32 * KIB] * 2, seed=14)])
+            with trio.fail_after(10):
+                await cache.wait_idle()
+            nursery.cancel_scope.cancel()
+        cache.flush_writes()
+        assert not d.exists()
+        assert not [t for t in threading.enumerate() if t.name.startswith("trunkfs-cache-write")]
+        st = cache.stats()
+        assert (st["entries"], st["size"], st["limit"], st["write_skipped"]) == (0, 0, 0, 0)
+        assert (st["misses"], st["memory_hits"], st["disk_hits"], st["prefetched"]) == (4, 4, 0, 2)
+        assert store.total_reads == 6
+    finally:
+        cache.close()
+    assert not d.exists()
+
+
+async def test_without_a_disk_layer_an_earlier_disk_cache_is_removed(store, make_cache, workdir):
+    pieces = put_chunks(store, [16 * KIB] * 3, seed=15)
+    d = workdir / "cache"
+    first = make_cache()
+    for bid, _ in pieces:
+        await first.get(bid)
+    first.close()
+    assert len(cached_ids(d)) == 3
+    (d / "notes.txt").write_text("not the cache's")
+    second = ChunkCache(store, str(d), 0)
+    second.open()
+    second.close()
+    assert cached_ids(d) == set() and (d / "notes.txt").read_text() == "not the cache's"
