@@ -61,7 +61,7 @@ class ControlServer:
         self.group = group
         self._slots = trio.Semaphore(MAX_CONNECTIONS)
 
-    async def serve(self, task_status=trio.TASK_STATUS_IGNORED) -> None:
+    async def serve(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         sock = bind_socket(self.path, self.group)
         listener = trio.SocketListener(trio.socket.from_stdlib_socket(sock))
         log.info("control socket listening on %s", self.path)
@@ -87,13 +87,15 @@ class ControlServer:
                 await stream.aclose()
                 return
             try:
-                await self._serve_connection(conn)
+                await self.serve_connection(conn)
             except PeerGone:
                 log.debug("client pid %d hung up", conn.pid)
             finally:
                 await conn.aclose()
 
-    async def _serve_connection(self, conn: Connection) -> None:
+    async def serve_connection(self, conn: Connection) -> None:
+        """Answer the requests of one connection until the client hangs up
+        (or breaks the protocol beyond repair)."""
         while True:
             try:
                 msg = await conn.read_message()

@@ -1,57 +1,69 @@
-"""Differences between two trees, skipping every subtree whose id is equal."""
+"""Differences between two trees, skipping every subtree whose id is equal.
+
+Trees are read through the one tree walker (:mod:`trunkfs.store.walk`); the
+descent keeps an explicit stack, so paths deeper than Python's recursion
+limit compare too.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 
-from .objects import DIR
+from .objects import DIR, FILE, SYMLINK
 from .store import Store
+from .walk import files_below, is_dir, listing
 
 
 def _same(a: dict, b: dict) -> bool:
     if a["type"] != b["type"] or a.get("mode") != b.get("mode"):
         return False
-    if a["type"] == "file":
+    if a["type"] == FILE:
         return a.get("chunks") == b.get("chunks")
-    if a["type"] == "symlink":
+    if a["type"] == SYMLINK:
         return a.get("target") == b.get("target")
     return a.get("tree") == b.get("tree")
 
 
-def _files_below(store: Store, tree: str, prefix: str) -> Iterator[str]:
-    for e in store.read_tree(tree):
-        path = f"{prefix}/{e['name']}"
-        if e["type"] == DIR:
-            yield from _files_below(store, e["tree"], path)
-        else:
-            yield path
+def _dir(tree: str | None) -> dict:
+    """A directory entry for a bare tree id (what the walker reads)."""
+    return {"type": DIR, "tree": tree}
+
+
+def _differing(store: Store, old: dict, new: dict, prefix: str
+               ) -> Iterator[tuple[str, dict | None, dict | None]]:
+    """``(path, old entry, new entry)`` of each name whose entries differ, by name."""
+    a, b = listing(store, old), listing(store, new)
+    for name in sorted(a.keys() | b.keys()):
+        ea, eb = a.get(name), b.get(name)
+        if ea is not None and eb is not None and _same(ea, eb):
+            continue
+        yield f"{prefix}/{name}", ea, eb
 
 
 def diff_trees(store: Store, old: str | None, new: str | None, prefix: str = "") -> Iterator[tuple[str, str]]:
-    """Yield ``(status, path)`` with status ``A``, ``M`` or ``D``; files and symlinks only."""
+    """Yield ``(status, path)`` with status ``A``, ``M`` or ``D``; files and
+    symlinks only, depth first by name (a directory replaced by a file: its
+    files' ``D`` before the file's ``A``)."""
     if old == new:
         return
-    a = {e["name"]: e for e in store.read_tree(old)} if old else {}
-    b = {e["name"]: e for e in store.read_tree(new)} if new else {}
-    for name in sorted(a.keys() | b.keys()):
-        ea, eb = a.get(name), b.get(name)
-        path = f"{prefix}/{name}"
-        if ea is not None and eb is not None and _same(ea, eb):
-            continue
-        da = ea is not None and ea["type"] == DIR
-        db = eb is not None and eb["type"] == DIR
-        if da and db:
-            yield from diff_trees(store, ea["tree"], eb["tree"], path)
-            continue
-        if ea is not None:
-            if da:
-                yield from (("D", p) for p in _files_below(store, ea["tree"], path))
-            elif eb is None or db:
-                yield "D", path
-        if eb is not None:
-            if db:
-                yield from (("A", p) for p in _files_below(store, eb["tree"], path))
-            elif ea is None or da:
-                yield "A", path
-            else:
-                yield "M", path
+    stack = [_differing(store, _dir(old), _dir(new), prefix)]
+    while stack:
+        for path, ea, eb in stack[-1]:
+            da, db = is_dir(ea), is_dir(eb)
+            if ea is not None and eb is not None and da and db:
+                stack.append(_differing(store, ea, eb, path))
+                break
+            if ea is not None:
+                if da:
+                    yield from (("D", p) for p, _ in files_below(store, ea, path))
+                elif eb is None or db:
+                    yield "D", path
+            if eb is not None:
+                if db:
+                    yield from (("A", p) for p, _ in files_below(store, eb, path))
+                elif ea is None or da:
+                    yield "A", path
+                else:
+                    yield "M", path
+        else:
+            stack.pop()

@@ -17,6 +17,7 @@ from .objects import DIR, FILE
 from .packs import pack_key
 from .refs import Refs
 from .store import Store
+from .walk import listing
 
 log = logging.getLogger(__name__)
 
@@ -54,27 +55,49 @@ def fsck(store: Store, read_data: bool = False, max_problems: int = 1000) -> Fsc
     seen_trees: set[str] = set()
     chunks: set[str] = set()
 
-    def walk_tree(tree: str, where: str) -> None:
+    def read_listing(tree: str, where: str) -> dict[str, dict] | None:
+        """A tree's entries by name the first time it is met, else None
+        (each tree is checked once, however many commits share it)."""
         if tree in seen_trees:
-            return
+            return None
         seen_trees.add(tree)
         try:
-            entries = store.read_tree(tree)
+            entries = listing(store, {"type": DIR, "tree": tree})
         except TrunkError as exc:
             problem(f"{where}: tree {tree}: {exc}")
-            return
+            return None
         report.trees += 1
-        for e in entries:
-            if e["type"] == DIR:
-                walk_tree(e["tree"], f"{where}/{e['name']}")
-            elif e["type"] == FILE:
-                report.files += 1
-                total = 0
-                for hexid, length in e.get("chunks", []):
-                    chunks.add(hexid)
-                    total += length
-                if total != e.get("size", 0):
-                    problem(f"{where}/{e['name']}: chunk lengths add up to {total}, size says {e.get('size')}")
+        return entries
+
+    def check_file(e: dict, path: str) -> None:
+        report.files += 1
+        total = 0
+        for hexid, length in e.get("chunks", []):
+            chunks.add(hexid)
+            total += length
+        if total != e.get("size", 0):
+            problem(f"{path}: chunk lengths add up to {total}, size says {e.get('size')}")
+
+    def walk_tree(tree: str, where: str) -> None:
+        """Depth first by name, each tree read once through the walker's
+        listing; an explicit stack, so any depth works."""
+        top = read_listing(tree, where)
+        if top is None:
+            return
+        stack = [(where, iter(sorted(top.items())))]
+        while stack:
+            prefix, items = stack[-1]
+            for name, e in items:
+                path = f"{prefix}/{name}"
+                if e["type"] == DIR:
+                    below = read_listing(e["tree"], path)
+                    if below is not None:
+                        stack.append((path, iter(sorted(below.items()))))
+                        break
+                elif e["type"] == FILE:
+                    check_file(e, path)
+            else:
+                stack.pop()
 
     def walk_commit(cid: str, where: str) -> None:
         stack = [cid]

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 import blake3
 
+from .backends.base import Backend
 from .errors import IntegrityError, ObjectMissing
 
 FORMAT_VERSION = 1
@@ -143,7 +144,7 @@ def parse_index(index: bytes, index_hash: bytes, pack_id: bytes, pack_size: int,
     return out
 
 
-def read_pack_index(backend, pack_id: bytes) -> tuple[int, list[tuple[bytes, BlobLocation]]]:
+def read_pack_index(backend: Backend, pack_id: bytes) -> tuple[int, list[tuple[bytes, BlobLocation]]]:
     """Read a pack's own index with ranged reads; returns (pack size, blobs)."""
     key = pack_key(pack_id)
     size = backend.stat(key)

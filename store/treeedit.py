@@ -38,7 +38,7 @@ class TreeEditor:
             self.root.dirty = True
 
     def _load(self, entry: dict) -> _Dir:
-        entries = {e["name"]: e for e in self.store.read_tree(entry["tree"])}
+        entries: dict[str, dict | _Dir] = {e["name"]: e for e in self.store.read_tree(entry["tree"])}
         return _Dir(entries, dict(entry))
 
     def _child_dir(self, parent: _Dir, name: str, create: bool, path: list[str]) -> _Dir:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ...store.errors import NotFound
+from ...store import history
 from ...store.names import check_name
 from .base import Request, op
 
@@ -16,21 +16,8 @@ async def repo_create(req: Request) -> dict:
 
 @op("repo.list")
 async def repo_list(req: Request) -> list:
-    refs = req.service.refs
-
-    def listing() -> list:
-        out = []
-        for info in refs.list_repos():
-            try:
-                branches = refs.list_branches(info.name)
-            except NotFound:
-                continue
-            head = branches.get("main")
-            size = req.service.store.read_commit(head).size if head else 0
-            out.append({"name": info.name, "created": info.created, "branches": sorted(branches),
-                        "head": head, "size": size})
-        return out
-    return await req.service.workers.run(listing)
+    svc = req.service
+    return await svc.workers.run(history.repo_summaries, svc.store, svc.refs)
 
 
 @op("repo.delete")

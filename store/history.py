@@ -1,0 +1,214 @@
+"""History queries: what a ref names, what a commit holds at a path, a
+branch's log, what changed between two commits, and where a commit came from.
+
+Plain synchronous functions over a :class:`Store` and its :class:`Refs` (no
+trio): the socket handlers call them in worker threads, and a script or a
+test can call them directly.  Trees are read through the one tree walker,
+:mod:`trunkfs.store.walk`.  The dicts they return are the JSON results of the
+socket's read operations (docs/protocol.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from . import walk
+from .diff import diff_trees
+from .errors import InvalidArgument, NotFound
+from .names import join_path
+from .objects import DIR, FILE, SYMLINK, Commit
+from .refs import Refs
+from .store import Store
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """What a ref of a repo names: a commit (None for a branch without
+    commits) and the branch (None when the ref named a commit)."""
+
+    repo: str
+    commit: str | None
+    branch: str | None
+
+
+def resolve(refs: Refs, repo: str, ref: str | None) -> Resolved:
+    """A branch name or a commit id (or unique prefix) of ``repo``."""
+    commit, branch = refs.resolve(repo, ref)
+    return Resolved(repo, commit, branch)
+
+
+def empty_root() -> dict:
+    """The root of a branch that has no commits yet: an empty directory."""
+    return {"name": "", "type": DIR, "mode": 0o755, "mtime": 0, "tree": None,
+            "size": 0, "files": 0, "dirs": 0}
+
+
+def root_of(store: Store, commit_id: str | None) -> dict:
+    """A commit's root directory as a tree entry (empty for no commit)."""
+    return store.read_commit(commit_id).root_entry() if commit_id else empty_root()
+
+
+def lookup(store: Store, at: Resolved, parts: list[str]) -> dict:
+    """The entry at ``parts`` in the commit ``at`` names; NotFound saying
+    which part of ``repo:/path`` is missing or not a directory."""
+    return walk.lookup(store, root_of(store, at.commit), parts, where=f"{at.repo}:")
+
+
+def lookup_file(store: Store, at: Resolved, parts: list[str]) -> dict:
+    """Like :func:`lookup`, but InvalidArgument unless the entry is a file."""
+    entry = lookup(store, at, parts)
+    if entry["type"] != FILE:
+        kind = "directory" if entry["type"] == DIR else entry["type"]
+        raise InvalidArgument(f"{at.repo}:{join_path(parts)} is a {kind}, not a file")
+    return entry
+
+
+# -- listing and reading -----------------------------------------------------------
+
+def entry_summary(entry: dict) -> dict:
+    """What ``ls`` says of one entry."""
+    out = {"name": entry["name"], "type": entry["type"], "mode": entry.get("mode"),
+           "mtime": entry.get("mtime")}
+    if entry["type"] in (FILE, DIR):
+        out["size"] = entry.get("size", 0)
+    if entry["type"] == DIR:
+        out["files"] = entry.get("files", 0)
+    if entry["type"] == SYMLINK:
+        out["target"] = entry.get("target")
+    return out
+
+
+@dataclass
+class Listing:
+    """``ls``: the entries of a directory by name, or the one entry at a
+    path that is not a directory."""
+
+    commit: str | None
+    path: str
+    entries: list[dict] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        return {"commit": self.commit, "path": self.path, "entries": self.entries}
+
+
+def list_path(store: Store, at: Resolved, parts: list[str]) -> Listing:
+    entry = lookup(store, at, parts)
+    if not walk.is_dir(entry):
+        return Listing(at.commit, join_path(parts), [entry_summary(entry)])
+    return Listing(at.commit, join_path(parts),
+                   [entry_summary(e) for _, e in walk.children(store, entry)])
+
+
+def entries_below(store: Store, entry: dict) -> Iterator[tuple[str, dict]]:
+    """``(relative path, entry)`` of ``entry`` itself (path ``""``) and, for
+    a directory, of everything below it: parents before children, by name."""
+    yield "", entry
+    for path, e in walk.walk(store, entry):
+        yield path[1:], e
+
+
+# -- commits ----------------------------------------------------------------------
+
+def commit_summary(commit_id: str, commit: Commit) -> dict:
+    """What ``log`` and ``show`` say of one commit."""
+    return {"id": commit_id, "repo": commit.repo, "parents": commit.parents,
+            "message": commit.message, "author": commit.author, "time": commit.time,
+            "origin": commit.origin, "provenance": commit.provenance, "tree": commit.tree,
+            "size": commit.size, "files": commit.files}
+
+
+def log(store: Store, commit_id: str | None, limit: int = 0) -> list[dict]:
+    """Commits from ``commit_id`` back along first parents, newest first
+    (all of them when ``limit`` is 0)."""
+    out: list[dict] = []
+    cur = commit_id
+    while cur and (not limit or len(out) < limit):
+        commit = store.read_commit(cur)
+        out.append(commit_summary(cur, commit))
+        cur = commit.parents[0] if commit.parents else None
+    return out
+
+
+def show(store: Store, at: Resolved) -> dict:
+    """The commit ``at`` names, with the branch it was named by (if any)."""
+    if at.commit is None:
+        raise NotFound(f"branch {at.repo}@{at.branch} has no commits yet")
+    out = commit_summary(at.commit, store.read_commit(at.commit))
+    out["branch"] = at.branch
+    return out
+
+
+# -- changes ----------------------------------------------------------------------
+
+@dataclass
+class Diff:
+    """The files and symlinks that differ from one commit to another:
+    ``(status, path)`` with status ``A``, ``M`` or ``D``."""
+
+    old: str | None
+    new: str | None
+    changes: list[tuple[str, str]] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        return {"from": self.old, "to": self.new,
+                "changes": [{"status": s, "path": p} for s, p in self.changes]}
+
+
+def diff_commits(store: Store, old: str | None, new: str | None) -> Diff:
+    t_old = store.read_commit(old).tree if old else None
+    t_new = store.read_commit(new).tree if new else None
+    return Diff(old, new, list(diff_trees(store, t_old, t_new)))
+
+
+def commit_changes(store: Store, commit_id: str | None) -> Diff:
+    """What a commit changed against its first parent (everything, for a
+    first commit)."""
+    parents = store.read_commit(commit_id).parents if commit_id else []
+    return diff_commits(store, parents[0] if parents else None, commit_id)
+
+
+def diff(store: Store, refs: Refs, repo: str, ref1: str, ref2: str | None) -> Diff:
+    """From ``ref1`` to ``ref2``; without ``ref2``, what ``ref1`` changed."""
+    old, _ = refs.resolve(repo, ref1)
+    if ref2 is None:
+        return commit_changes(store, old)
+    new, _ = refs.resolve(repo, ref2)
+    return diff_commits(store, old, new)
+
+
+# -- provenance and repos --------------------------------------------------------------
+
+def provenance(store: Store, at: Resolved) -> list[dict]:
+    """The commit ``at`` names and every commit upstream it was derived
+    from, depth first through the pipeline DAG, each once."""
+    out: list[dict] = []
+    stack: list[tuple[str, str | None, int]] = [(at.repo, at.commit, 0)]
+    seen: set[str] = set()
+    while stack:
+        repo, cid, depth = stack.pop()
+        if not cid or cid in seen:
+            continue
+        seen.add(cid)
+        commit = store.read_commit(cid)
+        out.append({"depth": depth, "repo": repo, "commit": cid, "origin": commit.origin,
+                    "provenance": commit.provenance})
+        for p in reversed(commit.provenance):
+            stack.append((p["repo"], p["commit"], depth + 1))
+    return out
+
+
+def repo_summaries(store: Store, refs: Refs) -> list[dict]:
+    """Every repo with its branches, the head of main and that head's size
+    (a repo deleted while listing is left out)."""
+    out: list[dict] = []
+    for info in refs.list_repos():
+        try:
+            branches = refs.list_branches(info.name)
+        except NotFound:
+            continue
+        head = branches.get("main")
+        size = store.read_commit(head).size if head else 0
+        out.append({"name": info.name, "created": info.created, "branches": sorted(branches),
+                    "head": head, "size": size})
+    return out
