@@ -182,6 +182,13 @@ async def test_put_then_read_it_back(peer: Peer) -> None:
                                "mtime": 1_700_000_000_000_000_000, "size": 8}, b"x,y\n1,2\n")
     assert heads["sub/big.bin"][1] == BIG
     assert heads["link"][0]["target"] == "a.csv"
+    reply, entries = await peer.get("raw")
+    assert reply == {"commit": cid, "type": "dir", "size": len(BIG) + 14, "files": 3}
+    commit = await peer.svc.workers.run(peer.svc.store.read_commit, cid)
+    assert entries[0] == ({"path": "", "type": "dir", "mode": 0o755,
+                           "mtime": int(commit.time * 1e9)}, None), "the root is the commit's root entry"
+    assert [h["path"] for h, _ in entries[1:]] == [
+        "data", "data/a.csv", "data/link", "data/sub", "data/sub/big.bin", "readme.txt"]
     reply, entries = await peer.get("raw", "/readme.txt", file_only=True)
     assert reply == {"commit": cid, "type": "file", "size": 6, "files": 1}
     assert [(h["path"], data) for h, data in entries] == [("", b"hello\n")]
