@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import os
+from collections.abc import Awaitable
 from typing import Any
 
 import pyfuse3
@@ -82,10 +83,10 @@ class CommitView(View):
         fh = self.parts.handles.add(OpenFile(inode, ChunkReader.of_entry(self.parts.cache, entry), entry))
         return pyfuse3.FileInfo(fh=fh, keep_cache=True)
 
-    async def read(self, handle: Handle, off: int, size: int) -> bytes | memoryview:
+    def read(self, handle: Handle, off: int, size: int) -> Awaitable[bytes | memoryview]:
         if not isinstance(handle, OpenFile) or handle.reader is None:
             raise fuse_error(errno.EBADF)
-        return await handle.reader.read(off, size)
+        return handle.reader.read(off, size)   # the hot path: no coroutine of its own
 
     async def readlink(self, inode: Inode) -> bytes:
         entry = _entry(inode)

@@ -199,7 +199,9 @@ class TrunkOperations(pyfuse3.Operations):
 
     @fuse_errors
     async def read(self, fh: int, off: int, size: int) -> bytes:
-        handle = self._handle(fh)
+        handle = self.handles.get(fh)
+        if handle is None:
+            raise fuse_error(errno.EBADF)
         # a memoryview into a cached chunk saves a copy: pyfuse3 takes any buffer
         return cast(bytes, await handle.inode.view.read(handle, off, size))
 

@@ -114,7 +114,9 @@ class View:
     async def open(self, inode: Inode, flags: int) -> pyfuse3.FileInfo:
         raise fuse_error(errno.EISDIR)
 
-    async def read(self, handle: Handle, off: int, size: int) -> bytes | memoryview:
+    def read(self, handle: Handle, off: int, size: int) -> Awaitable[bytes | memoryview]:
+        """The bytes [off, off + size) of an open file (awaited by the caller:
+        a view may hand over its reader's coroutine, one call less per read)."""
         raise fuse_error(errno.EBADF)
 
     async def readlink(self, inode: Inode) -> bytes:

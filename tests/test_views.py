@@ -63,9 +63,10 @@ class PutFiles:
 class Mount:
     """The Operations object and the service parts it was built from."""
 
-    def __init__(self, ops: TrunkOperations, service) -> None:
+    def __init__(self, ops: TrunkOperations, service, state: str) -> None:
         self.ops = ops
         self.svc = service
+        self.data_dir = os.path.join(state, "staging", "data")   # staged files' bytes
 
     async def create_repo(self, name: str) -> None:
         await self.svc.workers.run(self.svc.refs.create_repo, name)
@@ -130,7 +131,7 @@ async def mount(tmp_path, nursery):
     ops = TrunkOperations(store, service.refs, service.heads, service.workers.run, cache,
                           service.staging, uid=UID, gid=GID)
     try:
-        yield Mount(ops, service)
+        yield Mount(ops, service, config.state)
     finally:
         cache.close()
         service.staging.close()
@@ -299,7 +300,7 @@ async def test_an_open_handle_survives_unlink(mount):
     await mount.ops.write(fh, 12, b" and more")
     assert bytes(await mount.ops.read(fh, 0, 100)) == b"staged bytes and more"
     assert (await mount.ops.getattr(ino, CTX)).st_nlink == 0
-    data_dir = mount.svc.staging.data_dir
+    data_dir = mount.data_dir
     assert os.listdir(data_dir), "the unlinked file's data stays while it is open"
     await mount.ops.release(fh)
     assert not os.listdir(data_dir), "the last release removes the unlinked file's data"
