@@ -1,5 +1,5 @@
 """One branch's staging area: the staged nodes in memory, every change
-journaled, file data in sparse files under ``<state>/staging/data``.
+journaled in batches; file data goes to the data files (``datafiles``).
 
 All methods run on the daemon's event loop thread (they never block for
 long: a journal batch, a pwrite into the page cache).  Commits freeze the
@@ -10,13 +10,13 @@ the next commit.
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 
 import trio
 
+from .datafiles import DataFiles
 from .journal import Batch, Journal, area_prefix
 from .nodes import FOLLOW, DirNode, FileNode, LinkNode, Node, node_from_entry, node_from_record, now_ns
 
@@ -26,11 +26,11 @@ GROUP_COMMIT_S = 0.05
 
 
 class StagingArea:
-    def __init__(self, repo: str, branch: str, journal: Journal, data_dir: str) -> None:
+    def __init__(self, repo: str, branch: str, journal: Journal, datafiles: DataFiles) -> None:
         self.repo = repo
         self.branch = branch
         self.journal = journal
-        self.data_dir = data_dir
+        self.datafiles = datafiles
         self.prefix = area_prefix(repo, branch)
         self.root: DirNode | None = None
         self.epoch = 0                 # bumped whenever a node may have moved or gone
@@ -73,7 +73,7 @@ class StagingArea:
             batch = Batch(self.prefix)
             for nid in stray:
                 batch.drop_node(nid)
-                self._remove_data(nid)
+                self.datafiles.remove(nid)
             self.journal.write(batch)
         log.info("staging of %s: %d staged nodes", self.where, len(reachable))
 
@@ -90,7 +90,7 @@ class StagingArea:
     # -- commit freeze -----------------------------------------------------------
 
     @asynccontextmanager
-    async def mutation(self):
+    async def mutation(self) -> AsyncIterator[None]:
         """Around every change: waits while a commit runs."""
         while self.committing is not None:
             await self.committing.wait()
@@ -158,16 +158,20 @@ class StagingArea:
             self.journal.sync()
 
     def ensure_root(self, entry: dict | None) -> DirNode:
+        """The staged root directory, made (over ``entry``, the head's root) on first use."""
         if self.root is None:
             batch = self._batch()
             nid = self.journal.new_id(batch)
             if entry is not None:
-                self.root = node_from_entry(nid, dict(entry, type="dir"))
+                root = node_from_entry(nid, dict(entry, type="dir"))
+                assert isinstance(root, DirNode)
             else:
                 t = now_ns()
-                self.root = DirNode(nid, "dir", 0o755, mtime=t, ctime=t, lower=FOLLOW)
-            batch.node(self._record(self.root))
+                root = DirNode(nid, "dir", 0o755, mtime=t, ctime=t, lower=FOLLOW)
+            self.root = root
+            batch.node(self._record(root))
             self._write()
+            return root
         return self.root
 
     def _record(self, node: Node) -> dict:
@@ -216,16 +220,18 @@ class StagingArea:
         return node
 
     def new_node(self, kind: str, mode: int, uid: int, gid: int, target: str = "") -> Node:
+        """A fresh node, not in the tree yet (see :meth:`link`)."""
         t = now_ns()
         batch = self._batch()
         nid = self.journal.new_id(batch)
-        common = dict(id=nid, kind=kind, mode=mode & 0o7777, uid=uid, gid=gid, mtime=t, ctime=t)
+        mode &= 0o7777
+        node: Node
         if kind == "dir":
-            node: Node = DirNode(**common, lower=None)
+            node = DirNode(nid, kind, mode, uid, gid, mtime=t, ctime=t, lower=None)
         elif kind == "symlink":
-            node = LinkNode(**common, target=target)
+            node = LinkNode(nid, kind, mode, uid, gid, mtime=t, ctime=t, target=target)
         else:
-            node = FileNode(**common)
+            node = FileNode(nid, kind, mode, uid, gid, mtime=t, ctime=t)
         self._write()  # the id counter, when it moved
         return node
 
@@ -318,38 +324,20 @@ class StagingArea:
             elif isinstance(n, FileNode):
                 self._dirty_files.discard(n)
                 if n.opens == 0:
-                    self.release_data(n)
+                    self.datafiles.release(n)
 
-    # -- file data -------------------------------------------------------------------
-
-    def _data_path(self, nid: int) -> str:
-        return os.path.join(self.data_dir, str(nid))
+    # -- file data (the bytes go to ``datafiles``, the ranges to the node) --------
 
     def data_fd(self, node: FileNode) -> int:
-        """The node's data file, opened on first use.  A committed file
-        written after it was unlinked has a negative id: its data file lives
-        only as long as its handles (``release_data``)."""
-        if node.fd is None:
-            node.fd = os.open(self._data_path(node.id), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        return node.fd
-
-    def _remove_data(self, nid: int) -> None:
-        try:
-            os.unlink(self._data_path(nid))
-        except FileNotFoundError:
-            pass
+        """The node's data file, opened on first use."""
+        return self.datafiles.fd(node)
 
     def release_data(self, node: FileNode) -> None:
         """Close a file node's data file; remove it once the node is gone."""
-        if node.fd is not None:
-            os.close(node.fd)
-            node.fd = None
-        if not node.linked:
-            self._remove_data(node.id)
+        self.datafiles.release(node)
 
     def write(self, node: FileNode, off: int, data: bytes) -> int:
-        fd = self.data_fd(node)
-        n = os.pwrite(fd, data, off)
+        n = self.datafiles.write(node, off, data)
         if n:
             node.add_extent(off, off + n)
             if off + n > node.size:
@@ -360,36 +348,24 @@ class StagingArea:
 
     def truncate(self, node: FileNode, size: int) -> None:
         if size < node.size and (node.fd is not None or node.extents):
-            fd = self.data_fd(node)
-            if os.fstat(fd).st_size > size:
-                os.ftruncate(fd, size)
+            self.datafiles.shrink(node, size)
         node.truncate(size)
         node.mtime = node.ctime = now_ns()
         self.save(node)
 
     def fsync(self, node: FileNode, datasync: bool = False) -> None:
         """fsync(2): the data file (whichever handle wrote it), then the journal."""
-        if node.fd is None and node.extents:
-            self.data_fd(node)
-        if node.fd is not None:
-            if datasync:
-                os.fdatasync(node.fd)
-            else:
-                os.fsync(node.fd)
+        self.datafiles.fsync(node, datasync)
         self.save(node, sync=True)
 
     def read_data(self, node: FileNode, off: int, n: int, fd: int | None = None) -> bytes:
         """Bytes of the data file (holes and the part past its end read as zeros)."""
-        data = os.pread(self.data_fd(node) if fd is None else fd, n, off)
-        return data if len(data) == n else data + bytes(n - len(data))
+        return self.datafiles.read(node, off, n, fd)
 
     def open_data(self, node: FileNode) -> int | None:
         """A descriptor of its own on a node's data file (for a commit's
         worker thread: the node's own descriptor belongs to the event loop)."""
-        try:
-            return os.open(self._data_path(node.id), os.O_RDONLY | os.O_CLOEXEC)
-        except FileNotFoundError:
-            return None
+        return self.datafiles.open_reader(node)
 
     # -- after a commit or a discard ----------------------------------------------------
 
@@ -399,9 +375,9 @@ class StagingArea:
             node.linked = False
             if isinstance(node, FileNode):
                 if node.opens == 0:
-                    self.release_data(node)
+                    self.datafiles.release(node)
                 else:
-                    self._remove_data(node.id)  # the open fd keeps it readable
+                    self.datafiles.remove(node.id)  # the open fd keeps it readable
         self._dirty_files.clear()
         self._pending = None
         self.journal.clear_area(self.repo, self.branch)

@@ -1,10 +1,11 @@
-"""Turning a staging area into trees (commit) and into a change list (status).
+"""Turning a staging area into tree entries and trees, for a commit.
 
 Runs in a worker thread on a frozen area.  Files are cut again only around
 their written ranges (``store.rechunk``); a file with no base is ingested
 whole; a file with only new metadata keeps its chunks.  Directories are
-written bottom-up over the branch head's trees, so a commit replays the
-staged changes on whatever the head is when it lands.
+written bottom-up over the branch head's trees (resolved through
+:mod:`.overlay`), so a commit replays the staged changes on whatever the
+head is when it lands.  The status diff is :mod:`.status`.
 """
 
 from __future__ import annotations
@@ -15,15 +16,14 @@ import logging
 import os
 from collections.abc import Callable
 
-from ..store.diff import diff_trees
 from ..store.objects import DIR, entry_files, entry_size
 from ..store.rechunk import rechunk
 from ..store.store import Store
-from ..store.walk import listing
 from ..store.writer import WriteSession
 from .area import StagingArea
+from .datafiles import DataFiles
 from .nodes import DirNode, FileNode, LinkNode, Node
-from .overlay import lower_of
+from .overlay import children
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +47,7 @@ class BaseReader:
         return data
 
     def read(self, off: int, end: int) -> bytes:
+        """The base bytes [off, end) (fewer past the base's end)."""
         parts = []
         i = bisect.bisect_right(self.starts, off) - 1
         while off < end and i < len(self.chunks):
@@ -59,14 +60,17 @@ class BaseReader:
         return b"".join(parts)
 
 
-def file_reader(area: StagingArea, store: Store, node: FileNode, fd: int | None) -> Callable[[int, int], bytes]:
+def file_reader(datafiles: DataFiles, store: Store, node: FileNode,
+                fd: int | None) -> Callable[[int, int], bytes]:
+    """``read(off, n)`` of a staged file's content: written ranges from its
+    data file (through ``fd``), the rest from its base chunks or zeros."""
     base = BaseReader(store, node.base_chunks)
 
     def read(off: int, n: int) -> bytes:
         out = []
         for kind, s, e in node.pieces(off, min(off + n, node.size)):
             if kind == "data":
-                out.append(area.read_data(node, s, e - s, fd) if fd is not None else bytes(e - s))
+                out.append(datafiles.read(node, s, e - s, fd) if fd is not None else bytes(e - s))
             elif kind == "base":
                 out.append(base.read(s, e))
             else:
@@ -75,20 +79,22 @@ def file_reader(area: StagingArea, store: Store, node: FileNode, fd: int | None)
     return read
 
 
-def file_chunks(area: StagingArea, store: Store, session: WriteSession, node: FileNode,
+def file_chunks(datafiles: DataFiles, store: Store, session: WriteSession, node: FileNode,
                 progress: Callable[[int], None] | None = None) -> list:
+    """A staged file's chunk list: its base's when only metadata changed,
+    else cut again around the changed ranges (or whole, without a base)."""
     if not node.content_changed:
         return node.base_chunks
-    fd = area.open_data(node) if node.extents else None
+    fd = datafiles.open_reader(node) if node.extents else None
     try:
-        return _file_chunks(area, store, session, node, file_reader(area, store, node, fd), progress)
+        return _file_chunks(session, node, file_reader(datafiles, store, node, fd), progress)
     finally:
         if fd is not None:
             os.close(fd)
 
 
-def _file_chunks(area: StagingArea, store: Store, session: WriteSession, node: FileNode,
-                 read: Callable[[int, int], bytes], progress: Callable[[int], None] | None) -> list:
+def _file_chunks(session: WriteSession, node: FileNode, read: Callable[[int, int], bytes],
+                 progress: Callable[[int], None] | None) -> list:
     if node.base_limit == 0 or not node.base_chunks:
         ingest = session.ingest()
         for off in range(0, node.size, READ_BLOCK):
@@ -120,115 +126,26 @@ def file_entries(area: StagingArea, store: Store, session: WriteSession,
     out: dict[int, dict] = {}
     for node in area.walk():
         if isinstance(node, FileNode):
-            chunks = file_chunks(area, store, session, node, progress)
+            chunks = file_chunks(area.datafiles, store, session, node, progress)
             out[node.id] = dict(node.entry_meta(), size=node.size, chunks=chunks)
         elif isinstance(node, LinkNode):
             out[node.id] = dict(node.entry_meta(), target=node.target)
     return out
 
 
-def _listing(store: Store, entry: dict | None) -> dict[str, dict]:
-    return listing(store, entry)
-
-
 def build_tree(area: StagingArea, store: Store, session: WriteSession, head_root: dict | None,
                entries: dict[int, dict]) -> dict:
-    """Write the trees of the staged view over ``head_root``; returns the root entry."""
+    """Write the trees of the staged view over ``head_root``; returns the
+    root entry.  ``entries`` are the staged files' and symlinks' entries
+    (:func:`file_entries`); the area must have a root."""
     def build(node: DirNode, followed: dict | None) -> dict:
-        lower = _listing(store, lower_of(node, followed))
-        listing = [dict(build(x, lower.get(name)), name=name) if isinstance(x, DirNode)
+        listing = [dict(build(x, under), name=name) if isinstance(x, DirNode)
                    else dict(entries[x.id], name=name) if isinstance(x, Node) else x
-                   for name, x in node.overlay(lower).items()]
+                   for name, (x, under) in children(store, node, followed).items()]
         return dict(node.entry_meta(), tree=session.put_tree(listing),
                     size=sum(entry_size(e) for e in listing),
                     files=sum(entry_files(e) for e in listing),
                     dirs=sum(e["type"] == DIR for e in listing))
+    if area.root is None:
+        raise ValueError(f"nothing is staged in {area.where}")
     return build(area.root, head_root)
-
-
-# -- status ----------------------------------------------------------------------------
-
-
-def _same(node: Node, head: dict) -> bool:
-    """Whether a staged file or symlink equals a committed entry."""
-    if head.get("type") != node.kind:
-        return False
-    meta = node.entry_meta()
-    for key in ("mode", "uid", "gid", "xattrs"):
-        if meta.get(key) != head.get(key) and not (key == "mode" and meta["mode"] == (head.get("mode") or 0)):
-            return False
-    if isinstance(node, LinkNode):
-        return node.target == head.get("target")
-    assert isinstance(node, FileNode)
-    return not node.content_changed and node.base_chunks == head.get("chunks", []) \
-        and meta["mtime"] == head.get("mtime")
-
-
-def changes(area: StagingArea, store: Store, head_root: dict | None) -> list[tuple[str, str]]:
-    """[(A|M|D, path)] of the staged view against the head, sorted by path."""
-    out: list[tuple[str, str]] = []
-
-    def every(entry_or_node, path: str, code: str, followed: dict | None = None) -> None:
-        if isinstance(entry_or_node, DirNode):
-            listing = merged_listing(entry_or_node, followed)
-            if not listing:
-                out.append((code, path + "/"))
-            for name, child in sorted(listing.items()):
-                every(child[0], f"{path}/{name}", code, child[1])
-        elif isinstance(entry_or_node, dict) and entry_or_node["type"] == DIR:
-            listing = _listing(store, entry_or_node)
-            if not listing:
-                out.append((code, path + "/"))
-            for name, e in sorted(listing.items()):
-                every(e, f"{path}/{name}", code)
-        else:
-            out.append((code, path))
-
-    def merged_listing(node: DirNode, followed: dict | None) -> dict[str, tuple]:
-        lower = _listing(store, lower_of(node, followed))
-        return {name: (x, lower.get(name) if isinstance(x, Node) else None)
-                for name, x in node.overlay(lower).items()}
-
-    def compare(node: DirNode, followed: dict | None, head: dict | None, path: str) -> None:
-        merged = merged_listing(node, followed)
-        heads = _listing(store, head)
-        if head is not None and head.get("type") == DIR:
-            meta = node.entry_meta()
-            if path and (meta["mode"] != (head.get("mode") or 0) or meta.get("uid") != head.get("uid")
-                         or meta.get("gid") != head.get("gid")):
-                out.append(("M", path + "/"))
-        for name in sorted(set(merged) | set(heads)):
-            child_path = f"{path}/{name}" if path else name
-            h = heads.get(name)
-            if name not in merged:
-                every(h, child_path, "D")
-                continue
-            m, followed_child = merged[name]
-            if isinstance(m, dict):
-                if h == m:
-                    continue
-                if h is None:
-                    every(m, child_path, "A")
-                elif m["type"] == DIR and h["type"] == DIR:
-                    out.extend(diff_trees(store, h["tree"], m["tree"], child_path))
-                else:
-                    out.append(("M", child_path))
-                continue
-            if isinstance(m, DirNode):
-                if h is not None and h.get("type") == DIR:
-                    compare(m, followed_child, h, child_path)
-                else:
-                    if h is not None:
-                        every(h, child_path, "D")
-                    every(m, child_path, "A", followed_child)
-            elif h is None:
-                out.append(("A", child_path))
-            elif h.get("type") == DIR:
-                every(h, child_path, "D")
-                out.append(("A", child_path))
-            elif not _same(m, h):
-                out.append(("M", child_path))
-
-    if area.root is not None:
-        compare(area.root, head_root, head_root if head_root else None, "")
-    return sorted(out, key=lambda c: c[1])

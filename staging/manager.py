@@ -1,9 +1,10 @@
 """Every branch's staging area, and the discard of staged paths.
 
 The manager owns the journal (``<state>/staging/journal``) and the data
-files (``<state>/staging/data``), and writes journal batches in groups.  A
-commit of an area is a ``staging.commit.StagedChange`` that the daemon's
-commit path applies; the status diff is ``staging.build.changes``.
+files (``<state>/staging/data``, :mod:`.datafiles`), and writes journal
+batches in groups.  A commit of an area is a ``staging.commit.StagedChange``
+that the daemon's commit path applies; the status diff is
+``staging.status.changes``.
 """
 
 from __future__ import annotations
@@ -12,39 +13,41 @@ import logging
 import os
 from collections.abc import Callable
 
-from ..store.errors import InvalidArgument, NotFound
-from ..store.names import split_path
 import trio
 
+from ..store.errors import InvalidArgument, NotFound
+from ..store.names import split_path
 from .area import GROUP_COMMIT_S, StagingArea
+from .datafiles import DataFiles
 from .journal import Journal
-from .nodes import DirNode
+from .nodes import DirNode, Node
+
+HeadTree = Callable[[str, str], "str | None"]
 
 log = logging.getLogger(__name__)
 
 
 class StagingManager:
-    def __init__(self, state_dir: str, head_tree: "Callable[[str, str], str | None] | None" = None) -> None:
+    """``head_tree(repo, branch)`` tells a branch head's root tree id (None
+    without commits); loading an area asks it to finish a commit that was
+    cut short after it moved the branch."""
+
+    def __init__(self, state_dir: str, head_tree: HeadTree | None = None) -> None:
         self.head_tree = head_tree
         self.dir = os.path.join(state_dir, "staging")
-        self.data_dir = os.path.join(self.dir, "data")
-        os.makedirs(self.data_dir, mode=0o700, exist_ok=True)
+        self.datafiles = DataFiles(os.path.join(self.dir, "data"))
         self.journal = Journal(os.path.join(self.dir, "journal"))
         self.areas: dict[tuple[str, str], StagingArea] = {}
         self._clean_data()
 
     def _clean_data(self) -> None:
         """Remove data files no journaled node owns (left by a crash)."""
-        owned: set[str] = set()
+        owned: set[int] = set()
         for repo, branch in self.journal.areas():
-            area = self.area(repo, branch)
-            owned.update(str(n.id) for n in area.walk())
-        for name in os.listdir(self.data_dir):
-            if name not in owned:
-                try:
-                    os.unlink(os.path.join(self.data_dir, name))
-                except OSError as exc:
-                    log.warning("cannot remove stale staging file %s: %s", name, exc)
+            owned.update(n.id for n in self.area(repo, branch).walk())
+        removed = self.datafiles.remove_unowned(owned)
+        if removed:
+            log.info("removed %d staging data files no staged node owns", removed)
 
     def close(self) -> None:
         for area in self.areas.values():
@@ -55,8 +58,9 @@ class StagingManager:
         key = (repo, branch)
         area = self.areas.get(key)
         if area is None:
-            area = StagingArea(repo, branch, self.journal, self.data_dir)
-            area.load((lambda: self.head_tree(repo, branch)) if self.head_tree else None)
+            area = StagingArea(repo, branch, self.journal, self.datafiles)
+            head_tree = self.head_tree
+            area.load((lambda: head_tree(repo, branch)) if head_tree is not None else None)
             self.areas[key] = area
         return area
 
@@ -64,7 +68,7 @@ class StagingManager:
         for area in self.areas.values():
             area.flush_files(sync)
 
-    async def run(self, task_status=trio.TASK_STATUS_IGNORED) -> None:
+    async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Write changes waiting for the journal (group commit)."""
         task_status.started()
         while True:
@@ -88,7 +92,7 @@ class StagingManager:
                 parts = split_path(path)
                 if not parts:
                     raise InvalidArgument("discard: name a path below the repo root, or none for all")
-                node = area.root
+                node: Node | None = area.root
                 for name in parts[:-1]:
                     node = node.delta.get(name) if isinstance(node, DirNode) else None
                 if not isinstance(node, DirNode) or parts[-1] not in node.delta:

@@ -1,6 +1,6 @@
 """The overlay resolver: what a staged directory shows over the committed one
 beneath it.  The mount (reads of branch views), the commit build and the
-status diff all resolve staged directories through these two functions.
+status diff all resolve staged directories through these functions.
 
 A staged directory's lower directory is, by ``DirNode.lower``: ``FOLLOW``,
 the same path in the branch head (``followed``, the entry its parent's
@@ -25,3 +25,12 @@ def lower_of(node: DirNode, followed: dict | None) -> dict | None:
 def merged(store: Store, node: DirNode, followed: dict | None) -> dict[str, Node | dict]:
     """The staged directory's entries: the lower listing with the delta over it."""
     return node.overlay(listing(store, lower_of(node, followed)))
+
+
+def children(store: Store, node: DirNode, followed: dict | None
+             ) -> dict[str, tuple[Node | dict, dict | None]]:
+    """The staged directory's entries (as :func:`merged`), each with the
+    committed entry its lower directory has under that name: what a staged
+    subdirectory that follows resolves against (``followed`` one level down)."""
+    lower = listing(store, lower_of(node, followed))
+    return {name: (x, lower.get(name)) for name, x in node.overlay(lower).items()}

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import Daemon
+from .conftest import Daemon, wait_for
 
 
 def status(d: Daemon, spec: str = "r") -> list[tuple[str, str]]:
@@ -53,13 +53,13 @@ def test_status_commit_discard(mounted, workdir):
     os.unlink(view / "gone.txt")
     os.makedirs(view / "new" / "deep")
     (view / "new" / "deep" / "file").write_bytes(b"x" * 5000)
-    assert status(d) == [("M", "edit.txt"), ("D", "gone.txt"), ("A", "new/deep/file")]
-    assert d.cli("status", "r").out.splitlines() == ["M edit.txt", "D gone.txt", "A new/deep/file"]
+    assert status(d) == [("M", "/edit.txt"), ("D", "/gone.txt"), ("A", "/new/deep/file")]
+    assert d.cli("status", "r").out.splitlines() == ["M /edit.txt", "D /gone.txt", "A /new/deep/file"]
 
     # discard one path: the committed version shows again
     d.cli("discard", "r", "gone.txt")
     assert (view / "gone.txt").read_text() == "bye\n"
-    assert status(d) == [("M", "edit.txt"), ("A", "new/deep/file")]
+    assert status(d) == [("M", "/edit.txt"), ("A", "/new/deep/file")]
     assert d.cli("discard", "r", "no/such/path", check=False).returncode != 0
 
     info = d.cli("commit", "r", "-m", "edit", "--json").json()
@@ -97,8 +97,8 @@ def test_other_branches_and_put_rm_next_to_staging(mounted, workdir):
     d.cli("branch", "create", "r@dev")
     (d.mount / "r@dev" / "dev-only").write_text("dev")
     (d.mount / "r" / "staged.txt").write_text("staged")
-    assert status(d, "r@dev") == [("A", "dev-only")]
-    assert status(d, "r") == [("A", "staged.txt")]
+    assert status(d, "r@dev") == [("A", "/dev-only")]
+    assert status(d, "r") == [("A", "/staged.txt")]
     # put and rm move main; the staged file stays, and shows next to them
     (workdir / "c.txt").write_text("c1")
     d.cli("put", "r", str(workdir / "c.txt"))
@@ -107,7 +107,7 @@ def test_other_branches_and_put_rm_next_to_staging(mounted, workdir):
     while sorted(os.listdir(d.mount / "r")) != ["a.txt", "c.txt", "staged.txt"]:
         assert time.monotonic() < deadline, os.listdir(d.mount / "r")
         time.sleep(0.1)
-    assert status(d, "r") == [("A", "staged.txt")]
+    assert status(d, "r") == [("A", "/staged.txt")]
     cid = commit(d, "r")
     assert sorted(os.listdir(d.mount / f"r@{cid}")) == ["a.txt", "c.txt", "staged.txt"]
     dev = commit(d, "r@dev")
@@ -125,7 +125,7 @@ def test_open_handles_survive_a_commit(mounted):
     c1 = commit(d)
     f.write(b"second\n")           # the same handle, after the commit: the next commit's
     assert reader.read() == b"first\nsecond\n"
-    assert status(d) == [("M", "log.txt")]
+    assert status(d) == [("M", "/log.txt")]
     c2 = commit(d)
     f.close()
     reader.close()
@@ -180,7 +180,9 @@ def test_writes_during_a_commit_go_to_the_next_one(mounted, workdir):
     (d.mount / "r" / "big").write_bytes(blob)
     proc = subprocess.Popen([sys.executable, "-m", "trunkfs.daemon.cli", "commit", "r", "-m", "big"],
                             env=d.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    time.sleep(0.2)
+    # the daemon logs when the commit has frozen the staging area
+    wait_for(lambda: "commit of r@main: staging frozen" in d.log() or proc.poll() is not None,
+             60, "the commit to freeze the staging area")
     (d.mount / "r" / "late").write_text("late")    # waits for the commit if it is still running
     second = subprocess.Popen([sys.executable, "-m", "trunkfs.daemon.cli", "commit", "r", "-m", "again"],
                               env=d.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -196,7 +198,7 @@ def test_writes_during_a_commit_go_to_the_next_one(mounted, workdir):
     if second.returncode == 0:
         assert sorted(os.listdir(d.mount / f"r@{out2.decode().strip()}")) == ["big", "late"]
     else:
-        assert status(d) == ([("A", "late")] if names == ["big"] else [])
+        assert status(d) == ([("A", "/late")] if names == ["big"] else [])
     assert (d.mount / f"r@{first}" / "big").read_bytes() == blob
 
 
@@ -228,7 +230,7 @@ def test_full_staging_disk_gives_enospc(daemon_factory, small_state):
         assert info.value.errno == errno.ENOSPC
         assert (d.mount / "r" / "small.txt").read_text() == "still here"
         os.unlink(d.mount / "r" / "huge")
-        assert status(d) == [("A", "small.txt")]
+        assert status(d) == [("A", "/small.txt")]
         cid = commit(d)
         assert (d.mount / f"r@{cid}" / "small.txt").read_text() == "still here"
     finally:
@@ -303,7 +305,7 @@ def test_sigkill_while_committing(daemon_factory):
         now = d.cli("log", "r", "--json").json()[0]
         assert now["id"] == head or now["parents"] == [head], "the branch is at neither the old nor a new commit"
         if now["id"] == head:   # not committed: still staged, intact
-            assert (f"A", f"f{i}") in status(d)
+            assert ("A", f"/f{i}") in status(d)
             head = commit(d)
         else:
             head = now["id"]

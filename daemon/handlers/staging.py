@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import logging
+
 import trio
 
 from ...staging.area import StagingArea
-from ...staging.build import changes
+from ...staging.status import changes
 from ...staging.commit import Progress, StagedChange
 from ...store.errors import InvalidArgument, NothingToCommit
 from ..commits import CommitMeta, CommitResult
 from ..service import Service
 from .base import Request, first_error, op
+
+log = logging.getLogger(__name__)
 
 
 async def commit_area(svc: Service, area: StagingArea, meta: CommitMeta,
@@ -20,6 +24,7 @@ async def commit_area(svc: Service, area: StagingArea, meta: CommitMeta,
     async with area.frozen():
         if area.root is None and not meta.allow_empty:
             raise NothingToCommit(f"nothing to commit on {area.where}")
+        log.info("commit of %s: staging frozen; writes wait for the commit", area.where)
         change = StagedChange(area, svc.store, svc.workers.run, progress)
         try:
             result = await svc.commits.commit(area.repo, area.branch, change, meta)

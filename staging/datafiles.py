@@ -1,0 +1,105 @@
+"""The data files of staged files: ``<state>/staging/data/<node id>``.
+
+A staged file's written bytes live in a sparse file named by its node id
+(never by its path, so any path up to PATH_MAX works).  Which ranges of it
+hold data is the node's business (``FileNode.extents``); this module only
+does the file I/O.  A node keeps its open descriptor in ``FileNode.fd``,
+opened on first use and closed when its last handle is released; a
+commit's worker thread reads through a descriptor of its own
+(:meth:`DataFiles.open_reader`).  A committed file written after it was
+unlinked has a negative node id: its data file lives only as long as its
+handles.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterable
+
+from .nodes import FileNode
+
+log = logging.getLogger(__name__)
+
+
+class DataFiles:
+    """Open, read, write, truncate, fsync, release and remove data files."""
+
+    def __init__(self, directory: str) -> None:
+        self.directory = directory
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+
+    def path(self, nid: int) -> str:
+        return os.path.join(self.directory, str(nid))
+
+    def fd(self, node: FileNode) -> int:
+        """The node's data file, opened (and made) on first use."""
+        if node.fd is None:
+            node.fd = os.open(self.path(node.id), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        return node.fd
+
+    def write(self, node: FileNode, off: int, data: bytes) -> int:
+        """pwrite(2) into the node's data file; returns the bytes written."""
+        return os.pwrite(self.fd(node), data, off)
+
+    def read(self, node: FileNode, off: int, n: int, fd: int | None = None) -> bytes:
+        """``n`` bytes at ``off`` (holes and the part past the end read as
+        zeros), through ``fd`` when given, else the node's own descriptor."""
+        data = os.pread(self.fd(node) if fd is None else fd, n, off)
+        return data if len(data) == n else data + bytes(n - len(data))
+
+    def shrink(self, node: FileNode, size: int) -> None:
+        """Cut the data file to ``size`` bytes when it is longer."""
+        fd = self.fd(node)
+        if os.fstat(fd).st_size > size:
+            os.ftruncate(fd, size)
+
+    def fsync(self, node: FileNode, datasync: bool = False) -> None:
+        """fsync(2) of the node's data file, whichever handle wrote it; a node
+        without written data has nothing to sync."""
+        if node.fd is None and node.extents:
+            self.fd(node)
+        if node.fd is not None:
+            if datasync:
+                os.fdatasync(node.fd)
+            else:
+                os.fsync(node.fd)
+
+    def open_reader(self, node: FileNode) -> int | None:
+        """A read-only descriptor of its own on a node's data file (for a
+        commit's worker thread: the node's descriptor belongs to the event
+        loop); None when the node never had data.  The caller closes it."""
+        try:
+            return os.open(self.path(node.id), os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return None
+
+    def release(self, node: FileNode) -> None:
+        """Close the node's descriptor; remove the file once the node has
+        left the tree (``node.linked`` false)."""
+        if node.fd is not None:
+            os.close(node.fd)
+            node.fd = None
+        if not node.linked:
+            self.remove(node.id)
+
+    def remove(self, nid: int) -> None:
+        """Remove a data file (an open descriptor keeps it readable)."""
+        try:
+            os.unlink(self.path(nid))
+        except FileNotFoundError:
+            pass
+
+    def remove_unowned(self, owned: Iterable[int]) -> int:
+        """Remove data files no staged node owns (left by a crash); returns how many."""
+        keep = {str(nid) for nid in owned}
+        removed = 0
+        for name in os.listdir(self.directory):
+            if name in keep:
+                continue
+            try:
+                os.unlink(os.path.join(self.directory, name))
+                removed += 1
+            except OSError as exc:
+                log.warning("cannot remove stale staging file %s: %s", name, exc)
+        return removed
