@@ -166,6 +166,7 @@ class WriteSession:
         return f.finish()
 
     def put_tree(self, entries: list[dict]) -> str:
+        entries = sorted(entries, key=lambda e: e["name"])  # cached as stored: by name
         raw = encode_tree(entries)
         bid = blob_id(raw)
         self.store.remember_tree(bid, entries)
