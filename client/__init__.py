@@ -9,23 +9,32 @@ CLI starts fast)::
         print(done.commit, c.show("raw").size)
 
 See docs/client.md.  The modules: :mod:`.connection` (the framing),
-:mod:`.transfer` (the put, get and cat streams), :mod:`.results` and
-:mod:`.pipeline_results` (typed results), :mod:`.errors` (exceptions with
-the protocol's error code), :mod:`.client` (the methods).
+:mod:`.transfer` (the put, get and cat streams), :mod:`.results`,
+:mod:`.history_results` and :mod:`.pipeline_results` (typed results),
+:mod:`.errors` (exceptions with the protocol's error code), :mod:`.client`
+(the methods).  The results of history and of pipelines are imported on
+first use (see :mod:`.client`), so that a command starts without them.
 """
+
+from __future__ import annotations
 
 from .client import Client, Watch
 from .connection import FRAME_SIZE, Connection, default_socket_path
 from .errors import (AlreadyExistsError, ClientError, ConflictError, DisconnectedError,
                      InvalidArgumentError, NotFoundError, NothingToCommitError,
                      PermissionDeniedError, ProtocolError, UnavailableError, error_for)
-from .pipeline_results import (CommitEvent, DatumCounts, DatumLog, Event, JobEvent, JobInfo,
-                               JobInput, JobLogs, OtherEvent, PipelineInfo)
-from .results import (Author, BranchInfo, CacheStats, Change, CommitInfo, CommitResult,
-                      DaemonInfo, Deleted, Diff, DiscardResult, Entry, FsckReport, GetResult,
-                      Listing, Origin, ProvenanceRef, ProvenanceStep, PutResult, RepoInfo, Result,
-                      RmResult, StatsInfo, Status)
+from .results import (BranchInfo, CacheStats, CommitResult, DaemonInfo, Deleted, DiscardResult,
+                      FsckReport, GetResult, PutResult, RepoInfo, Result, RmResult, StatsInfo)
 from .transfer import Progress
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # at run time these come from __getattr__, on first use
+    from typing import Any
+
+    from .history_results import (Author, Change, CommitInfo, Diff, Entry, Listing, Origin,
+                                  ProvenanceRef, ProvenanceStep, Status)
+    from .pipeline_results import (CommitEvent, DatumCounts, DatumLog, Event, JobEvent, JobInfo,
+                                   JobInput, JobLogs, OtherEvent, PipelineInfo)
 
 __all__ = [
     "Client", "Watch", "Connection", "FRAME_SIZE", "default_socket_path", "Progress",
@@ -38,3 +47,26 @@ __all__ = [
     "StatsInfo", "ProvenanceStep", "PipelineInfo", "DatumCounts", "JobInput", "JobInfo",
     "DatumLog", "JobLogs", "CommitEvent", "JobEvent", "OtherEvent", "Event",
 ]
+
+_LAZY = {
+    **dict.fromkeys(("Author", "Change", "CommitInfo", "Diff", "Entry", "Listing", "Origin",
+                     "ProvenanceRef", "ProvenanceStep", "Status"), "history_results"),
+    **dict.fromkeys(("CommitEvent", "DatumCounts", "DatumLog", "Event", "JobEvent", "JobInfo",
+                     "JobInput", "JobLogs", "OtherEvent", "PipelineInfo"), "pipeline_results"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    """A result class of :mod:`.history_results` or :mod:`.pipeline_results`,
+    importing its module the first time one is asked for."""
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from importlib import import_module
+    value = getattr(import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})

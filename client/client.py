@@ -1,27 +1,36 @@
 """The client of the trunkfs daemon: one typed method per socket operation.
 
 A :class:`Client` holds one connection to the control socket; requests run
-one after the other on it.  Methods return the dataclasses of
+one after the other on it.  Methods return the typed results of
 :mod:`trunkfs.client.results` (each with ``raw``, the daemon's JSON) and
 raise :class:`~trunkfs.client.errors.ClientError` (with the protocol's
 error ``code``) when the daemon refuses.  ``ref`` arguments are a branch
 name, a commit id or a unique prefix of one; ``None`` means ``main``.
+
+The results of history (:mod:`.history_results`) and of pipelines
+(:mod:`.pipeline_results`) are imported by the methods that return them:
+every ``trunkfs`` command imports this module, and one that does not show
+commits or jobs (``put``, ``get``, ``repo`` ...) starts faster without them.
 """
 
 from __future__ import annotations
 
 import io
 import os
-from collections.abc import Iterator, Sequence
-from typing import Any, BinaryIO
 
 from .connection import Connection
 from .errors import DisconnectedError, ProtocolError, error_from_reply
-from .pipeline_results import Event, JobInfo, JobLogs, PipelineInfo, event_from_raw
-from .results import (BranchInfo, CommitInfo, CommitResult, DaemonInfo, Deleted, Diff,
-                      DiscardResult, FsckReport, GetResult, Listing, ProvenanceStep, PutResult,
-                      RepoInfo, Result, RmResult, StatsInfo, Status)
+from .results import (BranchInfo, CommitResult, DaemonInfo, Deleted, DiscardResult, FsckReport,
+                      GetResult, PutResult, RepoInfo, Result, RmResult, StatsInfo)
 from .transfer import Progress, local_bytes, receive_file, receive_tree, send_put_entries
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # only the type checker needs these (the CLI starts faster without them)
+    from collections.abc import Iterator, Sequence
+    from typing import Any, BinaryIO
+
+    from .history_results import CommitInfo, Diff, Listing, ProvenanceStep, Status
+    from .pipeline_results import Event, JobInfo, JobLogs, PipelineInfo
 
 
 class Client:
@@ -132,6 +141,7 @@ class Client:
     # -- reading -------------------------------------------------------------------
 
     def ls(self, repo: str, path: str = "/", *, ref: str | None = None) -> Listing:
+        from .history_results import Listing
         return Listing.from_raw(self.call("ls", repo=repo, ref=ref, path=path))
 
     def get(self, repo: str, path: str, local: str, *, ref: str | None = None,
@@ -168,23 +178,28 @@ class Client:
 
     def log(self, repo: str, *, ref: str | None = None, limit: int = 0) -> list[CommitInfo]:
         """Commits from ``ref`` back along first parents, newest first (all when ``limit`` is 0)."""
+        from .history_results import CommitInfo
         return [CommitInfo.from_raw(c) for c in self.call("log", repo=repo, ref=ref, limit=limit)]
 
     def show(self, repo: str, ref: str | None = None) -> CommitInfo:
+        from .history_results import CommitInfo
         return CommitInfo.from_raw(self.call("show", repo=repo, ref=ref))
 
     def diff(self, repo: str, ref1: str = "main", ref2: str | None = None) -> Diff:
         """Paths changed from ``ref1`` to ``ref2``; without ``ref2``, what
         ``ref1`` changed against its parent."""
+        from .history_results import Diff
         return Diff.from_raw(self.call("diff", repo=repo, ref1=ref1, ref2=ref2))
 
     def provenance(self, repo: str, ref: str | None = None) -> list[ProvenanceStep]:
         """The commit and every commit upstream it was derived from."""
+        from .history_results import ProvenanceStep
         return [ProvenanceStep.from_raw(s) for s in self.call("provenance", repo=repo, ref=ref)]
 
     # -- a branch's staging area -------------------------------------------------
 
     def status(self, repo: str, branch: str | None = None) -> Status:
+        from .history_results import Status
         return Status.from_raw(self.call("status", repo=repo, branch=branch))
 
     def commit(self, repo: str, *, branch: str | None = None, message: str = "",
@@ -213,38 +228,47 @@ class Client:
     # -- pipelines and jobs ------------------------------------------------------
 
     def pipeline_create(self, spec: dict) -> PipelineInfo:
+        from .pipeline_results import PipelineInfo
         return PipelineInfo.from_raw(self.call("pipeline.create", spec=spec))
 
     def pipeline_update(self, spec: dict, *, reprocess: bool = False) -> PipelineInfo:
         """A new version of a pipeline; with ``reprocess``, a job of it on the
         input branch's head (its id in ``.jobs``)."""
+        from .pipeline_results import PipelineInfo
         return PipelineInfo.from_raw(self.call("pipeline.update", spec=spec,
                                                reprocess=True if reprocess else None))
 
     def pipeline_list(self) -> list[PipelineInfo]:
+        from .pipeline_results import PipelineInfo
         return [PipelineInfo.from_raw(p) for p in self.call("pipeline.list")]
 
     def pipeline_show(self, name: str) -> PipelineInfo:
+        from .pipeline_results import PipelineInfo
         return PipelineInfo.from_raw(self.call("pipeline.show", name=name))
 
     def pipeline_delete(self, name: str) -> Deleted:
         return Deleted.from_raw(self.call("pipeline.delete", name=name))
 
     def job_list(self, pipeline: str | None = None) -> list[JobInfo]:
+        from .pipeline_results import JobInfo
         return [JobInfo.from_raw(j) for j in self.call("job.list", pipeline=pipeline)]
 
     def job_show(self, job_id: str) -> JobInfo:
         """A job by its id or a unique prefix of it."""
+        from .pipeline_results import JobInfo
         return JobInfo.from_raw(self.call("job.show", id=job_id))
 
     def job_logs(self, job_id: str, datum: str | None = None) -> JobLogs:
+        from .pipeline_results import JobLogs
         return JobLogs.from_raw(self.call("job.logs", id=job_id, datum=datum))
 
     def job_wait(self, job_id: str) -> JobInfo:
         """Block until the job has finished (bounded by the client's timeout)."""
+        from .pipeline_results import JobInfo
         return JobInfo.from_raw(self.call("job.wait", id=job_id))
 
     def job_cancel(self, job_id: str) -> JobInfo:
+        from .pipeline_results import JobInfo
         return JobInfo.from_raw(self.call("job.cancel", id=job_id))
 
     # -- events --------------------------------------------------------------------
@@ -275,6 +299,7 @@ class Watch:
         return self
 
     def __next__(self) -> Event:
+        from .pipeline_results import event_from_raw
         try:
             msg = self.conn.read_message()
         except DisconnectedError:

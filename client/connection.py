@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import json
 import socket
-from typing import Any
 
 from .errors import ClientError, DisconnectedError, ProtocolError, UnavailableError, error_from_reply
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing is only needed by the type checker
+    from typing import Any
 
 FRAME_SIZE = 4 * 1024 * 1024  # the size of the data frames we send (the daemon takes up to 16 MiB)
 

@@ -3,21 +3,30 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from .history_results import Origin
+from .results import Result, as_dict, as_int, as_list, opt_str, str_list
 
-from .results import Origin, Result, as_dict, as_int, as_list, opt_str
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing is only needed by the type checker
+    from typing import Any
 
 
-@dataclass
 class PipelineInfo(Result):
+    __slots__ = ("name", "version", "owner", "created", "updated", "spec", "jobs")
     name: str
     version: int
     owner: dict
     created: float | None
     updated: float | None
-    spec: dict                 # the spec as a user writes it
-    jobs: list[str] = field(default_factory=list)  # jobs an update with reprocess started
+    spec: dict           # the spec as a user writes it
+    jobs: list[str]      # jobs an update with reprocess started
+
+    def __init__(self, name: str, version: int, owner: dict, created: float | None,
+                 updated: float | None, spec: dict, jobs: list[str] | None = None, *,
+                 raw: Any = None) -> None:
+        self.name, self.version, self.owner, self.created = name, version, owner, created
+        self.updated, self.spec, self.raw = updated, spec, raw
+        self.jobs = [] if jobs is None else jobs
 
     @property
     def input(self) -> dict:
@@ -29,43 +38,52 @@ class PipelineInfo(Result):
 
     @property
     def cmd(self) -> list[str]:
-        return [str(a) for a in as_list(as_dict(self.spec.get("transform")).get("cmd"))]
+        return str_list(as_dict(self.spec.get("transform")).get("cmd"))
 
     @classmethod
-    def from_raw(cls, r: dict) -> "PipelineInfo":
+    def from_raw(cls, r: dict) -> PipelineInfo:
         return cls(str(r.get("name", "")), as_int(r.get("version")), as_dict(r.get("owner")),
                    r.get("created"), r.get("updated"), as_dict(r.get("spec")),
-                   [str(j) for j in as_list(r.get("jobs"))], raw=r)
+                   str_list(r.get("jobs")), raw=r)
 
 
-@dataclass
 class DatumCounts(Result):
+    __slots__ = ("total", "processed", "skipped", "failed")
     total: int
     processed: int   # ran this time
     skipped: int     # reused the output of an earlier run
     failed: int
 
+    def __init__(self, total: int, processed: int, skipped: int, failed: int, *,
+                 raw: Any = None) -> None:
+        self.total, self.processed, self.skipped, self.failed = total, processed, skipped, failed
+        self.raw = raw
+
     @classmethod
-    def from_raw(cls, r: Any) -> "DatumCounts":
+    def from_raw(cls, r: Any) -> DatumCounts:
         r = as_dict(r)
         return cls(as_int(r.get("total")), as_int(r.get("processed")), as_int(r.get("skipped")),
                    as_int(r.get("failed")), raw=r)
 
 
-@dataclass
 class JobInput(Result):
+    __slots__ = ("repo", "branch", "commit")
     repo: str
     branch: str | None
     commit: str
 
+    def __init__(self, repo: str, branch: str | None, commit: str, *, raw: Any = None) -> None:
+        self.repo, self.branch, self.commit, self.raw = repo, branch, commit, raw
+
     @classmethod
-    def from_raw(cls, r: Any) -> "JobInput":
+    def from_raw(cls, r: Any) -> JobInput:
         r = as_dict(r)
         return cls(str(r.get("repo", "")), opt_str(r.get("branch")), str(r.get("commit") or ""), raw=r)
 
 
-@dataclass
 class JobInfo(Result):
+    __slots__ = ("id", "pipeline", "state", "input", "output", "output_commit", "datums", "error",
+                 "version", "duration")
     id: str
     pipeline: str
     state: str       # queued, running, succeeded, failed, cancelled
@@ -73,16 +91,24 @@ class JobInfo(Result):
     output: str | None
     output_commit: str | None
     datums: DatumCounts
-    error: str | None = None
-    version: int | None = None
-    duration: float | None = None  # seconds, once started
+    error: str | None
+    version: int | None
+    duration: float | None  # seconds, once started
+
+    def __init__(self, id: str, pipeline: str, state: str, input: JobInput, output: str | None,
+                 output_commit: str | None, datums: DatumCounts, error: str | None = None,
+                 version: int | None = None, duration: float | None = None, *,
+                 raw: Any = None) -> None:
+        self.id, self.pipeline, self.state, self.input = id, pipeline, state, input
+        self.output, self.output_commit, self.datums = output, output_commit, datums
+        self.error, self.version, self.duration, self.raw = error, version, duration, raw
 
     @property
     def finished(self) -> bool:
         return self.state in ("succeeded", "failed", "cancelled")
 
     @classmethod
-    def from_raw(cls, r: dict) -> "JobInfo":
+    def from_raw(cls, r: dict) -> JobInfo:
         version, duration = r.get("version"), r.get("duration")
         return cls(str(r.get("id", "")), str(r.get("pipeline", "")), str(r.get("state", "")),
                    JobInput.from_raw(r.get("input")), opt_str(r.get("output")),
@@ -91,8 +117,8 @@ class JobInfo(Result):
                    float(duration) if isinstance(duration, (int, float)) else None, raw=r)
 
 
-@dataclass
 class DatumLog(Result):
+    __slots__ = ("paths", "exit", "attempts", "stdout", "stderr", "error")
     paths: list[str]
     exit: int | None
     attempts: int | None
@@ -100,31 +126,40 @@ class DatumLog(Result):
     stderr: str
     error: str | None
 
+    def __init__(self, paths: list[str], exit: int | None, attempts: int | None, stdout: str,
+                 stderr: str, error: str | None, *, raw: Any = None) -> None:
+        self.paths, self.exit, self.attempts = paths, exit, attempts
+        self.stdout, self.stderr, self.error, self.raw = stdout, stderr, error, raw
+
     @classmethod
-    def from_raw(cls, r: Any) -> "DatumLog":
+    def from_raw(cls, r: Any) -> DatumLog:
         r = as_dict(r)
         code, attempts = r.get("exit"), r.get("attempts")
-        return cls([str(p) for p in as_list(r.get("paths"))], code if isinstance(code, int) else None,
+        return cls(str_list(r.get("paths")), code if isinstance(code, int) else None,
                    attempts if isinstance(attempts, int) else None, str(r.get("stdout") or ""),
                    str(r.get("stderr") or ""), opt_str(r.get("error")), raw=r)
 
 
-@dataclass
 class JobLogs(Result):
+    __slots__ = ("id", "state", "error", "logs")
     id: str
     state: str
     error: str | None
     logs: dict[str, DatumLog]   # by datum label
 
+    def __init__(self, id: str, state: str, error: str | None, logs: dict[str, DatumLog], *,
+                 raw: Any = None) -> None:
+        self.id, self.state, self.error, self.logs, self.raw = id, state, error, logs, raw
+
     @classmethod
-    def from_raw(cls, r: dict) -> "JobLogs":
+    def from_raw(cls, r: dict) -> JobLogs:
         return cls(str(r.get("id", "")), str(r.get("state", "")), opt_str(r.get("error")),
                    {str(k): DatumLog.from_raw(v) for k, v in as_dict(r.get("logs")).items()}, raw=r)
 
 
-@dataclass
 class CommitEvent(Result):
     """``watch``: a branch moved to a new commit."""
+    __slots__ = ("repo", "branch", "commit", "parents", "message", "origin", "time", "jobs")
     repo: str
     branch: str
     commit: str
@@ -134,18 +169,23 @@ class CommitEvent(Result):
     time: float
     jobs: list[str]
 
+    def __init__(self, repo: str, branch: str, commit: str, parents: list[str], message: str,
+                 origin: Origin, time: float, jobs: list[str], *, raw: Any = None) -> None:
+        self.repo, self.branch, self.commit, self.parents = repo, branch, commit, parents
+        self.message, self.origin, self.time, self.jobs, self.raw = message, origin, time, jobs, raw
+
     @classmethod
-    def from_raw(cls, r: dict) -> "CommitEvent":
+    def from_raw(cls, r: dict) -> CommitEvent:
         t = r.get("time")
         return cls(str(r.get("repo", "")), str(r.get("branch", "")), str(r.get("commit", "")),
-                   [str(p) for p in as_list(r.get("parents"))], str(r.get("message") or ""),
+                   str_list(r.get("parents")), str(r.get("message") or ""),
                    Origin.from_raw(r.get("origin")), float(t) if isinstance(t, (int, float)) else 0.0,
-                   [str(j) for j in as_list(r.get("jobs"))], raw=r)
+                   str_list(r.get("jobs")), raw=r)
 
 
-@dataclass
 class JobEvent(Result):
     """``watch``: a job changed state."""
+    __slots__ = ("id", "pipeline", "state", "input", "output", "output_commit", "error", "datums")
     id: str
     pipeline: str
     state: str
@@ -155,21 +195,31 @@ class JobEvent(Result):
     error: str | None
     datums: DatumCounts
 
+    def __init__(self, id: str, pipeline: str, state: str, input: JobInput, output: str | None,
+                 output_commit: str | None, error: str | None, datums: DatumCounts, *,
+                 raw: Any = None) -> None:
+        self.id, self.pipeline, self.state, self.input = id, pipeline, state, input
+        self.output, self.output_commit, self.error = output, output_commit, error
+        self.datums, self.raw = datums, raw
+
     @classmethod
-    def from_raw(cls, r: dict) -> "JobEvent":
+    def from_raw(cls, r: dict) -> JobEvent:
         return cls(str(r.get("id", "")), str(r.get("pipeline", "")), str(r.get("state", "")),
                    JobInput.from_raw(r.get("input")), opt_str(r.get("output")),
                    opt_str(r.get("output_commit")), opt_str(r.get("error")),
                    DatumCounts.from_raw(r.get("datums")), raw=r)
 
 
-@dataclass
 class OtherEvent(Result):
     """``watch``: an event of a type this client does not know."""
+    __slots__ = ("type",)
     type: str
 
+    def __init__(self, type: str, *, raw: Any = None) -> None:
+        self.type, self.raw = type, raw
+
     @classmethod
-    def from_raw(cls, r: dict) -> "OtherEvent":
+    def from_raw(cls, r: dict) -> OtherEvent:
         return cls(str(r.get("type", "")), raw=r)
 
 

@@ -1,16 +1,28 @@
-"""Typed results of the socket operations.
+"""Typed results of the socket operations: the base :class:`Result`, and
+the results about the daemon, repos and branches, writes (put, rm, commit,
+discard), get, and the store (stats, fsck); commits and their contents are
+in :mod:`.history_results`, pipelines and jobs in :mod:`.pipeline_results`.
 
-Each result is a dataclass read from the daemon's JSON reply (the shapes of
+Each result is read from the daemon's JSON reply (the shapes of
 docs/protocol.md).  ``raw`` keeps the reply exactly as it came, so that a
 program (and ``trunkfs --json``) can print what the daemon said, fields the
 client does not know about included.  Readers are lenient: a field the
 daemon left out gets its zero value instead of an exception.
+
+The results are plain classes with ``__slots__`` and hand-written
+``__init__``, not dataclasses: every ``trunkfs`` command imports them, and
+``dataclasses`` (with the code it generates per class) made each command
+start tens of milliseconds slower.  :class:`Result` gives them what the
+dataclasses had: a repr, equality by fields (``raw`` left out) and
+``__match_args__``, all driven by the fields each class lists in its
+``__slots__``, in the order of its ``__init__``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing is only needed by the type checker
+    from typing import Any, ClassVar
 
 
 def as_dict(value: Any) -> dict:
@@ -29,277 +41,205 @@ def opt_str(value: Any) -> str | None:
     return value if isinstance(value, str) else None
 
 
-@dataclass
+def str_list(value: Any) -> list[str]:
+    return [str(v) for v in as_list(value)]
+
+
 class Result:
     """The base of every result: ``raw`` is the daemon's JSON."""
 
-    raw: Any = field(default=None, repr=False, compare=False, kw_only=True)
+    __slots__ = ("raw",)
+    _fields: ClassVar[tuple[str, ...]] = ()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls._fields = tuple(name for klass in reversed(cls.__mro__)
+                            for name in klass.__dict__.get("__slots__", ()) if name != "raw")
+        setattr(cls, "__match_args__", cls._fields)  # positional ``case`` patterns, as dataclasses have
+
+    def __init__(self, *, raw: Any = None) -> None:
+        self.raw = raw
 
     def to_dict(self) -> Any:
         """The daemon's reply, unchanged (what ``--json`` prints)."""
         return self.raw
 
+    def _values(self) -> tuple:
+        return tuple(getattr(self, name) for name in self._fields)
 
-@dataclass
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Result) or other.__class__ is not self.__class__:
+            return NotImplemented
+        return self._values() == other._values()
+
+    # defining __eq__ leaves __hash__ None: results are mutable, as the dataclasses were
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self._fields)
+        return f"{type(self).__qualname__}({fields})"
+
+
 class DaemonInfo(Result):
+    __slots__ = ("version", "pid", "uid")
     version: str
     pid: int
     uid: int
 
+    def __init__(self, version: str, pid: int, uid: int, *, raw: Any = None) -> None:
+        self.version, self.pid, self.uid, self.raw = version, pid, uid, raw
+
     @classmethod
-    def from_raw(cls, r: dict) -> "DaemonInfo":
+    def from_raw(cls, r: dict) -> DaemonInfo:
         return cls(str(r.get("version", "")), as_int(r.get("pid")), as_int(r.get("uid")), raw=r)
 
 
-@dataclass
 class Deleted(Result):
     """What a delete removed (a repo, a branch or a pipeline name)."""
+    __slots__ = ("name",)
     name: str
 
+    def __init__(self, name: str, *, raw: Any = None) -> None:
+        self.name, self.raw = name, raw
+
     @classmethod
-    def from_raw(cls, r: dict) -> "Deleted":
+    def from_raw(cls, r: dict) -> Deleted:
         return cls(str(r.get("deleted", "")), raw=r)
 
 
-@dataclass
 class RepoInfo(Result):
+    __slots__ = ("name", "id", "created", "branches", "head", "size")
     name: str
-    id: str | None = None            # given by repo_create
-    created: float | None = None     # given by repo_list
-    branches: list[str] = field(default_factory=list)
-    head: str | None = None          # the head of main
-    size: int = 0                    # bytes in the head of main
+    id: str | None            # given by repo_create
+    created: float | None     # given by repo_list
+    branches: list[str]
+    head: str | None          # the head of main
+    size: int                 # bytes in the head of main
+
+    def __init__(self, name: str, id: str | None = None, created: float | None = None,
+                 branches: list[str] | None = None, head: str | None = None, size: int = 0, *,
+                 raw: Any = None) -> None:
+        self.name, self.id, self.created, self.head, self.size = name, id, created, head, size
+        self.branches = [] if branches is None else branches
+        self.raw = raw
 
     @classmethod
-    def from_raw(cls, r: dict) -> "RepoInfo":
+    def from_raw(cls, r: dict) -> RepoInfo:
         return cls(str(r.get("name", "")), opt_str(r.get("id")), r.get("created"),
-                   [str(b) for b in as_list(r.get("branches"))], opt_str(r.get("head")),
-                   as_int(r.get("size")), raw=r)
+                   str_list(r.get("branches")), opt_str(r.get("head")), as_int(r.get("size")), raw=r)
 
 
-@dataclass
 class BranchInfo(Result):
+    __slots__ = ("name", "head", "repo")
     name: str
     head: str | None
-    repo: str | None = None
+    repo: str | None
+
+    def __init__(self, name: str, head: str | None, repo: str | None = None, *,
+                 raw: Any = None) -> None:
+        self.name, self.head, self.repo, self.raw = name, head, repo, raw
 
     @classmethod
-    def from_raw(cls, r: dict) -> "BranchInfo":
+    def from_raw(cls, r: dict) -> BranchInfo:
         return cls(str(r.get("branch", r.get("name", ""))), opt_str(r.get("head")),
                    opt_str(r.get("repo")), raw=r)
 
 
-@dataclass
-class Author(Result):
-    uid: int | None
-    name: str | None
-
-    @classmethod
-    def from_raw(cls, r: Any) -> "Author":
-        r = as_dict(r)
-        uid = r.get("uid")
-        return cls(uid if isinstance(uid, int) else None, opt_str(r.get("name")), raw=r)
-
-
-@dataclass
-class Origin(Result):
-    """Who made a commit: ``kind`` is ``user`` or ``pipeline`` (then with the
-    pipeline's name and version and the job's id)."""
-    kind: str
-    pipeline: str | None = None
-    version: int | None = None
-    job: str | None = None
-
-    @classmethod
-    def from_raw(cls, r: Any) -> "Origin":
-        r = as_dict(r)
-        version = r.get("version")
-        return cls(str(r.get("kind") or "user"), opt_str(r.get("pipeline")),
-                   version if isinstance(version, int) else None, opt_str(r.get("job")), raw=r)
-
-
-@dataclass
-class ProvenanceRef(Result):
-    """An input commit a derived commit was made from."""
-    repo: str
-    commit: str
-    branch: str | None = None
-
-    @classmethod
-    def from_raw(cls, r: Any) -> "ProvenanceRef":
-        r = as_dict(r)
-        return cls(str(r.get("repo", "")), str(r.get("commit", "")), opt_str(r.get("branch")), raw=r)
-
-
-@dataclass
-class CommitInfo(Result):
-    id: str
-    repo: str
-    parents: list[str]
-    message: str
-    author: Author
-    time: float
-    origin: Origin
-    provenance: list[ProvenanceRef]
-    tree: str | None
-    size: int
-    files: int
-    branch: str | None = None  # given by show: the branch the ref named
-
-    @classmethod
-    def from_raw(cls, r: dict) -> "CommitInfo":
-        t = r.get("time")
-        return cls(str(r.get("id", "")), str(r.get("repo", "")),
-                   [str(p) for p in as_list(r.get("parents"))], str(r.get("message") or ""),
-                   Author.from_raw(r.get("author")), float(t) if isinstance(t, (int, float)) else 0.0,
-                   Origin.from_raw(r.get("origin")),
-                   [ProvenanceRef.from_raw(p) for p in as_list(r.get("provenance"))],
-                   opt_str(r.get("tree")), as_int(r.get("size")), as_int(r.get("files")),
-                   opt_str(r.get("branch")), raw=r)
-
-
-@dataclass
-class Change(Result):
-    """A changed path: ``status`` is ``A``, ``M`` or ``D``; a directory's path ends in ``/``."""
-    status: str
-    path: str
-
-    @classmethod
-    def from_raw(cls, r: Any) -> "Change":
-        r = as_dict(r)
-        return cls(str(r.get("status", "?")), str(r.get("path", "")), raw=r)
-
-
-@dataclass
-class Diff(Result):
-    from_commit: str | None
-    to_commit: str | None
-    changes: list[Change]
-
-    @classmethod
-    def from_raw(cls, r: dict) -> "Diff":
-        return cls(opt_str(r.get("from")), opt_str(r.get("to")),
-                   [Change.from_raw(c) for c in as_list(r.get("changes"))], raw=r)
-
-
-@dataclass
-class Status(Result):
-    """A branch's staged changes against its head."""
-    repo: str
-    branch: str
-    head: str | None
-    changes: list[Change]
-
-    @classmethod
-    def from_raw(cls, r: dict) -> "Status":
-        return cls(str(r.get("repo", "")), str(r.get("branch", "")), opt_str(r.get("head")),
-                   [Change.from_raw(c) for c in as_list(r.get("changes"))], raw=r)
-
-
-@dataclass
-class Entry(Result):
-    """One entry of a directory listing."""
-    name: str
-    type: str                 # file, dir, symlink, ...
-    mode: int
-    mtime: int                # nanoseconds
-    size: int = 0             # a file's bytes; a directory's bytes below it
-    files: int | None = None  # directories: files below it
-    target: str | None = None  # symlinks
-
-    @classmethod
-    def from_raw(cls, r: Any) -> "Entry":
-        r = as_dict(r)
-        files = r.get("files")
-        return cls(str(r.get("name", "")), str(r.get("type", "")), as_int(r.get("mode")),
-                   as_int(r.get("mtime")), as_int(r.get("size")),
-                   files if isinstance(files, int) else None, opt_str(r.get("target")), raw=r)
-
-
-@dataclass
-class Listing(Result):
-    commit: str | None
-    path: str
-    entries: list[Entry]
-
-    @classmethod
-    def from_raw(cls, r: dict) -> "Listing":
-        return cls(opt_str(r.get("commit")), str(r.get("path", "/")),
-                   [Entry.from_raw(e) for e in as_list(r.get("entries"))], raw=r)
-
-
-@dataclass
 class PutResult(Result):
+    __slots__ = ("commit", "branch", "files", "bytes", "new_bytes", "size", "jobs", "skipped")
     commit: str
     branch: str
     files: int
-    bytes: int       # bytes sent
-    new_bytes: int   # bytes the store did not hold yet
-    size: int        # bytes in the new commit
-    jobs: list[str] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)  # local paths neither file, dir nor symlink
+    bytes: int           # bytes sent
+    new_bytes: int       # bytes the store did not hold yet
+    size: int            # bytes in the new commit
+    jobs: list[str]
+    skipped: list[str]   # local paths neither file, dir nor symlink
+
+    def __init__(self, commit: str, branch: str, files: int, bytes: int, new_bytes: int, size: int,
+                 jobs: list[str] | None = None, skipped: list[str] | None = None, *,
+                 raw: Any = None) -> None:
+        self.commit, self.branch, self.files, self.bytes = commit, branch, files, bytes
+        self.new_bytes, self.size, self.raw = new_bytes, size, raw
+        self.jobs = [] if jobs is None else jobs
+        self.skipped = [] if skipped is None else skipped
 
     @classmethod
-    def from_raw(cls, r: dict) -> "PutResult":
+    def from_raw(cls, r: dict) -> PutResult:
         return cls(str(r.get("commit", "")), str(r.get("branch", "")), as_int(r.get("files")),
                    as_int(r.get("bytes")), as_int(r.get("new_bytes")), as_int(r.get("size")),
-                   [str(j) for j in as_list(r.get("jobs"))], raw=r)
+                   str_list(r.get("jobs")), raw=r)
 
 
-@dataclass
 class RmResult(Result):
+    __slots__ = ("commit", "removed", "jobs")
     commit: str
     removed: list[str]
-    jobs: list[str] = field(default_factory=list)
+    jobs: list[str]
+
+    def __init__(self, commit: str, removed: list[str], jobs: list[str] | None = None, *,
+                 raw: Any = None) -> None:
+        self.commit, self.removed, self.raw = commit, removed, raw
+        self.jobs = [] if jobs is None else jobs
 
     @classmethod
-    def from_raw(cls, r: dict) -> "RmResult":
-        return cls(str(r.get("commit", "")), [str(p) for p in as_list(r.get("removed"))],
-                   [str(j) for j in as_list(r.get("jobs"))], raw=r)
+    def from_raw(cls, r: dict) -> RmResult:
+        return cls(str(r.get("commit", "")), str_list(r.get("removed")), str_list(r.get("jobs")), raw=r)
 
 
-@dataclass
 class CommitResult(Result):
     """A commit of staged changes."""
+    __slots__ = ("commit", "repo", "branch", "size", "files", "jobs")
     commit: str
     repo: str
     branch: str
     size: int
     files: int
-    jobs: list[str] = field(default_factory=list)
+    jobs: list[str]
+
+    def __init__(self, commit: str, repo: str, branch: str, size: int, files: int,
+                 jobs: list[str] | None = None, *, raw: Any = None) -> None:
+        self.commit, self.repo, self.branch, self.size, self.files = commit, repo, branch, size, files
+        self.jobs = [] if jobs is None else jobs
+        self.raw = raw
 
     @classmethod
-    def from_raw(cls, r: dict) -> "CommitResult":
+    def from_raw(cls, r: dict) -> CommitResult:
         return cls(str(r.get("commit", "")), str(r.get("repo", "")), str(r.get("branch", "")),
-                   as_int(r.get("size")), as_int(r.get("files")),
-                   [str(j) for j in as_list(r.get("jobs"))], raw=r)
+                   as_int(r.get("size")), as_int(r.get("files")), str_list(r.get("jobs")), raw=r)
 
 
-@dataclass
 class DiscardResult(Result):
+    __slots__ = ("repo", "branch", "discarded")
     repo: str
     branch: str
     discarded: int
 
+    def __init__(self, repo: str, branch: str, discarded: int, *, raw: Any = None) -> None:
+        self.repo, self.branch, self.discarded, self.raw = repo, branch, discarded, raw
+
     @classmethod
-    def from_raw(cls, r: dict) -> "DiscardResult":
+    def from_raw(cls, r: dict) -> DiscardResult:
         return cls(str(r.get("repo", "")), str(r.get("branch", "")), as_int(r.get("discarded")), raw=r)
 
 
-@dataclass
 class GetResult(Result):
     """What ``get`` wrote: ``path`` is the local path it created or replaced."""
+    __slots__ = ("path", "files", "commit")
     path: str
     files: int
     commit: str | None
 
+    def __init__(self, path: str, files: int, commit: str | None, *, raw: Any = None) -> None:
+        self.path, self.files, self.commit, self.raw = path, files, commit, raw
+
     @classmethod
-    def from_raw(cls, r: dict) -> "GetResult":
+    def from_raw(cls, r: dict) -> GetResult:
         return cls(str(r.get("path", "")), as_int(r.get("files")), opt_str(r.get("commit")), raw=r)
 
 
-@dataclass
 class FsckReport(Result):
+    __slots__ = ("ok", "commits", "trees", "files", "chunks", "packs", "blobs_verified", "problems",
+                 "rebuilt_index")
     ok: bool
     commits: int
     trees: int
@@ -308,19 +248,26 @@ class FsckReport(Result):
     packs: int
     blobs_verified: int
     problems: list[str]
-    rebuilt_index: dict | None = None
+    rebuilt_index: dict | None
+
+    def __init__(self, ok: bool, commits: int, trees: int, files: int, chunks: int, packs: int,
+                 blobs_verified: int, problems: list[str], rebuilt_index: dict | None = None, *,
+                 raw: Any = None) -> None:
+        self.ok, self.commits, self.trees, self.files = ok, commits, trees, files
+        self.chunks, self.packs, self.blobs_verified = chunks, packs, blobs_verified
+        self.problems, self.rebuilt_index, self.raw = problems, rebuilt_index, raw
 
     @classmethod
-    def from_raw(cls, r: dict) -> "FsckReport":
+    def from_raw(cls, r: dict) -> FsckReport:
         rebuilt = r.get("rebuilt_index")
         return cls(bool(r.get("ok")), as_int(r.get("commits")), as_int(r.get("trees")),
                    as_int(r.get("files")), as_int(r.get("chunks")), as_int(r.get("packs")),
-                   as_int(r.get("blobs_verified")), [str(p) for p in as_list(r.get("problems"))],
+                   as_int(r.get("blobs_verified")), str_list(r.get("problems")),
                    rebuilt if isinstance(rebuilt, dict) else None, raw=r)
 
 
-@dataclass
 class CacheStats(Result):
+    __slots__ = ("size", "limit", "entries", "hits", "misses", "fetched_bytes")
     size: int
     limit: int
     entries: int
@@ -328,14 +275,20 @@ class CacheStats(Result):
     misses: int
     fetched_bytes: int
 
+    def __init__(self, size: int, limit: int, entries: int, hits: int, misses: int,
+                 fetched_bytes: int, *, raw: Any = None) -> None:
+        self.size, self.limit, self.entries = size, limit, entries
+        self.hits, self.misses, self.fetched_bytes, self.raw = hits, misses, fetched_bytes, raw
+
     @classmethod
-    def from_raw(cls, r: dict) -> "CacheStats":
+    def from_raw(cls, r: dict) -> CacheStats:
         return cls(as_int(r.get("size")), as_int(r.get("limit")), as_int(r.get("entries")),
                    as_int(r.get("hits")), as_int(r.get("misses")), as_int(r.get("fetched_bytes")), raw=r)
 
 
-@dataclass
 class StatsInfo(Result):
+    __slots__ = ("store", "logical_bytes", "unique_bytes", "stored_bytes", "dedup_ratio", "chunks",
+                 "trees", "packs", "commits", "cache")
     store: str
     logical_bytes: int   # bytes of every commit, counted in full
     unique_bytes: int    # bytes of the distinct chunks
@@ -345,10 +298,17 @@ class StatsInfo(Result):
     trees: int
     packs: int
     commits: int
-    cache: CacheStats | None = None
+    cache: CacheStats | None
+
+    def __init__(self, store: str, logical_bytes: int, unique_bytes: int, stored_bytes: int,
+                 dedup_ratio: float, chunks: int, trees: int, packs: int, commits: int,
+                 cache: CacheStats | None = None, *, raw: Any = None) -> None:
+        self.store, self.logical_bytes, self.unique_bytes = store, logical_bytes, unique_bytes
+        self.stored_bytes, self.dedup_ratio, self.chunks = stored_bytes, dedup_ratio, chunks
+        self.trees, self.packs, self.commits, self.cache, self.raw = trees, packs, commits, cache, raw
 
     @classmethod
-    def from_raw(cls, r: dict) -> "StatsInfo":
+    def from_raw(cls, r: dict) -> StatsInfo:
         ratio = r.get("dedup_ratio")
         cache = r.get("cache")
         return cls(str(r.get("store", "")), as_int(r.get("logical_bytes")), as_int(r.get("unique_bytes")),
@@ -356,19 +316,3 @@ class StatsInfo(Result):
                    as_int(r.get("chunks")), as_int(r.get("trees")), as_int(r.get("packs")),
                    as_int(r.get("commits")), CacheStats.from_raw(cache) if isinstance(cache, dict) else None,
                    raw=r)
-
-
-@dataclass
-class ProvenanceStep(Result):
-    """One commit of a provenance walk; ``depth`` 0 is the commit asked about."""
-    depth: int
-    repo: str
-    commit: str
-    origin: Origin
-    provenance: list[ProvenanceRef]
-
-    @classmethod
-    def from_raw(cls, r: dict) -> "ProvenanceStep":
-        return cls(as_int(r.get("depth")), str(r.get("repo", "")), str(r.get("commit", "")),
-                   Origin.from_raw(r.get("origin")),
-                   [ProvenanceRef.from_raw(p) for p in as_list(r.get("provenance"))], raw=r)

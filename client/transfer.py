@@ -4,19 +4,29 @@ bytes of one file for ``cat`` (the streams of docs/protocol.md)."""
 
 from __future__ import annotations
 
-import logging
 import os
 import stat as statmod
-from collections.abc import Callable, Generator, Iterator, Sequence
-from typing import BinaryIO
+from collections.abc import Callable
 
 from .connection import FRAME_SIZE, Connection
 from .errors import ClientError, ProtocolError, error_from_reply
 
-log = logging.getLogger(__name__)
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing is only needed by the type checker
+    from collections.abc import Generator, Iterator, Sequence
+    from logging import Logger
+    from typing import BinaryIO
 
 Progress = Callable[[int, int], None]
 """A progress callback: (bytes done, bytes in all)."""
+
+
+def _log() -> Logger:
+    """This module's logger.  ``logging`` is imported on first use: it pulls
+    in threading and traceback, which every ``trunkfs`` command would pay
+    for at start, and the client only logs a skipped local file."""
+    import logging
+    return logging.getLogger(__name__)
 
 
 # -- put: local files -> the stream ---------------------------------------------
@@ -92,7 +102,7 @@ def send_put_entries(conn: Connection, paths: Sequence[str], progress: Progress 
                     frames.close()
                 conn.send({"eof": True})
             else:
-                log.info("put: skipping %s: not a regular file, directory or symlink", path)
+                _log().info("put: skipping %s: not a regular file, directory or symlink", path)
                 skipped.append(path)
     conn.send({"end": True})
     return skipped

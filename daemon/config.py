@@ -17,8 +17,6 @@ Keys of the file are the long flag names with ``_`` for ``-``, e.g.::
 from __future__ import annotations
 
 import os
-import tomllib
-from dataclasses import dataclass, field, fields
 
 from ..store.errors import InvalidArgument
 
@@ -47,27 +45,48 @@ def default_config_file() -> str:
     return os.path.expanduser("~/.config/trunkfs/config.toml")
 
 
-@dataclass
 class Config:
-    state: str = field(default_factory=default_state_dir)
-    store: str = ""                      # default: file://<state>/store
-    socket: str = field(default_factory=default_socket)
-    socket_group: str | None = None
-    mount: str | None = None
-    allow_other: bool = False
-    cache_size: str | int | None = None  # bytes or "10G"; default 10% of free disk, at most 10 GiB
-    cache_local: bool = False            # keep a disk cache even when the store is a local directory
-    uid: int | None = None               # owner shown for files; default: the daemon's user
-    gid: int | None = None
-    s3_endpoint: str | None = None
-    s3_region: str | None = None
-    compression_level: int = 1
-    pack_size_mib: int = 32
-    threads: int = 8
-    log_level: str = "INFO"
+    """The daemon's settings (the defaults are in ``__init__``).  A plain
+    class, not a dataclass: every ``trunkfs`` command imports this module
+    (for the default socket), and ``dataclasses`` would add to its start."""
 
-    def __post_init__(self) -> None:
+    # the settings, by their names in the config file (and on the command line)
+    SETTINGS = ("state", "store", "socket", "socket_group", "mount", "allow_other", "cache_size",
+                "cache_local", "uid", "gid", "s3_endpoint", "s3_region", "compression_level",
+                "pack_size_mib", "threads", "log_level")
+
+    def __init__(self, state: str | None = None, store: str = "", socket: str | None = None,
+                 socket_group: str | None = None, mount: str | None = None,
+                 allow_other: bool = False, cache_size: str | int | None = None,
+                 cache_local: bool = False, uid: int | None = None, gid: int | None = None,
+                 s3_endpoint: str | None = None, s3_region: str | None = None,
+                 compression_level: int = 1, pack_size_mib: int = 32, threads: int = 8,
+                 log_level: str = "INFO") -> None:
+        self.state: str = default_state_dir() if state is None else state
+        self.store: str = store                   # default: file://<state>/store
+        self.socket: str = default_socket() if socket is None else socket
+        self.socket_group = socket_group
+        self.mount = mount
+        self.allow_other = allow_other
+        self.cache_size = cache_size              # bytes or "10G"; default 10% of free disk, at most 10 GiB
+        self.cache_local = cache_local            # keep a disk cache even when the store is a local directory
+        self.uid = uid                            # owner shown for files; default: the daemon's user
+        self.gid = gid
+        self.s3_endpoint = s3_endpoint
+        self.s3_region = s3_region
+        self.compression_level = compression_level
+        self.pack_size_mib = pack_size_mib
+        self.threads = threads
+        self.log_level = log_level
         self.finish()
+
+    def __repr__(self) -> str:
+        return "Config(" + ", ".join(f"{k}={getattr(self, k)!r}" for k in self.SETTINGS) + ")"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Config) or other.__class__ is not self.__class__:
+            return NotImplemented
+        return all(getattr(self, k) == getattr(other, k) for k in self.SETTINGS)
 
     def finish(self) -> None:
         self.state = os.path.abspath(os.path.expanduser(self.state))
@@ -125,6 +144,7 @@ def parse_size(value: str | int) -> int:
 
 def load_config(path: str | None, overrides: dict) -> Config:
     """Build the configuration: file (if any) first, then non-None overrides."""
+    import tomllib  # only the daemon reads the file; clients import this module for default_socket
     values: dict = {}
     explicit = path is not None
     path = path or default_config_file()
@@ -136,7 +156,7 @@ def load_config(path: str | None, overrides: dict) -> Config:
             raise InvalidArgument(f"cannot read config file {path}: {exc}") from exc
     elif explicit:
         raise InvalidArgument(f"config file {path} does not exist")
-    known = {f.name for f in fields(Config)}
+    known = set(Config.SETTINGS)
     unknown = set(values) - known
     if unknown:
         raise InvalidArgument(f"config file {path}: unknown settings {', '.join(sorted(unknown))}")

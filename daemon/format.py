@@ -11,14 +11,16 @@ prefix), paths inside a repo always start with ``/``.
 
 from __future__ import annotations
 
-import datetime
 import json
 import stat as statmod
-from collections.abc import Iterable, Sequence
 
-from ..client import (BranchInfo, Change, CommitEvent, CommitInfo, Entry, Event, FsckReport,
-                      JobEvent, JobInfo, JobLogs, Listing, Origin, PipelineInfo, ProvenanceRef,
-                      ProvenanceStep, RepoInfo, StatsInfo)
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # only the type checker needs these: every command imports this module
+    from collections.abc import Iterable, Sequence
+
+    from ..client import (BranchInfo, Change, CommitInfo, Entry, Event, FsckReport, JobEvent,
+                          JobInfo, JobLogs, Listing, Origin, PipelineInfo, ProvenanceRef,
+                          ProvenanceStep, RepoInfo, StatsInfo)
 
 SHORT = 12  # characters of a shortened commit or job id
 
@@ -35,6 +37,9 @@ def human(n: float) -> str:
 
 
 def when(ts: float) -> str:
+    """A time, local, to the second (``datetime`` is imported here, by the
+    commands that show times, not at every command's start)."""
+    import datetime
     return datetime.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S")
 
 
@@ -237,6 +242,7 @@ def job_logs_text(r: JobLogs) -> str:
 
 def event_line(e: Event) -> str:
     """One ``watch`` line: a new commit, or a job's new state."""
+    from ..client.pipeline_results import CommitEvent, JobEvent
     if isinstance(e, CommitEvent):
         jobs = f" jobs {' '.join(j[:SHORT] for j in e.jobs)}" if e.jobs else ""
         return f"commit {e.repo}@{e.branch} {e.commit}{jobs}"
