@@ -119,7 +119,6 @@ class ChunkCache:
             if removed:
                 log.info("chunk cache %s: no disk layer; removed %d files of an earlier one",
                          self.directory, removed)
-            log.info("chunk cache: memory only, up to %d bytes", self.memory_limit)
         self._opened = True
 
     def close(self) -> None:
