@@ -27,6 +27,7 @@ from ..staging.area import StagingArea
 from ..staging.nodes import FOLLOW, DirNode, Node, node_from_entry
 from ..staging.overlay import lower_of
 from ..store.walk import is_dir
+from .attrs import attributes
 from .inodes import Inode
 from .view import ViewParts, fuse_error
 
@@ -58,6 +59,7 @@ class BranchNodes:
 
     def __init__(self, parts: ViewParts, repo: str, branch: str, area: StagingArea) -> None:
         self.parts = parts
+        self.heads = parts.heads
         self.repo = repo
         self.branch = branch
         self.area = area
@@ -110,7 +112,7 @@ class BranchNodes:
         area = self.area
         if inode.obj is not None and inode.epoch == area.epoch:
             return inode.obj
-        head = await self.head()
+        head = await self.heads.head(self.repo, self.branch)
         if inode.entry is not None and inode.seen == (head, area.generation):
             return inode.entry     # a committed entry, and nothing above it changed since
         r: Resolved | None
@@ -138,7 +140,7 @@ class BranchNodes:
         """The committed directory under the staged directory ``node`` at ``inode``."""
         followed: dict | None = None
         if node.lower == FOLLOW:
-            head = await self.head()
+            head = await self.heads.head(self.repo, self.branch)
             if node.followed is not None and node.followed[0] == head:
                 followed = node.followed[1]
             else:
@@ -196,7 +198,7 @@ class BranchNodes:
             nlink = 1 if inode.orphan else await self.nlink(inode, r)
         elif isinstance(r, dict) and inode.orphan and r["type"] != "dir":
             nlink = 0
-        return self.parts.attr(inode.ino, r, WRITABLE_TIMEOUT, nlink)
+        return attributes(inode.ino, r, self.parts.uid, self.parts.gid, WRITABLE_TIMEOUT, nlink)
 
     # -- copy-up -------------------------------------------------------------------------------
 

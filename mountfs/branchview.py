@@ -14,6 +14,7 @@ from __future__ import annotations
 import errno
 import os
 import stat
+from collections.abc import Awaitable
 from typing import Any
 
 import pyfuse3
@@ -69,8 +70,8 @@ class BranchView(View):
         inode.lookups += 1
         return attr
 
-    async def getattr(self, inode: Inode) -> pyfuse3.EntryAttributes:
-        return await self.nodes.attr(inode)
+    def getattr(self, inode: Inode) -> Awaitable[pyfuse3.EntryAttributes]:
+        return self.nodes.attr(inode)
 
     async def entries(self, inode: Inode) -> list[tuple[bytes, Any]]:
         r = await self.nodes.resolve(inode)
@@ -388,9 +389,12 @@ class BranchView(View):
             out[XATTR_COMMIT] = head.encode()
         return out
 
-    async def getxattr(self, inode: Inode, name: bytes) -> bytes:
+    def getxattr(self, inode: Inode, name: bytes) -> Awaitable[bytes]:
         if not name.startswith(b"user."):  # ls asks for ACLs and labels of every file
             raise fuse_error(pyfuse3.ENOATTR)
+        return self._user_xattr(inode, name)
+
+    async def _user_xattr(self, inode: Inode, name: bytes) -> bytes:
         if name.startswith(VIRTUAL_XATTRS):
             value = (await self._virtual_xattrs(inode)).get(name)
         else:

@@ -94,14 +94,17 @@ class CommitView(View):
             raise fuse_error(errno.EINVAL)
         return os.fsencode(entry.get("target", ""))
 
-    async def getxattr(self, inode: Inode, name: bytes) -> bytes:
+    def getxattr(self, inode: Inode, name: bytes) -> Awaitable[bytes]:
+        if not name.startswith(b"user."):  # ls asks for ACLs and labels of every file
+            raise fuse_error(pyfuse3.ENOATTR)
+        return self._user_xattr(inode, name)
+
+    async def _user_xattr(self, inode: Inode, name: bytes) -> bytes:
         if name.startswith(VIRTUAL_XATTRS):
             value = self._virtual().get(name)
-        elif name.startswith(b"user."):  # stored with the file (ls asks for ACLs of each)
+        else:  # stored with the file
             stored = _entry(inode).get("xattrs", {}).get(os.fsdecode(name))
             value = bytes.fromhex(stored) if stored is not None else None
-        else:
-            value = None
         if value is None:
             raise fuse_error(pyfuse3.ENOATTR)
         return value

@@ -8,6 +8,7 @@ and, in a branch view, the staged file it holds open.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .inodes import Inode
@@ -56,6 +57,7 @@ class HandleTable:
     def __init__(self) -> None:
         self._open: dict[int, Handle] = {}
         self._next = 1
+        self.get: Callable[[int], Handle | None] = self._open.get   # every read and write starts here
 
     def add(self, handle: Handle) -> int:
         fh = self._next
@@ -63,9 +65,6 @@ class HandleTable:
         self._open[fh] = handle
         handle.inode.handles += 1
         return fh
-
-    def get(self, fh: int) -> Handle | None:
-        return self._open.get(fh)
 
     def pop(self, fh: int) -> Handle | None:
         handle = self._open.pop(fh, None)

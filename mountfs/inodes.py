@@ -15,6 +15,7 @@ its name; its ``parent`` is None, as the mount root's is.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -48,15 +49,14 @@ class InodeTable:
         self._by_ino: dict[int, Inode] = {}
         self._places: dict[int, dict[str, Inode]] = {}   # parent inode -> name -> inode
         self._next = ROOT_INODE + 1
+        # every request starts here: the dict's own method, no call of ours
+        self.get: Callable[[int], Inode | None] = self._by_ino.get
 
     def add_root(self, view: View) -> Inode:
         """The mount root's inode, held for the life of the mount."""
         root = Inode(ROOT_INODE, view, None, "", lookups=1)
         self._by_ino[ROOT_INODE] = root
         return root
-
-    def get(self, ino: int) -> Inode | None:
-        return self._by_ino.get(ino)
 
     def at(self, parent_ino: int, name: str) -> Inode | None:
         """The inode placed at parent/name, if any."""

@@ -18,7 +18,7 @@ import logging
 import os
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
-from typing import Any, ParamSpec, TypeVar, cast
+from typing import Any, NoReturn, ParamSpec, TypeVar, cast
 
 import pyfuse3
 
@@ -28,8 +28,8 @@ from ..store.errors import IntegrityError, InvalidArgument, NotFound, TrunkError
 from ..store.refs import Refs
 from ..store.store import Store
 from .attrs import NAME_MAX
-from .handles import Handle, HandleTable, OpenDir
-from .inodes import Inode, InodeTable
+from .handles import HandleTable, OpenDir
+from .inodes import InodeTable
 from .root import RootDir
 from .view import Heads, Run, ViewParts, fuse_error
 
@@ -39,6 +39,15 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 DirReply = Callable[[bytes, pyfuse3.EntryAttributes, int], bool]   # pyfuse3.readdir_reply, bound
+
+
+def _no_inode() -> NoReturn:
+    """(``self.inodes.get(ino) or _no_inode()``: the inode, without a call of ours)"""
+    raise fuse_error(errno.ENOENT)
+
+
+def _no_handle() -> NoReturn:
+    raise fuse_error(errno.EBADF)
 
 
 def fuse_errors(fn: Callable[P, Awaitable[T]]) -> Callable[P, Coroutine[Any, Any, T]]:
@@ -86,18 +95,6 @@ class TrunkOperations(pyfuse3.Operations):
         self.root = RootDir(self.parts, refs, staging)
         self._statfs_cache: tuple[float, int] = (0.0, 0)
 
-    def _inode(self, ino: int) -> Inode:
-        inode = self.inodes.get(ino)
-        if inode is None:
-            raise fuse_error(errno.ENOENT)
-        return inode
-
-    def _handle(self, fh: int) -> Handle:
-        handle = self.handles.get(fh)
-        if handle is None:
-            raise fuse_error(errno.EBADF)
-        return handle
-
     def branch_changed(self, repo: str, branch: str | None) -> None:
         """A branch moved or went away (a ``BranchHeads`` listener)."""
         self.root.branch_moved(repo, branch)
@@ -108,7 +105,7 @@ class TrunkOperations(pyfuse3.Operations):
     async def lookup(self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
         if len(name) > NAME_MAX:
             raise fuse_error(errno.ENAMETOOLONG)
-        parent = self._inode(parent_inode)
+        parent = self.inodes.get(parent_inode) or _no_inode()
         if name == b".":
             target = parent
         elif name == b"..":
@@ -125,24 +122,24 @@ class TrunkOperations(pyfuse3.Operations):
 
     @fuse_errors
     async def getattr(self, inode: int, ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
-        node = self._inode(inode)
+        node = self.inodes.get(inode) or _no_inode()
         return await node.view.getattr(node)
 
     @fuse_errors
     async def readlink(self, inode: int, ctx: pyfuse3.RequestContext) -> bytes:
-        node = self._inode(inode)
+        node = self.inodes.get(inode) or _no_inode()
         return await node.view.readlink(node)
 
     @fuse_errors
     async def access(self, inode: int, mode: int, ctx: pyfuse3.RequestContext) -> bool:
-        node = self._inode(inode)
+        node = self.inodes.get(inode) or _no_inode()
         return await node.view.access(node, mode)
 
     # -- directories ------------------------------------------------------------------------
 
     @fuse_errors
     async def opendir(self, inode: int, ctx: pyfuse3.RequestContext) -> int:
-        node = self._inode(inode)
+        node = self.inodes.get(inode) or _no_inode()
         return self.handles.add(OpenDir(node, await node.view.entries(node)))
 
     @fuse_errors
@@ -154,7 +151,7 @@ class TrunkOperations(pyfuse3.Operations):
         """readdir with ``reply(name, attributes, next offset)`` taking each
         entry until it returns False.  Offsets 0 and 1 are '.' and '..';
         entry i of the listing is offset i + 2."""
-        handle = self._handle(fh)
+        handle = self.handles.get(fh) or _no_handle()
         if not isinstance(handle, OpenDir):
             raise fuse_error(errno.ENOTDIR)
         inode, view = handle.inode, handle.inode.view
@@ -194,20 +191,18 @@ class TrunkOperations(pyfuse3.Operations):
 
     @fuse_errors
     async def open(self, inode: int, flags: int, ctx: pyfuse3.RequestContext) -> pyfuse3.FileInfo:
-        node = self._inode(inode)
+        node = self.inodes.get(inode) or _no_inode()
         return await node.view.open(node, flags)
 
     @fuse_errors
     async def read(self, fh: int, off: int, size: int) -> bytes:
-        handle = self.handles.get(fh)
-        if handle is None:
-            raise fuse_error(errno.EBADF)
+        handle = self.handles.get(fh) or _no_handle()
         # a memoryview into a cached chunk saves a copy: pyfuse3 takes any buffer
         return cast(bytes, await handle.inode.view.read(handle, off, size))
 
     @fuse_errors
     async def write(self, fh: int, off: int, buf: bytes) -> int:
-        handle = self._handle(fh)
+        handle = self.handles.get(fh) or _no_handle()
         return await handle.inode.view.write(handle, off, buf)
 
     async def flush(self, fh: int) -> None:
@@ -237,75 +232,77 @@ class TrunkOperations(pyfuse3.Operations):
     @fuse_errors
     async def setattr(self, inode: int, attr: pyfuse3.EntryAttributes, fields: pyfuse3.SetattrFields,
                       fh: int | None, ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
-        node = self._inode(inode)
+        node = self.inodes.get(inode) or _no_inode()
         return await node.view.setattr(node, attr, fields, fh, ctx)
 
     @fuse_errors
     async def create(self, parent_inode: int, name: bytes, mode: int, flags: int,
                      ctx: pyfuse3.RequestContext) -> tuple[pyfuse3.FileInfo, pyfuse3.EntryAttributes]:
-        parent = self._inode(parent_inode)
+        parent = self.inodes.get(parent_inode) or _no_inode()
         return await parent.view.create(parent, name, mode, flags, ctx)
 
     @fuse_errors
     async def mknod(self, parent_inode: int, name: bytes, mode: int, rdev: int,
                     ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
-        parent = self._inode(parent_inode)
+        parent = self.inodes.get(parent_inode) or _no_inode()
         return await parent.view.mknod(parent, name, mode, ctx)
 
     @fuse_errors
     async def mkdir(self, parent_inode: int, name: bytes, mode: int,
                     ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
-        parent = self._inode(parent_inode)
+        parent = self.inodes.get(parent_inode) or _no_inode()
         return await parent.view.mkdir(parent, name, mode, ctx)
 
     @fuse_errors
     async def symlink(self, parent_inode: int, name: bytes, target: bytes,
                       ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
-        parent = self._inode(parent_inode)
+        parent = self.inodes.get(parent_inode) or _no_inode()
         return await parent.view.symlink(parent, name, target, ctx)
 
     @fuse_errors
     async def link(self, inode: int, new_parent_inode: int, new_name: bytes,
                    ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
-        node = self._inode(inode)
-        return await node.view.link(node, self._inode(new_parent_inode), new_name)
+        node = self.inodes.get(inode) or _no_inode()
+        new_parent = self.inodes.get(new_parent_inode) or _no_inode()
+        return await node.view.link(node, new_parent, new_name)
 
     @fuse_errors
     async def unlink(self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:
-        parent = self._inode(parent_inode)
+        parent = self.inodes.get(parent_inode) or _no_inode()
         await parent.view.unlink(parent, name)
 
     @fuse_errors
     async def rmdir(self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:
-        parent = self._inode(parent_inode)
+        parent = self.inodes.get(parent_inode) or _no_inode()
         await parent.view.rmdir(parent, name)
 
     @fuse_errors
     async def rename(self, parent_inode_old: int, name_old: bytes, parent_inode_new: int,
                      name_new: bytes, flags: int, ctx: pyfuse3.RequestContext) -> None:
-        parent = self._inode(parent_inode_old)
-        await parent.view.rename(parent, name_old, self._inode(parent_inode_new), name_new, flags)
+        parent = self.inodes.get(parent_inode_old) or _no_inode()
+        new_parent = self.inodes.get(parent_inode_new) or _no_inode()
+        await parent.view.rename(parent, name_old, new_parent, name_new, flags)
 
     # -- extended attributes ------------------------------------------------------------------
 
     @fuse_errors
     async def getxattr(self, inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> bytes:
-        node = self._inode(inode)
+        node = self.inodes.get(inode) or _no_inode()
         return await node.view.getxattr(node, name)
 
     @fuse_errors
     async def listxattr(self, inode: int, ctx: pyfuse3.RequestContext) -> list[bytes]:
-        node = self._inode(inode)
+        node = self.inodes.get(inode) or _no_inode()
         return await node.view.listxattr(node)
 
     @fuse_errors
     async def setxattr(self, inode: int, name: bytes, value: bytes, ctx: pyfuse3.RequestContext) -> None:
-        node = self._inode(inode)
+        node = self.inodes.get(inode) or _no_inode()
         await node.view.setxattr(node, name, value)
 
     @fuse_errors
     async def removexattr(self, inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:
-        node = self._inode(inode)
+        node = self.inodes.get(inode) or _no_inode()
         await node.view.removexattr(node, name)
 
     # -- the file system --------------------------------------------------------------------

@@ -20,7 +20,7 @@ import pyfuse3
 from ..cache.chunkcache import ChunkCache
 from ..staging.nodes import Node
 from ..store.store import Store
-from ..store.walk import is_dir, listing
+from ..store.walk import listing
 from .attrs import attributes
 from .handles import Handle, HandleTable
 from .inodes import Inode, InodeTable
@@ -65,9 +65,10 @@ class ViewParts:
         """A committed directory's entries by name ({} for anything else):
         from the store's tree cache on the event loop, from a worker thread
         on a miss.  Shared with the store's cache: do not modify."""
-        if entry is None or not is_dir(entry) or not entry.get("tree"):
+        tree = entry.get("tree") if entry is not None and entry["type"] == "dir" else None
+        if not tree:
             return listing(self.store, None)
-        idx = self.store.cached_tree_index(entry["tree"])
+        idx = self.store.cached_tree_index(tree)
         if idx is None:
             idx = await self.run(listing, self.store, entry)
         return idx
@@ -85,7 +86,12 @@ class ViewParts:
 
 class View:
     """The requests one kind of directory answers.  Subclasses answer lookup,
-    getattr, the listing and the reads; this base refuses every write."""
+    getattr, the listing and the reads; this base refuses every write.
+
+    Every request returns an awaitable.  The most frequent ones (getattr,
+    getxattr, read) are declared as plain methods returning one, so that a
+    view may hand over a coroutine of its parts, or refuse at once, without
+    a coroutine of its own."""
 
     def __init__(self, parts: ViewParts) -> None:
         self.parts = parts
@@ -97,7 +103,7 @@ class View:
         count raised by one; a negative entry if there is none."""
         raise NotImplementedError
 
-    async def getattr(self, inode: Inode) -> pyfuse3.EntryAttributes:
+    def getattr(self, inode: Inode) -> Awaitable[pyfuse3.EntryAttributes]:
         raise NotImplementedError
 
     async def entries(self, inode: Inode) -> list[tuple[bytes, Any]]:
@@ -127,7 +133,7 @@ class View:
             raise fuse_error(errno.EROFS)
         return True
 
-    async def getxattr(self, inode: Inode, name: bytes) -> bytes:
+    def getxattr(self, inode: Inode, name: bytes) -> Awaitable[bytes]:
         raise fuse_error(pyfuse3.ENOATTR)
 
     async def listxattr(self, inode: Inode) -> list[bytes]:
