@@ -1,0 +1,333 @@
+"""The commands of ``trunkfs``, one function each: parse the path specs,
+call the client (:mod:`trunkfs.client`), print through the formatters
+(:mod:`trunkfs.daemon.format`).  The parser that routes to them and the
+entry point are in :mod:`trunkfs.daemon.cli`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Sequence
+
+from ..client import Client, Result
+from . import format as fmt
+
+
+
+class UsageError(Exception):
+    pass
+
+
+# -- path specs ---------------------------------------------------------------
+
+def parse_spec(spec: str, *, want_path: bool = True) -> tuple[str, str | None, str]:
+    """``REPO[@REF][:/PATH]`` -> (repo, ref or None, path)."""
+    left, sep, path = spec.partition(":")
+    repo, at, ref = left.partition("@")
+    if not repo:
+        raise UsageError(f"{spec!r}: expected REPO[@REF][:/PATH]")
+    if at and not ref:
+        raise UsageError(f"{spec!r}: empty ref after '@'")
+    if sep and not want_path:
+        raise UsageError(f"{spec!r}: no path expected here")
+    if "\0" in path or ".." in path.split("/"):
+        raise UsageError(f"{spec!r}: a path may not contain '..' or NUL")
+    return repo, (ref or None), (path or "/")
+
+
+def _branch_spec(spec: str) -> tuple[str, str | None]:
+    repo, branch, _ = parse_spec(spec, want_path=False)
+    return repo, branch
+
+
+# -- output -------------------------------------------------------------------
+
+def emit(args: argparse.Namespace, result: Result | Sequence[Result], text: str | None = None) -> None:
+    """``--json``: the daemon's reply (``raw``) as it came; else ``text``, if any."""
+    if args.json:
+        raw = [r.raw for r in result] if isinstance(result, Sequence) else result.raw
+        print(json.dumps(raw, indent=None, sort_keys=True))
+    elif text:
+        print(text)
+
+
+class Progress:
+    """A one-line progress bar on stderr, for transfers of at least 32 MiB;
+    used as the client's ``progress(done, total)`` callback."""
+
+    def __init__(self, label: str, start: float | None = None) -> None:
+        self.label = label
+        self.shown = False
+        self._last = 0.0
+        self._start = time.monotonic() if start is None else start
+
+    def __call__(self, done: int, total: int) -> None:
+        now = time.monotonic()
+        if total < 32 * 1024 * 1024 or now - self._last <= 0.2:
+            return
+        self._last = now
+        self.shown = True
+        frac = done / total if total else 1
+        rate = done / max(now - self._start, 1e-6)
+        bar = "#" * int(frac * 30)
+        sys.stderr.write(f"\r{self.label} [{bar:<30}] {frac * 100:5.1f}% "
+                         f"{fmt.human(done)}/{fmt.human(total)} {fmt.human(rate)}/s ")
+        sys.stderr.flush()
+
+    def close(self) -> None:
+        if self.shown:
+            sys.stderr.write("\r" + " " * 90 + "\r")
+            sys.stderr.flush()
+
+
+def progress_bar(label: str, args: argparse.Namespace | None = None) -> Progress | None:
+    """A bar when stderr is a terminal (and, given ``args``, not ``--json``)."""
+    if not sys.stderr.isatty() or (args is not None and args.json):
+        return None
+    return Progress(label)
+
+
+# -- commands -----------------------------------------------------------------
+
+def cmd_repo(args: argparse.Namespace, c: Client) -> int:
+    if args.action == "create":
+        emit(args, c.repo_create(args.name), f"created repo {args.name}")
+    elif args.action == "delete":
+        emit(args, c.repo_delete(args.name), f"deleted repo {args.name}")
+    else:
+        repos = c.repo_list()
+        emit(args, repos, fmt.repos_text(repos))
+    return 0
+
+
+def cmd_branch(args: argparse.Namespace, c: Client) -> int:
+    if args.action == "list":
+        branches = c.branch_list(args.spec)
+        emit(args, branches, fmt.branches_text(branches))
+        return 0
+    repo, branch = _branch_spec(args.spec)
+    if not branch:
+        raise UsageError("name the branch: REPO@BRANCH")
+    if args.action == "create":
+        b = c.branch_create(repo, branch, args.from_ref)
+        emit(args, b, f"created branch {repo}@{branch} at {fmt.short(b.head)}")
+    else:
+        emit(args, c.branch_delete(repo, branch), f"deleted branch {repo}@{branch}")
+    return 0
+
+
+def cmd_put(args: argparse.Namespace, c: Client) -> int:
+    repo, branch, dest = parse_spec(args.spec)
+    for local in args.local:
+        if not os.path.lexists(local):
+            raise UsageError(f"{local}: no such file or directory")
+    bar = progress_bar("put")
+    try:
+        r = c.put(repo, args.local, branch=branch, dest=dest, message=args.message, progress=bar)
+    finally:
+        if bar:
+            bar.close()
+    for path in r.skipped:
+        print(f"trunkfs: skipping {path}: not a regular file, directory or symlink", file=sys.stderr)
+    emit(args, r, r.commit)
+    return 0
+
+
+def cmd_rm(args: argparse.Namespace, c: Client) -> int:
+    repo: str | None = None
+    branch: str | None = None
+    paths = []
+    for spec in args.spec:
+        rp, br, path = parse_spec(spec)
+        if repo is not None and (rp, br) != (repo, branch):
+            raise UsageError("every path of one rm must be in the same REPO@BRANCH")
+        if path == "/":
+            raise UsageError(f"{spec}: name a path to remove")
+        repo, branch = rp, br
+        paths.append(path)
+    assert repo is not None  # argparse requires one spec at least
+    r = c.rm(repo, paths, branch=branch, message=args.message)
+    emit(args, r, r.commit)
+    return 0
+
+
+def cmd_status(args: argparse.Namespace, c: Client) -> int:
+    repo, branch = _branch_spec(args.spec)
+    r = c.status(repo, branch)
+    emit(args, r, fmt.changes_text(r.changes))
+    return 0
+
+
+def cmd_commit(args: argparse.Namespace, c: Client) -> int:
+    repo, branch = _branch_spec(args.spec)
+    bar = progress_bar("commit", args)
+    try:
+        r = c.commit(repo, branch=branch, message=args.message, allow_empty=args.allow_empty,
+                     progress=bar)
+    finally:
+        if bar:
+            bar.close()
+    emit(args, r, r.commit)
+    return 0
+
+
+def cmd_discard(args: argparse.Namespace, c: Client) -> int:
+    repo, branch = _branch_spec(args.spec)
+    r = c.discard(repo, args.paths, branch=branch)
+    emit(args, r, f"discarded {r.discarded} staged path(s)" if args.paths else "discarded the staged changes")
+    return 0
+
+
+def cmd_ls(args: argparse.Namespace, c: Client) -> int:
+    repo, ref, path = parse_spec(args.spec)
+    r = c.ls(repo, path, ref=ref)
+    emit(args, r, fmt.listing_text(r))
+    return 0
+
+
+def cmd_cat(args: argparse.Namespace, c: Client) -> int:
+    repo, ref, path = parse_spec(args.spec)
+    out = sys.stdout.buffer
+    c.cat_to(repo, path, out, ref=ref)
+    out.flush()
+    return 0
+
+
+def cmd_get(args: argparse.Namespace, c: Client) -> int:
+    repo, ref, path = parse_spec(args.spec)
+    bar = progress_bar("get")
+    try:
+        r = c.get(repo, path, args.local, ref=ref, progress=bar)
+    finally:
+        if bar:
+            bar.close()
+    emit(args, r)
+    return 0
+
+
+def cmd_log(args: argparse.Namespace, c: Client) -> int:
+    repo, ref, _ = parse_spec(args.spec, want_path=False)
+    commits = c.log(repo, ref=ref, limit=args.limit)
+    emit(args, commits, fmt.commits_text(commits))
+    return 0
+
+
+def cmd_show(args: argparse.Namespace, c: Client) -> int:
+    repo, ref, _ = parse_spec(args.spec, want_path=False)
+    r = c.show(repo, ref)
+    emit(args, r, fmt.commit_text(r, full=True))
+    return 0
+
+
+def cmd_diff(args: argparse.Namespace, c: Client) -> int:
+    repo, ref1, _ = parse_spec(args.spec1, want_path=False)
+    ref2 = None
+    if args.spec2:
+        repo2, ref2, _ = parse_spec(args.spec2, want_path=False)
+        if repo2 != repo:
+            raise UsageError("diff compares two refs of the same repo")
+        ref2 = ref2 or "main"
+    r = c.diff(repo, ref1 or "main", ref2)
+    emit(args, r, fmt.changes_text(r.changes))
+    return 0
+
+
+def cmd_provenance(args: argparse.Namespace, c: Client) -> int:
+    repo, ref, _ = parse_spec(args.spec, want_path=False)
+    steps = c.provenance(repo, ref)
+    emit(args, steps, fmt.provenance_text(steps))
+    return 0
+
+
+def cmd_fsck(args: argparse.Namespace, c: Client) -> int:
+    r = c.fsck(rebuild_index=args.rebuild_index, read_data=args.read_data)
+    emit(args, r, fmt.fsck_text(r, args.read_data))
+    return 0 if r.ok else 1
+
+
+def cmd_stats(args: argparse.Namespace, c: Client) -> int:
+    r = c.stats()
+    emit(args, r, fmt.stats_text(r))
+    return 0
+
+
+def _read_spec(path: str) -> dict:
+    from ..pipelines.spec import parse_spec_text
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror}") from None
+    try:
+        return parse_spec_text(text, path)
+    except Exception as exc:  # InvalidArgument from the parser
+        raise UsageError(str(exc)) from None
+
+
+def cmd_pipeline(args: argparse.Namespace, c: Client) -> int:
+    if args.action == "create":
+        p = c.pipeline_create(_read_spec(args.file))
+        emit(args, p, f"created pipeline {fmt.pipeline_line(p)}")
+    elif args.action == "update":
+        p = c.pipeline_update(_read_spec(args.file), reprocess=args.reprocess)
+        emit(args, p, f"updated pipeline {fmt.pipeline_line(p)}")
+    elif args.action == "list":
+        pipelines = c.pipeline_list()
+        emit(args, pipelines, fmt.pipelines_text(pipelines))
+    elif args.action == "show":
+        p = c.pipeline_show(args.name)
+        emit(args, p, fmt.pipeline_text(p))
+    else:
+        emit(args, c.pipeline_delete(args.name), f"deleted pipeline {args.name}")
+    return 0
+
+
+def cmd_job(args: argparse.Namespace, c: Client) -> int:
+    if args.action == "list":
+        jobs = c.job_list(args.pipeline)
+        emit(args, jobs, fmt.jobs_text(jobs))
+        return 0
+    if args.action == "logs":
+        logs = c.job_logs(args.id, args.datum)
+        emit(args, logs, fmt.job_logs_text(logs))
+        return 0
+    job = {"show": c.job_show, "wait": c.job_wait, "cancel": c.job_cancel}[args.action](args.id)
+    emit(args, job, fmt.job_text(job))
+    if args.action == "wait":
+        return 0 if job.state == "succeeded" else 1
+    return 0
+
+
+def cmd_watch(args: argparse.Namespace, c: Client) -> int:
+    repo, branch, _ = parse_spec(args.spec, want_path=False)
+    try:
+        with c.watch(repo, branch) as events:
+            for e in events:
+                print(json.dumps(e.raw, sort_keys=True) if args.json else fmt.event_line(e), flush=True)
+    except KeyboardInterrupt:
+        return 0
+    return 0
+
+
+def cmd_umount(args: argparse.Namespace, c: Client) -> int:
+    emit(args, c.stop(), "daemon stopping")
+    return 0
+
+
+def cmd_daemon(args: argparse.Namespace) -> int:
+    from .config import load_config
+    from .main import run_daemon
+    config = load_config(args.config, {
+        "store": args.store, "state": args.state, "socket": args.socket, "mount": args.mount,
+        "s3_endpoint": args.s3_endpoint, "s3_region": args.s3_region,
+        "socket_group": args.socket_group, "compression_level": args.compression_level,
+        "log_level": args.log_level, "allow_other": args.allow_other,
+        "cache_size": args.cache_size, "cache_local": args.cache_local,
+        "uid": args.uid, "gid": args.gid})
+    return run_daemon(config)
+
+
+# -- parser -------------------------------------------------------------------
