@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from .history_results import Origin
-from .results import Result, as_dict, as_int, as_list, opt_str, str_list
+from .results import Result, as_dict, as_int, opt_str, str_list
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing is only needed by the type checker

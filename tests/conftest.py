@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness import (CLIResult, DaemonProcess, is_mounted, log_problems,  # noqa: F401
-                           mount_is_live, wait_for)
+from tests.harness import DaemonProcess, log_problems, wait_for
+
+__all__ = ["Daemon", "wait_for"]  # for test modules that import them from here
 
 pytest_plugins = ["tests.s3server"]
 
