@@ -9,6 +9,8 @@ import socket
 import stat
 import threading
 
+import pytest
+
 
 
 def raw_request(path: str, payload: bytes, read: bool = True) -> list[dict]:
@@ -116,3 +118,89 @@ def test_unreachable_daemon_is_a_clear_error(daemon_factory, workdir):
     res = d.cli("repo", "list", check=False)
     assert res.returncode != 0
     assert "cannot reach the trunkfs daemon" in res.err
+
+
+# -- nothing a client sends can stop the daemon ------------------------------------
+
+def request(daemon, op: str, **args) -> dict:
+    """One request on a fresh connection; its one reply."""
+    (reply,) = raw_request(daemon.socket, json.dumps({"op": op, "args": args}).encode() + b"\n")
+    return reply
+
+
+@pytest.mark.allow_warnings  # the reply that cannot be encoded is logged
+def test_a_latin1_name_through_the_mount_then_status_gets_a_reply(mounted):
+    mounted.cli("repo", "create", "r")
+    with open(os.fsencode(mounted.mount / "r") + b"/caf\xe9.txt", "wb"):
+        pass
+    reply = request(mounted, "status", repo="r")
+    # an error today; once names are bytes on the socket, the change itself
+    assert reply["ok"] or reply["error"]["code"] == "unencodable", reply
+    assert_alive(mounted)
+    res = mounted.cli("status", "r", check=False)
+    assert res.returncode == 0 or "unencodable" in res.err or "encode" in res.err
+    assert_alive(mounted)
+
+
+def test_error_messages_naming_unencodable_strings_still_reach_the_client(daemon):
+    # a lone surrogate (valid in JSON text) in a name that an error message quotes
+    replies = raw_request(daemon.socket, b'{"op":"repo.delete","args":{"name":"x\\udce9"}}\n'
+                          b'{"op":"ls","args":{"repo":"\\udce9"}}\n{"op":"ping"}\n')
+    assert [r.get("error", {}).get("code") for r in replies] == ["not_found", "not_found", None]
+    assert "x\\udce9" in replies[0]["error"]["message"]
+    assert_alive(daemon)
+
+
+def test_deeply_nested_json_is_a_bad_request(daemon):
+    replies = raw_request(daemon.socket, b"[" * 200_000 + b"\n" + b'{"op":"ping"}\n')
+    assert [r.get("error", {}).get("code") for r in replies] == ["bad_request", None]
+    assert_alive(daemon)
+
+
+@pytest.mark.parametrize("args, what", [
+    ({"limit": -1}, "limit"), ({"limit": True}, "limit"), ({"limit": 2 ** 80}, "limit"),
+    ({"limit": 1.5}, "limit")])
+def test_int_arguments_are_range_checked(daemon, args, what):
+    daemon.cli("repo", "create", "r")
+    reply = request(daemon, "log", repo="r", **args)
+    assert reply["error"]["code"] == "invalid_argument", reply
+    assert what in reply["error"]["message"]
+    assert request(daemon, "log", repo="r", limit=5) == {"ok": True, "result": []}
+    assert_alive(daemon)
+
+
+@pytest.mark.parametrize("entry", [
+    {"type": "file", "path": "f", "mode": 2 ** 70},
+    {"type": "file", "path": "f", "mode": -1},
+    {"type": "file", "path": "f", "mode": "644"},
+    {"type": "dir", "path": "d", "mode": 2 ** 64},
+    {"type": "file", "path": "f", "mtime": -1},
+    {"type": "file", "path": "f", "mtime": 2 ** 63},
+    {"type": "dir", "path": "d", "mtime": 10 ** 30},
+    {"type": "symlink", "path": "s", "target": "f", "mtime": 1.5},
+    {"type": "file", "path": "f", "mtime": False},
+])
+def test_put_entries_with_out_of_range_numbers_are_invalid(daemon, entry):
+    daemon.cli("repo", "create", "r")
+    stream = [{"op": "put", "args": {"repo": "r"}}, {"entry": entry}]
+    body = b"".join(json.dumps(m).encode() + b"\n" for m in stream)
+    if entry["type"] == "file":
+        body += b'{"data":3}\nabc{"eof":true}\n'
+    body += b'{"end":true}\n'
+    replies = raw_request(daemon.socket, body)
+    assert replies[-1]["error"]["code"] == "invalid_argument", replies
+    assert daemon.cli("log", "r", "--json").json() == []
+    assert_alive(daemon)
+
+
+def test_put_accepts_the_extremes_of_the_ranges(daemon):
+    daemon.cli("repo", "create", "r")
+    stream = [{"op": "put", "args": {"repo": "r"}},
+              {"entry": {"type": "dir", "path": "d", "mode": 0o170777, "mtime": 0}},
+              {"entry": {"type": "symlink", "path": "d/s", "target": "x", "mtime": 2 ** 63 - 1}},
+              {"end": True}]
+    replies = raw_request(daemon.socket, b"".join(json.dumps(m).encode() + b"\n" for m in stream))
+    assert replies[-1]["ok"], replies
+    listing = request(daemon, "ls", repo="r", path="d")["result"]["entries"]
+    assert [(e["name"], e["mtime"]) for e in listing] == [("s", 2 ** 63 - 1)]
+    assert_alive(daemon)
