@@ -25,9 +25,22 @@ class PeerGone(Exception):
     """The client hung up."""
 
 
+class IdleTimeout(ProtocolError):
+    """The client sent nothing for ``idle_timeout`` seconds while the daemon
+    waited for its next line or bytes."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(protocol.TIMEOUT, f"nothing received for {seconds:g} s", fatal=True)
+
+
 class Connection:
-    def __init__(self, stream: trio.SocketStream) -> None:
+    """A client's stream with its credentials (SO_PEERCRED).  Every read of
+    the client's lines and frames gives up after ``idle_timeout`` seconds
+    without a byte (:class:`IdleTimeout`); ``wait_closed`` (a ``watch``) does not."""
+
+    def __init__(self, stream: trio.SocketStream, idle_timeout: float | None = None) -> None:
         self.stream = stream
+        self.idle_timeout = idle_timeout
         self._buf = bytearray()
         self._eof = False
         self.pid, self.uid, self.gid = self._peercred()
@@ -37,17 +50,27 @@ class Connection:
                                             struct.calcsize("3i"))
         return struct.unpack("3i", raw)
 
-    async def _fill(self) -> None:
+    async def _receive(self, max_bytes: int) -> bytes:
+        """Some bytes from the client (never empty): PeerGone at its end,
+        IdleTimeout when nothing comes for ``idle_timeout`` seconds."""
         if self._eof:
             raise PeerGone()
-        try:
-            data = await self.stream.receive_some(1 << 20)
-        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-            raise PeerGone() from exc
+        data = None
+        with trio.move_on_after(self.idle_timeout if self.idle_timeout is not None else float("inf")):
+            try:
+                data = await self.stream.receive_some(max_bytes)
+            except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+                raise PeerGone() from exc
+        if data is None:
+            assert self.idle_timeout is not None
+            raise IdleTimeout(self.idle_timeout)
         if not data:
             self._eof = True
             raise PeerGone()
-        self._buf += data
+        return data
+
+    async def _fill(self) -> None:
+        self._buf += await self._receive(1 << 20)
 
     async def read_line(self) -> bytes | None:
         """The next line without its newline; None when the peer closed cleanly."""
@@ -75,8 +98,9 @@ class Connection:
             return None
         try:
             msg = json.loads(line)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise ProtocolError(protocol.BAD_REQUEST, f"malformed JSON: {exc}") from None
+        except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # RecursionError: nested too deep
+            raise ProtocolError(protocol.BAD_REQUEST,
+                                f"malformed JSON: {exc}") from None
         if not isinstance(msg, dict):
             raise ProtocolError(protocol.BAD_REQUEST, "a message must be a JSON object")
         return msg
@@ -90,13 +114,7 @@ class Connection:
         have = len(self._buf)
         self._buf.clear()
         while have < n:
-            try:
-                data = await self.stream.receive_some(min(n - have, 4 << 20))
-            except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-                raise PeerGone() from exc
-            if not data:
-                self._eof = True
-                raise PeerGone()
+            data = await self._receive(min(n - have, 4 << 20))
             parts.append(data)
             have += len(data)
         return b"".join(parts)
@@ -110,8 +128,11 @@ class Connection:
         return await self.read_exact(n)
 
     async def send(self, obj: dict) -> None:
+        """Send one message; :class:`protocol.Unencodable` (nothing sent) when
+        it cannot be encoded."""
+        line = protocol.encode(obj)
         try:
-            await self.stream.send_all(protocol.encode(obj))
+            await self.stream.send_all(line)
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
             raise PeerGone() from exc
 

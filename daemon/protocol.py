@@ -30,14 +30,33 @@ TOO_LARGE = "too_large"
 UNKNOWN_OP = "unknown_op"
 INTERNAL = "internal"
 PERMISSION_DENIED = "permission_denied"
+UNENCODABLE = "unencodable"     # a reply held something JSON/UTF-8 cannot carry
+BUSY = "busy"                   # too many connections (in all, or of one uid)
+TIMEOUT = "timeout"             # a client stalled in the middle of a request
+
+
+class Unencodable(ValueError):
+    """A message cannot be sent: not JSON-serializable, or a string in it is
+    not valid UTF-8 (a lone surrogate, such as ``os.fsdecode`` makes of a
+    name byte that is not UTF-8).  Nothing was written when this is raised."""
 
 
 def encode(obj: dict) -> bytes:
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode() + b"\n"
+    """One message as a line of UTF-8 JSON; :class:`Unencodable` when it cannot be."""
+    try:
+        return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode() + b"\n"
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise Unencodable(f"{type(exc).__name__}: {exc}") from None
+
+
+def printable(text: str) -> str:
+    """``text`` with what UTF-8 cannot carry (lone surrogates) escaped as ``\\udcXX``."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def error_reply(code: str, message: str) -> dict:
-    return {"ok": False, "error": {"code": code, "message": message}}
+    """An error reply; always encodable (its message is made printable)."""
+    return {"ok": False, "error": {"code": printable(str(code)), "message": printable(str(message))}}
 
 
 def ok_reply(result: object = None) -> dict:

@@ -1,9 +1,17 @@
 """The control socket: accept connections, read requests, dispatch, reply.
 
-Every failure of one request becomes an error reply with a code; a failure
-that leaves the stream unreadable (an oversized line, a broken data frame, a
-client that hung up) ends that connection only.  Nothing a client sends can
-stop the daemon.
+Every failure of one request becomes an error reply with a code, also a
+reply that cannot be encoded (``unencodable``) and an exception group out of
+a handler's nursery; a failure that leaves the stream unreadable (an
+oversized line, a broken data frame, a client that hung up or stalled, an
+error in the middle of a stream) ends that connection only.  Nothing a
+client sends can stop the daemon: whatever escapes a connection is logged
+and ends that connection, never the server.
+
+Limits: at most ``MAX_CONNECTIONS`` connections in all and
+``max_per_uid`` of one uid (root is not limited), each answered ``busy``
+when refused; a connection that sends nothing for ``idle_timeout`` seconds
+is closed.
 """
 
 from __future__ import annotations
@@ -18,13 +26,16 @@ import trio
 
 from ..store.errors import TrunkError
 from . import protocol
-from .connection import Connection, PeerGone, ProtocolError
+from .connection import Connection, IdleTimeout, PeerGone, ProtocolError
 from .handlers import HANDLERS, Request
+from .handlers.base import first_error, only_cancelled
 from .service import Service
 
 log = logging.getLogger(__name__)
 
 MAX_CONNECTIONS = 512
+MAX_CONNECTIONS_PER_UID = 64
+IDLE_TIMEOUT = 300.0   # seconds
 
 
 def bind_socket(path: str, group: str | None = None) -> socket.socket:
@@ -55,11 +66,16 @@ def bind_socket(path: str, group: str | None = None) -> socket.socket:
 
 
 class ControlServer:
-    def __init__(self, service: Service, path: str, group: str | None = None) -> None:
+    def __init__(self, service: Service, path: str, group: str | None = None,
+                 max_per_uid: int = MAX_CONNECTIONS_PER_UID,
+                 idle_timeout: float | None = IDLE_TIMEOUT) -> None:
         self.service = service
         self.path = path
         self.group = group
+        self.max_per_uid = max_per_uid
+        self.idle_timeout = idle_timeout
         self._slots = trio.Semaphore(MAX_CONNECTIONS)
+        self._per_uid: dict[int, int] = {}
 
     async def serve(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         sock = bind_socket(self.path, self.group)
@@ -72,44 +88,86 @@ class ControlServer:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.path)
 
+    async def _refuse(self, stream: trio.SocketStream, message: str) -> None:
+        with contextlib.suppress(Exception):
+            await stream.send_all(protocol.encode(protocol.error_reply(protocol.BUSY, message)))
+        with trio.move_on_after(1):
+            await stream.aclose()
+
     async def _handle(self, stream: trio.SocketStream) -> None:
         if self._slots.value == 0:
-            with contextlib.suppress(Exception):
-                await stream.send_all(protocol.encode(protocol.error_reply(
-                    "busy", f"the daemon serves {MAX_CONNECTIONS} connections already; try again")))
-            await stream.aclose()
+            await self._refuse(stream, f"the daemon serves {MAX_CONNECTIONS} connections already; try again")
             return
         async with self._slots:
             try:
-                conn = Connection(stream)
+                conn = Connection(stream, self.idle_timeout)
             except OSError as exc:
                 log.warning("cannot read the credentials of a client: %s", exc)
                 await stream.aclose()
                 return
+            uid = conn.uid
+            if uid != 0 and self._per_uid.get(uid, 0) >= self.max_per_uid:
+                log.info("refused a connection of uid %d (pid %d): it has %d already",
+                         uid, conn.pid, self.max_per_uid)
+                await self._refuse(stream, f"uid {uid} has {self.max_per_uid} connections to the daemon "
+                                           "already (max_connections_per_uid); try again")
+                return
+            self._per_uid[uid] = self._per_uid.get(uid, 0) + 1
             try:
                 await self.serve_connection(conn)
             except PeerGone:
                 log.debug("client pid %d hung up", conn.pid)
+            except BaseExceptionGroup as group:
+                if only_cancelled(group):
+                    raise
+                log.error("connection of uid %d (pid %d) ended by an error", uid, conn.pid,
+                          exc_info=group)
+            except Exception:
+                log.exception("connection of uid %d (pid %d) ended by an error", uid, conn.pid)
             finally:
+                self._per_uid[uid] -= 1
+                if not self._per_uid[uid]:
+                    del self._per_uid[uid]
                 await conn.aclose()
 
     async def serve_connection(self, conn: Connection) -> None:
         """Answer the requests of one connection until the client hangs up
-        (or breaks the protocol beyond repair)."""
+        (or breaks the protocol beyond repair, or stays idle too long)."""
         while True:
             try:
                 msg = await conn.read_message()
-                if msg is None:
+            except IdleTimeout as exc:  # between requests: nobody is waiting for a reply
+                log.debug("closing the idle connection of pid %d: %s", conn.pid, exc)
+                return
+            except ProtocolError as exc:
+                if await self._reply_error(conn, exc):
                     return
+                continue
+            if msg is None:
+                return
+            try:
                 reply = await self._dispatch(conn, msg)
             except ProtocolError as exc:
-                await conn.send(protocol.error_reply(exc.code, str(exc)))
-                if exc.fatal:
-                    await conn.linger()
+                if await self._reply_error(conn, exc):
                     return
                 continue
             if reply is not None:
-                await conn.send(reply)
+                await self._send_reply(conn, msg.get("op"), reply)
+
+    async def _reply_error(self, conn: Connection, exc: ProtocolError) -> bool:
+        """Send the error reply of ``exc``; True when the connection must end."""
+        await conn.send(protocol.error_reply(exc.code, str(exc)))
+        if exc.fatal:
+            await conn.linger()
+        return exc.fatal
+
+    async def _send_reply(self, conn: Connection, name: object, reply: dict) -> None:
+        try:
+            await conn.send(reply)
+        except protocol.Unencodable as exc:  # nothing was sent: the stream is still in step
+            log.error("the reply to %s by uid %d cannot be encoded: %s", name, conn.uid, exc)
+            await conn.send(protocol.error_reply(
+                protocol.UNENCODABLE, f"the reply to {name} cannot be encoded: {exc}"))
 
     async def _dispatch(self, conn: Connection, msg: dict) -> dict | None:
         name = msg.get("op")
@@ -122,27 +180,43 @@ class ControlServer:
         if handler is None:
             raise ProtocolError(protocol.UNKNOWN_OP, f"unknown operation {name!r}")
         req = Request(self.service, conn, name, args)
-        streaming = name in ("put",)
         try:
             result = await handler(req)
+        except BaseExceptionGroup as group:  # out of a handler's nursery
+            if only_cancelled(group):
+                raise
+            return self._failed(req, first_error(group))
         except (PeerGone, trio.Cancelled):
             raise
-        except ProtocolError as exc:
-            if streaming:
-                exc.fatal = True
-            raise
-        except TrunkError as exc:
-            log.debug("%s by uid %d failed: %s", name, conn.uid, exc)
-            if streaming or req.started:
-                raise ProtocolError(exc.code, str(exc), fatal=True) from None
-            return protocol.error_reply(exc.code, str(exc))
         except Exception as exc:
-            log.exception("internal error in %s (args %r)", name, _short(args))
-            raise ProtocolError(protocol.INTERNAL, f"internal error in {name}: {exc!r}",
-                                fatal=True) from None
+            return self._failed(req, exc)
         if req.started:  # the handler replied itself and streamed
             return None
         return protocol.ok_reply(result)
+
+    def _failed(self, req: Request, exc: BaseException) -> dict:
+        """The error reply of a failed request; raises ProtocolError (fatal)
+        instead when the connection cannot go on (a stream was cut short)."""
+        name, uid = req.op, req.conn.uid
+        streaming = name == "put" or req.started
+        if isinstance(exc, (PeerGone, trio.Cancelled)):  # one of a group: the others were its echo
+            raise exc
+        if isinstance(exc, ProtocolError):
+            if streaming:
+                exc.fatal = True
+            raise exc
+        if isinstance(exc, TrunkError):
+            log.debug("%s by uid %d failed: %s", name, uid, exc)
+            code, message = exc.code, str(exc)
+        elif isinstance(exc, protocol.Unencodable):
+            log.error("%s by uid %d: a message cannot be encoded: %s", name, uid, exc)
+            code, message = protocol.UNENCODABLE, f"{name}: a message cannot be encoded: {exc}"
+        else:
+            log.error("internal error in %s (args %s)", name, _short(req.args), exc_info=exc)
+            raise ProtocolError(protocol.INTERNAL, f"internal error in {name}: {exc!r}", fatal=True)
+        if streaming:
+            raise ProtocolError(code, message, fatal=True)
+        return protocol.error_reply(code, message)
 
 
 def _short(args: dict) -> str:

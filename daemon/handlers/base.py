@@ -8,7 +8,7 @@ handlers also read or write entries and data frames on the connection.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 Handler = Callable[["Request"], Awaitable[Any]]
 HANDLERS: dict[str, Handler] = {}
 _MISSING = object()
+INT_MAX = 2 ** 63 - 1   # the largest int argument any operation takes (int64)
 
 
 def op(name: str) -> Callable[[Handler], Handler]:
@@ -42,7 +43,10 @@ class Request:
     args: dict
     started: bool = False  # a streaming handler has sent its reply already
 
-    def arg(self, name: str, kind: type | tuple = str, default: Any = _MISSING) -> Any:
+    def arg(self, name: str, kind: type | tuple = str, default: Any = _MISSING,
+            low: int = 0, high: int = INT_MAX) -> Any:
+        """Argument ``name``, of type ``kind`` (InvalidArgument otherwise); an
+        int (never a bool) must lie in ``low..high``, by default 0..2**63-1."""
         value = self.args.get(name, _MISSING)
         if value is _MISSING or (value is None and default is not _MISSING):
             if default is _MISSING:
@@ -51,6 +55,8 @@ class Request:
         if not isinstance(value, kind) or (isinstance(value, bool) and kind in (int, (int,))):
             kinds = kind if isinstance(kind, tuple) else (kind,)
             raise InvalidArgument(f"{self.op}: argument {name!r} must be {' or '.join(k.__name__ for k in kinds)}")
+        if isinstance(value, int) and not isinstance(value, bool) and not low <= value <= high:
+            raise InvalidArgument(f"{self.op}: argument {name!r} must be between {low} and {high}")
         return value
 
     def repo(self) -> str:
@@ -61,12 +67,27 @@ class Request:
         return author_of(self.conn.uid)
 
 
-def first_error(group: BaseExceptionGroup) -> BaseException:
-    """The exception that matters in a nursery's group (not a Cancelled)."""
+def _leaves(group: BaseExceptionGroup) -> Iterator[BaseException]:
     for exc in group.exceptions:
         if isinstance(exc, BaseExceptionGroup):
-            exc = first_error(exc)
+            yield from _leaves(exc)
+        else:
+            yield exc
+
+
+def first_error(group: BaseExceptionGroup) -> BaseException:
+    """The exception that matters in a nursery's (possibly nested) group:
+    the first that is not a Cancelled, else a Cancelled (never a group)."""
+    cancelled: BaseException | None = None
+    for exc in _leaves(group):
         if not isinstance(exc, trio.Cancelled):
             return exc
-    return group.exceptions[0]
+        cancelled = cancelled or exc
+    assert cancelled is not None  # a group is never empty
+    return cancelled
+
+
+def only_cancelled(group: BaseExceptionGroup) -> bool:
+    """Whether every exception in the group is a Cancelled (it must propagate)."""
+    return all(isinstance(exc, trio.Cancelled) for exc in _leaves(group))
 

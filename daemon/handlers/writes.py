@@ -37,12 +37,16 @@ async def rm(req: Request) -> dict:
 
 
 _MODE_MASK = 0o7777
+MODE_MAX = 0o177777          # an st_mode with its file type bits; only the permission bits are kept
+MTIME_MAX = 2 ** 63 - 1      # nanoseconds since 1970 in an int64 (the year 2262)
 
 
 def _mode(head: dict, default: int) -> int:
     mode = head.get("mode", default)
     if not isinstance(mode, int) or isinstance(mode, bool):
         raise InvalidArgument("entry mode must be an integer")
+    if not 0 <= mode <= MODE_MAX:
+        raise InvalidArgument(f"entry mode must be between 0 and 0o{MODE_MAX:o}")
     return statmod.S_IMODE(mode) & _MODE_MASK
 
 
@@ -52,6 +56,8 @@ def _mtime(head: dict) -> int | None:
         return None
     if not isinstance(mtime, int) or isinstance(mtime, bool):
         raise InvalidArgument("entry mtime must be an integer (nanoseconds)")
+    if not 0 <= mtime <= MTIME_MAX:
+        raise InvalidArgument(f"entry mtime must be between 0 and {MTIME_MAX} nanoseconds")
     return mtime
 
 
@@ -85,10 +91,9 @@ class ReceivedEntries:
                             chunks, size = ingest.finish()
                         else:
                             chunks, size = await run(ingest.finish)
-                        path, head = payload
-                        self.edits.append(("file", path, {"type": FILE, "mode": _mode(head, 0o644),
-                                                          "mtime": _mtime(head) or 0, "size": size,
-                                                          "chunks": chunks}))
+                        path, mode, mtime = payload
+                        self.edits.append(("file", path, {"type": FILE, "mode": mode, "mtime": mtime,
+                                                          "size": size, "chunks": chunks}))
 
         try:
             async with trio.open_nursery() as nursery:
@@ -125,6 +130,7 @@ class ReceivedEntries:
             elif kind == FILE:
                 if path == "/":
                     raise InvalidArgument("a file cannot be put at the repo's root path")
+                mode, mtime = _mode(head, 0o644), _mtime(head) or 0   # checked before its bytes come
                 ingest = session.ingest()
                 while True:
                     frame = await conn.read_message()
@@ -135,7 +141,7 @@ class ReceivedEntries:
                     data = await conn.read_frame_body(frame)
                     self.bytes += len(data)
                     await work.send(("data", ingest, data))
-                await work.send(("finish", ingest, (path, head)))
+                await work.send(("finish", ingest, (path, mode, mtime)))
                 self.files += 1
             else:
                 raise InvalidArgument(f"entry {path}: unknown type {kind!r}")
