@@ -67,10 +67,10 @@ class ViewParts:
         on a miss.  Shared with the store's cache: do not modify."""
         tree = entry.get("tree") if entry is not None and entry["type"] == "dir" else None
         if not tree:
-            return listing(self.store, None)
+            return listing(self.store, None)   # the shared empty listing
         idx = self.store.cached_tree_index(tree)
         if idx is None:
-            idx = await self.run(listing, self.store, entry)
+            idx = await self.run(self.store.tree_index, tree)
         return idx
 
     async def commit_root(self, commit_id: str) -> dict:
