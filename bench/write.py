@@ -315,7 +315,7 @@ class Bench:
 
     def status(self, repo: str) -> list[tuple[str, str]]:
         st = json.loads(self.cli("status", repo, "--json"))
-        return sorted((c["status"], c["path"]) for c in st["changes"])
+        return sorted((c["status"], c["path"].lstrip("/")) for c in st["changes"])  # paths relative
 
     def store_bytes(self) -> int:
         return du_bytes(self.d.store_dir)

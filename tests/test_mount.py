@@ -274,7 +274,7 @@ def test_mountpoint_checks_and_stale_mount(daemon_factory, workdir):
     d.cli("umount")
     d.proc.wait(30)
     assert d.proc.returncode == 0
-    from tests.conftest import is_mounted
+    from tests.harness import is_mounted
     assert not is_mounted(d.mount)
     d.proc = None
     d._log.close()
