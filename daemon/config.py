@@ -12,6 +12,8 @@ Keys of the file are the long flag names with ``_`` for ``-``, e.g.::
     socket_group = "trunkfs"
     compression_level = 1
     log_level = "INFO"
+    max_connections_per_uid = 64   # socket connections of one uid at once (root: no limit)
+    idle_timeout = 300             # seconds a connection may send nothing between requests
 """
 
 from __future__ import annotations
@@ -53,7 +55,7 @@ class Config:
     # the settings, by their names in the config file (and on the command line)
     SETTINGS = ("state", "store", "socket", "socket_group", "mount", "allow_other", "cache_size",
                 "cache_local", "uid", "gid", "s3_endpoint", "s3_region", "compression_level",
-                "pack_size_mib", "threads", "log_level")
+                "pack_size_mib", "threads", "log_level", "max_connections_per_uid", "idle_timeout")
 
     def __init__(self, state: str | None = None, store: str = "", socket: str | None = None,
                  socket_group: str | None = None, mount: str | None = None,
@@ -61,7 +63,8 @@ class Config:
                  cache_local: bool = False, uid: int | None = None, gid: int | None = None,
                  s3_endpoint: str | None = None, s3_region: str | None = None,
                  compression_level: int = 1, pack_size_mib: int = 32, threads: int = 8,
-                 log_level: str = "INFO") -> None:
+                 log_level: str = "INFO", max_connections_per_uid: int = 64,
+                 idle_timeout: float = 300.0) -> None:
         self.state: str = default_state_dir() if state is None else state
         self.store: str = store                   # default: file://<state>/store
         self.socket: str = default_socket() if socket is None else socket
@@ -78,6 +81,8 @@ class Config:
         self.pack_size_mib = pack_size_mib
         self.threads = threads
         self.log_level = log_level
+        self.max_connections_per_uid = max_connections_per_uid
+        self.idle_timeout = idle_timeout
         self.finish()
 
     def __repr__(self) -> str:
@@ -96,6 +101,12 @@ class Config:
             raise InvalidArgument("compression_level must be between 1 and 22")
         if not 1 <= int(self.pack_size_mib) <= 1024:
             raise InvalidArgument("pack_size_mib must be between 1 and 1024")
+        if isinstance(self.max_connections_per_uid, bool) or not isinstance(self.max_connections_per_uid, int) \
+                or not 1 <= self.max_connections_per_uid <= 100_000:
+            raise InvalidArgument("max_connections_per_uid must be an integer between 1 and 100000")
+        if isinstance(self.idle_timeout, bool) or not isinstance(self.idle_timeout, (int, float)) \
+                or not 0 < self.idle_timeout <= 7 * 86400:
+            raise InvalidArgument("idle_timeout must be a number of seconds, above 0 and at most a week")
         if self.mount:
             self.mount = os.path.abspath(os.path.expanduser(self.mount))
         if self.cache_size not in (None, ""):

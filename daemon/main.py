@@ -65,7 +65,9 @@ async def serve(config: Config, store: Store) -> None:
 
 
 async def _serve(config: Config, service: Service, mountpoint: str | None) -> None:
-    server = ControlServer(service, config.socket, config.socket_group)
+    server = ControlServer(service, config.socket, config.socket_group,
+                           max_per_uid=config.max_connections_per_uid,
+                           idle_timeout=float(config.idle_timeout))
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async with trio.open_nursery() as nursery:
             await nursery.start(server.serve)
@@ -101,9 +103,25 @@ def _raise_fd_limit() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
+# Libraries whose DEBUG lines carry secrets: botocore logs request headers
+# (Authorization, the signature, the security token) and the strings it signs.
+QUIET_LOGGERS = ("botocore", "boto3", "s3transfer", "urllib3")
+
+
+def setup_logging(level_name: str) -> None:
+    """The daemon's log on stderr at ``level_name``; the loggers of
+    ``QUIET_LOGGERS`` never below INFO, so DEBUG logs no credentials."""
+    level = getattr(logging, level_name.upper(), logging.INFO)
+    if not isinstance(level, int):
+        level = logging.INFO
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        stream=sys.stderr)
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(max(level, logging.INFO))
+
+
 def run_daemon(config: Config) -> int:
-    logging.basicConfig(level=getattr(logging, config.log_level.upper(), logging.INFO),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    setup_logging(config.log_level)
     _raise_fd_limit()
     try:
         lock_fd = _lock_state(config.state)

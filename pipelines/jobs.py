@@ -35,6 +35,7 @@ JOB_VERSION = 1
 QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED = "queued", "running", "succeeded", "failed", "cancelled"
 FINAL = (SUCCEEDED, FAILED, CANCELLED)
 MIN_PREFIX = 6                     # the shortest id prefix accepted for a job id
+MAX_RESTARTS = 3                   # starts of the daemon that find a job running before it fails
 ID_EPOCH_MS = 1_704_067_200_000    # 2024-01-01T00:00:00Z
 _RANDOM_BITS = 8
 _ID_DIGITS = 12
@@ -153,10 +154,27 @@ class Job:
     datums: DatumCounts = field(default_factory=DatumCounts)
     logs: dict[str, DatumLog] = field(default_factory=dict)   # by datum label (its index)
     downstream_jobs: list[str] | None = None                  # set when it succeeded
+    restarts: int = 0                 # daemon starts that found it running (0 in older records)
 
     @property
     def done(self) -> bool:
         return self.state in FINAL
+
+    def interrupted(self, limit: int = MAX_RESTARTS) -> None:
+        """The daemon starts and finds this job running (it stopped, or
+        crashed, while the job ran): queue it again, or fail it once
+        ``limit`` starts found it so, so that a job that brings the daemon
+        down is not rerun at every start."""
+        self.restarts += 1
+        if self.restarts >= limit:
+            self.state, self.finished = FAILED, time.time()
+            self.error = (f"the daemon stopped {self.restarts} times while this job ran; "
+                          "it is not run again")
+            log.error("job %s of pipeline %s: %s", self.id, self.pipeline, self.error)
+        else:
+            self.state = QUEUED
+            log.info("job %s was running when the daemon stopped; it runs again (restart %d of %d)",
+                     self.id, self.restarts, limit - 1)
 
     @property
     def sort_key(self) -> tuple[float, str]:
@@ -180,6 +198,8 @@ class Job:
             out["logs"] = self.logs_json()
         if self.downstream_jobs is not None:
             out["downstream_jobs"] = list(self.downstream_jobs)
+        if self.restarts:
+            out["restarts"] = self.restarts
         return out
 
     def logs_json(self) -> dict:
@@ -219,7 +239,8 @@ class Job:
                 output_commit=_opt_str(obj.get("output_commit")), error=_opt_str(obj.get("error")),
                 datums=DatumCounts.from_json(obj.get("datums") or {}),
                 logs={str(k): DatumLog.from_json(v) for k, v in (obj.get("logs") or {}).items()},
-                downstream_jobs=None if downstream is None else [str(j) for j in downstream])
+                downstream_jobs=None if downstream is None else [str(j) for j in downstream],
+                restarts=int(obj.get("restarts") or 0))
         except (KeyError, TypeError, AttributeError) as exc:
             raise ValueError(f"not a job record: {exc!r}") from exc
 
@@ -253,6 +274,17 @@ class JobStore:
                 jobs.append(Job.decode(self.backend.get(key)))
             except (ValueError, ObjectMissing) as exc:
                 log.error("skipping unreadable job record %s: %s", key, exc)
+        return jobs
+
+    def load_at_start(self, limit: int = MAX_RESTARTS) -> list[Job]:
+        """Every job record as a starting daemon takes them: a job found
+        running is :meth:`Job.interrupted` and its record saved at once (so
+        that a crash before it runs again still counts)."""
+        jobs = self.load()
+        for job in jobs:
+            if job.state == RUNNING:
+                job.interrupted(limit)
+                self.save(job.id, job.encode())
         return jobs
 
 

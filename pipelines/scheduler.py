@@ -10,7 +10,9 @@ by the same pipeline version before: then it reuses that output.  All
 outputs merge into one commit on the output repo through the daemon's
 commit path, with the input commit as provenance.  Job records live in the
 store (:mod:`.jobs`), so they survive a restart; a job that was running
-runs again.
+runs again, up to ``MAX_RESTARTS`` starts, then fails.  Whatever a job's
+run raises (an exception group out of its datums' nursery too) fails that
+job, never the scheduler.
 
 The scheduler is the commit path's trigger: :meth:`JobScheduler.plan`
 makes the jobs of a new commit, :meth:`JobScheduler.start` announces and
@@ -43,6 +45,22 @@ from .registry import Pipeline, PipelineRegistry
 from .runner import AttemptDirs, Command, run_datum
 
 log = logging.getLogger(__name__)
+
+
+def _leaves(group: BaseExceptionGroup) -> list[BaseException]:
+    out: list[BaseException] = []
+    for exc in group.exceptions:
+        out += _leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc]
+    return out
+
+
+def _only_cancelled(group: BaseExceptionGroup) -> bool:
+    return all(isinstance(exc, trio.Cancelled) for exc in _leaves(group))
+
+
+def _first_error(group: BaseExceptionGroup) -> BaseException:
+    """The first exception of a nursery's group that is not a Cancelled."""
+    return next(exc for exc in _leaves(group) if not isinstance(exc, trio.Cancelled))
 
 
 @dataclass
@@ -91,10 +109,7 @@ class JobScheduler:
         """Read every job record (sync, at start); running jobs go back to the queue."""
         if os.geteuid() == 0:
             clear_stale_binds()
-        for job in self.records.load():
-            if job.state == RUNNING:
-                job.state = QUEUED
-                log.info("job %s was running when the daemon stopped; it runs again", job.id)
+        for job in self.records.load_at_start():
             self.jobs.add(job)
 
     def list(self, pipeline: str | None = None) -> builtins.list[Job]:
@@ -188,7 +203,13 @@ class JobScheduler:
                 event = self._wake[pipeline] = trio.Event()
                 await event.wait()
                 continue
-            await self._run_job(queued[0])
+            job = queued[0]
+            try:
+                await self._run_job(job)
+            except Exception:  # e.g. its record could not be saved: the runner goes on
+                log.exception("job %s of pipeline %s ended by an error", job.id, pipeline)
+                if not job.done:
+                    job.state, job.error, job.finished = FAILED, "internal error (see the daemon log)", time.time()
 
     async def _run_job(self, job: Job) -> None:
         try:
@@ -210,11 +231,26 @@ class JobScheduler:
         except (TrunkError, MergeConflict, OSError) as exc:
             job.state, job.error = FAILED, str(exc)
             log.warning("job %s of pipeline %s failed: %s", job.id, job.pipeline, exc)
+        except BaseExceptionGroup as group:  # out of the datums' nursery
+            if _only_cancelled(group):
+                raise
+            self._crashed(job, _first_error(group))
+        except Exception as exc:  # a bug, not the job's fault: the job fails, the daemon goes on
+            self._crashed(job, exc)
         finally:
             self._cancel.pop(job.id, None)
             job.finished = time.time()
             with trio.CancelScope(shield=True):
                 await self._persist(job)
+
+    def _crashed(self, job: Job, exc: BaseException) -> None:
+        job.state, job.error = FAILED, f"internal error: {exc!r}"
+        if isinstance(exc, (TrunkError, MergeConflict, OSError)):
+            job.error = str(exc)
+            log.warning("job %s of pipeline %s failed: %s", job.id, job.pipeline, exc)
+        else:
+            log.error("job %s of pipeline %s failed by an internal error", job.id, job.pipeline,
+                      exc_info=exc)
 
     async def _execute(self, job: Job, pipeline: Pipeline) -> None:
         spec = pipeline.spec
