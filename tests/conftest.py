@@ -9,12 +9,16 @@ import logging
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from trunkfs.store.backends.factory import open_backend
+from trunkfs.store.store import Store
+
 from tests.harness import DaemonProcess, log_problems, wait_for
 
-__all__ = ["Daemon", "wait_for"]  # for test modules that import them from here
+__all__ = ["Daemon", "open_local_store", "wait_for"]  # for test modules that import them from here
 
 pytest_plugins = ["tests.s3server"]
 
@@ -64,6 +68,22 @@ def workdir():
         yield Path(d)
     finally:
         shutil.rmtree(d, ignore_errors=True)
+
+
+def open_local_store(base: Path, **kw: Any) -> Store:
+    """A store in ``base/store`` with its index and temp files beside it."""
+    return Store(open_backend(f"file://{base / 'store'}"), str(base / "index"), str(base / "tmp"),
+                 **kw).open()
+
+
+@pytest.fixture
+def store(workdir: Path):
+    """A real local store for in-process tests, closed afterwards."""
+    st = open_local_store(workdir)
+    try:
+        yield st
+    finally:
+        st.close()
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ order of what a commit tells its watchers."""
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import pytest
 import trio
@@ -15,22 +14,11 @@ from trunkfs.daemon.events import EventBus
 from trunkfs.daemon.heads import BranchHeads
 from trunkfs.daemon.workers import Workers
 from trunkfs.store import walk
-from trunkfs.store.backends.factory import open_backend
 from trunkfs.store.errors import Conflict, NothingToCommit
 from trunkfs.store.refs import Refs
 from trunkfs.store.store import Store
 from trunkfs.store.treeedit import TreeEditor
 from trunkfs.store.writer import WriteSession
-
-
-@pytest.fixture
-def store(workdir: Path):
-    st = Store(open_backend(f"file://{workdir / 'store'}"), str(workdir / "index"),
-               str(workdir / "tmp")).open()
-    try:
-        yield st
-    finally:
-        st.close()
 
 
 class Parts:

@@ -6,12 +6,10 @@ nested changes, log, show and provenance."""
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import pytest
 
 from trunkfs.store import history, walk
-from trunkfs.store.backends.local import LocalBackend
 from trunkfs.store.diff import diff_trees
 from trunkfs.store.errors import InvalidArgument, NotFound
 from trunkfs.store.fsck import fsck
@@ -21,16 +19,6 @@ from trunkfs.store.store import Store
 from trunkfs.store.treeedit import TreeEditor
 
 DEEP = 1500
-
-
-@pytest.fixture
-def store(tmp_path: Path):
-    s = Store(LocalBackend(str(tmp_path / "store")), str(tmp_path / "index"),
-              str(tmp_path / "tmp")).open()
-    try:
-        yield s
-    finally:
-        s.close()
 
 
 @pytest.fixture

@@ -28,22 +28,11 @@ from trunkfs.pipelines.registry import PipelineRegistry
 from trunkfs.pipelines.runner import LOG_LIMIT, AttemptDirs, Command, RunResult, run_command, run_datum
 from trunkfs.pipelines.scheduler import JobScheduler
 from trunkfs.store import walk
-from trunkfs.store.backends.factory import open_backend
 from trunkfs.store.errors import NotFound
 from trunkfs.store.refs import Refs
 from trunkfs.store.store import Store
 from trunkfs.store.treeedit import TreeEditor
 from trunkfs.store.writer import WriteSession
-
-
-@pytest.fixture
-def store(workdir: Path):
-    st = Store(open_backend(f"file://{workdir / 'store'}"), str(workdir / "index"),
-               str(workdir / "tmp")).open()
-    try:
-        yield st
-    finally:
-        st.close()
 
 
 # -- job records ------------------------------------------------------------------

@@ -7,18 +7,10 @@ import random
 
 import pytest
 
-from trunkfs.store.backends.local import LocalBackend
 from trunkfs.store.rechunk import rechunk
 from trunkfs.store.store import Store
 
 MiB = 1024 * 1024
-
-
-@pytest.fixture
-def store(tmp_path):
-    s = Store(LocalBackend(str(tmp_path / "store")), str(tmp_path / "index"), str(tmp_path / "tmp")).open()
-    yield s
-    s.close()
 
 
 def whole(store: Store, data: bytes) -> list[list]:

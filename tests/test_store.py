@@ -24,13 +24,6 @@ def open_store(base, **kw) -> Store:
     return Store(LocalBackend(str(base / "store")), str(base / "index"), str(base / "tmp"), **kw).open()
 
 
-@pytest.fixture
-def store(tmp_path):
-    s = open_store(tmp_path)
-    yield s
-    s.close()
-
-
 def ingest(store: Store, data: bytes, piece: int = 1 << 20):
     session = store.session()
     f = session.ingest()
