@@ -208,9 +208,11 @@ class ControlServer:
         if isinstance(exc, TrunkError):
             log.debug("%s by uid %d failed: %s", name, uid, exc)
             code, message = exc.code, str(exc)
-        elif isinstance(exc, protocol.Unencodable):
-            log.error("%s by uid %d: a message cannot be encoded: %s", name, uid, exc)
-            code, message = protocol.UNENCODABLE, f"{name}: a message cannot be encoded: {exc}"
+        elif isinstance(exc, (protocol.Unencodable, UnicodeEncodeError)):
+            # a reply, or a name on its way into the store, that UTF-8 cannot carry
+            # (a lone surrogate, as os.fsdecode makes of a name byte that is not UTF-8)
+            log.error("%s by uid %d: a name or message cannot be encoded: %s", name, uid, exc)
+            code, message = protocol.UNENCODABLE, f"{name}: a name or message cannot be encoded: {exc}"
         else:
             log.error("internal error in %s (args %s)", name, _short(req.args), exc_info=exc)
             raise ProtocolError(protocol.INTERNAL, f"internal error in {name}: {exc!r}", fatal=True)

@@ -204,3 +204,67 @@ def test_put_accepts_the_extremes_of_the_ranges(daemon):
     listing = request(daemon, "ls", repo="r", path="d")["result"]["entries"]
     assert [(e["name"], e["mtime"]) for e in listing] == [("s", 2 ** 63 - 1)]
     assert_alive(daemon)
+
+
+@pytest.mark.allow_warnings  # each name that cannot be encoded is logged, once
+def test_names_that_cannot_be_encoded_are_errors_and_the_connection_goes_on(daemon):
+    replies = raw_request(daemon.socket, b'{"op":"repo.create","args":{"name":"w\\udce9"}}\n'
+                          b'{"op":"repo.list"}\n{"op":"ping"}\n')
+    assert [r.get("error", {}).get("code") for r in replies] == ["unencodable", None, None]
+    assert replies[1]["result"] == []
+    assert_alive(daemon)
+    assert daemon.log().count("cannot be encoded") == 1
+
+
+# -- exception groups out of a handler's nursery (in-process, on a socket pair) -----------
+
+async def serve_one(requests: bytes, handler) -> list[dict]:
+    """Serve ``requests`` with ``handler`` registered as op ``test.boom``;
+    the replies (the server must return normally)."""
+    import trio
+
+    from trunkfs.daemon.connection import Connection
+    from trunkfs.daemon.handlers import HANDLERS
+    from trunkfs.daemon.server import ControlServer
+    ours, theirs = trio.socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    server = ControlServer(None, "/nonexistent")  # type: ignore[arg-type]
+    HANDLERS["test.boom"] = handler
+    try:
+        async with trio.SocketStream(ours) as client:
+            await client.send_all(requests)
+            await client.send_eof()
+            conn = Connection(trio.SocketStream(theirs))
+            await server.serve_connection(conn)
+            await conn.aclose()
+            data = b""
+            while chunk := await client.receive_some(65536):
+                data += chunk
+    finally:
+        del HANDLERS["test.boom"]
+    return [json.loads(line) for line in data.splitlines()]
+
+
+async def test_an_exception_group_of_store_errors_is_their_error_reply():
+    import trio
+
+    from trunkfs.store.errors import NotFound
+
+    async def boom(req):
+        async def fail() -> None:
+            raise NotFound("no such thing")
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(fail)
+            nursery.start_soon(fail)
+    replies = await serve_one(b'{"op":"test.boom"}\n{"op":"test.boom"}\n', boom)
+    assert [r["error"]["code"] for r in replies] == ["not_found", "not_found"]
+
+
+@pytest.mark.allow_warnings  # the internal error is logged
+async def test_a_group_of_a_bug_and_a_cancellation_is_an_internal_error_not_a_dead_server():
+    import trio
+
+    async def boom(req):
+        raise BaseExceptionGroup("nursery", [trio.Cancelled._create(), ValueError("a bug")])
+    replies = await serve_one(b'{"op":"test.boom"}\n{"op":"ping"}\n', boom)
+    assert [r["error"]["code"] for r in replies] == ["internal"]   # then the connection closed
+    assert "a bug" in replies[0]["error"]["message"]
