@@ -106,7 +106,8 @@ class JobScheduler:
         self.events.publish(job.event())
 
     def load(self) -> None:
-        """Read every job record (sync, at start); running jobs go back to the queue."""
+        """Read every job record (sync, at start); a running job goes back to the
+        queue, or fails when it was found running at too many starts."""
         if os.geteuid() == 0:
             clear_stale_binds()
         for job in self.records.load_at_start():
