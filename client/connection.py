@@ -16,9 +16,15 @@ FRAME_SIZE = 4 * 1024 * 1024  # the size of the data frames we send (the daemon 
 
 
 def default_socket_path() -> str:
-    """``$TRUNKFS_SOCKET``, else the daemon's default for this user."""
-    from ..daemon.config import default_socket  # the one definition of the default
-    return default_socket()
+    """``$TRUNKFS_SOCKET``, else the daemon's default for this user (the one
+    definition of the default: the daemon's configuration reads it here)."""
+    import os
+    if os.environ.get("TRUNKFS_SOCKET"):
+        return os.environ["TRUNKFS_SOCKET"]
+    if os.geteuid() == 0:
+        return "/run/trunkfs/trunkfs.sock"
+    runtime = os.environ.get("XDG_RUNTIME_DIR") or f"/tmp/trunkfs-{os.getuid()}"
+    return os.path.join(runtime, "trunkfs.sock")
 
 
 class Connection:

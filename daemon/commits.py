@@ -17,25 +17,24 @@ commit needs, in this order:
    event with their ids, then the jobs started, so a watcher sees events in
    the order they happen.
 
-Changes are small classes: :class:`Edit` (put, rm), :class:`ReplaceRoot`
-(a pipeline's merged output) here, and the staged build of a branch's
-staging area in ``trunkfs.staging.commit``.
+Changes are small classes (``trunkfs.store.changes``): ``Edit`` (rm),
+``ReplaceRoot`` (a pipeline's merged output), the received entries of a
+``put`` (``handlers/writes.py``) and the staged build of a branch's staging
+area (``trunkfs.staging.commit``).
 """
 
 from __future__ import annotations
 
 import logging
-import pwd
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
+from ..store.changes import Change, CommitMeta
 from ..store.errors import Conflict, NothingToCommit
 from ..store.objects import EMPTY_TREE_ID, Commit
 from ..store.refs import Refs
 from ..store.store import Store
-from ..store.treeedit import TreeEditor
 from ..store.writer import WriteSession
 from .events import EventBus
 from .heads import BranchHeads
@@ -44,65 +43,6 @@ from .workers import Workers
 log = logging.getLogger(__name__)
 
 CAS_ATTEMPTS = 5
-
-
-def author_of(uid: int) -> dict:
-    """A commit's author: the uid and its user name (``uid<N>`` when unknown)."""
-    try:
-        name = pwd.getpwuid(uid).pw_name
-    except KeyError:
-        name = f"uid{uid}"
-    return {"uid": uid, "name": name}
-
-
-class Change(Protocol):
-    """What a commit does to the head's tree."""
-
-    async def prepare(self, session: WriteSession) -> None:
-        """Work done once, before the head is read (on the event loop; heavy
-        work goes to threads)."""
-
-    def build(self, base: dict | None, session: WriteSession) -> dict:
-        """The new root entry over ``base`` (the head's root entry, None for a
-        branch without commits); runs in a worker thread, once per attempt."""
-
-
-class Edit:
-    """Apply ``fn`` to a :class:`TreeEditor` over the head."""
-
-    def __init__(self, store: Store, fn: Callable[[TreeEditor], None]) -> None:
-        self.store = store
-        self.fn = fn
-
-    async def prepare(self, session: WriteSession) -> None:
-        return None
-
-    def build(self, base: dict | None, session: WriteSession) -> dict:
-        editor = TreeEditor(self.store, base["tree"] if base else None)
-        self.fn(editor)
-        return editor.write(session)
-
-
-class ReplaceRoot:
-    """Make ``root`` (a written root entry: tree, size, files, dirs) the new tree."""
-
-    def __init__(self, root: dict) -> None:
-        self.root = root
-
-    async def prepare(self, session: WriteSession) -> None:
-        return None
-
-    def build(self, base: dict | None, session: WriteSession) -> dict:
-        return self.root
-
-
-@dataclass
-class CommitMeta:
-    message: str
-    author: dict
-    origin: dict = field(default_factory=lambda: {"kind": "user"})
-    provenance: list[dict] = field(default_factory=list)
-    allow_empty: bool = True
 
 
 @dataclass

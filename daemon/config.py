@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 
+from ..client.connection import default_socket_path
 from ..store.errors import InvalidArgument
 
 
@@ -28,15 +29,6 @@ def default_state_dir() -> str:
         return "/var/lib/trunkfs"
     base = os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state")
     return os.path.join(base, "trunkfs")
-
-
-def default_socket() -> str:
-    if os.environ.get("TRUNKFS_SOCKET"):
-        return os.environ["TRUNKFS_SOCKET"]
-    if os.geteuid() == 0:
-        return "/run/trunkfs/trunkfs.sock"
-    runtime = os.environ.get("XDG_RUNTIME_DIR") or f"/tmp/trunkfs-{os.getuid()}"
-    return os.path.join(runtime, "trunkfs.sock")
 
 
 def default_config_file() -> str:
@@ -67,7 +59,7 @@ class Config:
                  idle_timeout: float = 300.0) -> None:
         self.state: str = default_state_dir() if state is None else state
         self.store: str = store                   # default: file://<state>/store
-        self.socket: str = default_socket() if socket is None else socket
+        self.socket: str = default_socket_path() if socket is None else socket
         self.socket_group = socket_group
         self.mount = mount
         self.allow_other = allow_other
@@ -155,7 +147,7 @@ def parse_size(value: str | int) -> int:
 
 def load_config(path: str | None, overrides: dict) -> Config:
     """Build the configuration: file (if any) first, then non-None overrides."""
-    import tomllib  # only the daemon reads the file; clients import this module for default_socket
+    import tomllib  # imported when a file is read: the daemon starts as fast as it can
     values: dict = {}
     explicit = path is not None
     path = path or default_config_file()

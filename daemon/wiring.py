@@ -48,7 +48,7 @@ async def build_service(config: Config, store: Store, mountpoint: str | None) ->
             return None
         return store.read_commit(head).tree if head else None
     staging = await trio.to_thread.run_sync(StagingManager, config.state, head_tree)
-    jobs = JobScheduler(store, registry, commits, events, workers, mountpoint=mountpoint)
+    jobs = JobScheduler(store, registry, commits, events.publish, workers.run, mountpoint=mountpoint)
     commits.add_trigger(jobs)
     await trio.to_thread.run_sync(jobs.load)
     cache = None

@@ -16,15 +16,17 @@ import errno
 import logging
 import os
 import shutil
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from typing import Any
 
-from ..daemon.workers import Workers
 from ..store import walk
 from ..store.objects import DIR, SYMLINK
 from ..store.store import Store
 from .datums import Datum
 from .runner import AttemptDirs
+
+Run = Callable[..., Awaitable[Any]]   # runs a blocking call in a worker thread
 
 log = logging.getLogger(__name__)
 
@@ -129,9 +131,9 @@ class DatumInputs:
     """Prepares each attempt of a datum: fresh input and output directories,
     the input bound from the mount or copied from the store."""
 
-    def __init__(self, store: Store, workers: Workers, mountpoint: str | None) -> None:
+    def __init__(self, store: Store, run: Run, mountpoint: str | None) -> None:
         self.store = store
-        self.workers = workers
+        self.run = run
         self.mountpoint = mountpoint  # when the daemon mounts: inputs come through it
 
     @asynccontextmanager
@@ -146,14 +148,14 @@ class DatumInputs:
         if self.mountpoint and os.geteuid() == 0:  # read through the mount: nothing is copied
             view = os.path.join(self.mountpoint, f"{repo}@{commit}")
             try:
-                binds = await self.workers.run(bind_datum, view, datum, dirs.input)
+                binds = await self.run(bind_datum, view, datum, dirs.input)
             except OSError as exc:
                 log.info("datum input through the mount failed (%s); copying instead", exc)
-                await self.workers.run(remove_tree, dirs.input)
+                await self.run(remove_tree, dirs.input)
                 os.makedirs(dirs.input)
-                await self.workers.run(materialize, self.store, datum, dirs.input)
+                await self.run(materialize, self.store, datum, dirs.input)
         else:
-            await self.workers.run(materialize, self.store, datum, dirs.input)
+            await self.run(materialize, self.store, datum, dirs.input)
         try:
             yield dirs
         finally:

@@ -28,17 +28,17 @@ import os
 import tempfile
 import time
 from contextlib import AbstractAsyncContextManager
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import trio
 
-from ..daemon.commits import CommitMeta, CommitPath, ReplaceRoot, author_of
-from ..daemon.events import EventBus
-from ..daemon.workers import Workers
+from ..store.changes import Change, CommitMeta, ReplaceRoot, author_of
 from ..store.errors import NotFound, TrunkError
 from ..store.store import Store
 from .datums import Datum, MergeConflict, cut_datums, datum_hash, datum_paths, store_merged, store_output
-from .inputs import JOB_DIR_PREFIX, DatumInputs, clear_stale_binds, remove_tree
+from .inputs import JOB_DIR_PREFIX, DatumInputs, Run, clear_stale_binds, remove_tree
 from .jobs import CANCELLED, FAILED, QUEUED, RUNNING, SUCCEEDED, DatumCounts, DatumLog, Job, JobInput, \
     JobStore, JobTable, new_job_id
 from .registry import Pipeline, PipelineRegistry
@@ -74,17 +74,38 @@ class _JobRun:
     failures: list[str] = field(default_factory=list)
 
 
+Publish = Callable[[dict], None]   # hands an event to the watchers
+
+
+class Committed(Protocol):
+    """What a commit gives back: its id and the jobs it started downstream."""
+
+    id: str
+    jobs: list[str]
+
+
+class Committer(Protocol):
+    """The daemon's commit path (``trunkfs.daemon.commits.CommitPath``)."""
+
+    async def commit(self, repo: str, branch: str, change: Change,
+                     meta: CommitMeta) -> Committed: ...
+
+
 class JobScheduler:
-    def __init__(self, store: Store, registry: PipelineRegistry, commits: CommitPath,
-                 events: EventBus, workers: Workers, mountpoint: str | None = None) -> None:
+    """Jobs from new commits to their output commits.  It gets from the daemon
+    only what it is given here: the commit path, a way to publish events and
+    a way to run blocking work in a thread; it imports nothing of the daemon."""
+
+    def __init__(self, store: Store, registry: PipelineRegistry, commits: Committer,
+                 publish: Publish, run: Run, mountpoint: str | None = None) -> None:
         self.store = store
         self.registry = registry
         self.commits = commits
-        self.events = events
-        self.workers = workers
+        self.publish = publish
+        self.run_sync = run
         self.records = JobStore(store.backend)
         self.jobs = JobTable()
-        self.inputs = DatumInputs(store, workers, mountpoint)
+        self.inputs = DatumInputs(store, run, mountpoint)
         self._wake: dict[str, trio.Event] = {}
         self._changed = trio.Event()
         self._cancel: dict[str, trio.CancelScope] = {}
@@ -97,13 +118,13 @@ class JobScheduler:
         """Save a job's record (encoded here, on the event loop) and wake waiters."""
         self._changed.set()
         self._changed = trio.Event()
-        await self.workers.run(self.records.save, job.id, job.encode())
+        await self.run_sync(self.records.save, job.id, job.encode())
         if announce:
             self.announce(job)
 
     def announce(self, job: Job) -> None:
         """Tell watchers about a job's state."""
-        self.events.publish(job.event())
+        self.publish(job.event())
 
     def load(self) -> None:
         """Read every job record (sync, at start); a running job goes back to the
@@ -146,7 +167,7 @@ class JobScheduler:
         The commit path announces the commit, then :meth:`start`\\ s the
         jobs, so that watchers see events in the order they happen.
         """
-        pipelines = await self.workers.run(self.registry.list)
+        pipelines = await self.run_sync(self.registry.list)
         return [self.new_job(p, commit) for p in pipelines
                 if p.spec.input_repo == repo and p.spec.input_branch == branch]
 
@@ -214,7 +235,7 @@ class JobScheduler:
 
     async def _run_job(self, job: Job) -> None:
         try:
-            pipeline, _ = await self.workers.run(self.registry.get, job.pipeline)
+            pipeline, _ = await self.run_sync(self.registry.get, job.pipeline)
         except NotFound:
             job.state, job.error, job.finished = CANCELLED, "the pipeline was deleted", time.time()
             await self._persist(job)
@@ -255,8 +276,8 @@ class JobScheduler:
 
     async def _execute(self, job: Job, pipeline: Pipeline) -> None:
         spec = pipeline.spec
-        commit = await self.workers.run(self.store.read_commit, job.input.commit)
-        datums = await self.workers.run(cut_datums, self.store, commit.tree, spec.glob)
+        commit = await self.run_sync(self.store.read_commit, job.input.commit)
+        datums = await self.run_sync(cut_datums, self.store, commit.tree, spec.glob)
         job.datums.total = len(datums)
         work = tempfile.mkdtemp(prefix=f"{JOB_DIR_PREFIX}{job.id[-12:]}-")
         os.chmod(work, 0o711)
@@ -269,7 +290,7 @@ class JobScheduler:
             await trio.to_thread.run_sync(remove_tree, work)
         if run.failures:
             raise TrunkError(f"{len(run.failures)} datum(s) failed: {run.failures[0]}")
-        root = await self.workers.run(store_merged, self.store, [t for t in run.outputs if t is not None])
+        root = await self.run_sync(store_merged, self.store, [t for t in run.outputs if t is not None])
         provenance = [{"repo": spec.input_repo, "branch": spec.input_branch, "commit": job.input.commit}]
         origin = {"kind": "pipeline", "pipeline": pipeline.name, "version": pipeline.version, "job": job.id}
         result = await self.commits.commit(spec.output, "main", ReplaceRoot(root), CommitMeta(
@@ -286,7 +307,7 @@ class JobScheduler:
         spec = pipeline.spec
         reuse_key = f"datums/{pipeline.name}/{pipeline.version}/{datum_hash(datum)}"
         async with run.limiter:
-            found = await self.workers.run(self.store.backend.get_versioned, reuse_key)
+            found = await self.run_sync(self.store.backend.get_versioned, reuse_key)
             if found is not None:
                 run.outputs[index] = json.loads(found[0])["tree"]
                 job.datums.skipped += 1
@@ -305,7 +326,7 @@ class JobScheduler:
                 job.datums.failed += 1
                 run.failures.append(f"datum {index} ({', '.join(entry.paths[:3])}): {entry.error}")
                 return
-            tree = await self.workers.run(store_output, self.store, ran.dirs.output)
+            tree = await self.run_sync(store_output, self.store, ran.dirs.output)
             run.outputs[index] = tree
             job.datums.processed += 1
-            await self.workers.run(self.store.backend.put, reuse_key, json.dumps({"tree": tree}).encode())
+            await self.run_sync(self.store.backend.put, reuse_key, json.dumps({"tree": tree}).encode())

@@ -9,7 +9,8 @@ import os
 import pytest
 import trio
 
-from trunkfs.daemon.commits import CommitMeta, CommitPath, Edit, ReplaceRoot, author_of
+from trunkfs.daemon.commits import CommitPath
+from trunkfs.store.changes import CommitMeta, Edit, ReplaceRoot, author_of
 from trunkfs.daemon.events import EventBus
 from trunkfs.daemon.heads import BranchHeads
 from trunkfs.daemon.workers import Workers

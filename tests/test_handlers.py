@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import trio
 
-from trunkfs.daemon.commits import CommitMeta, ReplaceRoot
+from trunkfs.store.changes import CommitMeta, ReplaceRoot
 from trunkfs.daemon.config import Config
 from trunkfs.daemon.connection import Connection
 from trunkfs.daemon.handlers import HANDLERS, Request

@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 import trio
 
-from trunkfs.daemon.commits import CommitMeta, CommitPath, author_of
+from trunkfs.daemon.commits import CommitPath
+from trunkfs.store.changes import CommitMeta, author_of
 from trunkfs.daemon.events import EventBus
 from trunkfs.daemon.heads import BranchHeads
 from trunkfs.daemon.workers import Workers
@@ -337,7 +338,7 @@ async def test_a_commit_runs_a_job_and_its_record_survives(store: Store) -> None
     events = EventBus()
     commits = CommitPath(store, refs, BranchHeads(refs, workers), events, workers)
     registry = PipelineRegistry(refs)
-    scheduler = JobScheduler(store, registry, commits, events, workers)
+    scheduler = JobScheduler(store, registry, commits, events.publish, workers.run)
     commits.add_trigger(scheduler)
     await workers.run(refs.create_repo, "raw")
     await workers.run(registry.create, {
@@ -369,6 +370,6 @@ async def test_a_commit_runs_a_job_and_its_record_survives(store: Store) -> None
     assert states == [("commit", None), ("job", "queued"), ("job", "running"),
                       ("commit", None), ("job", "succeeded")]   # the input's commit, then the output's
     # a scheduler started again reads the record back as it was
-    again = JobScheduler(store, registry, commits, events, workers)
+    again = JobScheduler(store, registry, commits, events.publish, workers.run)
     again.load()
     assert again.get(job_id).to_json() == job.to_json()

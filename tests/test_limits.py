@@ -17,7 +17,8 @@ import pytest
 import trio
 
 from tests.harness import wait_for
-from trunkfs.daemon.commits import CommitMeta, CommitPath, Edit, author_of
+from trunkfs.daemon.commits import CommitPath
+from trunkfs.store.changes import CommitMeta, Edit, author_of
 from trunkfs.daemon.events import EventBus
 from trunkfs.daemon.heads import BranchHeads
 from trunkfs.daemon.workers import Workers

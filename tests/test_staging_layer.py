@@ -14,7 +14,8 @@ import pytest
 import trio
 import trio.testing
 
-from trunkfs.daemon.commits import CommitMeta, CommitPath, author_of
+from trunkfs.daemon.commits import CommitPath
+from trunkfs.store.changes import CommitMeta, author_of
 from trunkfs.daemon.events import EventBus
 from trunkfs.daemon.heads import BranchHeads
 from trunkfs.daemon.workers import Workers

@@ -15,7 +15,7 @@ import pyfuse3
 import pytest
 
 from trunkfs.cache.chunkcache import ChunkCache
-from trunkfs.daemon.commits import CommitMeta
+from trunkfs.store.changes import CommitMeta
 from trunkfs.daemon.config import Config
 from trunkfs.daemon.main import open_store
 from trunkfs.daemon.wiring import build_service

@@ -16,7 +16,7 @@ import trio
 
 from ...store.errors import InvalidArgument
 from ...store.names import check_name
-from ..commits import author_of
+from ...store.changes import author_of
 from ..connection import Connection
 from ..service import Service
 

@@ -10,7 +10,8 @@ from ...staging.area import StagingArea
 from ...staging.status import changes
 from ...staging.commit import Progress, StagedChange
 from ...store.errors import InvalidArgument, NothingToCommit
-from ..commits import CommitMeta, CommitResult
+from ...store.changes import CommitMeta
+from ..commits import CommitResult
 from ..service import Service
 from .base import Request, first_error, op
 

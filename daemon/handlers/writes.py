@@ -13,7 +13,7 @@ from ...store.objects import DIR, FILE, SYMLINK
 from ...store.treeedit import TreeEditor
 from ...store.writer import WriteSession
 from .. import protocol
-from ..commits import CommitMeta, Edit
+from ...store.changes import CommitMeta, Edit
 from ..connection import ProtocolError
 from .base import Request, first_error, op
 
