@@ -9,6 +9,7 @@ passed to its constructor.  Nothing is patched in afterwards.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 
@@ -48,7 +49,8 @@ async def build_service(config: Config, store: Store, mountpoint: str | None) ->
             return None
         return store.read_commit(head).tree if head else None
     staging = await trio.to_thread.run_sync(StagingManager, config.state, head_tree)
-    jobs = JobScheduler(store, registry, commits, events.publish, workers.run, mountpoint=mountpoint)
+    jobs = JobScheduler(store, registry, commits, events.publish, workers.run, mountpoint=mountpoint,
+                        daemon_tag=hashlib.blake2b(config.state.encode(), digest_size=4).hexdigest())
     commits.add_trigger(jobs)
     await trio.to_thread.run_sync(jobs.load)
     cache = None

@@ -75,8 +75,9 @@ def bind_datum(view: str, datum: Datum, root: str) -> list[str]:
     return done
 
 
-def clear_stale_binds() -> int:
-    """Detach binds left in job directories by a daemon that died mid-job."""
+def clear_stale_binds(prefix: str = JOB_DIR_PREFIX) -> int:
+    """Detach binds left by a daemon that died mid-job in job directories
+    whose names start with ``prefix`` (this daemon's)."""
     count = 0
     try:
         with open("/proc/self/mounts") as f:
@@ -85,7 +86,7 @@ def clear_stale_binds() -> int:
         return 0
     for t in targets:
         t = t.encode().decode("unicode_escape")
-        if f"/{JOB_DIR_PREFIX}" in t:
+        if f"/{prefix}" in t:
             unmount(t)
             count += 1
     if count:

@@ -97,7 +97,12 @@ class JobScheduler:
     a way to run blocking work in a thread; it imports nothing of the daemon."""
 
     def __init__(self, store: Store, registry: PipelineRegistry, commits: Committer,
-                 publish: Publish, run: Run, mountpoint: str | None = None) -> None:
+                 publish: Publish, run: Run, mountpoint: str | None = None,
+                 daemon_tag: str = "") -> None:
+        # ``daemon_tag`` (a hash of the daemon's state directory) is in the name
+        # of every job directory, so that at start a daemon detaches the
+        # datum binds it left, never those of another daemon on the machine
+        self.work_prefix = f"{JOB_DIR_PREFIX}{daemon_tag}-" if daemon_tag else JOB_DIR_PREFIX
         self.store = store
         self.registry = registry
         self.commits = commits
@@ -130,7 +135,7 @@ class JobScheduler:
         """Read every job record (sync, at start); a running job goes back to the
         queue, or fails when it was found running at too many starts."""
         if os.geteuid() == 0:
-            clear_stale_binds()
+            clear_stale_binds(self.work_prefix)
         for job in self.records.load_at_start():
             self.jobs.add(job)
 
@@ -279,7 +284,7 @@ class JobScheduler:
         commit = await self.run_sync(self.store.read_commit, job.input.commit)
         datums = await self.run_sync(cut_datums, self.store, commit.tree, spec.glob)
         job.datums.total = len(datums)
-        work = tempfile.mkdtemp(prefix=f"{JOB_DIR_PREFIX}{job.id[-12:]}-")
+        work = tempfile.mkdtemp(prefix=f"{self.work_prefix}{job.id[-12:]}-")
         os.chmod(work, 0o711)
         run = _JobRun(job, pipeline, work, trio.CapacityLimiter(spec.parallelism), [None] * len(datums))
         try:

@@ -23,7 +23,8 @@ from trunkfs.daemon.workers import Workers
 from trunkfs.pipelines import jobs as jobs_mod
 from trunkfs.pipelines.datums import MergeConflict, cut_datums, datum_hash, datum_paths, store_merged, \
     store_output
-from trunkfs.pipelines.inputs import materialize
+from trunkfs.pipelines.inputs import clear_stale_binds, materialize
+from trunkfs.pipelines import inputs as inputs_mod
 from trunkfs.pipelines.jobs import DatumCounts, DatumLog, Job, JobInput, JobStore, JobTable, new_job_id
 from trunkfs.pipelines.registry import PipelineRegistry
 from trunkfs.pipelines.runner import LOG_LIMIT, AttemptDirs, Command, RunResult, run_command, run_datum
@@ -373,3 +374,27 @@ async def test_a_commit_runs_a_job_and_its_record_survives(store: Store) -> None
     again = JobScheduler(store, registry, commits, events.publish, workers.run)
     again.load()
     assert again.get(job_id).to_json() == job.to_json()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="bind mounts need root")
+def test_a_daemon_detaches_only_its_own_stale_binds(workdir: Path) -> None:
+    """Job directories carry the daemon's tag: at start a daemon detaches the
+    datum binds it left behind, never those of another daemon's running job."""
+    source = workdir / "source"
+    source.mkdir()
+    mine = workdir / "trunkfs-job-aaaa1111-0123456789ab-x" / "in"
+    theirs = workdir / "trunkfs-job-bbbb2222-0123456789ab-y" / "in"
+    for target in (mine, theirs):
+        target.mkdir(parents=True)
+        inputs_mod._bind(str(source), str(target))
+
+    def mounted(p: Path) -> bool:
+        with open("/proc/self/mounts") as f:
+            return any(line.split()[1] == str(p) for line in f)
+    try:
+        assert mounted(mine) and mounted(theirs)
+        assert clear_stale_binds("trunkfs-job-aaaa1111-") == 1
+        assert not mounted(mine) and mounted(theirs)
+    finally:
+        for target in (mine, theirs):
+            inputs_mod.unmount(str(target))
