@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -13,6 +14,7 @@ from ..store.refs import Refs
 from ..store.store import Store
 from ..pipelines.registry import PipelineRegistry
 from ..staging.manager import StagingManager
+from .auth import FileOwner
 from .commits import CommitPath
 from .events import EventBus
 from .heads import BranchHeads
@@ -36,6 +38,9 @@ class Service:
     jobs: "JobScheduler"
     cache: "ChunkCache | None" = None   # the mount's chunk cache, when the daemon mounts
     stop_requested: trio.Event = field(default_factory=trio.Event)
+    # whose committed entries without an owner are (as the mount shows them): the
+    # daemon's --uid/--gid, by default its own user
+    file_owner: FileOwner = field(default_factory=lambda: FileOwner(os.getuid(), os.getgid()))
 
     async def writable_branch(self, repo: str, ref: str | None) -> str:
         """The branch named by ``ref``; refuses a commit id."""

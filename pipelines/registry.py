@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
 
 from ..store.errors import AlreadyExists, Conflict, IntegrityError, InvalidArgument, NotFound
 from ..store.names import check_name
@@ -20,6 +21,10 @@ from .spec import PipelineSpec, validate_spec
 log = logging.getLogger(__name__)
 
 PIPELINE_VERSION = 1
+
+# Checks the caller's rights on a new spec (and the pipeline it replaces, if
+# any) before the registry writes anything; raises to refuse.
+Authorize = Callable[[PipelineSpec, "Pipeline | None"], None]
 
 
 class Pipeline:
@@ -102,7 +107,11 @@ class PipelineRegistry:
                 seen.add(repo)
                 stack.extend(edges.get(repo, ()))
 
-    def create(self, data: object, owner: dict) -> Pipeline:
+    def create(self, data: object, owner: dict, authorize: Authorize | None = None) -> Pipeline:
+        """Register a new pipeline run as ``owner`` (``{"uid", "gid"}``); its
+        output repo is created, owned by ``owner["uid"]``, if missing.
+        ``authorize(spec, None)`` raises when the caller may not (it sees
+        the graph already checked, before anything is written)."""
         spec = validate_spec(data)
         try:
             self.get(spec.name)
@@ -111,7 +120,9 @@ class PipelineRegistry:
         else:
             raise AlreadyExists(f"pipeline {spec.name!r} already exists; use `trunkfs pipeline update`")
         self._check_graph(spec)
-        self._ensure_output(spec)
+        if authorize is not None:
+            authorize(spec, None)
+        self._ensure_output(spec, int(owner.get("uid", 0)))
         now = time.time()
         pipeline = Pipeline(spec, 1, owner, now, now)
         try:
@@ -122,12 +133,17 @@ class PipelineRegistry:
                  spec.input_branch, spec.glob, spec.output)
         return pipeline
 
-    def update(self, data: object, owner: dict) -> Pipeline:
+    def update(self, data: object, authorize: Authorize | None = None) -> Pipeline:
+        """A new version of a pipeline.  Its owner (whom it runs as) never
+        changes; ``authorize(spec, old pipeline)`` raises when the caller
+        may not update it."""
         spec = validate_spec(data)
         old, version = self.get(spec.name)
         self._check_graph(spec)
-        self._ensure_output(spec)
-        pipeline = Pipeline(spec, old.version + 1, owner, old.created, time.time())
+        if authorize is not None:
+            authorize(spec, old)
+        self._ensure_output(spec, int(old.owner.get("uid", 0)))
+        pipeline = Pipeline(spec, old.version + 1, old.owner, old.created, time.time())
         try:
             self.backend.put_if(self._key(spec.name), pipeline.encode(), version)
         except Conflict:
@@ -135,13 +151,18 @@ class PipelineRegistry:
         log.info("updated pipeline %s to version %d", spec.name, pipeline.version)
         return pipeline
 
-    def delete(self, name: str) -> None:
-        _, version = self.get(name)
+    def delete(self, name: str, authorize: Callable[[Pipeline], None] | None = None) -> None:
+        old, version = self.get(name)
+        if authorize is not None:
+            authorize(old)
         self.backend.delete_if(self._key(name), version)
         log.info("deleted pipeline %s", name)
 
-    def _ensure_output(self, spec: PipelineSpec) -> None:
+    def _ensure_output(self, spec: PipelineSpec, owner_uid: int) -> None:
         try:
             self.refs.get_repo(spec.output)
         except NotFound:
-            self.refs.create_repo(spec.output)
+            try:
+                self.refs.create_repo(spec.output, owner_uid)
+            except AlreadyExists:  # made meanwhile by someone else: not the pipeline's to write
+                raise Conflict(f"repo {spec.output!r} was created meanwhile; try again") from None

@@ -10,14 +10,14 @@ socket's read operations (docs/protocol.md).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from . import walk
 from .diff import diff_trees
 from .errors import InvalidArgument, NotFound
 from .names import join_path
-from .objects import DIR, FILE, SYMLINK, Commit
+from .objects import DIR, FILE, SYMLINK, Commit, RepoInfo
 from .refs import Refs
 from .store import Store
 
@@ -53,6 +53,20 @@ def lookup(store: Store, at: Resolved, parts: list[str]) -> dict:
     """The entry at ``parts`` in the commit ``at`` names; NotFound saying
     which part of ``repo:/path`` is missing or not a directory."""
     return walk.lookup(store, root_of(store, at.commit), parts, where=f"{at.repo}:")
+
+
+def lookup_through(store: Store, at: Resolved, parts: list[str],
+                   search: Callable[[str, dict], None]) -> dict:
+    """Like :func:`lookup`, but ``search(path, directory entry)`` is called
+    for each directory the path passes through, before looking into it (a
+    permission check raises there, as the kernel's path walk does)."""
+    entry = root_of(store, at.commit)
+    for i, name in enumerate(parts):
+        if not walk.is_dir(entry):
+            raise NotFound(f"{at.repo}:{join_path(parts[:i])} is not a directory")
+        search(join_path(parts[:i]), entry)
+        entry = walk.lookup(store, entry, [name], where=f"{at.repo}:{join_path(parts[:i])}".rstrip("/"))
+    return entry
 
 
 def lookup_file(store: Store, at: Resolved, parts: list[str]) -> dict:
@@ -100,11 +114,23 @@ def list_path(store: Store, at: Resolved, parts: list[str]) -> Listing:
                    [entry_summary(e) for _, e in walk.children(store, entry)])
 
 
-def entries_below(store: Store, entry: dict) -> Iterator[tuple[str, dict]]:
+def entries_below(store: Store, entry: dict,
+                  keep: Callable[[str, dict], bool] | None = None) -> Iterator[tuple[str, dict]]:
     """``(relative path, entry)`` of ``entry`` itself (path ``""``) and, for
-    a directory, of everything below it: parents before children, by name."""
+    a directory, of everything below it: parents before children, by name.
+    ``keep(path, entry)`` False leaves an entry out, and for a directory
+    everything below it (``keep`` is asked about ``entry`` itself too)."""
+    if keep is not None and not keep("", entry):
+        return
     yield "", entry
-    for path, e in walk.walk(store, entry):
+    left_out: set[str] = set()
+
+    def descend(path: str, e: dict) -> bool:
+        return path not in left_out
+    for path, e in walk.walk(store, entry, descend=descend):
+        if keep is not None and not keep(path[1:], e):
+            left_out.add(path)
+            continue
         yield path[1:], e
 
 
@@ -198,11 +224,14 @@ def provenance(store: Store, at: Resolved) -> list[dict]:
     return out
 
 
-def repo_summaries(store: Store, refs: Refs) -> list[dict]:
-    """Every repo with its branches, the head of main and that head's size
-    (a repo deleted while listing is left out)."""
+def repo_summaries(store: Store, refs: Refs,
+                   visible: Callable[[RepoInfo], bool] | None = None) -> list[dict]:
+    """Every repo (that ``visible`` allows) with its branches, the head of
+    main and that head's size (a repo deleted while listing is left out)."""
     out: list[dict] = []
     for info in refs.list_repos():
+        if visible is not None and not visible(info):
+            continue
         try:
             branches = refs.list_branches(info.name)
         except NotFound:

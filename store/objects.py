@@ -27,7 +27,7 @@ from .errors import IntegrityError
 TREE_VERSION = 1
 COMMIT_VERSION = 1
 REF_VERSION = 1
-REPO_VERSION = 1
+REPO_VERSION = 2     # 2: owner and acl (format 1 records still read)
 
 FILE, DIR, SYMLINK = "file", "dir", "symlink"
 
@@ -118,11 +118,27 @@ def decode_ref(raw: bytes, where: str) -> str | None:
         raise IntegrityError(f"ref {where} is not a valid ref object: {exc}") from exc
 
 
+# Access roles of a repo, weakest first: each implies the ones before it.
+ROLES = ("read", "write", "admin")
+EVERYONE = "everyone"     # the principal of an access-list entry that names every user
+LEGACY_ACL = [{"kind": EVERYONE, "id": None, "role": "read"}]
+
+
 @dataclass
 class RepoInfo:
+    """A repo's record (``repos/<name>``): its identity, its ``owner`` (a
+    uid; admin of the repo) and its access list, entries
+    ``{"kind": "user"|"group"|"everyone", "id": uid, gid or None, "role"}``.
+
+    A record written before repos had owners (format 1, no ``owner`` and
+    no ``acl``) reads as owned by root with ``read`` for everyone, so a
+    store made by an older trunkfs keeps working as it did for readers."""
+
     name: str
     id: str
     created: float
+    owner: int = 0
+    acl: list[dict] = field(default_factory=list)
 
     def encode(self) -> bytes:
         return canonical({"v": REPO_VERSION, **asdict(self)})
@@ -131,7 +147,14 @@ class RepoInfo:
     def decode(cls, raw: bytes, where: str) -> "RepoInfo":
         try:
             obj = json.loads(raw)
-            obj.pop("v", None)
-            return cls(**obj)
+            version = obj.pop("v", None)
+            if version not in (1, REPO_VERSION):
+                raise IntegrityError(f"repo object {where} has unknown format version {version!r}")
+            if "acl" not in obj:   # format 1: before owners and access lists
+                obj["owner"], obj["acl"] = 0, [dict(e) for e in LEGACY_ACL]
+            info = cls(**obj)
+            if not isinstance(info.owner, int) or not isinstance(info.acl, list):
+                raise TypeError("owner must be a uid and acl a list")
+            return info
         except (ValueError, TypeError) as exc:
             raise IntegrityError(f"repo object {where} is not valid: {exc}") from exc

@@ -11,16 +11,19 @@ import logging
 import re
 import time
 import uuid
+from collections.abc import Callable
 
 from .errors import AlreadyExists, Conflict, InvalidArgument, NotFound
 from .names import check_name
-from .objects import RepoInfo, decode_ref, encode_ref
+from .objects import EVERYONE, RepoInfo, decode_ref, encode_ref
 from .store import Store
 
 log = logging.getLogger(__name__)
 
 DEFAULT_BRANCH = "main"
 MIN_PREFIX = 6
+UPDATE_ATTEMPTS = 20
+NEW_REPO_ACL = [{"kind": EVERYONE, "id": None, "role": "read"}]
 _HEX = re.compile(r"^[0-9a-f]+$")
 
 
@@ -31,9 +34,12 @@ class Refs:
 
     # -- repos -----------------------------------------------------------------
 
-    def create_repo(self, name: str) -> RepoInfo:
+    def create_repo(self, name: str, owner: int = 0, acl: list[dict] | None = None) -> RepoInfo:
+        """A new repo owned by ``owner`` (a uid); its access list is ``acl``,
+        by default ``read`` for everyone (as a new directory is readable)."""
         check_name(name, "repo")
-        info = RepoInfo(name=name, id=uuid.uuid4().hex, created=time.time())
+        info = RepoInfo(name=name, id=uuid.uuid4().hex, created=time.time(), owner=owner,
+                        acl=[dict(e) for e in (NEW_REPO_ACL if acl is None else acl)])
         try:
             self.backend.put_if(f"repos/{name}", info.encode(), None)
         except Conflict:
@@ -48,6 +54,24 @@ class Refs:
         if found is None:
             raise NotFound(f"repo {name!r} does not exist")
         return RepoInfo.decode(found[0], f"repos/{name}")
+
+    def update_repo(self, name: str, change: Callable[[RepoInfo], RepoInfo]) -> RepoInfo:
+        """Replace a repo's record by ``change(record)`` with a compare-and-swap,
+        read and changed again when another writer got there first."""
+        check_name(name, "repo")
+        key = f"repos/{name}"
+        for _ in range(UPDATE_ATTEMPTS):
+            found = self.backend.get_versioned(key)
+            if found is None:
+                raise NotFound(f"repo {name!r} does not exist")
+            new = change(RepoInfo.decode(found[0], key))
+            try:
+                self.backend.put_if(key, new.encode(), found[1])
+            except Conflict:
+                continue
+            log.info("updated the record of repo %s", name)
+            return new
+        raise Conflict(f"repo {name!r} kept changing; try again")
 
     def list_repos(self) -> list[RepoInfo]:
         out = []

@@ -47,10 +47,11 @@ async def service(tmp_path: Path) -> AsyncIterator[Service]:
 class Peer:
     """The two ends of a Unix socketpair: ``conn`` is the daemon's
     Connection (it reads SO_PEERCRED), ``peer`` the client's end, read and
-    written with the same framing."""
+    written with the same framing.  ``pair`` is a socketpair another user
+    made (tests/test_auth.py): the daemon's end then sees that user."""
 
-    def __init__(self, svc: Service) -> None:
-        a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    def __init__(self, svc: Service, pair: tuple[socket.socket, socket.socket] | None = None) -> None:
+        a, b = pair or socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         self.svc = svc
         self.conn = Connection(trio.SocketStream(trio.socket.from_stdlib_socket(a)))
         self.peer = Connection(trio.SocketStream(trio.socket.from_stdlib_socket(b)))

@@ -16,7 +16,9 @@ import trio
 
 from ...store.errors import InvalidArgument
 from ...store.names import check_name
+from ...store.objects import RepoInfo
 from ...store.changes import author_of
+from ..auth import Caller, require
 from ..connection import Connection
 from ..service import Service
 
@@ -42,6 +44,7 @@ class Request:
     op: str
     args: dict
     started: bool = False  # a streaming handler has sent its reply already
+    _caller: Caller | None = None
 
     def arg(self, name: str, kind: type | tuple = str, default: Any = _MISSING,
             low: int = 0, high: int = INT_MAX) -> Any:
@@ -61,6 +64,19 @@ class Request:
 
     def repo(self) -> str:
         return check_name(self.arg("repo"), "repo")
+
+    @property
+    def caller(self) -> Caller:
+        """Who sent the request: the connection's uid and gid, and that uid's groups."""
+        if self._caller is None:
+            self._caller = Caller(self.conn.uid, self.conn.gid)
+        return self._caller
+
+    async def require(self, repo: str, role: str) -> RepoInfo:
+        """The repo's record, when the caller has ``role`` on it (else permission_denied)."""
+        info = await self.service.workers.run(self.service.refs.get_repo, repo)
+        require(self.caller, info, role, self.op)
+        return info
 
     @property
     def author(self) -> dict:

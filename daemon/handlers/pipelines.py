@@ -4,28 +4,104 @@ from __future__ import annotations
 
 import trio
 
+from ...pipelines.jobs import Job
+from ...pipelines.registry import Pipeline
+from ...pipelines.spec import PipelineSpec
 from ...store.errors import NotFound
+from ...store.objects import RepoInfo
+from ...store.refs import Refs
 from .. import protocol
+from ..auth import ADMIN, READ, WRITE, Caller, PermissionDenied, allows, require
 from .base import Request, first_error, op
+
+
+HIDDEN = "<hidden>"   # what an env value shows to those who may not see it
 
 
 def _owner(req: Request) -> dict:
     return {"uid": req.conn.uid, "gid": req.conn.gid}
 
 
+def _owner_caller(pipeline: Pipeline) -> Caller:
+    """Whom the pipeline runs as."""
+    return Caller(int(pipeline.owner.get("uid", 0)), int(pipeline.owner.get("gid", 0)))
+
+
+def _repo_or_none(refs: Refs, name: str) -> RepoInfo | None:
+    try:
+        return refs.get_repo(name)
+    except NotFound:
+        return None
+
+
+def _may_use(refs: Refs, who: Caller, spec: PipelineSpec, what: str) -> None:
+    """``read`` on the input repo and ``write`` on the output repo (when it
+    exists: a missing one is made, owned by the pipeline's owner)."""
+    require(who, refs.get_repo(spec.input_repo), READ, what)
+    output = _repo_or_none(refs, spec.output)
+    if output is not None:
+        require(who, output, WRITE, what)
+
+
+def _may_manage(refs: Refs, caller: Caller, pipeline: Pipeline, what: str) -> None:
+    """The pipeline's owner or an admin of its output repo (root is both)."""
+    if caller.is_root or caller.uid == int(pipeline.owner.get("uid", -1)):
+        return
+    output = _repo_or_none(refs, pipeline.spec.output)
+    if output is None or not allows(caller, output, ADMIN):
+        raise PermissionDenied(f"{what} of pipeline {pipeline.name!r} is for its owner (uid "
+                               f"{pipeline.owner.get('uid')}) or an admin of its output repo "
+                               f"{pipeline.spec.output!r}; uid {caller.uid} is neither")
+
+
+def _may_see_secrets(refs: Refs, caller: Caller, pipeline: Pipeline) -> bool:
+    try:
+        _may_manage(refs, caller, pipeline, "")
+    except PermissionDenied:
+        return False
+    return True
+
+
+def _shown(refs: Refs, caller: Caller, pipeline: Pipeline) -> dict:
+    """A pipeline as the caller may see it: ``env`` values hidden but to its
+    owner and the admins of its output repo."""
+    out = pipeline.to_json()
+    env = out["spec"].get("transform", {}).get("env")
+    if env and not _may_see_secrets(refs, caller, pipeline):
+        out["spec"]["transform"]["env"] = {k: HIDDEN for k in env}
+    return out
+
+
 @op("pipeline.create")
 async def pipeline_create(req: Request) -> dict:
-    registry = req.service.pipelines
-    pipeline = await req.service.workers.run(registry.create, req.arg("spec", dict), _owner(req))
-    req.service.heads.changed(pipeline.spec.output, None)
+    """``read`` on the input and ``write`` on the output repo (a missing one
+    is made, owned by the caller); the caller owns the pipeline."""
+    svc = req.service
+    caller = req.caller
+
+    def authorize(spec: PipelineSpec, old: Pipeline | None) -> None:
+        _may_use(svc.refs, caller, spec, "pipeline.create")
+    pipeline = await svc.workers.run(svc.pipelines.create, req.arg("spec", dict), _owner(req), authorize)
+    svc.heads.changed(pipeline.spec.output, None)
     return pipeline.to_json()
 
 
 @op("pipeline.update")
 async def pipeline_update(req: Request) -> dict:
+    """By the pipeline's owner or an admin of its output repo; it keeps
+    running as its owner, who must be able to use the new spec's repos."""
     svc = req.service
-    pipeline = await svc.workers.run(svc.pipelines.update, req.arg("spec", dict), _owner(req))
+    caller = req.caller
+
+    def authorize(spec: PipelineSpec, old: Pipeline | None) -> None:
+        assert old is not None
+        _may_manage(svc.refs, caller, old, "pipeline.update")
+        _may_use(svc.refs, caller, spec, "pipeline.update")
+        _may_use(svc.refs, _owner_caller(old), spec, f"pipeline.update (run as its owner, uid {old.owner.get('uid')})")
+    pipeline = await svc.workers.run(svc.pipelines.update, req.arg("spec", dict), authorize)
     out = pipeline.to_json()
+    if int(pipeline.owner.get("uid", -1)) != caller.uid:
+        out["note"] = f"the pipeline still runs as its owner, uid {pipeline.owner.get('uid')}"
     if req.arg("reprocess", bool, False):  # run the new version on the input's current head
         spec = pipeline.spec
         head, _ = await svc.workers.run(svc.refs.read_branch, spec.input_repo, spec.input_branch)
@@ -35,23 +111,49 @@ async def pipeline_update(req: Request) -> dict:
 
 @op("pipeline.list")
 async def pipeline_list(req: Request) -> list:
-    registry = req.service.pipelines
-    return [p.to_json() for p in await req.service.workers.run(registry.list)]
+    svc = req.service
+    caller = req.caller
+
+    def shown() -> list:
+        return [_shown(svc.refs, caller, p) for p in svc.pipelines.list()]
+    return await svc.workers.run(shown)
 
 
 @op("pipeline.show")
 async def pipeline_show(req: Request) -> dict:
-    registry = req.service.pipelines
-    pipeline, _ = await req.service.workers.run(registry.get, req.arg("name"))
-    return pipeline.to_json()
+    svc = req.service
+    pipeline, _ = await svc.workers.run(svc.pipelines.get, req.arg("name"))
+    return await svc.workers.run(_shown, svc.refs, req.caller, pipeline)
 
 
 @op("pipeline.delete")
 async def pipeline_delete(req: Request) -> dict:
-    registry = req.service.pipelines
+    svc = req.service
+    caller = req.caller
     name = req.arg("name")
-    await req.service.workers.run(registry.delete, name)
+
+    def authorize(old: Pipeline) -> None:
+        _may_manage(svc.refs, caller, old, "pipeline.delete")
+    await svc.workers.run(svc.pipelines.delete, name, authorize)
     return {"deleted": name}
+
+
+async def _may_manage_job(req: Request, job: Job, what: str) -> None:
+    """The job's pipeline's owner or an admin of its output repo (of the
+    job's output repo, when the pipeline is gone)."""
+    svc = req.service
+    caller = req.caller
+    try:
+        pipeline, _ = await svc.workers.run(svc.pipelines.get, job.pipeline)
+    except NotFound:
+        if caller.is_root:
+            return
+        output = await svc.workers.run(_repo_or_none, svc.refs, job.output)
+        if output is None or not allows(caller, output, ADMIN):
+            raise PermissionDenied(f"{what} of job {job.id} (of the deleted pipeline {job.pipeline!r}) "
+                                   f"is for an admin of repo {job.output!r}") from None
+        return
+    await svc.workers.run(_may_manage, svc.refs, caller, pipeline, what)
 
 
 # -- jobs ---------------------------------------------------------------------
@@ -69,6 +171,7 @@ async def job_show(req: Request) -> dict:
 @op("job.logs")
 async def job_logs(req: Request) -> dict:
     job = req.service.jobs.get(req.arg("id"))
+    await _may_manage_job(req, job, "job.logs")
     logs = job.logs_json()
     datum = req.arg("datum", str, None)
     if datum is not None:
@@ -85,6 +188,7 @@ async def job_wait(req: Request) -> dict:
 
 @op("job.cancel")
 async def job_cancel(req: Request) -> dict:
+    await _may_manage_job(req, req.service.jobs.get(req.arg("id")), "job.cancel")
     return (await req.service.jobs.cancel(req.arg("id"))).summary()
 
 
@@ -95,7 +199,7 @@ async def watch(req: Request) -> None:
     svc = req.service
     repo = req.repo()
     branch = req.arg("branch", str, None)
-    await svc.workers.run(svc.refs.get_repo, repo)
+    await req.require(repo, READ)
     events = svc.events.subscribe()
     await req.conn.send(protocol.ok_reply({"watching": repo, "branch": branch}))
     req.started = True

@@ -8,27 +8,59 @@ streams the entries and file bytes.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from ...store import history
-from ...store.names import split_path
-from ...store.objects import FILE, SYMLINK
+from ...store.names import join_path, split_path
+from ...store.objects import DIR, FILE, SYMLINK
 from .. import protocol
+from ..auth import READ, R_OK, X_OK, Caller, FileOwner, PermissionDenied, may
 from .base import Request, op
 
 GET_BATCH = 256   # entries of a get stream read per worker-thread call
 
 
+SKIPPED_SHOWN = 10  # paths a get's end line names of those it left out
+
+
 async def _resolve(req: Request) -> history.Resolved:
+    """The commit the request's ``repo`` and ``ref`` name, when the caller may read the repo."""
     svc = req.service
-    return await svc.workers.run(history.resolve, svc.refs, req.repo(), req.arg("ref", str, "main"))
+    repo = req.repo()
+    await req.require(repo, READ)
+    return await svc.workers.run(history.resolve, svc.refs, repo, req.arg("ref", str, "main"))
+
+
+def _refuse(req: Request, at: history.Resolved, path: str, what: str) -> PermissionDenied:
+    return PermissionDenied(f"{at.repo}:{path}: permission denied ({what}) for uid {req.caller.uid}")
+
+
+def _search(req: Request, at: history.Resolved) -> Callable[[str, dict], None]:
+    """The check of each directory a path passes through: ``x`` on it."""
+    caller, owner = req.caller, req.service.file_owner
+
+    def search(path: str, entry: dict) -> None:
+        if not may(caller, entry, X_OK, owner):
+            raise _refuse(req, at, path, "no search permission on the directory")
+    return search
+
+
+async def _lookup(req: Request, at: history.Resolved, parts: list[str]) -> dict:
+    """The entry at ``parts``, reached as the kernel's path walk would for the caller."""
+    svc = req.service
+    return await svc.workers.run(history.lookup_through, svc.store, at, parts, _search(req, at))
 
 
 @op("ls")
 async def ls(req: Request) -> dict:
+    """A directory's entries (``r`` and ``x`` on it: the entries' attributes
+    are shown, as ``ls -l`` needs both), or the one entry at a path."""
     svc = req.service
     at = await _resolve(req)
     parts = split_path(req.arg("path", str, "/"))
+    entry = await _lookup(req, at, parts)
+    if entry["type"] == DIR and not may(req.caller, entry, R_OK | X_OK, svc.file_owner):
+        raise _refuse(req, at, join_path(parts), "the directory is not readable")
     listing = await svc.workers.run(history.list_path, svc.store, at, parts)
     return listing.to_json()
 
@@ -43,13 +75,24 @@ async def get(req: Request) -> None:
     svc = req.service
     at = await _resolve(req)
     parts = split_path(req.arg("path", str, "/"))
-    find = history.lookup_file if req.arg("file_only", bool, False) else history.lookup
-    entry = await svc.workers.run(find, svc.store, at, parts)
+    entry = await _lookup(req, at, parts)
+    if req.arg("file_only", bool, False) and entry["type"] != FILE:
+        entry = await svc.workers.run(history.lookup_file, svc.store, at, parts)  # its error
+    caller, owner = req.caller, svc.file_owner
+    if not _readable(caller, entry, owner):
+        raise _refuse(req, at, join_path(parts), f"the {entry['type']} is not readable")
+    skipped: list[str] = []
+
+    def keep(rel: str, e: dict) -> bool:  # what the caller may not read is left out, and counted
+        if not rel or _readable(caller, e, owner):
+            return True
+        skipped.append(rel)
+        return False
     conn = req.conn
     await conn.send(protocol.ok_reply({"commit": at.commit, "type": entry["type"],
                                        "size": entry.get("size", 0), "files": entry.get("files", 1)}))
     req.started = True
-    entries = history.entries_below(svc.store, entry)
+    entries = history.entries_below(svc.store, entry, keep)
     while batch := await svc.workers.run(_next_batch, entries):
         for rel, e in batch:
             head = {"path": rel, "type": e["type"], "mode": e.get("mode"), "mtime": e.get("mtime")}
@@ -63,7 +106,20 @@ async def get(req: Request) -> None:
                 while (data := await svc.workers.run(next, chunks, None)) is not None:
                     await conn.send_data(data)
                 await conn.send({"eof": True})
-    await conn.send({"end": True})
+    end: dict = {"end": True}
+    if skipped:
+        end.update(skipped=len(skipped), skipped_paths=skipped[:SKIPPED_SHOWN])
+    await conn.send(end)
+
+
+def _readable(caller: Caller, entry: dict, owner: FileOwner) -> bool:
+    """Whether ``get`` may send an entry: ``r`` on a file, ``r`` and ``x`` on a
+    directory (to list it and reach what it holds); a symlink always."""
+    if entry["type"] == FILE:
+        return may(caller, entry, R_OK, owner)
+    if entry["type"] == DIR:
+        return may(caller, entry, R_OK | X_OK, owner)
+    return True
 
 
 @op("log")
@@ -84,6 +140,7 @@ async def show(req: Request) -> dict:
 async def diff(req: Request) -> dict:
     svc = req.service
     repo = req.repo()
+    await req.require(repo, READ)
     ref1 = req.arg("ref1", str, "main")
     ref2 = req.arg("ref2", str, None)
     changes = await svc.workers.run(history.diff, svc.store, svc.refs, repo, ref1, ref2)

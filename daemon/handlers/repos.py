@@ -1,28 +1,36 @@
-"""Repos and branches: create, list, delete."""
+"""Repos and branches: create, list, delete; a repo's access list."""
 
 from __future__ import annotations
 
 from ...store import history
+from ...store.errors import InvalidArgument
 from ...store.names import check_name
+from ...store.objects import RepoInfo
+from ..auth import (ADMIN, READ, WRITE, acl_json, allows, changed_acl, parse_grant, parse_principal,
+                    require)
 from .base import Request, op
 
 
 @op("repo.create")
 async def repo_create(req: Request) -> dict:
-    info = await req.service.workers.run(req.service.refs.create_repo, req.arg("name"))
+    info = await req.service.workers.run(req.service.refs.create_repo, req.arg("name"), req.conn.uid)
     req.service.heads.changed(info.name, None)
     return {"name": info.name, "id": info.id}
 
 
 @op("repo.list")
 async def repo_list(req: Request) -> list:
+    """The repos the caller may read."""
     svc = req.service
-    return await svc.workers.run(history.repo_summaries, svc.store, svc.refs)
+    caller = req.caller
+    return await svc.workers.run(history.repo_summaries, svc.store, svc.refs,
+                                 lambda info: allows(caller, info, READ))
 
 
 @op("repo.delete")
 async def repo_delete(req: Request) -> dict:
-    name = req.arg("name")
+    name = check_name(req.arg("name"), "repo")
+    await req.require(name, ADMIN)
     try:
         await req.service.workers.run(req.service.refs.delete_repo, name)
     finally:
@@ -36,6 +44,7 @@ async def branch_create(req: Request) -> dict:
     repo = req.repo()
     branch = check_name(req.arg("branch"), "branch")
     start = req.arg("from", str, "main")
+    await req.require(repo, WRITE)
     commit, _ = await svc.workers.run(svc.refs.resolve, repo, start)
     await svc.workers.run(svc.refs.create_branch, repo, branch, commit)
     svc.heads.changed(repo, branch)
@@ -44,7 +53,9 @@ async def branch_create(req: Request) -> dict:
 
 @op("branch.list")
 async def branch_list(req: Request) -> list:
-    branches = await req.service.workers.run(req.service.refs.list_branches, req.repo())
+    repo = req.repo()
+    await req.require(repo, READ)
+    branches = await req.service.workers.run(req.service.refs.list_branches, repo)
     return [{"name": b, "head": h} for b, h in branches.items()]
 
 
@@ -52,6 +63,7 @@ async def branch_list(req: Request) -> list:
 async def branch_delete(req: Request) -> dict:
     repo = req.repo()
     branch = check_name(req.arg("branch"), "branch")
+    await req.require(repo, ADMIN)
     async with req.service.heads.lock(repo, branch):
         try:
             await req.service.workers.run(req.service.refs.delete_branch, repo, branch)
@@ -59,3 +71,33 @@ async def branch_delete(req: Request) -> dict:
             req.service.heads.changed(repo, branch)
     return {"repo": repo, "deleted": branch}
 
+
+
+def _strings(req: Request, name: str) -> list[str]:
+    values = req.arg(name, list, [])
+    if not all(isinstance(v, str) for v in values):
+        raise InvalidArgument(f"repo.acl: {name!r} must be a list of strings")
+    return values
+
+
+@op("repo.acl")
+async def repo_acl(req: Request) -> dict:
+    """Show a repo's owner and access list (``read``); with ``grant``
+    (``PRINCIPAL=ROLE`` strings) or ``revoke`` (``PRINCIPAL`` strings),
+    change it first (``admin``).  A principal is ``user:NAME``,
+    ``group:NAME`` (names or numbers) or ``everyone``."""
+    svc = req.service
+    name = check_name(req.arg("name"), "repo")
+    grants = [parse_grant(g) for g in _strings(req, "grant")]
+    revokes = [parse_principal(r) for r in _strings(req, "revoke")]
+    if not grants and not revokes:
+        await req.require(name, READ)
+        return acl_json(await svc.workers.run(svc.refs.get_repo, name))
+    caller = req.caller
+
+    def change(info: RepoInfo) -> RepoInfo:  # checked again on the record the swap replaces
+        require(caller, info, ADMIN, "repo.acl")
+        info.acl = changed_acl(info.acl, grants, revokes)
+        return info
+    await req.require(name, ADMIN)
+    return acl_json(await svc.workers.run(svc.refs.update_repo, name, change))

@@ -11,6 +11,7 @@ from ...staging.status import changes
 from ...staging.commit import Progress, StagedChange
 from ...store.errors import InvalidArgument, NothingToCommit
 from ...store.changes import CommitMeta
+from ..auth import READ, WRITE
 from ..commits import CommitResult
 from ..service import Service
 from .base import Request, first_error, op
@@ -41,6 +42,7 @@ async def status(req: Request) -> dict:
     """Staged changes of a branch against its head: [{status: A|M|D, path}]."""
     svc = req.service
     repo = req.repo()
+    await req.require(repo, READ)
     branch = await svc.writable_branch(repo, req.arg("branch", str, "main"))
     area = svc.staging.area(repo, branch)
     head = await svc.heads.head(repo, branch)
@@ -56,6 +58,7 @@ async def commit_staged(req: Request) -> dict:
     ``{"progress": bytes done, "total": bytes}`` lines precede the reply."""
     svc = req.service
     repo = req.repo()
+    await req.require(repo, WRITE)
     branch = await svc.writable_branch(repo, req.arg("branch", str, "main"))
     message = req.arg("message", str, "")
     allow_empty = req.arg("allow_empty", bool, False)
@@ -90,6 +93,7 @@ async def commit_staged(req: Request) -> dict:
 async def discard(req: Request) -> dict:
     svc = req.service
     repo = req.repo()
+    await req.require(repo, WRITE)
     branch = await svc.writable_branch(repo, req.arg("branch", str, "main"))
     paths = req.arg("paths", list, [])
     if not all(isinstance(p, str) for p in paths):

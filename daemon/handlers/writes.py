@@ -14,6 +14,7 @@ from ...store.treeedit import TreeEditor
 from ...store.writer import WriteSession
 from .. import protocol
 from ...store.changes import CommitMeta, Edit
+from ..auth import WRITE
 from ..connection import ProtocolError
 from .base import Request, first_error, op
 
@@ -22,6 +23,7 @@ from .base import Request, first_error, op
 async def rm(req: Request) -> dict:
     svc = req.service
     repo = req.repo()
+    await req.require(repo, WRITE)
     branch = await svc.writable_branch(repo, req.arg("branch", str, "main"))
     paths = req.arg("paths", list)
     if not paths or not all(isinstance(p, str) for p in paths):
@@ -161,6 +163,7 @@ async def put(req: Request) -> dict:
     """Receive entries and file bytes, then commit them in one commit."""
     svc = req.service
     repo = req.repo()
+    await req.require(repo, WRITE)
     branch = await svc.writable_branch(repo, req.arg("branch", str, "main"))
     dest = split_path(req.arg("dest", str, "/"))
     meta = CommitMeta(message=req.arg("message", str, ""), author=req.author)
