@@ -23,8 +23,9 @@ from .connection import FRAME_SIZE, Connection, default_socket_path
 from .errors import (AlreadyExistsError, ClientError, ConflictError, DisconnectedError,
                      InvalidArgumentError, NotFoundError, NothingToCommitError,
                      PermissionDeniedError, ProtocolError, UnavailableError, error_for)
-from .results import (BranchInfo, CacheStats, CommitResult, DaemonInfo, Deleted, DiscardResult,
-                      FsckReport, GetResult, PutResult, RepoInfo, Result, RmResult, StatsInfo)
+from .results import (AclEntry, BranchInfo, CacheStats, CommitResult, DaemonInfo, Deleted,
+                      DiscardResult, FsckReport, GetResult, PutResult, RepoAcl, RepoInfo, Result,
+                      RmResult, StatsInfo)
 from .transfer import Progress
 
 TYPE_CHECKING = False
@@ -41,7 +42,7 @@ __all__ = [
     "ClientError", "AlreadyExistsError", "ConflictError", "DisconnectedError",
     "InvalidArgumentError", "NotFoundError", "NothingToCommitError", "PermissionDeniedError",
     "ProtocolError", "UnavailableError", "error_for",
-    "Result", "DaemonInfo", "Deleted", "RepoInfo", "BranchInfo", "Author", "Origin",
+    "Result", "DaemonInfo", "Deleted", "RepoInfo", "RepoAcl", "AclEntry", "BranchInfo", "Author", "Origin",
     "ProvenanceRef", "CommitInfo", "Change", "Diff", "Status", "Entry", "Listing", "PutResult",
     "RmResult", "CommitResult", "DiscardResult", "GetResult", "FsckReport", "CacheStats",
     "StatsInfo", "ProvenanceStep", "PipelineInfo", "DatumCounts", "JobInput", "JobInfo",

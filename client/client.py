@@ -21,7 +21,7 @@ import os
 from .connection import Connection
 from .errors import DisconnectedError, ProtocolError, error_from_reply
 from .results import (BranchInfo, CommitResult, DaemonInfo, Deleted, DiscardResult, FsckReport,
-                      GetResult, PutResult, RepoInfo, Result, RmResult, StatsInfo)
+                      GetResult, PutResult, RepoAcl, RepoInfo, Result, RmResult, StatsInfo)
 from .transfer import Progress, local_bytes, receive_file, receive_tree, send_put_entries
 
 TYPE_CHECKING = False
@@ -97,6 +97,18 @@ class Client:
     def repo_delete(self, name: str) -> Deleted:
         return Deleted.from_raw(self.call("repo.delete", name=name))
 
+    def repo_acl(self, name: str, *, grant: Sequence[str] = (), revoke: Sequence[str] = ()) -> RepoAcl:
+        """A repo's owner and access list; ``grant`` (``PRINCIPAL=ROLE``) and
+        ``revoke`` (``PRINCIPAL``) change it first (the admin role needed).
+        A principal is ``user:NAME``, ``group:NAME`` (or their numbers) or
+        ``everyone``; a role ``read``, ``write`` or ``admin``."""
+        args: dict[str, Any] = {"name": name}
+        if grant:
+            args["grant"] = list(grant)
+        if revoke:
+            args["revoke"] = list(revoke)
+        return RepoAcl.from_raw(self.call("repo.acl", **args))
+
     def branch_create(self, repo: str, branch: str, from_ref: str | None = None) -> BranchInfo:
         """A new branch at ``from_ref`` (default: the head of main)."""
         return BranchInfo.from_raw(self.call("branch.create", repo=repo, branch=branch,
@@ -148,17 +160,23 @@ class Client:
             progress: Progress | None = None) -> GetResult:
         """Copy a file or directory out, as ``cp -r`` does: into
         ``local/<name>`` when ``local`` is an existing directory, else to
-        ``local`` itself.  Modes and mtimes come along."""
+        ``local`` itself.  Modes and mtimes come along.  What the caller may
+        not read (by its mode, as on the mount) is left out and counted in
+        the result's ``skipped``, as ``cp -r`` goes on past what it cannot read."""
         self.conn.send_request("get", {"repo": repo, "ref": ref, "path": path})
         info = self.conn.read_reply()
         name = path.rstrip("/").rsplit("/", 1)[-1] or repo
         target = os.path.join(local, name) if os.path.isdir(local) else local
+        end: dict = {}
         try:
-            files = receive_tree(self.conn, target, progress, int(info.get("size") or 0))
+            files = receive_tree(self.conn, target, progress, int(info.get("size") or 0), end.update)
         except BaseException:
             self._stream_failed()
             raise
-        return GetResult.from_raw({"path": target, "files": files, "commit": info.get("commit")})
+        raw = {"path": target, "files": files, "commit": info.get("commit")}
+        if end.get("skipped"):
+            raw.update(skipped=end["skipped"], skipped_paths=end.get("skipped_paths") or [])
+        return GetResult.from_raw(raw)
 
     def cat_to(self, repo: str, path: str, out: BinaryIO, *, ref: str | None = None) -> int:
         """Write the bytes of one file to ``out``; the number of bytes."""

@@ -1,5 +1,5 @@
 """Typed results of the socket operations: the base :class:`Result`, and
-the results about the daemon, repos and branches, writes (put, rm, commit,
+the results about the daemon, repos (and their access lists) and branches, writes (put, rm, commit,
 discard), get, and the store (stats, fsck); commits and their contents are
 in :mod:`.history_results`, pipelines and jobs in :mod:`.pipeline_results`.
 
@@ -223,18 +223,65 @@ class DiscardResult(Result):
 
 
 class GetResult(Result):
-    """What ``get`` wrote: ``path`` is the local path it created or replaced."""
-    __slots__ = ("path", "files", "commit")
+    """What ``get`` wrote: ``path`` is the local path it created or replaced;
+    ``skipped`` entries the caller may not read were left out (the first
+    of them in ``skipped_paths``, relative to the path got)."""
+    __slots__ = ("path", "files", "commit", "skipped", "skipped_paths")
     path: str
     files: int
     commit: str | None
+    skipped: int
+    skipped_paths: list[str]
 
-    def __init__(self, path: str, files: int, commit: str | None, *, raw: Any = None) -> None:
-        self.path, self.files, self.commit, self.raw = path, files, commit, raw
+    def __init__(self, path: str, files: int, commit: str | None, skipped: int = 0,
+                 skipped_paths: list[str] | None = None, *, raw: Any = None) -> None:
+        self.path, self.files, self.commit, self.skipped, self.raw = path, files, commit, skipped, raw
+        self.skipped_paths = [] if skipped_paths is None else skipped_paths
 
     @classmethod
     def from_raw(cls, r: dict) -> GetResult:
-        return cls(str(r.get("path", "")), as_int(r.get("files")), opt_str(r.get("commit")), raw=r)
+        return cls(str(r.get("path", "")), as_int(r.get("files")), opt_str(r.get("commit")),
+                   as_int(r.get("skipped")), str_list(r.get("skipped_paths")), raw=r)
+
+
+class AclEntry(Result):
+    """One entry of a repo's access list: ``who`` is ``user:NAME``,
+    ``group:NAME`` or ``everyone``; ``role`` is read, write or admin."""
+    __slots__ = ("who", "kind", "id", "role")
+    who: str
+    kind: str        # user, group or everyone
+    id: int | None   # the uid or gid (None for everyone)
+    role: str
+
+    def __init__(self, who: str, kind: str, id: int | None, role: str, *, raw: Any = None) -> None:
+        self.who, self.kind, self.id, self.role, self.raw = who, kind, id, role, raw
+
+    @classmethod
+    def from_raw(cls, r: dict) -> AclEntry:
+        ident = r.get("id")
+        return cls(str(r.get("who", "")), str(r.get("kind", "")),
+                   ident if isinstance(ident, int) and not isinstance(ident, bool) else None,
+                   str(r.get("role", "")), raw=r)
+
+
+class RepoAcl(Result):
+    """A repo's owner (admin of it) and its access list."""
+    __slots__ = ("name", "owner_uid", "owner", "entries")
+    name: str
+    owner_uid: int
+    owner: str          # the owner's user name (the uid as text when unknown)
+    entries: list[AclEntry]
+
+    def __init__(self, name: str, owner_uid: int, owner: str, entries: list[AclEntry] | None = None, *,
+                 raw: Any = None) -> None:
+        self.name, self.owner_uid, self.owner, self.raw = name, owner_uid, owner, raw
+        self.entries = [] if entries is None else entries
+
+    @classmethod
+    def from_raw(cls, r: dict) -> RepoAcl:
+        owner = as_dict(r.get("owner"))
+        return cls(str(r.get("name", "")), as_int(owner.get("uid")), str(owner.get("user", "")),
+                   [AclEntry.from_raw(as_dict(e)) for e in as_list(r.get("acl"))], raw=r)
 
 
 class FsckReport(Result):

@@ -185,8 +185,10 @@ class TreeWriter:
 
 
 def receive_tree(conn: Connection, target: str, progress: Progress | None = None,
-                 total: int = 0) -> int:
-    """Write the stream after a ``get`` reply below ``target``; the number of files."""
+                 total: int = 0, on_end: Callable[[dict], object] | None = None) -> int:
+    """Write the stream after a ``get`` reply below ``target``; the number of
+    files.  ``on_end`` gets the stream's end line (it says what the daemon
+    left out: ``skipped``, ``skipped_paths``)."""
     writer = TreeWriter(target)
     done = 0
     try:
@@ -203,6 +205,8 @@ def receive_tree(conn: Connection, target: str, progress: Progress | None = None
             elif msg.get("eof"):
                 writer.eof()
             elif msg.get("end"):
+                if on_end is not None:
+                    on_end(msg)
                 break
             elif isinstance(msg.get("entry"), dict):
                 writer.entry(msg["entry"])

@@ -51,12 +51,19 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--log-level", help="DEBUG, INFO, WARNING or ERROR")
     d.set_defaults(func=None)
 
-    r = sub.add_parser("repo", parents=[common], help="create, list, delete repos")
+    r = sub.add_parser("repo", parents=[common], help="create, list, delete repos; their access lists")
     rs = r.add_subparsers(dest="action", required=True)
     for action in ("create", "delete"):
         x = rs.add_parser(action, parents=[common])
         x.add_argument("name")
     rs.add_parser("list", parents=[common])
+    x = rs.add_parser("acl", parents=[common], help="show a repo's owner and access list, or change it",
+                      description="Roles: read < write < admin (each implies the ones before). "
+                                  "PRINCIPAL is user:NAME, group:NAME or everyone.")
+    x.add_argument("name", metavar="REPO")
+    x.add_argument("--grant", action="append", metavar="PRINCIPAL=ROLE",
+                   help="give a role (replacing the principal's entry); repeatable")
+    x.add_argument("--revoke", action="append", metavar="PRINCIPAL", help="remove an entry; repeatable")
     r.set_defaults(func=cmd_repo)
 
     b = sub.add_parser("branch", parents=[common], help="create, list, delete branches")

@@ -93,6 +93,10 @@ def progress_bar(label: str, args: argparse.Namespace | None = None) -> Progress
 # -- commands -----------------------------------------------------------------
 
 def cmd_repo(args: argparse.Namespace, c: Client) -> int:
+    if args.action == "acl":
+        acl = c.repo_acl(args.name, grant=args.grant or (), revoke=args.revoke or ())
+        emit(args, acl, fmt.acl_text(acl))
+        return 0
     if args.action == "create":
         emit(args, c.repo_create(args.name), f"created repo {args.name}")
     elif args.action == "delete":
@@ -205,6 +209,14 @@ def cmd_get(args: argparse.Namespace, c: Client) -> int:
         if bar:
             bar.close()
     emit(args, r)
+    if r.skipped:  # as cp -r: say what was left out, and fail
+        for rel in r.skipped_paths:
+            print(f"trunkfs: skipped {repo}:{fmt.repo_path(path.rstrip('/') + '/' + rel)}: permission denied",
+                  file=sys.stderr)
+        more = r.skipped - len(r.skipped_paths)
+        if more > 0:
+            print(f"trunkfs: skipped {more} more entries you may not read", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -273,7 +285,8 @@ def cmd_pipeline(args: argparse.Namespace, c: Client) -> int:
         emit(args, p, f"created pipeline {fmt.pipeline_line(p)}")
     elif args.action == "update":
         p = c.pipeline_update(_read_spec(args.file), reprocess=args.reprocess)
-        emit(args, p, f"updated pipeline {fmt.pipeline_line(p)}")
+        note = p.raw.get("note") if isinstance(p.raw, dict) else None
+        emit(args, p, f"updated pipeline {fmt.pipeline_line(p)}" + (f"\n({note})" if note else ""))
     elif args.action == "list":
         pipelines = c.pipeline_list()
         emit(args, pipelines, fmt.pipelines_text(pipelines))

@@ -20,7 +20,7 @@ if TYPE_CHECKING:  # only the type checker needs these: every command imports th
 
     from ..client import (BranchInfo, Change, CommitInfo, Entry, Event, FsckReport, JobEvent,
                           JobInfo, JobLogs, Listing, Origin, PipelineInfo, ProvenanceRef,
-                          ProvenanceStep, RepoInfo, StatsInfo)
+                          ProvenanceStep, RepoAcl, RepoInfo, StatsInfo)
 
 SHORT = 12  # characters of a shortened commit or job id
 
@@ -149,6 +149,15 @@ def repo_line(r: RepoInfo) -> str:
 
 def repos_text(repos: Sequence[RepoInfo]) -> str:
     return "\n".join(repo_line(r) for r in repos)
+
+
+def acl_text(acl: RepoAcl) -> str:
+    """A repo's owner, then one line per access-list entry."""
+    lines = [f"owner: {acl.owner} (uid {acl.owner_uid}, admin)"]
+    lines += [f"{e.who:<32} {e.role}" for e in acl.entries]
+    if not acl.entries:
+        lines.append("(no other access: only the owner and root)")
+    return "\n".join(lines)
 
 
 def branch_line(b: BranchInfo) -> str:

@@ -290,3 +290,47 @@ def test_short_job_ids_grow_until_they_differ():
     assert short_ids(["1795929938457092208-a47d8e80", "1795929938557092208-b47d8e80"]) == 12
     assert short_ids(["1795929938457092208-a47d8e80", "1795929938457092209-b47d8e80"]) == 19
     assert short_ids(["abc"]) == 12 and short_ids([]) == 12
+
+
+def test_a_socket_group_member_gets_only_what_the_acl_and_modes_allow(daemon_factory, workdir):
+    """A daemon with --socket-group; the CLI run as nobody, a member of the group."""
+    import subprocess
+
+    from .harness import TRUNKFS
+    d = daemon_factory(extra=["--socket-group", "nogroup"])
+    for p in (workdir, workdir / "d", workdir / "d" / "sock"):
+        os.chmod(p, 0o755)
+    out = workdir / "out"
+    out.mkdir(mode=0o777)
+    os.chmod(out, 0o777)
+
+    def as_nobody(*args: str) -> subprocess.CompletedProcess:
+        proc = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--init-groups", *TRUNKFS, *args],
+                              capture_output=True, env=d.env, timeout=120, stdin=subprocess.DEVNULL)
+        if proc.returncode != 0 and b"Permission denied" in proc.stderr and b"trunkfs:" not in proc.stderr:
+            pytest.skip("the trunkfs command is not runnable by uid 65534")
+        return proc
+
+    src = workdir / "src"
+    write(src / "public", b"for all\n")
+    os.chmod(write(src / "secret", b"root only\n"), 0o600)
+    d.cli("repo", "create", "data")
+    d.cli("put", "data:/", str(src / "public"), str(src / "secret"))
+    assert as_nobody("cat", "data:/public").stdout == b"for all\n"
+    refused = as_nobody("cat", "data:/secret")
+    assert refused.returncode == 1 and b"permission denied" in refused.stderr and b"data:/secret" in refused.stderr
+    # get of the whole repo skips the secret and says so, as cp does
+    got = as_nobody("get", "data:/", str(out / "data"))
+    assert got.returncode == 1 and b"/secret" in got.stderr, got.stderr
+    assert sorted(os.listdir(out / "data")) == ["public"]
+    gone = as_nobody("repo", "delete", "data")
+    assert gone.returncode == 1 and b"admin" in gone.stderr
+    # the access list: revoke everyone, then grant the group
+    acl = d.cli("repo", "acl", "data", "--revoke", "everyone", "--json").json()
+    assert acl["acl"] == [] and acl["owner"]["uid"] == 0
+    assert "data" not in as_nobody("repo", "list").stdout.decode()
+    shown = d.cli("repo", "acl", "data", "--grant", "group:nogroup=read").out
+    assert "owner: root" in shown and "group:nogroup" in shown and "read" in shown
+    assert as_nobody("cat", "data:/public").stdout == b"for all\n"
+    bad = d.cli("repo", "acl", "data", "--grant", "group:nogroup=owner", check=False)
+    assert bad.returncode == 1 and "role" in bad.err

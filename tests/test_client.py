@@ -275,3 +275,17 @@ def test_get_refuses_unsafe_paths_from_the_daemon(workdir):
             t.join(30)
             server.close()
         assert list(outside.iterdir()) == [] and not (workdir / "escape").exists()
+
+
+def test_repo_acl_show_grant_revoke(daemon):
+    from trunkfs.client import AclEntry, RepoAcl
+    with daemon.client() as c:
+        c.repo_create("r")
+        acl = c.repo_acl("r")
+        assert isinstance(acl, RepoAcl) and (acl.name, acl.owner_uid, acl.owner) == ("r", 0, "root")
+        assert acl.entries == [AclEntry("everyone", "everyone", None, "read")]
+        acl = c.repo_acl("r", grant=["user:nobody=write"], revoke=["everyone"])
+        assert acl.entries == [AclEntry("user:nobody", "user", 65534, "write")]
+        assert acl.raw["acl"][0]["who"] == "user:nobody"
+        with pytest.raises(InvalidArgumentError, match="role"):
+            c.repo_acl("r", grant=["user:nobody=boss"])
