@@ -38,8 +38,8 @@ async def fsck_op(req: Request) -> dict:
     svc = req.service
     rebuilt = None
     if req.arg("rebuild_index", bool, False):
-        if not req.caller.is_root:
-            raise PermissionDenied(f"fsck --rebuild-index is root's to run (uid {req.caller.uid} is not root)")
+        if req.conn.uid != 0:
+            raise PermissionDenied(f"fsck --rebuild-index is root's to run (uid {req.conn.uid} is not root)")
         rebuilt = await svc.workers.run(svc.store.rebuild_index)
     report = await svc.workers.run(fsck, svc.store, req.arg("read_data", bool, False))
     out = report.to_json()

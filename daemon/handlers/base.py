@@ -65,17 +65,25 @@ class Request:
     def repo(self) -> str:
         return check_name(self.arg("repo"), "repo")
 
+    async def who(self) -> Caller:
+        """Who sent the request: the connection's uid and gid, and that uid's
+        groups (read from the group database in a worker thread, once)."""
+        if self._caller is None:
+            self._caller = await self.service.workers.run(Caller, self.conn.uid, self.conn.gid)
+        return self._caller
+
     @property
     def caller(self) -> Caller:
-        """Who sent the request: the connection's uid and gid, and that uid's groups."""
-        if self._caller is None:
+        """The caller, once :meth:`who` or :meth:`require` has found it."""
+        if self._caller is None:   # not expected: looked up here, on the event loop
             self._caller = Caller(self.conn.uid, self.conn.gid)
         return self._caller
 
     async def require(self, repo: str, role: str) -> RepoInfo:
         """The repo's record, when the caller has ``role`` on it (else permission_denied)."""
+        caller = await self.who()
         info = await self.service.workers.run(self.service.refs.get_repo, repo)
-        require(self.caller, info, role, self.op)
+        require(caller, info, role, self.op)
         return info
 
     @property

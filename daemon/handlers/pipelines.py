@@ -77,7 +77,7 @@ async def pipeline_create(req: Request) -> dict:
     """``read`` on the input and ``write`` on the output repo (a missing one
     is made, owned by the caller); the caller owns the pipeline."""
     svc = req.service
-    caller = req.caller
+    caller = await req.who()
 
     def authorize(spec: PipelineSpec, old: Pipeline | None) -> None:
         _may_use(svc.refs, caller, spec, "pipeline.create")
@@ -91,7 +91,7 @@ async def pipeline_update(req: Request) -> dict:
     """By the pipeline's owner or an admin of its output repo; it keeps
     running as its owner, who must be able to use the new spec's repos."""
     svc = req.service
-    caller = req.caller
+    caller = await req.who()
 
     def authorize(spec: PipelineSpec, old: Pipeline | None) -> None:
         assert old is not None
@@ -112,7 +112,7 @@ async def pipeline_update(req: Request) -> dict:
 @op("pipeline.list")
 async def pipeline_list(req: Request) -> list:
     svc = req.service
-    caller = req.caller
+    caller = await req.who()
 
     def shown() -> list:
         return [_shown(svc.refs, caller, p) for p in svc.pipelines.list()]
@@ -123,13 +123,13 @@ async def pipeline_list(req: Request) -> list:
 async def pipeline_show(req: Request) -> dict:
     svc = req.service
     pipeline, _ = await svc.workers.run(svc.pipelines.get, req.arg("name"))
-    return await svc.workers.run(_shown, svc.refs, req.caller, pipeline)
+    return await svc.workers.run(_shown, svc.refs, await req.who(), pipeline)
 
 
 @op("pipeline.delete")
 async def pipeline_delete(req: Request) -> dict:
     svc = req.service
-    caller = req.caller
+    caller = await req.who()
     name = req.arg("name")
 
     def authorize(old: Pipeline) -> None:
@@ -142,7 +142,7 @@ async def _may_manage_job(req: Request, job: Job, what: str) -> None:
     """The job's pipeline's owner or an admin of its output repo (of the
     job's output repo, when the pipeline is gone)."""
     svc = req.service
-    caller = req.caller
+    caller = await req.who()
     try:
         pipeline, _ = await svc.workers.run(svc.pipelines.get, job.pipeline)
     except NotFound:

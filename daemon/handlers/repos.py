@@ -22,7 +22,7 @@ async def repo_create(req: Request) -> dict:
 async def repo_list(req: Request) -> list:
     """The repos the caller may read."""
     svc = req.service
-    caller = req.caller
+    caller = await req.who()
     return await svc.workers.run(history.repo_summaries, svc.store, svc.refs,
                                  lambda info: allows(caller, info, READ))
 
@@ -93,7 +93,7 @@ async def repo_acl(req: Request) -> dict:
     if not grants and not revokes:
         await req.require(name, READ)
         return acl_json(await svc.workers.run(svc.refs.get_repo, name))
-    caller = req.caller
+    caller = await req.who()
 
     def change(info: RepoInfo) -> RepoInfo:  # checked again on the record the swap replaces
         require(caller, info, ADMIN, "repo.acl")
