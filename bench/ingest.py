@@ -442,7 +442,7 @@ class Bench:
             t = timed(lambda: d.run_cli("put", "ingest", str(src), "-m", "ingest"))
             st = d.stats()
             d.stop()
-            stored = tree_size(d.store)[0]
+            stored = tree_size(d.store_dir)[0]
             self.results["ingest_mbps"] = total / 1e6 / t
             self.notes["ingest_mbps"] = f"{desc}, {t:.2f} s (put + sync), store {human(stored)}"
             if st.get("logical_bytes") != total:
@@ -500,7 +500,7 @@ class Bench:
         if d is not None:
             st = d.stats()
             d.stop()
-            stored = tree_size(d.store)[0]
+            stored = tree_size(d.store_dir)[0]
             self.results["dedup_ratio"] = logical / stored
             self.notes["dedup_ratio"] = (f"{vdesc} / {human(stored)} store dir; "
                                          f"puts {t_put:.1f} s")
