@@ -23,6 +23,7 @@ from ..staging.manager import StagingManager
 from ..store.errors import NotFound
 from ..store.refs import Refs
 from ..store.store import Store
+from .auth import FileOwner
 from .commits import CommitPath
 from .config import Config
 from .events import EventBus
@@ -56,8 +57,12 @@ async def build_service(config: Config, store: Store, mountpoint: str | None) ->
     cache = None
     if mountpoint is not None:
         cache = await trio.to_thread.run_sync(open_cache, config, store)
+    # entries without an owner (from put) belong to whom the mount shows them as
+    owner = FileOwner(os.getuid() if config.uid is None else config.uid,
+                      os.getgid() if config.gid is None else config.gid)
     return Service(store=store, refs=refs, workers=workers, heads=heads, events=events,
-                   commits=commits, pipelines=registry, staging=staging, jobs=jobs, cache=cache)
+                   commits=commits, pipelines=registry, staging=staging, jobs=jobs, cache=cache,
+                   file_owner=owner)
 
 
 def open_cache(config: Config, store: Store) -> ChunkCache:
