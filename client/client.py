@@ -157,19 +157,23 @@ class Client:
         return Listing.from_raw(self.call("ls", repo=repo, ref=ref, path=path))
 
     def get(self, repo: str, path: str, local: str, *, ref: str | None = None,
-            progress: Progress | None = None) -> GetResult:
+            progress: Progress | None = None, preserve_setuid: bool = False) -> GetResult:
         """Copy a file or directory out, as ``cp -r`` does: into
         ``local/<name>`` when ``local`` is an existing directory, else to
-        ``local`` itself.  Modes and mtimes come along.  What the caller may
-        not read (by its mode, as on the mount) is left out and counted in
-        the result's ``skipped``, as ``cp -r`` goes on past what it cannot read."""
+        ``local`` itself.  Modes and mtimes come along, except setuid and
+        setgid bits of files (and setuid of directories): those are set only
+        with ``preserve_setuid`` in a process running as root.  What the
+        caller may not read (by its mode, as on the mount) is left out and
+        counted in the result's ``skipped``, as ``cp -r`` goes on past what
+        it cannot read."""
         self.conn.send_request("get", {"repo": repo, "ref": ref, "path": path})
         info = self.conn.read_reply()
         name = path.rstrip("/").rsplit("/", 1)[-1] or repo
         target = os.path.join(local, name) if os.path.isdir(local) else local
         end: dict = {}
         try:
-            files = receive_tree(self.conn, target, progress, int(info.get("size") or 0), end.update)
+            files = receive_tree(self.conn, target, progress, int(info.get("size") or 0), end.update,
+                                 preserve_setuid)
         except BaseException:
             self._stream_failed()
             raise

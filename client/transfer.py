@@ -115,10 +115,16 @@ class TreeWriter:
     would: directories merge, files and symlinks replace.  Paths from the
     daemon that are absolute, contain ``..`` or lead through a symlink this
     get created are refused (``bad_reply``), so a daemon cannot make us
-    write outside ``target``."""
+    write outside ``target``.
 
-    def __init__(self, target: str) -> None:
+    Setuid and setgid bits of files (and setuid of directories) are not
+    restored unless ``preserve_setuid`` is given and this process runs as
+    root, as ``cp`` without ``-p`` and ``tar`` without
+    ``--same-permissions`` leave them off."""
+
+    def __init__(self, target: str, preserve_setuid: bool = False) -> None:
         self.target = target
+        self.keep_setid = preserve_setuid and os.geteuid() == 0
         self.files = 0
         self._dirs: list[tuple[str, dict]] = []   # mode and mtime are set last, deepest first
         self._symlinks: set[str] = set()
@@ -165,15 +171,19 @@ class TreeWriter:
         self._out.close()
         self._out = None
         p, head = self._current
-        os.chmod(p, head.get("mode") or 0o644)
+        os.chmod(p, self._mode(head.get("mode") or 0o644, statmod.S_ISUID | statmod.S_ISGID))
         mt = head.get("mtime") or 0
         os.utime(p, ns=(mt, mt))
         self.files += 1
 
+    def _mode(self, mode: int, setid: int) -> int:
+        """``mode`` without the ``setid`` bits unless they are to be kept."""
+        return mode if self.keep_setid else mode & ~setid
+
     def finish(self) -> None:
         """Give directories their mode and mtime (after their content was written)."""
         for p, head in reversed(self._dirs):
-            os.chmod(p, head.get("mode") or 0o755)
+            os.chmod(p, self._mode(head.get("mode") or 0o755, statmod.S_ISUID))
             mt = head.get("mtime") or 0
             if mt:
                 os.utime(p, ns=(mt, mt))
@@ -185,11 +195,13 @@ class TreeWriter:
 
 
 def receive_tree(conn: Connection, target: str, progress: Progress | None = None,
-                 total: int = 0, on_end: Callable[[dict], object] | None = None) -> int:
+                 total: int = 0, on_end: Callable[[dict], object] | None = None,
+                 preserve_setuid: bool = False) -> int:
     """Write the stream after a ``get`` reply below ``target``; the number of
     files.  ``on_end`` gets the stream's end line (it says what the daemon
-    left out: ``skipped``, ``skipped_paths``)."""
-    writer = TreeWriter(target)
+    left out: ``skipped``, ``skipped_paths``); ``preserve_setuid`` as in
+    :class:`TreeWriter`."""
+    writer = TreeWriter(target, preserve_setuid)
     done = 0
     try:
         while True:

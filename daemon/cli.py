@@ -106,6 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
     x = sub.add_parser("get", parents=[common], help="copy a file or directory out (cp -r semantics)")
     x.add_argument("spec", metavar="REPO@REF:/PATH")
     x.add_argument("local", metavar="LOCAL")
+    x.add_argument("--preserve-setuid", action="store_true",
+                   help="restore setuid and setgid bits of files (only when run as root)")
     x.set_defaults(func=cmd_get)
 
     x = sub.add_parser("cat", parents=[common], help="print a file")

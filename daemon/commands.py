@@ -204,7 +204,7 @@ def cmd_get(args: argparse.Namespace, c: Client) -> int:
     repo, ref, path = parse_spec(args.spec)
     bar = progress_bar("get")
     try:
-        r = c.get(repo, path, args.local, ref=ref, progress=bar)
+        r = c.get(repo, path, args.local, ref=ref, progress=bar, preserve_setuid=args.preserve_setuid)
     finally:
         if bar:
             bar.close()

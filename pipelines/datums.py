@@ -64,8 +64,16 @@ def datum_paths(datum: Datum) -> list[str]:
     return [p for p, _ in datum]
 
 
-def ingest_dir(session: WriteSession, root: str) -> dict:
-    """Store a directory written by a command; return its root entry (tree id, size, files)."""
+def unprivileged_mode(mode: int) -> int:
+    """A file's permission bits as written by a non-root process: no setuid
+    or setgid (the kernel drops them on a write by a non-owner)."""
+    return mode & ~(stat.S_ISUID | stat.S_ISGID)
+
+
+def ingest_dir(session: WriteSession, root: str, privileged: bool = False) -> dict:
+    """Store a directory written by a command; return its root entry (tree
+    id, size, files).  Files keep setuid and setgid only when ``privileged``
+    (the command ran as root)."""
     editor = TreeEditor(session.store, None)
     for dirpath, dirnames, filenames in os.walk(root):
         rel = os.path.relpath(dirpath, root)
@@ -89,7 +97,8 @@ def ingest_dir(session: WriteSession, root: str) -> dict:
                     while data := f.read(4 << 20):
                         ingest.write(data)
                 chunks, size = ingest.finish()
-                editor.put(f"/{rel}/{name}", {"type": FILE, "mode": stat.S_IMODE(st.st_mode),
+                mode = stat.S_IMODE(st.st_mode)
+                editor.put(f"/{rel}/{name}", {"type": FILE, "mode": mode if privileged else unprivileged_mode(mode),
                                                "mtime": st.st_mtime_ns, "size": size, "chunks": chunks})
     return editor.write(session)
 
@@ -110,12 +119,17 @@ def merge_outputs(store: Store, session: WriteSession, trees: list[str]) -> dict
     return editor.write(session)
 
 
-def store_output(store: Store, directory: str) -> str:
+def store_output(store: Store, directory: str, owner_uid: int | None = None) -> str:
     """Store what a datum wrote in ``directory`` (its own write session,
-    flushed); return the tree id."""
+    flushed); return the tree id.  ``owner_uid`` is the uid the datum ran
+    as; by default the owner of ``directory`` (the runner chowns it to that
+    uid, and a non-root process cannot give it to root).  Only a datum run
+    as root keeps setuid and setgid bits of its files."""
+    if owner_uid is None:
+        owner_uid = os.lstat(directory).st_uid
     session = store.session()
     try:
-        root = ingest_dir(session, directory)
+        root = ingest_dir(session, directory, privileged=owner_uid == 0)
         session.flush()
     except BaseException:
         session.abort()

@@ -43,13 +43,23 @@ MODE_MAX = 0o177777          # an st_mode with its file type bits; only the perm
 MTIME_MAX = 2 ** 63 - 1      # nanoseconds since 1970 in an int64 (the year 2262)
 
 
-def _mode(head: dict, default: int) -> int:
+def unprivileged_mode(mode: int, is_dir: bool) -> int:
+    """``mode`` as a non-root caller may store it: no setuid bit, and no
+    setgid bit on a file (the kernel drops both on a write by a non-owner;
+    setgid on a directory only makes new entries inherit its group, so it stays)."""
+    return mode & ~(statmod.S_ISUID if is_dir else statmod.S_ISUID | statmod.S_ISGID)
+
+
+def _mode(head: dict, default: int, privileged: bool, is_dir: bool) -> int:
+    """The checked permission bits of an entry; ``privileged`` (a root
+    caller) keeps setuid and setgid."""
     mode = head.get("mode", default)
     if not isinstance(mode, int) or isinstance(mode, bool):
         raise InvalidArgument("entry mode must be an integer")
     if not 0 <= mode <= MODE_MAX:
         raise InvalidArgument(f"entry mode must be between 0 and 0o{MODE_MAX:o}")
-    return statmod.S_IMODE(mode) & _MODE_MASK
+    mode = statmod.S_IMODE(mode) & _MODE_MASK
+    return mode if privileged else unprivileged_mode(mode, is_dir)
 
 
 def _mtime(head: dict) -> int | None:
@@ -110,6 +120,7 @@ class ReceivedEntries:
     async def _receive(self, session: WriteSession,
                        work: trio.MemorySendChannel[tuple[str, Any, Any]]) -> None:
         conn = self.req.conn
+        privileged = conn.uid == 0
         while True:
             msg = await conn.read_message()
             if msg is None:
@@ -122,7 +133,7 @@ class ReceivedEntries:
             path = join_path(self.dest + split_path(head["path"]))
             kind = head.get("type")
             if kind == DIR:
-                self.edits.append(("dir", path, (_mode(head, 0o755), _mtime(head))))
+                self.edits.append(("dir", path, (_mode(head, 0o755, privileged, True), _mtime(head))))
             elif kind == SYMLINK:
                 target = head.get("target")
                 if not isinstance(target, str) or not target or "\0" in target:
@@ -132,7 +143,7 @@ class ReceivedEntries:
             elif kind == FILE:
                 if path == "/":
                     raise InvalidArgument("a file cannot be put at the repo's root path")
-                mode, mtime = _mode(head, 0o644), _mtime(head) or 0   # checked before its bytes come
+                mode, mtime = _mode(head, 0o644, privileged, False), _mtime(head) or 0   # checked before its bytes come
                 ingest = session.ingest()
                 while True:
                     frame = await conn.read_message()
