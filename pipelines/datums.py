@@ -14,7 +14,7 @@ import stat
 
 from ..store import walk
 from ..store.codec import blob_id
-from ..store.objects import DIR, FILE, SYMLINK, canonical
+from ..store.objects import DIR, FILE, SYMLINK, canonical, unprivileged_mode
 from ..store.store import Store
 from ..store.treeedit import TreeEditor
 from ..store.writer import WriteSession
@@ -62,12 +62,6 @@ def datum_hash(datum: Datum) -> str:
 
 def datum_paths(datum: Datum) -> list[str]:
     return [p for p, _ in datum]
-
-
-def unprivileged_mode(mode: int) -> int:
-    """A file's permission bits as written by a non-root process: no setuid
-    or setgid (the kernel drops them on a write by a non-owner)."""
-    return mode & ~(stat.S_ISUID | stat.S_ISGID)
 
 
 def ingest_dir(session: WriteSession, root: str, privileged: bool = False) -> dict:

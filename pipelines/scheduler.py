@@ -331,7 +331,8 @@ class JobScheduler:
                 job.datums.failed += 1
                 run.failures.append(f"datum {index} ({', '.join(entry.paths[:3])}): {entry.error}")
                 return
-            tree = await self.run_sync(store_output, self.store, ran.dirs.output)
+            ran_as = command.uid if os.geteuid() == 0 else os.geteuid()  # the runner's rule
+            tree = await self.run_sync(store_output, self.store, ran.dirs.output, ran_as)
             run.outputs[index] = tree
             job.datums.processed += 1
             await self.run_sync(self.store.backend.put, reuse_key, json.dumps({"tree": tree}).encode())

@@ -63,6 +63,13 @@ def entry_files(entry: dict) -> int:
     return 1 if t == FILE else entry.get("files", 0) if t == DIR else 0
 
 
+def unprivileged_mode(mode: int, is_dir: bool = False) -> int:
+    """``mode`` as a non-root writer may store it: no setuid bit, and no
+    setgid bit on a file (the kernel drops both on a write by a non-owner;
+    setgid on a directory only makes new entries inherit its group, so it stays)."""
+    return mode & ~(0o4000 if is_dir else 0o6000)
+
+
 def file_content_id(entry: dict) -> str:
     """A hash of a file's content, derived from its chunk list without reading data."""
     return blob_id(canonical(entry["chunks"])).hex()

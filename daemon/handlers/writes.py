@@ -9,7 +9,7 @@ import trio
 
 from ...store.errors import InvalidArgument
 from ...store.names import join_path, split_path
-from ...store.objects import DIR, FILE, SYMLINK
+from ...store.objects import DIR, FILE, SYMLINK, unprivileged_mode
 from ...store.treeedit import TreeEditor
 from ...store.writer import WriteSession
 from .. import protocol
@@ -41,13 +41,6 @@ async def rm(req: Request) -> dict:
 _MODE_MASK = 0o7777
 MODE_MAX = 0o177777          # an st_mode with its file type bits; only the permission bits are kept
 MTIME_MAX = 2 ** 63 - 1      # nanoseconds since 1970 in an int64 (the year 2262)
-
-
-def unprivileged_mode(mode: int, is_dir: bool) -> int:
-    """``mode`` as a non-root caller may store it: no setuid bit, and no
-    setgid bit on a file (the kernel drops both on a write by a non-owner;
-    setgid on a directory only makes new entries inherit its group, so it stays)."""
-    return mode & ~(statmod.S_ISUID if is_dir else statmod.S_ISUID | statmod.S_ISGID)
 
 
 def _mode(head: dict, default: int, privileged: bool, is_dir: bool) -> int:
