@@ -389,11 +389,6 @@ class BranchView(View):
             out[XATTR_COMMIT] = head.encode()
         return out
 
-    def getxattr(self, inode: Inode, name: bytes) -> Awaitable[bytes]:
-        if not name.startswith(b"user."):  # ls asks for ACLs and labels of every file
-            raise fuse_error(pyfuse3.ENOATTR)
-        return self._user_xattr(inode, name)
-
     async def _user_xattr(self, inode: Inode, name: bytes) -> bytes:
         if name.startswith(VIRTUAL_XATTRS):
             value = (await self._virtual_xattrs(inode)).get(name)

@@ -94,11 +94,6 @@ class CommitView(View):
             raise fuse_error(errno.EINVAL)
         return os.fsencode(entry.get("target", ""))
 
-    def getxattr(self, inode: Inode, name: bytes) -> Awaitable[bytes]:
-        if not name.startswith(b"user."):  # ls asks for ACLs and labels of every file
-            raise fuse_error(pyfuse3.ENOATTR)
-        return self._user_xattr(inode, name)
-
     async def _user_xattr(self, inode: Inode, name: bytes) -> bytes:
         if name.startswith(VIRTUAL_XATTRS):
             value = self._virtual().get(name)

@@ -134,6 +134,14 @@ class View:
         return True
 
     def getxattr(self, inode: Inode, name: bytes) -> Awaitable[bytes]:
+        """Only ``user.*`` names are ever answered; others (``ls`` asks for
+        ACLs and labels of every file) fail here, without a coroutine."""
+        if not name.startswith(b"user."):
+            raise fuse_error(pyfuse3.ENOATTR)
+        return self._user_xattr(inode, name)
+
+    async def _user_xattr(self, inode: Inode, name: bytes) -> bytes:
+        """A ``user.*`` attribute (computed ``user.trunkfs.*`` or stored)."""
         raise fuse_error(pyfuse3.ENOATTR)
 
     async def listxattr(self, inode: Inode) -> list[bytes]:

@@ -86,6 +86,14 @@ class Request:
         require(caller, info, role, self.op)
         return info
 
+    async def branch_args(self, role: str) -> tuple[str, str]:
+        """The ``repo`` and ``branch`` arguments of an operation on a branch
+        (``branch`` a branch, never a commit id; default ``main``), when the
+        caller has ``role`` on the repo."""
+        repo = self.repo()
+        await self.require(repo, role)
+        return repo, await self.service.writable_branch(repo, self.arg("branch", str, "main"))
+
     @property
     def author(self) -> dict:
         return author_of(self.conn.uid)

@@ -41,9 +41,7 @@ async def commit_area(svc: Service, area: StagingArea, meta: CommitMeta,
 async def status(req: Request) -> dict:
     """Staged changes of a branch against its head: [{status: A|M|D, path}]."""
     svc = req.service
-    repo = req.repo()
-    await req.require(repo, READ)
-    branch = await svc.writable_branch(repo, req.arg("branch", str, "main"))
+    repo, branch = await req.branch_args(READ)
     area = svc.staging.area(repo, branch)
     head = await svc.heads.head(repo, branch)
     head_root = (await svc.workers.run(svc.store.read_commit, head)).root_entry() if head else None
@@ -57,9 +55,7 @@ async def commit_staged(req: Request) -> dict:
     """Cut a branch's staged changes into a commit.  With ``progress`` true,
     ``{"progress": bytes done, "total": bytes}`` lines precede the reply."""
     svc = req.service
-    repo = req.repo()
-    await req.require(repo, WRITE)
-    branch = await svc.writable_branch(repo, req.arg("branch", str, "main"))
+    repo, branch = await req.branch_args(WRITE)
     message = req.arg("message", str, "")
     allow_empty = req.arg("allow_empty", bool, False)
     want_progress = req.arg("progress", bool, False)
@@ -92,9 +88,7 @@ async def commit_staged(req: Request) -> dict:
 @op("discard")
 async def discard(req: Request) -> dict:
     svc = req.service
-    repo = req.repo()
-    await req.require(repo, WRITE)
-    branch = await svc.writable_branch(repo, req.arg("branch", str, "main"))
+    repo, branch = await req.branch_args(WRITE)
     paths = req.arg("paths", list, [])
     if not all(isinstance(p, str) for p in paths):
         raise InvalidArgument("discard: 'paths' must be a list of paths")

@@ -22,9 +22,7 @@ from .base import Request, first_error, op
 @op("rm")
 async def rm(req: Request) -> dict:
     svc = req.service
-    repo = req.repo()
-    await req.require(repo, WRITE)
-    branch = await svc.writable_branch(repo, req.arg("branch", str, "main"))
+    repo, branch = await req.branch_args(WRITE)
     paths = req.arg("paths", list)
     if not paths or not all(isinstance(p, str) for p in paths):
         raise InvalidArgument("rm: 'paths' must be a non-empty list of paths")
@@ -166,9 +164,7 @@ class ReceivedEntries:
 async def put(req: Request) -> dict:
     """Receive entries and file bytes, then commit them in one commit."""
     svc = req.service
-    repo = req.repo()
-    await req.require(repo, WRITE)
-    branch = await svc.writable_branch(repo, req.arg("branch", str, "main"))
+    repo, branch = await req.branch_args(WRITE)
     dest = split_path(req.arg("dest", str, "/"))
     meta = CommitMeta(message=req.arg("message", str, ""), author=req.author)
     change = ReceivedEntries(req, dest, meta)
