@@ -20,17 +20,14 @@ Two kinds of checks:
 from __future__ import annotations
 
 import grp
-import logging
-import os
 import pwd
 
+from ..store.access import ADMIN, READ, WRITE, Caller, allows, groups_of, role_of
 from ..store.errors import InvalidArgument, TrunkError
 from ..store.objects import DIR, EVERYONE, ROLES, RepoInfo
 
-log = logging.getLogger(__name__)
-
-READ, WRITE, ADMIN = ROLES
-_RANK = {role: rank for rank, role in enumerate(ROLES, 1)}
+__all__ = ["ADMIN", "READ", "WRITE", "Caller", "allows", "groups_of", "role_of", "require", "may",
+           "FileOwner", "PermissionDenied"]
 R_OK, W_OK, X_OK = 4, 2, 1
 KINDS = ("user", "group", EVERYONE)
 
@@ -39,58 +36,6 @@ class PermissionDenied(TrunkError):
     """The caller lacks the role or the permission bits an operation needs."""
 
     code = "permission_denied"
-
-
-def groups_of(uid: int, gid: int) -> frozenset[int]:
-    """``gid`` and the supplementary groups of ``uid`` in the group database
-    (just ``gid`` for a uid the database does not know)."""
-    try:
-        name = pwd.getpwuid(uid).pw_name
-    except KeyError:
-        return frozenset({gid})
-    try:
-        return frozenset(os.getgrouplist(name, gid)) | {gid}
-    except OSError:
-        log.warning("the groups of user %s (uid %d) cannot be read; only gid %d counts", name, uid, gid)
-        return frozenset({gid})
-
-
-class Caller:
-    """A client of the socket: ``uid``, ``gid`` and every group it is in."""
-
-    __slots__ = ("uid", "gid", "groups")
-
-    def __init__(self, uid: int, gid: int, groups: frozenset[int] | None = None) -> None:
-        self.uid = uid
-        self.gid = gid
-        self.groups = groups_of(uid, gid) if groups is None else groups
-
-    @property
-    def is_root(self) -> bool:
-        return self.uid == 0
-
-    def __repr__(self) -> str:
-        return f"Caller(uid={self.uid}, gid={self.gid})"
-
-
-# -- repo roles -----------------------------------------------------------------------
-
-def role_of(caller: Caller, info: RepoInfo) -> str | None:
-    """The strongest role ``caller`` has on a repo (None: no access)."""
-    if caller.is_root or caller.uid == info.owner:
-        return ADMIN
-    best = 0
-    for e in info.acl:
-        kind, ident = e.get("kind"), e.get("id")
-        if (kind == EVERYONE or (kind == "user" and ident == caller.uid)
-                or (kind == "group" and ident in caller.groups)):
-            best = max(best, _RANK.get(str(e.get("role")), 0))
-    return ROLES[best - 1] if best else None
-
-
-def allows(caller: Caller, info: RepoInfo, role: str) -> bool:
-    have = role_of(caller, info)
-    return have is not None and _RANK[have] >= _RANK[role]
 
 
 def require(caller: Caller, info: RepoInfo, role: str, what: str = "this") -> None:
