@@ -11,6 +11,7 @@ on stdout, as it came.
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import sys
 
@@ -24,8 +25,11 @@ __all__ = ["build_parser", "main", "parse_spec"]
 
 
 def build_parser() -> argparse.ArgumentParser:
+    # --json before or after the subcommand; SUPPRESS keeps a subparser from
+    # resetting a --json given before it to False
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    common.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
+                        help="print machine-readable JSON")
     p = argparse.ArgumentParser(prog="trunkfs", parents=[common],
                                 description="Versioned data repositories, stored deduplicated; "
                                             "paths are REPO[@REF][:/PATH].")
@@ -182,6 +186,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.json = getattr(args, "json", False)
+    # names are bytes: one that is not UTF-8 is printed as its own bytes, as ls does
+    if isinstance(sys.stdout, io.TextIOWrapper):
+        sys.stdout.reconfigure(errors="surrogateescape")
     if args.command == "daemon":
         try:
             return cmd_daemon(args)

@@ -30,23 +30,31 @@ TOO_LARGE = "too_large"
 UNKNOWN_OP = "unknown_op"
 INTERNAL = "internal"
 PERMISSION_DENIED = "permission_denied"
-UNENCODABLE = "unencodable"     # a reply held something JSON/UTF-8 cannot carry
+UNENCODABLE = "unencodable"     # a reply held something that is not JSON data
 BUSY = "busy"                   # too many connections (in all, or of one uid)
 TIMEOUT = "timeout"             # a client stalled in the middle of a request
 
 
 class Unencodable(ValueError):
-    """A message cannot be sent: not JSON-serializable, or a string in it is
-    not valid UTF-8 (a lone surrogate, such as ``os.fsdecode`` makes of a
-    name byte that is not UTF-8).  Nothing was written when this is raised."""
+    """A message cannot be sent: it holds something that is not JSON data
+    (or nests too deep).  Nothing was written when this is raised."""
 
 
 def encode(obj: dict) -> bytes:
-    """One message as a line of UTF-8 JSON; :class:`Unencodable` when it cannot be."""
+    """One message as a line of UTF-8 JSON; :class:`Unencodable` when it cannot be.
+
+    Names are bytes (docs/names.md): a name byte that is not part of valid
+    UTF-8 is, in a Python string, the lone surrogate U+DC80+byte (PEP 383),
+    and travels as the JSON escape ``\\udcXX``.  A line that holds one is
+    written in ASCII JSON; every other line as plain UTF-8."""
     try:
-        return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode() + b"\n"
+        text = json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
     except (TypeError, ValueError, RecursionError) as exc:
         raise Unencodable(f"{type(exc).__name__}: {exc}") from None
+    try:
+        return text.encode() + b"\n"
+    except UnicodeEncodeError:
+        return json.dumps(obj, separators=(",", ":")).encode() + b"\n"
 
 
 def printable(text: str) -> str:

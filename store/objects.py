@@ -13,18 +13,29 @@ A tree lists one directory, its entries sorted by name.  An entry is a dict::
 
 File manifests live inside their directory's tree, so a commit's root tree
 is a Merkle tree over every byte of the commit.
+
+Names are bytes (docs/names.md).  In memory a name is a ``str`` as
+``os.fsdecode`` makes it (PEP 383: a byte that is not part of valid UTF-8
+becomes the lone surrogate U+DC80+byte).  A tree whose names and targets are
+all valid UTF-8 is written as format 1, byte for byte as before; a tree that
+holds any other name is format 2, the same JSON written in ASCII, where such
+a byte is the escape ``\\udcXX``.  Readers take both, so stores written before
+names were bytes read unchanged, and a reader that only knows format 1 refuses
+a format-2 tree with a clear version error instead of mangling its names.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import asdict, dataclass, field
 
 from .codec import blob_id
-from .errors import IntegrityError
+from .errors import IntegrityError, InvalidArgument
 
 TREE_VERSION = 1
+TREE_VERSION_BYTES = 2   # 2: names (and symlink targets) that are not valid UTF-8
 COMMIT_VERSION = 1
 REF_VERSION = 1
 REPO_VERSION = 2     # 2: owner and acl (format 1 records still read)
@@ -33,17 +44,46 @@ FILE, DIR, SYMLINK = "file", "dir", "symlink"
 
 
 def canonical(obj: object) -> bytes:
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    """Sorted-key JSON as UTF-8; a string UTF-8 cannot carry (a lone surrogate,
+    such as a name byte that is not UTF-8) makes the whole object ASCII JSON
+    with ``\\uXXXX`` escapes, which reads back to the same strings."""
+    text = json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    try:
+        return text.encode()
+    except UnicodeEncodeError:
+        return json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()
+
+
+def _check_byte_names(entries: list[dict]) -> None:
+    """Every name and target must map back to bytes (PEP 383): a lone
+    surrogate other than U+DC80..U+DCFF names no bytes at all."""
+    for e in entries:
+        for key in ("name", "target"):
+            value = e.get(key)
+            if isinstance(value, str):
+                try:
+                    os.fsencode(value)
+                except UnicodeEncodeError:
+                    raise InvalidArgument(f"{key} {value!r} is not a name of bytes (a lone surrogate "
+                                          "outside U+DC80..U+DCFF)") from None
 
 
 def encode_tree(entries: list[dict]) -> bytes:
-    return canonical({"v": TREE_VERSION, "entries": sorted(entries, key=lambda e: e["name"])})
+    ordered = sorted(entries, key=lambda e: e["name"])
+    text = json.dumps({"v": TREE_VERSION, "entries": ordered}, sort_keys=True, separators=(",", ":"),
+                      ensure_ascii=False)
+    try:
+        return text.encode()
+    except UnicodeEncodeError:
+        _check_byte_names(ordered)
+        return json.dumps({"v": TREE_VERSION_BYTES, "entries": ordered}, sort_keys=True,
+                          separators=(",", ":")).encode()
 
 
 def decode_tree(raw: bytes, where: str) -> list[dict]:
     try:
         obj = json.loads(raw)
-        if obj.get("v") != TREE_VERSION:
+        if obj.get("v") not in (TREE_VERSION, TREE_VERSION_BYTES):
             raise IntegrityError(f"tree {where} has unknown format version {obj.get('v')!r}")
         return obj["entries"]
     except (ValueError, KeyError, AttributeError) as exc:

@@ -15,8 +15,12 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule, run_state_machine_as_test
 
-NAMES = ["a", "b", "c"]
-PATHS = st.lists(st.sampled_from(NAMES), min_size=1, max_size=3).map("/".join)
+# names are bytes: a few fixed ones (so paths meet again) and any 1-255 bytes
+# without NUL or '/', as os.fsdecode makes them
+BYTE_NAMES = st.binary(min_size=1, max_size=255).filter(
+    lambda b: b"/" not in b and b"\0" not in b and b not in (b".", b"..")).map(os.fsdecode)
+NAMES = st.sampled_from(["a", "b", "c", os.fsdecode(b"caf\xe9"), os.fsdecode(b"\xff" * 255)]) | BYTE_NAMES
+PATHS = st.lists(NAMES, min_size=1, max_size=3).map("/".join)
 DATA = st.binary(max_size=3000) | st.integers(1, 300_000).map(lambda n: os.urandom(16) * (n // 16))
 OFFSETS = st.integers(0, 400_000)
 
@@ -116,7 +120,7 @@ def test_branch_view_behaves_like_a_directory(daemon_factory, workdir):
         def rmdir(self, path):
             self.both(os.rmdir, path)
 
-        @rule(path=PATHS, link_to=st.sampled_from(["a", "../b", "x/y"]))
+        @rule(path=PATHS, link_to=st.sampled_from(["a", "../b", "x/y", os.fsdecode(b"../\xfe\xff")]) | BYTE_NAMES)
         def symlink(self, path, link_to):
             self.both(lambda p, t: os.symlink(t, p), path, extra=(link_to,))
 
@@ -151,3 +155,4 @@ def test_branch_view_behaves_like_a_directory(daemon_factory, workdir):
         max_examples=20, stateful_step_count=25, deadline=None,
         suppress_health_check=list(HealthCheck)))
     shutil.rmtree(plain_base)
+    assert d.cli("fsck", "--json").json()["problems"] == []
