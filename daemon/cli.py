@@ -11,7 +11,6 @@ on stdout, as it came.
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import sys
 
@@ -20,6 +19,7 @@ from .commands import (UsageError, cmd_branch, cmd_cat, cmd_commit, cmd_daemon, 
                        cmd_discard, cmd_fsck, cmd_get, cmd_job, cmd_log, cmd_ls, cmd_pipeline,
                        cmd_provenance, cmd_put, cmd_repo, cmd_rm, cmd_show, cmd_stats, cmd_status,
                        cmd_umount, cmd_watch, parse_spec)
+from .terminal import setup_stdout
 
 __all__ = ["build_parser", "main", "parse_spec"]
 
@@ -187,9 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     args.json = getattr(args, "json", False)
-    # names are bytes: one that is not UTF-8 is printed as its own bytes, as ls does
-    if isinstance(sys.stdout, io.TextIOWrapper):
-        sys.stdout.reconfigure(errors="surrogateescape")
+    setup_stdout()
     if args.command == "daemon":
         try:
             return cmd_daemon(args)

@@ -204,3 +204,37 @@ def raw_tree(d, repo: str) -> bytes:
         return st.read_blob(bytes.fromhex(st.read_commit(head).tree))
     finally:
         st.close()
+
+
+def test_on_a_terminal_hostile_names_are_shown_escaped(daemon, workdir):
+    """Into a pipe a name is its own bytes; on a terminal (a pty here) its
+    control characters and non-UTF-8 bytes are escaped, so a name cannot
+    send escape sequences to the terminal of whoever lists it."""
+    import pty
+    d = daemon
+    d.cli("repo", "create", "r")
+    evil = b"\x1b]0;owned\x07\x1b[2J\xe9\xe2\x80\xae"     # retitle, clear screen, Latin-1, RLO
+    src = bpath(workdir, evil)
+    with open(src, "wb") as f:
+        f.write(b"x")
+    cli_bytes(d, "put", "r", src)
+    assert evil in cli_bytes(d, "ls", "r:/").stdout            # a pipe: the bytes themselves
+    master, slave = pty.openpty()
+    try:
+        proc = subprocess.run([*TRUNKFS, "ls", "r:/"], stdout=slave, stderr=subprocess.PIPE, env=d.env,
+                              stdin=subprocess.DEVNULL, timeout=60)
+        os.close(slave)
+        shown = b""
+        while True:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:          # EIO: the terminal's other side is closed
+                break
+            if not chunk:
+                break
+            shown += chunk
+    finally:
+        os.close(master)
+    assert proc.returncode == 0, proc.stderr
+    assert b"\x1b" not in shown and b"\x07" not in shown and b"\xe2\x80\xae" not in shown, shown
+    assert b"\\x1b]0;owned\\x07\\x1b[2J\\xe9\\u202e" in shown, shown
