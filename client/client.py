@@ -23,6 +23,7 @@ from .errors import DisconnectedError, ProtocolError, error_from_reply
 from .results import (BranchInfo, CommitResult, DaemonInfo, Deleted, DiscardResult, FsckReport,
                       GetResult, PutResult, RepoAcl, RepoInfo, Result, RmResult, StatsInfo)
 from .transfer import Progress, local_bytes, receive_file, receive_tree, send_put_entries
+from .tree_writer import Destination
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # only the type checker needs these (the CLI starts faster without them)
@@ -142,7 +143,8 @@ class Client:
             self._stream_failed()  # the daemon sees the hang-up and commits nothing
             raise
         result = PutResult.from_raw(self.conn.read_reply())
-        result.skipped = skipped
+        result.skipped = list(skipped)
+        result.skipped_reasons = skipped
         return result
 
     def rm(self, repo: str, paths: Sequence[str], *, branch: str | None = None,
@@ -169,15 +171,18 @@ class Client:
         self.conn.send_request("get", {"repo": repo, "ref": ref, "path": path})
         info = self.conn.read_reply()
         name = path.rstrip("/").rsplit("/", 1)[-1] or repo
-        target = os.path.join(local, name) if os.path.isdir(local) else local
         end: dict = {}
         try:
-            files = receive_tree(self.conn, target, progress, int(info.get("size") or 0), end.update,
-                                 preserve_setuid)
+            dest = Destination.for_get(local, name)  # resolved once; below it nothing is followed
+            try:
+                files = receive_tree(self.conn, dest, progress, int(info.get("size") or 0), end.update,
+                                     preserve_setuid)
+            finally:
+                dest.close()
         except BaseException:
             self._stream_failed()
             raise
-        raw = {"path": target, "files": files, "commit": info.get("commit")}
+        raw = {"path": dest.path, "files": files, "commit": info.get("commit")}
         if end.get("skipped"):
             raw.update(skipped=end["skipped"], skipped_paths=end.get("skipped_paths") or [])
         return GetResult.from_raw(raw)

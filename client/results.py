@@ -145,7 +145,8 @@ class BranchInfo(Result):
 
 
 class PutResult(Result):
-    __slots__ = ("commit", "branch", "files", "bytes", "new_bytes", "size", "jobs", "skipped")
+    __slots__ = ("commit", "branch", "files", "bytes", "new_bytes", "size", "jobs", "skipped",
+                 "skipped_reasons")
     commit: str
     branch: str
     files: int
@@ -153,15 +154,17 @@ class PutResult(Result):
     new_bytes: int       # bytes the store did not hold yet
     size: int            # bytes in the new commit
     jobs: list[str]
-    skipped: list[str]   # local paths neither file, dir nor symlink
+    skipped: list[str]   # local paths not sent: neither file, dir nor symlink, or changed meanwhile
+    skipped_reasons: dict[str, str]   # why each of ``skipped`` was left out
 
     def __init__(self, commit: str, branch: str, files: int, bytes: int, new_bytes: int, size: int,
-                 jobs: list[str] | None = None, skipped: list[str] | None = None, *,
-                 raw: Any = None) -> None:
+                 jobs: list[str] | None = None, skipped: list[str] | None = None,
+                 skipped_reasons: dict[str, str] | None = None, *, raw: Any = None) -> None:
         self.commit, self.branch, self.files, self.bytes = commit, branch, files, bytes
         self.new_bytes, self.size, self.raw = new_bytes, size, raw
         self.jobs = [] if jobs is None else jobs
         self.skipped = [] if skipped is None else skipped
+        self.skipped_reasons = {} if skipped_reasons is None else skipped_reasons
 
     @classmethod
     def from_raw(cls, r: dict) -> PutResult:
