@@ -122,16 +122,28 @@ class TreeEditor:
         self._touch(chain)
 
     def write(self, session: WriteSession) -> dict:
-        """Write every changed directory; return the root entry (tree, size, files)."""
-        return self._write_dir(self.root, session)
+        """Write every changed directory, children before parents; return the
+        root entry (tree, size, files).  An explicit stack, not recursion, so
+        a chain of directories of any depth writes."""
+        stack: list[tuple[_Dir, bool]] = [(self.root, False)]
+        while stack:
+            node, children_done = stack.pop()
+            if not node.dirty and "tree" in node.meta:
+                continue
+            if not children_done:
+                stack.append((node, True))
+                stack.extend((child, False) for child in node.entries.values() if isinstance(child, _Dir))
+                continue
+            self._write_node(node, session)
+        return self.root.meta
 
-    def _write_dir(self, node: _Dir, session: WriteSession) -> dict:
-        if not node.dirty and "tree" in node.meta:
-            return node.meta
+    @staticmethod
+    def _write_node(node: _Dir, session: WriteSession) -> None:
+        """Write one directory whose changed children are written already."""
         entries = []
         size = files = dirs = 0
-        for name, child in node.entries.items():
-            entry = self._write_dir(child, session) if isinstance(child, _Dir) else child
+        for child in node.entries.values():
+            entry = child.meta if isinstance(child, _Dir) else child
             entries.append(entry)
             size += entry_size(entry)
             files += entry_files(entry)
@@ -140,4 +152,3 @@ class TreeEditor:
         meta.update(tree=session.put_tree(entries), size=size, files=files, dirs=dirs)
         node.meta = meta
         node.dirty = False
-        return meta
