@@ -25,6 +25,8 @@ if TYPE_CHECKING:  # typing is only needed by the type checker
     from collections.abc import Callable
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+# the caller's directory is only a base for *at() calls: O_PATH needs no read permission on it
+_BASE_FLAGS = os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC
 _NEW_FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
@@ -41,10 +43,12 @@ class Destination:
         symlink to one is followed: the caller named it), else ``local``
         itself, in its parent directory."""
         try:
-            return cls(os.open(local, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC), name,
-                       os.path.join(local, name))
+            fd = os.open(local, _BASE_FLAGS)
         except (NotADirectoryError, FileNotFoundError):
             return cls.at(local)
+        except OSError as exc:
+            raise ClientError("io_error", f"cannot write into {local}: {exc.strerror}") from None
+        return cls(fd, name, os.path.join(local, name))
 
     @classmethod
     def at(cls, target: str) -> Destination:
@@ -52,10 +56,10 @@ class Destination:
         caller's path), its last name written without following it."""
         stripped = target.rstrip("/") or "/"
         parent, name = os.path.split(stripped)
-        if name in ("", ".", ".."):  # the directory itself: merged into, below its own descriptor
-            return cls(os.open(stripped, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC), ".", target)
         try:
-            return cls(os.open(parent or ".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC), name, target)
+            if name in ("", ".", ".."):  # the directory itself: merged into, below its own descriptor
+                return cls(os.open(stripped, _BASE_FLAGS), ".", target)
+            return cls(os.open(parent or ".", _BASE_FLAGS), name, target)
         except OSError as exc:
             raise ClientError("io_error", f"cannot write {target}: {exc.strerror}") from None
 

@@ -6,6 +6,7 @@ real process, the CLI a real subprocess or the client in process."""
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import stat
@@ -285,3 +286,47 @@ def test_put_refuses_fifos_sockets_and_devices_by_name(daemon, workdir):
         assert str(src / name) in res.err
     with daemon.client() as c:
         assert [e.name for e in c.ls("p", "/src").entries] == ["file"]
+
+
+def test_get_refuses_paths_outside_the_directories_the_daemon_sent(workdir):
+    """A daemon (or a man in the middle) sending a path whose directory it
+    did not send, an empty or ``.`` component, gets ``bad_reply``; nothing
+    lands beside the target."""
+    from trunkfs.client import Client, ClientError
+
+    streams = [
+        [{"entry": {"path": "", "type": "dir"}}, {"entry": {"path": "a/f", "type": "file"}}],
+        [{"entry": {"path": "", "type": "dir"}}, {"entry": {"path": "a", "type": "dir"}},
+         {"entry": {"path": "a//f", "type": "file"}}],
+        [{"entry": {"path": "", "type": "dir"}}, {"entry": {"path": "./f", "type": "file"}}],
+        [{"entry": {"path": "f", "type": "file"}}],
+    ]
+    for i, stream in enumerate(streams):
+        path = str(workdir / f"fake{i}.sock")
+        server = socket.socket(socket.AF_UNIX)
+        server.bind(path)
+        server.listen(1)
+
+        def serve(lines: list[dict] = stream, server: socket.socket = server) -> None:
+            conn, _ = server.accept()
+            with conn:
+                conn.makefile("rb").readline()  # the get request
+                reply = [{"ok": True, "result": {"commit": "c" * 64, "type": "dir", "size": 1}}] + lines
+                try:
+                    conn.sendall(b"".join(json.dumps(x).encode() + b"\n" for x in reply)
+                                 + b'{"data":1}\nx{"eof":true}\n{"end":true}\n')
+                except OSError:
+                    pass  # the client hung up after refusing
+        t = threading.Thread(target=serve)
+        t.start()
+        try:
+            with Client(path, timeout=30) as c:
+                with pytest.raises(ClientError) as refused:
+                    c.get("r", "/", str(workdir / f"target{i}"))
+                assert refused.value.code == "bad_reply", refused.value
+        finally:
+            t.join(30)
+            server.close()
+        assert sorted(p.name for p in workdir.iterdir() if not p.name.startswith("fake")) == \
+            [f"target{j}" for j in range(i + 1) if streams[j][0]["entry"]["path"] == ""]
+        assert not (workdir / f"target{i}" / "f").exists()
