@@ -137,15 +137,44 @@ def build_tree(area: StagingArea, store: Store, session: WriteSession, head_root
                entries: dict[int, dict]) -> dict:
     """Write the trees of the staged view over ``head_root``; returns the
     root entry.  ``entries`` are the staged files' and symlinks' entries
-    (:func:`file_entries`); the area must have a root."""
-    def build(node: DirNode, followed: dict | None) -> dict:
-        listing = [dict(build(x, under), name=name) if isinstance(x, DirNode)
-                   else dict(entries[x.id], name=name) if isinstance(x, Node) else x
-                   for name, (x, under) in children(store, node, followed).items()]
-        return dict(node.entry_meta(), tree=session.put_tree(listing),
-                    size=sum(entry_size(e) for e in listing),
-                    files=sum(entry_files(e) for e in listing),
-                    dirs=sum(e["type"] == DIR for e in listing))
+    (:func:`file_entries`); the area must have a root.  Children are written
+    before their parent from an explicit stack, so any depth writes."""
     if area.root is None:
         raise ValueError(f"nothing is staged in {area.where}")
-    return build(area.root, head_root)
+    # a frame: a staged directory, its merged children, the finished entries
+    # of those children by name (a subdirectory's filled in when it is written)
+    root = _Frame(area.root, children(store, area.root, head_root))
+    stack = [root]
+    while stack:
+        frame = stack[-1]
+        pending = frame.next_subdir()
+        if pending is not None:
+            name, node, under = pending
+            stack.append(_Frame(node, children(store, node, under), parent=frame, name=name))
+            continue
+        stack.pop()
+        listing = [dict(frame.done[name], name=name) if isinstance(x, DirNode)
+                   else dict(entries[x.id], name=name) if isinstance(x, Node) else x
+                   for name, (x, _) in frame.merged.items()]
+        entry = dict(frame.node.entry_meta(), tree=session.put_tree(listing),
+                     size=sum(entry_size(e) for e in listing),
+                     files=sum(entry_files(e) for e in listing),
+                     dirs=sum(e["type"] == DIR for e in listing))
+        if frame.parent is None:
+            return entry
+        frame.parent.done[frame.name] = entry
+    raise AssertionError("unreachable: the root frame returns")
+
+
+class _Frame:
+    """One staged directory on :func:`build_tree`'s stack."""
+
+    __slots__ = ("node", "merged", "parent", "name", "done", "_subdirs")
+
+    def __init__(self, node: DirNode, merged: dict, parent: "_Frame | None" = None, name: str = "") -> None:
+        self.node, self.merged, self.parent, self.name = node, merged, parent, name
+        self.done: dict[str, dict] = {}
+        self._subdirs = iter([(n, x, under) for n, (x, under) in merged.items() if isinstance(x, DirNode)])
+
+    def next_subdir(self) -> "tuple[str, DirNode, dict | None] | None":
+        return next(self._subdirs, None)

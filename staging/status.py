@@ -11,6 +11,9 @@ worker thread.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
+
 from ..store.diff import diff_trees
 from ..store.objects import DIR
 from ..store.store import Store
@@ -28,6 +31,8 @@ def changes(area: StagingArea, store: Store, head_root: dict | None) -> list[Cha
         return []
     diff = _StatusDiff(store)
     diff.compare(area.root, head_root, head_root or None, "")
+    while diff.todo:            # the work below, deferred: no recursion, any depth
+        diff.todo.pop()()
     return sorted(diff.out, key=lambda c: c[1])
 
 
@@ -50,6 +55,7 @@ class _StatusDiff:
     def __init__(self, store: Store) -> None:
         self.store = store
         self.out: list[Change] = []
+        self.todo: list[Callable[[], None]] = []   # subdirectories still to visit
 
     def every(self, item: Node | dict, path: str, code: str, followed: dict | None = None) -> None:
         """``code`` for everything at and below ``path`` (a staged node or a
@@ -58,14 +64,14 @@ class _StatusDiff:
             below = children(self.store, item, followed)
             if not below:
                 self.out.append((code, path + "/"))
-            for name, (child, under) in sorted(below.items()):
-                self.every(child, f"{path}/{name}", code, under)
+            for name, (child, under) in below.items():
+                self.todo.append(partial(self.every, child, f"{path}/{name}", code, under))
         elif isinstance(item, dict) and item["type"] == DIR:
             entries = listing(self.store, item)
             if not entries:
                 self.out.append((code, path + "/"))
-            for name, e in sorted(entries.items()):
-                self.every(e, f"{path}/{name}", code)
+            for name, e in entries.items():
+                self.todo.append(partial(self.every, e, f"{path}/{name}", code))
         else:
             self.out.append((code, path))
 
@@ -99,7 +105,7 @@ class _StatusDiff:
                     self.out.append(("M", child_path))
             elif isinstance(m, DirNode):
                 if is_dir(h):
-                    self.compare(m, under, h, child_path)
+                    self.todo.append(partial(self.compare, m, under, h, child_path))
                 else:
                     if h is not None:
                         self.every(h, child_path, "D")
