@@ -61,9 +61,13 @@ def test_a_chain_deeper_than_the_recursion_limit_commits_and_reads_back(mounted)
     diff = d.cli("diff", f"r@{commit}", f"r@{second}", "--json").json()
     assert diff["changes"] == [{"status": "D", "path": deep_path}]
     assert d.cli("fsck", "--json").json()["problems"] == []
+    os.mkdir(d.mount / "r" / "e")                 # staged work of that depth survives a restart
+    make_chain(str(d.mount / "r" / "e"), DEPTH, b"staged")
     d.stop()
     d.start()
     assert read_chain(str(d.mount / f"r@{commit}"), DEPTH) == b"deep"
+    assert read_chain(str(d.mount / "r" / "e"), DEPTH) == b"staged"
+    assert {"status": "A", "path": "/e" + "/d" * DEPTH + "/leaf"} in d.cli("status", "r", "--json").json()["changes"]
 
 
 def test_tree_editor_writes_and_the_walker_reads_any_depth(store):
