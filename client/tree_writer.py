@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import errno
 import os
-import secrets
 import stat as statmod
 
 from .errors import ClientError, ProtocolError
@@ -137,6 +136,9 @@ class TreeWriter:
         elif kind == "symlink":
             tmp = self._temp_name(lambda t: os.symlink(str(head.get("target", "")), t, dir_fd=dir_fd), shown)
             self._rename_into_place(dir_fd, tmp, name, shown)
+        elif kind != "file":  # a type this client does not create (no bytes follow it)
+            import logging  # on first use, as in .transfer: every command would pay for it at start
+            logging.getLogger(__name__).info("get: skipping %s: a %s entry", shown, kind)
         else:
             fd: list[int] = []
             tmp = self._temp_name(lambda t: fd.append(os.open(t, _NEW_FILE_FLAGS, 0o600, dir_fd=dir_fd)), shown)
@@ -231,7 +233,7 @@ class TreeWriter:
         """A fresh temporary name, beside ``shown``, that ``create(name)``
         made (it fails on an existing name)."""
         for _ in range(100):
-            tmp = f".trunkfs-get-{secrets.token_hex(8)}"
+            tmp = f".trunkfs-get-{os.urandom(8).hex()}"
             try:
                 create(tmp)
                 return tmp
