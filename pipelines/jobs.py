@@ -13,6 +13,12 @@ than the one before).  Records with the ids of earlier versions
 (``<nanoseconds>-<8 hex>``) load and work alike; :class:`JobTable` lists by
 creation time, then id, and accepts a unique prefix of at least
 ``MIN_PREFIX`` characters for an id.
+
+Finished jobs do not pile up: :class:`JobRetention` says which are past
+their age (``job_keep_days``) or beyond the newest ``job_keep_count`` of
+their pipeline, and :meth:`JobStore.prune` deletes those records (their
+logs are in them) from the store and the table.  Queued and running jobs
+are never pruned.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from __future__ import annotations
 import json
 import logging
 import secrets
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -252,13 +259,42 @@ class Job:
         return cls.from_json(obj)
 
 
+@dataclass(frozen=True)
+class JobRetention:
+    """How long finished jobs (succeeded, failed, cancelled) are kept: at
+    most ``keep_days`` days after they finished and at most the newest
+    ``keep_count`` of each pipeline (0: no limit of that kind)."""
+    keep_days: float = 30.0
+    keep_count: int = 1000
+
+    def expired(self, jobs: Iterable[Job], now: float | None = None) -> list[Job]:
+        """The finished jobs among ``jobs`` past either limit."""
+        now = time.time() if now is None else now
+        horizon = now - self.keep_days * 86400 if self.keep_days else None
+        finished: dict[str, list[Job]] = {}
+        for job in jobs:
+            if job.done:
+                finished.setdefault(job.pipeline, []).append(job)
+        out = []
+        for of_pipeline in finished.values():
+            of_pipeline.sort(key=lambda j: j.sort_key, reverse=True)   # newest first
+            for rank, job in enumerate(of_pipeline):
+                ended = job.finished if job.finished is not None else job.created
+                if (self.keep_count and rank >= self.keep_count) or \
+                        (horizon is not None and ended < horizon):
+                    out.append(job)
+        return out
+
+
 class JobStore:
-    """Job records in the store, at ``jobs/<id>``."""
+    """Job records in the store, at ``jobs/<id>``; with a retention, the
+    finished ones past it are pruned (at start and by :meth:`prune`)."""
 
     PREFIX = "jobs/"
 
-    def __init__(self, backend: Backend) -> None:
+    def __init__(self, backend: Backend, retention: JobRetention | None = None) -> None:
         self.backend = backend
+        self.retention = retention
 
     def save(self, job_id: str, record: bytes) -> None:
         """Write a record made by :meth:`Job.encode` (encoded by the caller,
@@ -276,51 +312,93 @@ class JobStore:
                 log.error("skipping unreadable job record %s: %s", key, exc)
         return jobs
 
+    def delete(self, job_id: str) -> None:
+        """Delete a job's record (and so its logs); gone already is fine."""
+        self.backend.delete(f"{self.PREFIX}{job_id}")
+
     def load_at_start(self, limit: int = MAX_RESTARTS) -> list[Job]:
         """Every job record as a starting daemon takes them: a job found
         running is :meth:`Job.interrupted` and its record saved at once (so
-        that a crash before it runs again still counts)."""
+        that a crash before it runs again still counts); finished jobs past
+        the retention are deleted and left out."""
         jobs = self.load()
         for job in jobs:
             if job.state == RUNNING:
                 job.interrupted(limit)
                 self.save(job.id, job.encode())
-        return jobs
+        if self.retention is None:
+            return jobs
+        expired = {job.id for job in self.retention.expired(jobs)}
+        for job_id in expired:
+            self.delete(job_id)
+        if expired:
+            log.info("pruned %d finished job(s) past job_keep_days/job_keep_count", len(expired))
+        return [job for job in jobs if job.id not in expired]
+
+    def prune(self, table: "JobTable", pipeline: str | None = None, now: float | None = None) -> list[str]:
+        """Delete the finished jobs of ``table`` (of ``pipeline`` only, if
+        given) past the retention, from the store and from ``table``; their
+        ids.  Blocking (store deletes): run it in a worker thread."""
+        if self.retention is None:
+            return []
+        expired = self.retention.expired(table.list(pipeline), now)
+        for job in expired:
+            table.remove(job.id)
+            self.delete(job.id)
+        if expired:
+            log.info("pruned %d finished job(s)%s past job_keep_days/job_keep_count", len(expired),
+                     f" of pipeline {pipeline}" if pipeline else "")
+        return [job.id for job in expired]
 
 
 class JobTable:
-    """The jobs a daemon knows, by id, listed in creation order."""
+    """The jobs a daemon knows, by id, listed in creation order.  Safe to
+    use from a worker thread too (pruning removes jobs there)."""
 
     def __init__(self, jobs: Iterable[Job] = ()) -> None:
         self._jobs: dict[str, Job] = {}
+        self._lock = threading.Lock()
         for job in jobs:
             self.add(job)
 
     def add(self, job: Job) -> None:
-        self._jobs[job.id] = job
+        with self._lock:
+            self._jobs[job.id] = job
+
+    def remove(self, job_id: str) -> None:
+        """Forget a job (pruned); an unknown id is fine."""
+        with self._lock:
+            self._jobs.pop(job_id, None)
+
+    def _snapshot(self) -> list[tuple[str, Job]]:
+        with self._lock:
+            return list(self._jobs.items())
 
     def __contains__(self, job_id: object) -> bool:
-        return job_id in self._jobs
+        with self._lock:
+            return job_id in self._jobs
 
     def __len__(self) -> int:
-        return len(self._jobs)
+        with self._lock:
+            return len(self._jobs)
 
     def __iter__(self) -> Iterator[Job]:
         return iter(self.list())
 
     def list(self, pipeline: str | None = None, state: str | None = None) -> list[Job]:
         """Jobs by creation time, then id; only ``pipeline``'s or in ``state`` if given."""
-        return sorted((j for j in self._jobs.values()
+        return sorted((j for _, j in self._snapshot()
                        if (pipeline is None or j.pipeline == pipeline) and (state is None or j.state == state)),
                       key=lambda j: j.sort_key)
 
     def get(self, job_id: str) -> Job:
         """The job with this id, or whose id this unique prefix (of at least
         ``MIN_PREFIX`` characters) starts."""
-        job = self._jobs.get(job_id)
+        with self._lock:
+            job = self._jobs.get(job_id)
         if job is not None:
             return job
-        matches = [j for i, j in self._jobs.items() if i.startswith(job_id)] if len(job_id) >= MIN_PREFIX else []
+        matches = [j for i, j in self._snapshot() if i.startswith(job_id)] if len(job_id) >= MIN_PREFIX else []
         if len(matches) == 1:
             return matches[0]
         if len(matches) > 1:

@@ -3,10 +3,19 @@
 The command runs as the pipeline's owner (uid and gid, no extra groups) when
 the daemon is root, in a session and process group of its own, with an
 environment made only of the spec's ``env`` and the ``TRUNKFS_*`` variables,
-its working directory the datum's input.  Its stdout and stderr are drained
-as it runs and only their tails are kept (``LOG_LIMIT`` bytes each).  When
-the timeout passes, or the job is cancelled, the whole process group is
-killed; so is whatever the command left running in its group when it exits.
+its working directory the datum's input.
+
+Where the machine has cgroup v2 with ``cgroup.kill`` (:mod:`.cgroups`),
+each attempt runs in a cgroup of its own, joined by the child before it
+execs; when the attempt ends (success, failure, timeout, or the job is
+cancelled) everything in that cgroup is killed, including processes that
+left the process group with ``setsid``, and the cgroup is removed.
+Elsewhere the process group is killed, as before.
+
+Its stdout and stderr are drained as it runs, so a full pipe never blocks
+the command; what is kept of them is capped (:class:`OutputCapture`): the
+start and the end, with the number of bytes dropped between, so memory
+stays bounded however much a command writes.
 
 :func:`run_datum` runs a datum with its retries, each attempt in fresh
 directories that the caller prepares.
@@ -25,9 +34,22 @@ from typing import NamedTuple, Protocol
 
 import trio
 
+from .cgroups import DatumCgroup, DatumCgroups
+
 log = logging.getLogger(__name__)
 
-LOG_LIMIT = 16 * 1024   # bytes of stdout and of stderr kept per datum
+LOG_LIMIT = 1024 * 1024   # bytes of a datum attempt's output kept (default of job_log_limit)
+DRAIN_GRACE = 5.0         # seconds its pipes are read after the command's processes ended
+
+
+@dataclass(frozen=True)
+class Sandbox:
+    """How the daemon runs datum commands: the cap on the output kept per
+    attempt (``job_log_limit``, 0: no cap) and the datum cgroups (None:
+    process groups only)."""
+    log_limit: int = LOG_LIMIT
+    cgroups: DatumCgroups | None = None
+
 
 
 @dataclass(frozen=True)
@@ -85,11 +107,46 @@ class AttemptLog(Protocol):
 PrepareAttempt = Callable[[int], AbstractAsyncContextManager[AttemptDirs]]
 
 
-def tail(data: bytes, limit: int = LOG_LIMIT) -> str:
-    """The last ``limit`` bytes of a stream, marked when cut, as text."""
-    if len(data) > limit:
-        data = b"...\n" + data[-limit:]
-    return data.decode("utf-8", "replace")
+class OutputCapture:
+    """What is kept of one output stream: its first and its last bytes
+    (``limit`` in all, half each), and how many bytes fell between.  Memory
+    stays under twice ``limit`` whatever is fed; ``limit`` 0 keeps all."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.head_size = limit // 2
+        self.tail_size = limit - self.head_size
+        self.head = bytearray()
+        self.tail = bytearray()
+        self.total = 0
+
+    def feed(self, data: bytes | bytearray) -> None:
+        self.total += len(data)
+        if not self.limit:
+            self.head += data
+            return
+        room = self.head_size - len(self.head)
+        if room > 0:
+            self.head += data[:room]
+            data = data[room:]
+        self.tail += data
+        if len(self.tail) > 2 * self.tail_size:
+            del self.tail[:len(self.tail) - self.tail_size]
+
+    @property
+    def dropped(self) -> int:
+        """Bytes of the stream that are not kept."""
+        if not self.limit:
+            return 0
+        return self.total - len(self.head) - min(len(self.tail), self.tail_size)
+
+    def text(self) -> str:
+        """The kept bytes as text, with a line saying how many were dropped."""
+        if not self.limit or not self.dropped:
+            return bytes(self.head + self.tail).decode("utf-8", "replace")
+        kept_tail = bytes(self.tail[len(self.tail) - self.tail_size:])
+        note = f"\n[trunkfs: {self.dropped} bytes of output dropped here (job_log_limit)]\n".encode()
+        return (bytes(self.head) + note + kept_tail).decode("utf-8", "replace")
 
 
 def kill_group(pid: int) -> None:
@@ -100,35 +157,88 @@ def kill_group(pid: int) -> None:
         pass
 
 
+def output_captures(log_limit: int) -> tuple[OutputCapture, OutputCapture]:
+    """Captures of stdout and stderr sharing an attempt's cap (0: no cap)."""
+    if not log_limit:
+        return OutputCapture(0), OutputCapture(0)
+    half = max(1, log_limit // 2)
+    return OutputCapture(half), OutputCapture(max(1, log_limit - half))
+
+
+class _Processes:
+    """Everything an attempt started: its cgroup where there is one, else
+    its process group."""
+
+    def __init__(self, pid: int, cgroup: DatumCgroup | None) -> None:
+        self.pid, self.cgroup = pid, cgroup
+        self.ended = False
+
+    def kill(self) -> None:
+        if self.cgroup is not None:
+            self.cgroup.kill()
+        else:
+            kill_group(self.pid)
+
+    async def end(self) -> None:
+        """Kill what is left and remove the cgroup (once)."""
+        if self.ended:
+            return
+        self.ended = True
+        if self.cgroup is not None:
+            await self.cgroup.kill_and_remove()
+        else:
+            kill_group(self.pid)
+
+
+async def _spawn(command: Command, dirs: AttemptDirs, env: Mapping[str, str],
+                 cgroup: DatumCgroup | None) -> trio.Process:
+    """Start the command (in ``cgroup`` when given, which it joins before it
+    execs, and as the pipeline's uid when the daemon is root)."""
+    switch = os.geteuid() == 0 and command.uid != 0
+    options: dict = {}
+    if cgroup is not None:
+        options["preexec_fn"] = cgroup.joiner(command.uid if switch else None,
+                                              command.gid if switch else None)
+    elif switch:
+        options.update(user=command.uid, group=command.gid, extra_groups=[])
+    return await trio.lowlevel.open_process(
+        command.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        cwd=dirs.input, env=env, start_new_session=True, **options)
+
+
 async def run_command(command: Command, dirs: AttemptDirs, env: Mapping[str, str] | None = None,
-                      log_limit: int = LOG_LIMIT) -> RunResult:
+                      sandbox: Sandbox = Sandbox(), label: str = "datum",
+                      attempt: int = 1) -> RunResult:
     """Run ``command`` once in ``dirs.input`` writing to ``dirs.output``;
-    ``env`` adds variables (``TRUNKFS_INPUT`` and ``TRUNKFS_OUTPUT`` are set here)."""
-    root = os.geteuid() == 0
-    if root:
+    ``env`` adds variables (``TRUNKFS_INPUT`` and ``TRUNKFS_OUTPUT`` are set
+    here).  ``label`` and ``attempt`` name its cgroup."""
+    if os.geteuid() == 0:
         os.chown(dirs.output, command.uid, command.gid)
     full_env = dict(command.env)
     full_env.update(env or {})
     full_env.update(TRUNKFS_INPUT=dirs.input, TRUNKFS_OUTPUT=dirs.output)
-    switch = root and command.uid != 0
+    cgroup = sandbox.cgroups.new(label, attempt) if sandbox.cgroups is not None else None
     try:
-        proc = await trio.lowlevel.open_process(
-            command.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            cwd=dirs.input, env=full_env, start_new_session=True,
-            user=command.uid if switch else None, group=command.gid if switch else None,
-            extra_groups=[] if switch else None)
-    except OSError as exc:
+        if cgroup is not None:
+            await trio.to_thread.run_sync(cgroup.open)
+        proc = await _spawn(command, dirs, full_env, cgroup)
+    except (OSError, subprocess.SubprocessError) as exc:
+        if cgroup is not None:
+            with trio.CancelScope(shield=True):
+                await cgroup.kill_and_remove()
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         return RunResult(exit=None, stdout="", stderr="",
-                         error=f"cannot start {command.argv[0]!r}: {exc.strerror}")
+                         error=f"cannot start {command.argv[0]!r}: {reason}")
+    if cgroup is not None:
+        cgroup.close_procs()
     assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
     stdin, stdout, stderr = proc.stdin, proc.stdout, proc.stderr
-    out, err = bytearray(), bytearray()
+    processes = _Processes(proc.pid, cgroup)
+    out, err = output_captures(sandbox.log_limit)
 
-    async def drain(stream: trio.abc.ReceiveStream, buf: bytearray) -> None:
-        async for data in stream:
-            buf += data
-            if len(buf) > 4 * log_limit:   # keep memory bounded; the tail is what is kept
-                del buf[:len(buf) - 2 * log_limit]
+    async def drain(stream: trio.abc.ReceiveStream, capture: OutputCapture) -> None:
+        async for data in stream:   # never stops reading: a full pipe would block the command
+            capture.feed(data)
 
     async def feed() -> None:
         try:
@@ -149,34 +259,41 @@ async def run_command(command: Command, dirs: AttemptDirs, env: Mapping[str, str
                 await proc.wait()
             if timer.cancelled_caught:
                 timed_out = True
-                kill_group(proc.pid)
+                processes.kill()
                 await proc.wait()
-            kill_group(proc.pid)  # what it left behind in its group
-    finally:
-        if proc.returncode is None:   # cancelled: the job was cancelled or the daemon stops
+            # what it left behind (holding the pipes open, too) ends with it
             with trio.CancelScope(shield=True):
-                kill_group(proc.pid)
+                await processes.end()
+            # without a cgroup, a process that left the group may still hold
+            # the pipes: stop reading them after a grace period
+            nursery.cancel_scope.deadline = trio.current_time() + DRAIN_GRACE
+    finally:
+        with trio.CancelScope(shield=True):
+            if proc.returncode is None:   # cancelled: the job was cancelled or the daemon stops
+                processes.kill()
                 await proc.wait()
-    result = RunResult(exit=proc.returncode, stdout=tail(bytes(out), log_limit),
-                       stderr=tail(bytes(err), log_limit))
+            await processes.end()
+    result = RunResult(exit=proc.returncode, stdout=out.text(), stderr=err.text())
+    what = "its cgroup was" if cgroup is not None else "its process group was"
     if timed_out:
-        result.error = f"timed out after {command.timeout:g} s; its process group was killed"
+        result.error = f"timed out after {command.timeout:g} s; {what} killed"
     elif proc.returncode != 0:
         result.error = f"exited with {proc.returncode}"
     return result
 
 
 async def run_datum(command: Command, retries: int, prepare: PrepareAttempt, attempts: AttemptLog,
-                    env: Mapping[str, str] | None = None) -> DatumRun:
+                    env: Mapping[str, str] | None = None, sandbox: Sandbox = Sandbox()) -> DatumRun:
     """Run a datum until it succeeds, at most ``retries + 1`` times; each
     attempt runs in the directories ``prepare(attempt)`` yields (and cleans
     up after the run: input binds are undone before the next attempt)."""
+    label = (env or {}).get("TRUNKFS_JOB") or "datum"
     attempt = 0
     while True:
         attempt += 1
         attempts.attempt_started(attempt)
         async with prepare(attempt) as dirs:
-            result = await run_command(command, dirs, env)
+            result = await run_command(command, dirs, env, sandbox, label, attempt)
         attempts.attempt_ended(result)
         if result.ok or attempt > retries:
             return DatumRun(result, attempt, dirs)

@@ -27,7 +27,7 @@ from trunkfs.pipelines.inputs import clear_stale_binds, materialize
 from trunkfs.pipelines import inputs as inputs_mod
 from trunkfs.pipelines.jobs import DatumCounts, DatumLog, Job, JobInput, JobStore, JobTable, new_job_id
 from trunkfs.pipelines.registry import PipelineRegistry
-from trunkfs.pipelines.runner import LOG_LIMIT, AttemptDirs, Command, RunResult, run_command, run_datum
+from trunkfs.pipelines.runner import LOG_LIMIT, AttemptDirs, Command, RunResult, Sandbox, run_command, run_datum
 from trunkfs.pipelines.scheduler import JobScheduler
 from trunkfs.store import walk
 from trunkfs.store.errors import NotFound
@@ -284,12 +284,21 @@ async def test_a_timeout_kills_the_whole_process_group(dirs: AttemptDirs, workdi
     assert not os.path.exists(f"/proc/{child}"), "the background child survived the timeout"
 
 
-async def test_logs_keep_only_their_tail(dirs: AttemptDirs) -> None:
+async def test_logs_keep_their_start_and_end(dirs: AttemptDirs) -> None:
     result = await run_command(sh("i=0; while [ $i -lt 5000 ]; do echo line$i; i=$((i+1)); done; "
-                                  "head -c 100000 /dev/zero | tr '\\0' e >&2"), dirs)
+                                  "head -c 100000 /dev/zero | tr '\\0' e >&2"), dirs,
+                               sandbox=Sandbox(log_limit=32 * 1024))
     assert result.ok
-    assert result.stdout.startswith("...\n") and result.stdout.endswith("line4999\n")
-    assert len(result.stdout) == LOG_LIMIT + 4 and len(result.stderr) == LOG_LIMIT + 4
+    assert result.stdout.startswith("line0\nline1\n") and result.stdout.endswith("line4999\n")
+    head, dropped, tail = result.stdout.partition("\n[trunkfs: ")
+    assert len(head) + len(tail.split("\n", 1)[1]) == 16 * 1024
+    assert dropped and "bytes of output dropped here (job_log_limit)]" in tail
+    first, _, rest = result.stderr.partition("\n[trunkfs: ")
+    assert first == "e" * 8192 and rest.endswith("]\n" + "e" * 8192)
+    assert rest.startswith(f"{100000 - 16 * 1024} bytes of output dropped")
+    # the default keeps a MiB: all of it here
+    whole = await run_command(sh("i=0; while [ $i -lt 5000 ]; do echo line$i; i=$((i+1)); done"), dirs)
+    assert whole.stdout.count("\n") == 5000 and LOG_LIMIT == 1024 * 1024
 
 
 async def test_a_datum_is_retried_in_fresh_directories(workdir: Path) -> None:
