@@ -108,3 +108,15 @@ def test_security_exposure_is_below_the_old_one():
     m = re.search(r"Overall exposure level for \S+: (\d+\.\d+)", res.stdout + res.stderr)
     assert m, res.stdout + res.stderr
     assert float(m.group(1)) < OLD_EXPOSURE
+
+
+def test_the_daemon_may_make_cgroups_for_datums():
+    """Delegate=yes hands the service's cgroup subtree to the daemon: it moves
+    itself into <own>/daemon and runs each datum attempt in a cgroup below
+    <own>/trunkfs-jobs, killed as a whole when the attempt ends. Nothing may
+    make /sys/fs/cgroup read-only to it."""
+    s = service_settings()
+    assert s["Delegate"] == ["yes"]
+    assert s.get("ProtectControlGroups", ["no"])[-1] in ("no", "false")
+    # the service's own stop kills what is left in all of its cgroups
+    assert s.get("KillMode", ["control-group"])[-1] == "control-group"
