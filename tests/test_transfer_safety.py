@@ -330,3 +330,67 @@ def test_get_refuses_paths_outside_the_directories_the_daemon_sent(workdir):
         assert sorted(p.name for p in workdir.iterdir() if not p.name.startswith("fake")) == \
             [f"target{j}" for j in range(i + 1) if streams[j][0]["entry"]["path"] == ""]
         assert not (workdir / f"target{i}" / "f").exists()
+
+
+LEVEL = "level-of-a-deep-tree"    # 21 bytes: 250 levels make a path over PATH_MAX
+
+
+def _chain(root: Path, depth: int, data: bytes | None = None) -> bytes | None:
+    """Make (with ``data``) or read ``root/LEVEL/.../LEVEL/leaf``, ``depth``
+    levels deep, by descriptors: the path is longer than PATH_MAX."""
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for _ in range(depth):
+            if data is not None:
+                os.mkdir(LEVEL, dir_fd=fd)
+            nxt = os.open(LEVEL, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
+            os.close(fd)
+            fd = nxt
+        if data is not None:
+            leaf = os.open("leaf", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644, dir_fd=fd)
+            os.write(leaf, data)
+        else:
+            leaf = os.open("leaf", os.O_RDONLY | os.O_NOFOLLOW, dir_fd=fd)
+            data = os.read(leaf, 100)
+        os.close(leaf)
+        return data
+    finally:
+        os.close(fd)
+
+
+def _remove_chain(root: Path) -> None:
+    """Remove what :func:`_chain` made below ``root`` (rmtree cannot: the
+    paths are too long for it), deepest first."""
+    fds = [os.open(root, os.O_RDONLY | os.O_DIRECTORY)]
+    try:
+        while LEVEL in os.listdir(fds[-1]):
+            fds.append(os.open(LEVEL, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fds[-1]))
+        while fds:
+            fd = fds.pop()
+            for name in os.listdir(fd):
+                os.unlink(name, dir_fd=fd)
+            os.close(fd)
+            if fds:
+                os.rmdir(LEVEL, dir_fd=fds[-1])
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+
+def test_put_and_get_a_tree_deeper_than_path_max(daemon, workdir):
+    """Walking by descriptors, put and get need no path longer than a name."""
+    depth = 250
+    assert depth * (len(LEVEL) + 1) > 4096
+    src, out = workdir / "deep", workdir / "out"
+    src.mkdir()
+    out.mkdir()
+    try:
+        _chain(src, depth, b"bottom\n")
+        daemon.cli("repo", "create", "deep")
+        daemon.cli("put", "deep", str(src), timeout=600)
+        daemon.cli("get", "deep:/deep", str(out), timeout=600)
+        assert _chain(out / "deep", depth) == b"bottom\n"
+    finally:
+        _remove_chain(src)
+        if (out / "deep").exists():
+            _remove_chain(out / "deep")
