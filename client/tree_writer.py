@@ -22,11 +22,22 @@ from .errors import ClientError, ProtocolError
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing is only needed by the type checker
     from collections.abc import Callable
+    from typing import TypeVar
+    T = TypeVar("T")
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 # the caller's directory is only a base for *at() calls: O_PATH needs no read permission on it
 _BASE_FLAGS = os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC
 _NEW_FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def _number(head: dict, key: str, default: int, most: int) -> int:
+    """An integer field of an entry (``default`` when absent or 0); ``bad_reply``
+    when the daemon sent something else."""
+    value = head.get(key) or default
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= most:
+        raise ProtocolError("bad_reply", f"daemon sent a bad {key} {value!r} for {head.get('path')!r}")
+    return value
 
 
 class Destination:
@@ -134,15 +145,15 @@ class TreeWriter:
         if kind == "dir":
             self._open.append(_OpenDir(rel, self._enter(dir_fd, name, shown), head, shown))
         elif kind == "symlink":
-            tmp = self._temp_name(lambda t: os.symlink(str(head.get("target", "")), t, dir_fd=dir_fd), shown)
+            tmp, _ = self._create_temp(lambda t: os.symlink(str(head.get("target", "")), t, dir_fd=dir_fd),
+                                       shown)
             self._rename_into_place(dir_fd, tmp, name, shown)
         elif kind != "file":  # a type this client does not create (no bytes follow it)
             import logging  # on first use, as in .transfer: every command would pay for it at start
             logging.getLogger(__name__).info("get: skipping %s: a %s entry", shown, kind)
         else:
-            fd: list[int] = []
-            tmp = self._temp_name(lambda t: fd.append(os.open(t, _NEW_FILE_FLAGS, 0o600, dir_fd=dir_fd)), shown)
-            self._out = fd[0]
+            tmp, self._out = self._create_temp(lambda t: os.open(t, _NEW_FILE_FLAGS, 0o600, dir_fd=dir_fd),
+                                               shown)
             self._current = (dir_fd, tmp, name, head)
 
     def data(self, data: bytes) -> None:
@@ -160,13 +171,17 @@ class TreeWriter:
         if self._out is None or self._current is None:
             raise ProtocolError("bad_reply", "daemon sent the end of a file outside a file")
         dir_fd, tmp, name, head = self._current
-        fd = self._out
-        os.fchmod(fd, self._mode(head.get("mode") or 0o644, statmod.S_ISUID | statmod.S_ISGID))
-        mt = head.get("mtime") or 0
-        os.utime(fd, ns=(mt, mt))
+        shown = self._shown(head["path"])
+        mode = self._mode(_number(head, "mode", 0o644, 0o7777), statmod.S_ISUID | statmod.S_ISGID)
+        mt = _number(head, "mtime", 0, 2**63 - 1)
+        try:
+            os.fchmod(self._out, mode)
+            os.utime(self._out, ns=(mt, mt))
+        except OSError as exc:
+            raise ClientError("io_error", f"cannot set the mode and mtime of {shown}: {exc.strerror}") from None
+        os.close(self._out)
         self._out, self._current = None, None
-        os.close(fd)
-        self._rename_into_place(dir_fd, tmp, name, self._shown(head["path"]))
+        self._rename_into_place(dir_fd, tmp, name, shown)
         self.files += 1
 
     def finish(self) -> None:
@@ -219,8 +234,8 @@ class TreeWriter:
         """Set the mode and mtime of the innermost open directory, and close it."""
         d = self._open.pop()
         try:
-            os.fchmod(d.fd, self._mode(d.head.get("mode") or 0o755, statmod.S_ISUID))
-            mt = d.head.get("mtime") or 0
+            os.fchmod(d.fd, self._mode(_number(d.head, "mode", 0o755, 0o7777), statmod.S_ISUID))
+            mt = _number(d.head, "mtime", 0, 2**63 - 1)
             if mt:
                 os.utime(d.fd, ns=(mt, mt))
         except OSError as exc:
@@ -229,14 +244,13 @@ class TreeWriter:
             os.close(d.fd)
 
     @staticmethod
-    def _temp_name(create: Callable[[str], object], shown: str) -> str:
-        """A fresh temporary name, beside ``shown``, that ``create(name)``
-        made (it fails on an existing name)."""
+    def _create_temp(create: Callable[[str], T], shown: str) -> tuple[str, T]:
+        """A fresh temporary name beside ``shown`` and what ``create(name)``
+        returned, which made it (it fails on an existing name)."""
         for _ in range(100):
             tmp = f".trunkfs-get-{os.urandom(8).hex()}"
             try:
-                create(tmp)
-                return tmp
+                return tmp, create(tmp)
             except FileExistsError:
                 continue
             except OSError as exc:
