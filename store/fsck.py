@@ -66,6 +66,8 @@ def fsck(store: Store, read_data: bool = False, max_problems: int = 1000) -> Fsc
         except TrunkError as exc:
             problem(f"{where}: tree {tree}: {exc}")
             return None
+        for text in store.malformed_entries.get(tree, ()):
+            problem(f"{where}: {text}")
         report.trees += 1
         return entries
 

@@ -27,12 +27,16 @@ a format-2 tree with a clear version error instead of mangling its names.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 from dataclasses import asdict, dataclass, field
 
 from .codec import blob_id
+from .entrycheck import entry_problem
 from .errors import IntegrityError, InvalidArgument
+
+log = logging.getLogger(__name__)
 
 TREE_VERSION = 1
 TREE_VERSION_BYTES = 2   # 2: names (and symlink targets) that are not valid UTF-8
@@ -80,14 +84,30 @@ def encode_tree(entries: list[dict]) -> bytes:
                           separators=(",", ":")).encode()
 
 
-def decode_tree(raw: bytes, where: str) -> list[dict]:
+def decode_tree(raw: bytes, where: str, dropped: list[str] | None = None) -> list[dict]:
+    """A tree's entries; an entry of the wrong shape (:mod:`.entrycheck`) is
+    left out, with why appended to ``dropped`` (and logged)."""
     try:
         obj = json.loads(raw)
         if obj.get("v") not in (TREE_VERSION, TREE_VERSION_BYTES):
             raise IntegrityError(f"tree {where} has unknown format version {obj.get('v')!r}")
-        return obj["entries"]
+        entries = obj["entries"]
+        if not isinstance(entries, list):
+            raise IntegrityError(f"tree {where}: its entries are not a list")
     except (ValueError, KeyError, AttributeError) as exc:
         raise IntegrityError(f"tree {where} is not a valid tree object: {exc}") from exc
+    good = []
+    for e in entries:
+        why = entry_problem(e)
+        if why is None:
+            good.append(e)
+            continue
+        name = e.get("name") if isinstance(e, dict) else None
+        text = f"tree {where}: entry {name!r:.80} left out: {why}"
+        log.warning("%s", text)
+        if dropped is not None:
+            dropped.append(text)
+    return good
 
 
 EMPTY_TREE = encode_tree([])

@@ -51,6 +51,8 @@ class Store:
         self._tree_cache_bytes = 0
         self._tree_lock = threading.Lock()
         self._tree_index: OrderedDict[str, dict[str, dict]] = OrderedDict()
+        # trees read with entries of the wrong shape, left out (for fsck)
+        self.malformed_entries: dict[str, list[str]] = {}
         self.params = ChunkerParams()
         self.config: dict = {}
 
@@ -222,7 +224,10 @@ class Store:
         """The entries of a tree (shared: callers must not modify them)."""
         entries = self.cached_tree(tree_id)
         if entries is None:
-            entries = decode_tree(self.read_blob(bytes.fromhex(tree_id)), tree_id)
+            dropped: list[str] = []
+            entries = decode_tree(self.read_blob(bytes.fromhex(tree_id)), tree_id, dropped)
+            if dropped:
+                self.malformed_entries[tree_id] = dropped
             self.remember_tree(bytes.fromhex(tree_id), entries)
         return entries
 

@@ -1,0 +1,109 @@
+"""The shape of a stored tree entry, checked when a tree is read.
+
+A tree may come from another daemon on the same bucket, an older or newer
+trunkfs, or anyone with write access to the bucket.  Every value the mount,
+the socket and the pipelines later turn into a stat, an open or an
+``int``-sized field is checked here once, when the tree is decoded: an
+entry of the wrong shape or with an out-of-range number is left out of its
+directory (logged, and reported by ``fsck``) instead of failing every
+listing of that directory or stopping whoever reads it.  Well-formed
+entries whose data is missing or corrupt stay in: reading them is an
+integrity error (EIO at the mount), as for any damaged data.
+"""
+
+from __future__ import annotations
+
+import os
+
+NAME_MAX = 255
+TARGET_MAX = 4095                 # PATH_MAX - 1: what readlink can return
+INT64 = (-(2 ** 63), 2 ** 63 - 1)
+MODE_MAX = 0o177777
+ID_MAX = 2 ** 32 - 2              # (uid_t)-1 means "no change" to chown
+SIZE_MAX = 2 ** 63 - 1
+CHUNK_MAX = 2 ** 31               # far above the chunker's largest chunk
+_HEX = frozenset("0123456789abcdef")
+_NUMBERS = (("mode", 0, MODE_MAX), ("mtime", *INT64), ("uid", 0, ID_MAX), ("gid", 0, ID_MAX))
+KINDS = ("file", "dir", "symlink")
+
+
+def _int_in(value: object, low: int, high: int) -> bool:
+    return type(value) is int and low <= value <= high
+
+
+def _blob_id(value: object) -> bool:
+    if not (isinstance(value, str) and len(value) == 64):
+        return False
+    try:
+        return len(bytes.fromhex(value)) == 32   # C speed; no spaces slipped in
+    except ValueError:
+        return False
+
+
+def _byte_name(value: object, limit: int) -> str | None:
+    if not isinstance(value, str):
+        return "is not a string"
+    if value.isascii():               # the common case, without encoding
+        if not 0 < len(value) <= limit:
+            return f"is not 1-{limit} bytes"
+        return "holds a NUL byte" if "\0" in value else None
+    try:
+        raw = os.fsencode(value)
+    except UnicodeEncodeError:
+        return "names no bytes"
+    if not 0 < len(raw) <= limit:
+        return f"is not 1-{limit} bytes"
+    if b"\0" in raw:
+        return "holds a NUL byte"
+    return None
+
+
+def entry_problem(e: object) -> str | None:
+    """Why ``e`` is not a valid tree entry, or None when it is."""
+    if not isinstance(e, dict):
+        return "is not an object"
+    name = e.get("name")
+    why = _byte_name(name, NAME_MAX)
+    if why is None and ("/" in name or name in (".", "..")):   # type: ignore[operator]
+        why = "is '.', '..' or holds a '/'"
+    if why:
+        return f"its name {why}"
+    kind = e.get("type")
+    if kind not in KINDS:
+        return f"its type {kind!r} is none of {', '.join(KINDS)}"
+    for key, low, high in _NUMBERS:
+        value = e.get(key)
+        if value is not None and not (type(value) is int and low <= value <= high):
+            return f"its {key} {value!r:.40} is not an integer in {low}..{high}"
+    xattrs = e.get("xattrs")
+    if xattrs is not None and not (isinstance(xattrs, dict) and all(
+            isinstance(k, str) and isinstance(v, str) and _is_hex(v) for k, v in xattrs.items())):
+        return "its xattrs are not names with hex values"
+    if kind == "file":
+        return _file_problem(e)
+    if kind == "dir":
+        if not _blob_id(e.get("tree")):
+            return "its tree is not a blob id"
+        for key in ("size", "files", "dirs"):
+            if key in e and not _int_in(e[key], 0, SIZE_MAX):
+                return f"its {key} is not a count"
+        return None
+    why = _byte_name(e.get("target"), TARGET_MAX)
+    return f"its target {why}" if why else None
+
+
+def _file_problem(e: dict) -> str | None:
+    if not _int_in(e.get("size"), 0, SIZE_MAX):
+        return f"its size {e.get('size')!r:.40} is not a size"
+    chunks = e.get("chunks")
+    if not isinstance(chunks, list):
+        return "its chunks are not a list"
+    for c in chunks:
+        if not (type(c) is list and len(c) == 2 and type(c[1]) is int and 0 <= c[1] <= CHUNK_MAX
+                and _blob_id(c[0])):
+            return f"its chunk {c!r:.80} is not [blob id, length]"
+    return None
+
+
+def _is_hex(value: str) -> bool:
+    return len(value) % 2 == 0 and set(value) <= _HEX
