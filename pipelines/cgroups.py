@@ -29,6 +29,7 @@ the runner kills process groups as before.
 
 from __future__ import annotations
 
+import atexit
 import errno
 import itertools
 import logging
@@ -240,7 +241,9 @@ class DatumCgroups:
                      "killing their process group", base, exc.strerror or exc)
             return None
         log.info("datum processes run in cgroups below %s", root)
-        return cls(root)
+        made = cls(root)
+        atexit.register(made.close)   # the daemon's directory goes with it (a crash: the next start)
+        return made
 
     @staticmethod
     def _leave_internal(base: str, mountpoint: str) -> str:

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..store.backends.base import Backend
-from ..store.errors import NotFound, ObjectMissing
+from ..store.errors import NotFound, ObjectMissing, TrunkError
 from .runner import RunResult
 
 log = logging.getLogger(__name__)
@@ -344,7 +344,11 @@ class JobStore:
         expired = self.retention.expired(table.list(pipeline), now)
         for job in expired:
             table.remove(job.id)
-            self.delete(job.id)
+            try:
+                self.delete(job.id)
+            except (TrunkError, OSError) as exc:   # the record stays; the next start prunes it
+                log.warning("cannot delete the record of job %s of pipeline %s: %s", job.id,
+                            job.pipeline, exc)
         if expired:
             log.info("pruned %d finished job(s)%s past job_keep_days/job_keep_count", len(expired),
                      f" of pipeline {pipeline}" if pipeline else "")

@@ -7,6 +7,7 @@ age and count."""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import resource
@@ -16,6 +17,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
@@ -27,6 +29,8 @@ from trunkfs.pipelines.jobs import Job, JobInput, JobRetention, JobStore, JobTab
 from trunkfs.pipelines.runner import AttemptDirs, Command, OutputCapture, Sandbox, run_command
 from trunkfs.store.errors import InvalidArgument
 from trunkfs.store.store import Store
+
+from tests.harness import wait_for
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -349,3 +353,62 @@ def test_the_settings_have_defaults_and_are_checked(workdir: Path) -> None:
         with pytest.raises(InvalidArgument):
             load_config(str(path), {"state": str(workdir / "s")})
     assert "job_keep_count=0" in repr(loaded)
+
+
+# -- a daemon with the settings ----------------------------------------------------------
+
+def _register(d: Any, workdir: Path, spec: dict) -> None:
+    path = workdir / f"{spec['name']}.json"
+    path.write_text(json.dumps(spec))
+    d.cli("pipeline", "create" if not d.cli("pipeline", "list", "--json").json() else "update", "-f", str(path))
+
+
+def _put(d: Any, workdir: Path, name: str, data: bytes) -> str:
+    src = workdir / "src"
+    src.mkdir(exist_ok=True)
+    (src / name).write_bytes(data)
+    (job_id,) = d.cli("put", "raw", str(src / name), "--json").json()["jobs"]
+    return str(job_id)
+
+
+def test_a_daemon_caps_logs_prunes_jobs_and_ends_datum_processes(daemon_factory: Any, workdir: Path) -> None:
+    config = workdir / "config.toml"
+    config.write_text('job_log_limit = "2K"\njob_keep_count = 2\n')
+    d = daemon_factory(extra=["--config", str(config)])
+    pids = workdir / "pids"
+    pids.mkdir()
+    os.chmod(workdir, 0o755)
+    os.chmod(pids, 0o777)
+    d.cli("repo", "create", "raw")
+    _register(d, workdir, {"name": "noisy", "input": {"repo": "raw", "glob": "/"}, "transform": {
+        "cmd": ["/bin/sh", "-c", escapee(pids / "$TRUNKFS_JOB") + "head -c 100000 /dev/zero | tr '\\0' x"]}})
+    job_ids = [_put(d, workdir, f"f{i}", b"%d" % i) for i in range(4)]
+    # a pipeline's jobs run one after the other: the last one ends last
+    wait_for(lambda: d.cli("job", "show", job_ids[-1], "--json").json()["state"]
+             in ("succeeded", "failed", "cancelled"), 60, "the last job")
+    jobs = d.cli("job", "list", "--json").json()
+    assert [j["id"] for j in jobs] == job_ids[2:]                 # job_keep_count = 2
+    assert all(j["state"] == "succeeded" for j in jobs)
+    pruned = d.cli("job", "show", job_ids[0], "--json", check=False)
+    assert pruned.returncode != 0 and "does not exist" in pruned.err
+    assert not (d.store_dir / "jobs" / job_ids[0]).exists()
+    logs = d.cli("job", "logs", job_ids[-1], "--json").json()["logs"]["0"]
+    assert "bytes of output dropped" in logs["stdout"] and len(logs["stdout"]) < 2048 + 200
+    for job_id in job_ids:
+        child = int((pids / job_id).read_text())
+        assert not alive(child), f"the setsid child of job {job_id} outlived it"
+
+    # a cancelled job ends its datum's detached child too
+    _register(d, workdir, {"name": "noisy", "input": {"repo": "raw", "glob": "/"}, "transform": {
+        "cmd": ["/bin/sh", "-c", escapee(pids / "$TRUNKFS_JOB") + "sleep 1000"]}})
+    stuck = _put(d, workdir, "g", b"g")
+    child = int(wait_for(lambda: (pids / stuck).exists() and (pids / stuck).read_text().strip(), 60,
+                         "the datum's child"))
+    assert alive(child)
+    assert d.cli("job", "cancel", stuck, "--json").json()["state"] == "cancelled"
+    assert not alive(child), "the setsid child outlived its cancelled job"
+    # at a new start, only the newest job_keep_count finished jobs are loaded
+    d.stop()
+    config.write_text('job_keep_count = 1\n')
+    d.start()
+    assert [j["id"] for j in d.cli("job", "list", "--json").json()] == [stuck]
