@@ -107,3 +107,22 @@ def _file_problem(e: dict) -> str | None:
 
 def _is_hex(value: str) -> bool:
     return len(value) % 2 == 0 and set(value) <= _HEX
+
+
+def commit_problem(c: object) -> str | None:
+    """Why a decoded commit's fields are not usable, or None (the same
+    reasoning as for entries: a commit is read by every daemon on the bucket)."""
+    ok_types = (("repo", str), ("repo_id", str), ("message", str), ("author", dict), ("origin", dict),
+                ("parents", list), ("provenance", list))
+    for key, kind in ok_types:
+        if not isinstance(getattr(c, key), kind):
+            return f"its {key} is not a {kind.__name__}"
+    if not _blob_id(getattr(c, "tree")) or not all(_blob_id(p) for p in getattr(c, "parents")):
+        return "its tree or a parent is not a blob id"
+    t = getattr(c, "time")
+    if type(t) not in (int, float) or not -1e11 < t < 1e11:     # finite, within years -1200..5100
+        return f"its time {t!r:.40} is not a time"
+    for key in ("size", "files", "dirs"):
+        if not _int_in(getattr(c, key), 0, SIZE_MAX):
+            return f"its {key} is not a count"
+    return None

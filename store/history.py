@@ -10,16 +10,19 @@ socket's read operations (docs/protocol.md).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from . import walk
 from .diff import diff_trees
-from .errors import InvalidArgument, NotFound
+from .errors import IntegrityError, InvalidArgument, NotFound
 from .names import join_path
 from .objects import DIR, FILE, SYMLINK, Commit, RepoInfo
 from .refs import Refs
 from .store import Store
+
+logger = logging.getLogger(__name__)   # `log` is the commit log below
 
 
 @dataclass(frozen=True)
@@ -237,7 +240,11 @@ def repo_summaries(store: Store, refs: Refs,
         except NotFound:
             continue
         head = branches.get("main")
-        size = store.read_commit(head).size if head else 0
+        try:
+            size: int | None = store.read_commit(head).size if head else 0
+        except IntegrityError as exc:   # one damaged head does not hide every repo
+            logger.warning("repo %s: %s", info.name, exc)
+            size = None
         out.append({"name": info.name, "created": info.created, "branches": sorted(branches),
                     "head": head, "size": size})
     return out

@@ -33,7 +33,7 @@ import time
 from dataclasses import asdict, dataclass, field
 
 from .codec import blob_id
-from .entrycheck import entry_problem
+from .entrycheck import commit_problem, entry_problem
 from .errors import IntegrityError, InvalidArgument
 
 log = logging.getLogger(__name__)
@@ -166,8 +166,12 @@ class Commit:
             if obj.pop("v", None) != COMMIT_VERSION:
                 raise IntegrityError(f"commit {where} has an unknown format version")
             known = cls.__dataclass_fields__
-            return cls(**{k: v for k, v in obj.items() if k in known})
-        except (ValueError, TypeError) as exc:
+            commit = cls(**{k: v for k, v in obj.items() if k in known})
+            why = commit_problem(commit)
+            if why:
+                raise TypeError(why)
+            return commit
+        except (ValueError, TypeError, AttributeError) as exc:
             raise IntegrityError(f"commit {where} is not a valid commit object: {exc}") from exc
 
 

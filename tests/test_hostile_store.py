@@ -124,3 +124,29 @@ def test_decoding_leaves_out_each_malformed_entry_and_fsck_names_it(workdir):
             assert any(f"entry '{n}' left out" in p for p in report.problems), (n, report.problems)
     assert any("dir-missing-tree" in p for p in report.problems)
     assert any("00" * 32 in p for p in report.problems)
+
+
+@pytest.mark.allow_warnings
+def test_a_hostile_commit_object_is_an_integrity_error_not_a_crash(daemon_factory, workdir):
+    d = daemon_factory(mount=True, start=False)
+    st = open_local_store(workdir / "d")
+    try:
+        refs = Refs(st)
+        info = refs.create_repo("r")
+        session = st.session()
+        tree = session.put_tree([])
+        session.flush()
+        bad = Commit(repo="r", repo_id=info.id, tree=tree, message=["not", "text"],  # type: ignore[arg-type]
+                     time="yesterday", size=2 ** 80)  # type: ignore[arg-type]
+        cid = st.write_commit(bad)
+        refs.move_branch("r", "main", cid, refs.read_branch("r", "main")[1])
+    finally:
+        st.close()
+    d.start()
+    res = d.cli("log", "r", check=False)
+    assert res.returncode == 1 and "not a valid commit object" in res.err, res.err
+    with pytest.raises(OSError) as exc:
+        os.listdir(d.mount / f"r@{cid}")
+    assert exc.value.errno in (errno.EIO, errno.ENOENT)
+    assert d.cli("repo", "list", "--json").json()[0]["name"] == "r"
+    assert "Traceback" not in d.log()
