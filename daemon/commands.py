@@ -135,7 +135,8 @@ def cmd_put(args: argparse.Namespace, c: Client) -> int:
         if bar:
             bar.close()
     for path in r.skipped:
-        print(f"trunkfs: skipping {path}: not a regular file, directory or symlink", file=sys.stderr)
+        why = r.skipped_reasons.get(path, "not a regular file, directory or symlink")
+        print(f"trunkfs: skipping {path}: {why}", file=sys.stderr)
     emit(args, r, r.commit)
     return 0
 
