@@ -51,7 +51,7 @@ class Config:
     # the settings, by their names in the config file (and on the command line)
     SETTINGS = ("state", "store", "socket", "socket_group", "mount", "allow_other", "cache_size",
                 "cache_local", "uid", "gid", "s3_endpoint", "s3_region", "compression_level",
-                "pack_size_mib", "threads", "log_level", "max_connections_per_uid", "idle_timeout",
+                "pack_size_mib", "threads", "bulk_threads", "log_level", "max_connections_per_uid", "idle_timeout",
                 "job_output_limit", "job_log_limit", "job_keep_days", "job_keep_count")
 
     def __init__(self, state: str | None = None, store: str = "", socket: str | None = None,
@@ -60,6 +60,7 @@ class Config:
                  cache_local: bool = False, uid: int | None = None, gid: int | None = None,
                  s3_endpoint: str | None = None, s3_region: str | None = None,
                  compression_level: int = 1, pack_size_mib: int = 32, threads: int = 8,
+                 bulk_threads: int = 4,
                  log_level: str = "INFO", max_connections_per_uid: int = 64,
                  idle_timeout: float = 300.0, job_output_limit: str | int = "100G",
                  job_log_limit: str | int = "1M", job_keep_days: float = 30.0,
@@ -78,7 +79,8 @@ class Config:
         self.s3_region = s3_region
         self.compression_level = compression_level
         self.pack_size_mib = pack_size_mib
-        self.threads = threads
+        self.threads = threads                    # worker threads of the mount and quick socket calls
+        self.bulk_threads = bulk_threads          # of bulk socket work: put, get, commit, fsck
         self.log_level = log_level
         self.max_connections_per_uid = max_connections_per_uid
         self.idle_timeout = idle_timeout
@@ -104,6 +106,10 @@ class Config:
             raise InvalidArgument("compression_level must be between 1 and 22")
         if not 1 <= int(self.pack_size_mib) <= 1024:
             raise InvalidArgument("pack_size_mib must be between 1 and 1024")
+        for name in ("threads", "bulk_threads"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 256:
+                raise InvalidArgument(f"{name} must be an integer between 1 and 256")
         if isinstance(self.max_connections_per_uid, bool) or not isinstance(self.max_connections_per_uid, int) \
                 or not 1 <= self.max_connections_per_uid <= 100_000:
             raise InvalidArgument("max_connections_per_uid must be an integer between 1 and 100000")

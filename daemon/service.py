@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 class Service:
     store: Store
     refs: Refs
-    workers: Workers
+    workers: Workers                    # the mount and quick socket calls
     heads: BranchHeads
     events: EventBus
     commits: CommitPath
@@ -41,6 +41,8 @@ class Service:
     # whose committed entries without an owner are (as the mount shows them): the
     # daemon's --uid/--gid, by default its own user
     file_owner: FileOwner = field(default_factory=lambda: FileOwner(os.getuid(), os.getgid()))
+    # bulk socket work (put, get, commit, fsck): its own threads (daemon/workers.py)
+    bulk: Workers = field(default_factory=lambda: Workers(4))
 
     async def writable_branch(self, repo: str, ref: str | None) -> str:
         """The branch named by ``ref``; refuses a commit id."""

@@ -1,5 +1,12 @@
 """Blocking work off the event loop: store calls (RocksDB, file and network
-I/O, hashing) run in worker threads under one CapacityLimiter."""
+I/O, hashing) run in worker threads under a CapacityLimiter.
+
+The daemon has two of them (daemon/wiring.py): ``workers`` for the mount's
+operations and the socket's quick calls, and ``bulk`` for work whose size a
+client chooses (the ingest of ``put``, the stream of ``get``, commits,
+``fsck``).  However many large transfers run, the mount and a ``trunkfs ls``
+never wait behind them.  Pipelines have a limiter of their own as well
+(:class:`~trunkfs.pipelines.scheduler.JobScheduler`)."""
 
 from __future__ import annotations
 

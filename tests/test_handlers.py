@@ -309,3 +309,34 @@ async def test_requests_through_the_connection_loop(peer: Peer) -> None:
         assert await ask({"op": "branch.list", "args": {"repo": "r"}}) == {
             "ok": True, "result": [{"name": "dev", "head": None}, {"name": "main", "head": None}]}
         await peer.peer.stream.send_eof()   # the client hangs up; the loop ends
+
+
+async def test_bulk_work_has_threads_of_its_own(service: Service) -> None:
+    """With every bulk thread taken (as by large puts, gets or an fsck), the
+    quick calls the mount and `ls` make still run, and a put waits for a
+    bulk thread rather than taking one of theirs."""
+    peer = Peer(service)
+    await peer.call("repo.create", name="r")
+    await peer.put("r", [({"type": "file", "path": "f", "mode": 0o644}, b"x" * 300_000)])
+    held = service.bulk.limiter.total_tokens
+    tokens = [object() for _ in range(int(held))]
+    for t in tokens:
+        await service.bulk.limiter.acquire_on_behalf_of(t)
+    try:
+        with trio.fail_after(30):
+            listed = await peer.call("ls", repo="r", path="/")
+            assert [e["name"] for e in listed["entries"]] == ["f"]
+            assert await service.workers.run(service.store.read_tree, listed_tree(service, "r")) != []
+        with trio.move_on_after(0.5) as waited:
+            await peer.put("r", [({"type": "file", "path": "g", "mode": 0o644}, b"y" * 300_000)])
+        assert waited.cancelled_caught, "a put ran without a bulk thread"
+    finally:
+        for t in tokens:
+            service.bulk.limiter.release_on_behalf_of(t)
+    await peer.aclose()
+
+
+def listed_tree(svc: Service, repo: str) -> str:
+    head, _ = svc.refs.read_branch(repo, "main")
+    assert head is not None
+    return svc.store.read_commit(head).tree

@@ -40,8 +40,8 @@ async def fsck_op(req: Request) -> dict:
     if req.arg("rebuild_index", bool, False):
         if req.conn.uid != 0:
             raise PermissionDenied(f"fsck --rebuild-index is root's to run (uid {req.conn.uid} is not root)")
-        rebuilt = await svc.workers.run(svc.store.rebuild_index)
-    report = await svc.workers.run(fsck, svc.store, req.arg("read_data", bool, False))
+        rebuilt = await svc.bulk.run(svc.store.rebuild_index)
+    report = await svc.bulk.run(fsck, svc.store, req.arg("read_data", bool, False))
     out = report.to_json()
     if rebuilt is not None:
         out["rebuilt_index"] = rebuilt

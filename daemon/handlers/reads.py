@@ -93,7 +93,7 @@ async def get(req: Request) -> None:
                                        "size": entry.get("size", 0), "files": entry.get("files", 1)}))
     req.started = True
     entries = history.entries_below(svc.store, entry, keep)
-    while batch := await svc.workers.run(_next_batch, entries):
+    while batch := await svc.bulk.run(_next_batch, entries):
         for rel, e in batch:
             head = {"path": rel, "type": e["type"], "mode": e.get("mode"), "mtime": e.get("mtime")}
             if e["type"] == SYMLINK:
@@ -103,7 +103,7 @@ async def get(req: Request) -> None:
             await conn.send({"entry": head})
             if e["type"] == FILE:
                 chunks = svc.store.iter_file(e)
-                while (data := await svc.workers.run(next, chunks, None)) is not None:
+                while (data := await svc.bulk.run(next, chunks, None)) is not None:
                     await conn.send_data(data)
                 await conn.send({"eof": True})
     end: dict = {"end": True}

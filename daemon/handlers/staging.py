@@ -27,7 +27,7 @@ async def commit_area(svc: Service, area: StagingArea, meta: CommitMeta,
         if area.root is None and not meta.allow_empty:
             raise NothingToCommit(f"nothing to commit on {area.where}")
         log.info("commit of %s: staging frozen; writes wait for the commit", area.where)
-        change = StagedChange(area, svc.store, svc.workers.run, progress)
+        change = StagedChange(area, svc.store, svc.bulk.run, progress)
         try:
             result = await svc.commits.commit(area.repo, area.branch, change, meta)
         except BaseException:

@@ -78,7 +78,7 @@ class ReceivedEntries:
         self.bytes = 0
 
     async def prepare(self, session: WriteSession) -> None:
-        run = self.req.service.workers.run
+        run = self.req.service.bulk.run
         work_send, work_recv = trio.open_memory_channel[tuple[str, Any, Any]](4)
 
         async def ingest_worker() -> None:
