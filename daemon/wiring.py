@@ -51,7 +51,8 @@ async def build_service(config: Config, store: Store, mountpoint: str | None) ->
         return store.read_commit(head).tree if head else None
     staging = await trio.to_thread.run_sync(StagingManager, config.state, head_tree)
     jobs = JobScheduler(store, registry, commits, events.publish, workers.run, mountpoint=mountpoint,
-                        daemon_tag=hashlib.blake2b(config.state.encode(), digest_size=4).hexdigest())
+                        daemon_tag=hashlib.blake2b(config.state.encode(), digest_size=4).hexdigest(),
+                        output_limit=config.job_output_limit_bytes())
     commits.add_trigger(jobs)
     await trio.to_thread.run_sync(jobs.load)
     cache = None

@@ -4,8 +4,10 @@ With a mount (and root, for mount(2)), each datum path of the read-only
 commit view ``<mount>/<repo>@<commit>`` is bound into the datum's input
 directory: no bytes are copied, and the command reads through the FUSE
 mount and its chunk cache.  Otherwise, or when binding fails, the datum's
-files are copied out of the store (:func:`materialize`).  Either way the
-input is read-only to the command.
+files are copied out of the store (:func:`materialize`) into a directory
+only the pipeline's owner may enter.  Either way the input is read-only to
+the command.  Job directories are removed fd-relative (:func:`remove_tree`):
+they hold what the datum's user wrote, symlinks and renames included.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import ctypes.util
 import errno
 import logging
 import os
-import shutil
+import stat
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -94,8 +96,11 @@ def clear_stale_binds(prefix: str = JOB_DIR_PREFIX) -> int:
     return count
 
 
-def materialize(store: Store, datum: Datum, root: str) -> None:
-    """Copy a datum's files out of the store under ``root`` at their paths, read-only."""
+def materialize(store: Store, datum: Datum, root: str, owner: tuple[int, int] | None = None) -> None:
+    """Copy a datum's files out of the store under ``root`` at their paths,
+    read-only.  With ``owner`` (uid, gid: the daemon is root), ``root``
+    becomes theirs, mode 0500, so no other local user can read the copies
+    while the job runs; what is inside keeps its (read-only) modes."""
     def put(path: str, e: dict) -> None:
         target = os.path.join(root, path.lstrip("/"))
         if e["type"] == DIR:
@@ -108,6 +113,7 @@ def materialize(store: Store, datum: Datum, root: str) -> None:
                     f.write(data)
             os.chmod(target, 0o444)
 
+    os.chmod(root, 0o700)   # root's alone while it is filled
     for path, entry in datum:
         os.makedirs(os.path.dirname(os.path.join(root, path.lstrip("/"))), mode=0o755, exist_ok=True)
         put(path, entry)
@@ -115,17 +121,67 @@ def materialize(store: Store, datum: Datum, root: str) -> None:
             put(below, e)
     for dirpath, _, _ in os.walk(root):
         os.chmod(dirpath, 0o555)
+    fd = os.open(root, _DIR_FLAGS)
+    try:
+        if owner is not None:
+            os.fchown(fd, owner[0], owner[1])
+        os.fchmod(fd, 0o500)
+    finally:
+        os.close(fd)
+
+
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+MAX_REMOVE_DEPTH = 400   # deeper directories are left (and logged), never a crash
 
 
 def remove_tree(path: str) -> None:
-    """Remove a job's work directory, read-only inputs included."""
-    for dirpath, dirnames, _ in os.walk(path):
-        for d in dirnames:
-            try:
-                os.chmod(os.path.join(dirpath, d), 0o755)
-            except OSError:
-                pass
-    shutil.rmtree(path, ignore_errors=True)
+    """Remove a job's work directory, read-only inputs and whatever the
+    datum's user left in its output included.
+
+    The user may plant symlinks there and rename directories while this
+    runs, so nothing is looked up by path below ``path``: each directory is
+    opened ``O_NOFOLLOW`` relative to its parent's fd, entries are unlinked
+    and directories removed relative to their parent's fd, and nothing is
+    ever chmodded or followed through a symlink (a symlink is unlinked
+    itself).  A mount point (a datum input bind that could not be
+    detached) is never entered.  Failures are logged, never raised."""
+    parent, name = os.path.split(os.path.abspath(path))
+    try:
+        pfd = os.open(parent, _DIR_FLAGS)
+    except OSError as exc:
+        log.info("cannot remove %s: %s", path, exc.strerror)
+        return
+    try:
+        _remove_entry(pfd, name, os.fstat(pfd).st_dev, path, 0)
+    finally:
+        os.close(pfd)
+
+
+def _remove_entry(dir_fd: int, name: str, dev: int, where: str, depth: int) -> None:
+    try:
+        st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+        if not stat.S_ISDIR(st.st_mode):
+            os.unlink(name, dir_fd=dir_fd)
+            return
+        if st.st_dev != dev:
+            log.info("not removing %s: something is mounted there", where)
+            return
+        if depth > MAX_REMOVE_DEPTH:
+            log.info("not removing %s: nested deeper than %d directories", where, MAX_REMOVE_DEPTH)
+            return
+        fd = os.open(name, _DIR_FLAGS, dir_fd=dir_fd)   # ELOOP/ENOTDIR: swapped since the stat
+        try:
+            if stat.S_IMODE(st.st_mode) & 0o700 != 0o700 and os.geteuid() != 0:
+                os.fchmod(fd, stat.S_IMODE(st.st_mode) | 0o700)   # our own read-only input
+            for child in os.listdir(fd):
+                _remove_entry(fd, child, dev, f"{where}/{child}", depth + 1)
+        finally:
+            os.close(fd)
+        os.rmdir(name, dir_fd=dir_fd)
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        log.info("cannot remove %s: %s", where, exc.strerror)
 
 
 class DatumInputs:
@@ -138,12 +194,17 @@ class DatumInputs:
         self.mountpoint = mountpoint  # when the daemon mounts: inputs come through it
 
     @asynccontextmanager
-    async def attempt(self, base: str, repo: str, commit: str, datum: Datum) -> AsyncIterator[AttemptDirs]:
+    async def attempt(self, base: str, repo: str, commit: str, datum: Datum,
+                      owner: tuple[int, int] | None = None) -> AsyncIterator[AttemptDirs]:
         """Directories for one attempt under ``base`` (which must not exist);
-        binds are undone when the block ends."""
+        binds are undone when the block ends.  ``owner`` (uid, gid) is whom
+        the command runs as when the daemon is root: copied inputs are
+        theirs alone.  The output directory is 0700 (the runner gives it to
+        the command's user), so other users cannot read it either."""
         dirs = AttemptDirs(os.path.join(base, "in"), os.path.join(base, "out"))
         os.makedirs(dirs.input)
-        os.makedirs(dirs.output)
+        os.makedirs(dirs.output, mode=0o700)
+        os.chmod(dirs.output, 0o700)
         os.chmod(base, 0o711)
         binds: list[str] = []
         if self.mountpoint and os.geteuid() == 0:  # read through the mount: nothing is copied
@@ -154,9 +215,9 @@ class DatumInputs:
                 log.info("datum input through the mount failed (%s); copying instead", exc)
                 await self.run(remove_tree, dirs.input)
                 os.makedirs(dirs.input)
-                await self.run(materialize, self.store, datum, dirs.input)
+                await self.run(materialize, self.store, datum, dirs.input, owner)
         else:
-            await self.run(materialize, self.store, datum, dirs.input)
+            await self.run(materialize, self.store, datum, dirs.input, owner)
         try:
             yield dirs
         finally:

@@ -4,12 +4,21 @@ A pipeline lives at ``pipelines/<name>`` in the store (so the store alone
 still holds everything); each update bumps its version, which the jobs it
 runs record in their output commits' provenance.  The registered owner (the
 caller's uid and gid, from SO_PEERCRED) is who its commands run as.
+
+Each pipeline has an ``id``: random, made at create, kept by every update.
+Reused datum outputs are keyed by it, not by the name, so a pipeline
+deleted and created again under the same name (perhaps by someone else) is
+another pipeline and never reuses the first one's outputs.  A record
+written before pipelines had ids reads with one derived from its name,
+creation time and owner, the same at every read.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import secrets
 import time
 from collections.abc import Callable
 
@@ -27,9 +36,20 @@ PIPELINE_VERSION = 1
 Authorize = Callable[[PipelineSpec, "Pipeline | None"], None]
 
 
+def new_pipeline_id() -> str:
+    return secrets.token_hex(16)
+
+
+def legacy_pipeline_id(name: str, created: float, owner: dict) -> str:
+    """The id of a record written before pipelines had one."""
+    seed = json.dumps(["legacy", name, repr(float(created)), owner.get("uid")]).encode()
+    return hashlib.blake2b(seed, digest_size=16).hexdigest()
+
+
 class Pipeline:
     def __init__(self, spec: PipelineSpec, version: int, owner: dict, created: float,
-                 updated: float) -> None:
+                 updated: float, id: str | None = None) -> None:
+        self.id = id or legacy_pipeline_id(spec.name, created, owner)
         self.spec = spec
         self.version = version
         self.owner = owner
@@ -41,7 +61,7 @@ class Pipeline:
         return self.spec.name
 
     def encode(self) -> bytes:
-        return json.dumps({"v": PIPELINE_VERSION, "name": self.name, "version": self.version,
+        return json.dumps({"v": PIPELINE_VERSION, "id": self.id, "name": self.name, "version": self.version,
                            "spec": self.spec.to_json(), "owner": self.owner,
                            "created": self.created, "updated": self.updated},
                           sort_keys=True).encode()
@@ -52,13 +72,16 @@ class Pipeline:
             obj = json.loads(raw)
             if obj.get("v") != PIPELINE_VERSION:
                 raise IntegrityError(f"pipeline object {where} has an unknown format version")
-            return cls(validate_spec(obj["spec"]), int(obj["version"]), obj["owner"],
-                       float(obj["created"]), float(obj["updated"]))
+            ident = obj.get("id")
+            if ident is not None and (not isinstance(ident, str) or not ident):
+                raise IntegrityError(f"pipeline object {where} has an invalid id")
+            return cls(validate_spec(obj["spec"]), int(obj["version"]), dict(obj["owner"]),
+                       float(obj["created"]), float(obj["updated"]), ident)
         except (ValueError, KeyError, TypeError, InvalidArgument) as exc:
             raise IntegrityError(f"pipeline object {where} is not valid: {exc}") from exc
 
     def to_json(self) -> dict:
-        return {"name": self.name, "version": self.version, "owner": self.owner,
+        return {"name": self.name, "id": self.id, "version": self.version, "owner": self.owner,
                 "created": self.created, "updated": self.updated, "spec": self.spec.to_json()}
 
 
@@ -124,7 +147,7 @@ class PipelineRegistry:
             authorize(spec, None)
         self._ensure_output(spec, int(owner.get("uid", 0)))
         now = time.time()
-        pipeline = Pipeline(spec, 1, owner, now, now)
+        pipeline = Pipeline(spec, 1, owner, now, now, new_pipeline_id())
         try:
             self.backend.put_if(self._key(spec.name), pipeline.encode(), None)
         except Conflict:
@@ -143,7 +166,7 @@ class PipelineRegistry:
         if authorize is not None:
             authorize(spec, old)
         self._ensure_output(spec, int(old.owner.get("uid", 0)))
-        pipeline = Pipeline(spec, old.version + 1, old.owner, old.created, time.time())
+        pipeline = Pipeline(spec, old.version + 1, old.owner, old.created, time.time(), old.id)
         try:
             self.backend.put_if(self._key(spec.name), pipeline.encode(), version)
         except Conflict:

@@ -6,7 +6,11 @@ One job per (pipeline, input commit), run in creation order per pipeline
 input commit into datums; each datum runs the command in the process
 sandbox (:mod:`.runner`) on inputs bound from the mount or copied
 (:mod:`.inputs`), unless a datum with the same content hash was processed
-by the same pipeline version before: then it reuses that output.  All
+by the same pipeline (its id, not its name) and version before: then it
+reuses that output.  A job first checks that its pipeline's owner still
+exists and still has ``read`` on the input repo and ``write`` on the
+output repo; outputs are stored without trusting what the datum's user
+wrote (:mod:`.datums`), within the job's output budget.  All
 outputs merge into one commit on the output repo through the daemon's
 commit path, with the input commit as provenance.  Job records live in the
 store (:mod:`.jobs`), so they survive a restart; a job that was running
@@ -17,34 +21,54 @@ job, never the scheduler.
 The scheduler is the commit path's trigger: :meth:`JobScheduler.plan`
 makes the jobs of a new commit, :meth:`JobScheduler.start` announces and
 queues them.
+
+Blocking pipeline work (store reads, copying inputs, ingesting outputs,
+removing job directories) runs in worker threads under a limiter of the
+scheduler's own (:attr:`JobScheduler.limiter`), not the daemon's workers
+nor trio's default limiter: the mount and the socket use those, and a job
+ingesting gigabytes must never leave them waiting for a thread.
 """
 
 from __future__ import annotations
 
 import builtins
+import functools
 import json
 import logging
 import os
+import pwd
 import tempfile
 import time
 from contextlib import AbstractAsyncContextManager
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol, TypeVar
 
 import trio
 
 from ..store.changes import Change, CommitMeta, ReplaceRoot, author_of
+from ..store.access import READ, WRITE, Caller, allows
 from ..store.errors import NotFound, TrunkError
 from ..store.store import Store
-from .datums import Datum, MergeConflict, cut_datums, datum_hash, datum_paths, store_merged, store_output
+from .datums import Datum, MergeConflict, OutputBudget, UnsafeOutput, cut_datums, datum_hash, datum_paths, \
+    store_merged, store_output
 from .inputs import JOB_DIR_PREFIX, DatumInputs, Run, clear_stale_binds, remove_tree
 from .jobs import CANCELLED, FAILED, QUEUED, RUNNING, SUCCEEDED, DatumCounts, DatumLog, Job, JobInput, \
-    JobStore, JobTable, new_job_id
+    JobRetention, JobStore, JobTable, new_job_id
 from .registry import Pipeline, PipelineRegistry
-from .runner import AttemptDirs, Command, run_datum
+from .runner import AttemptDirs, Command, RunResult, Sandbox, run_datum
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+PIPELINE_THREADS = 4   # worker threads of the scheduler's own limiter
+
+
+class OwnerRefused(TrunkError):
+    """A pipeline's owner no longer exists, or lost a right its jobs need."""
+
+    code = "permission_denied"
 
 
 def _leaves(group: BaseExceptionGroup) -> list[BaseException]:
@@ -71,6 +95,8 @@ class _JobRun:
     work: str                          # the job's work directory
     limiter: trio.CapacityLimiter      # the pipeline's parallelism
     outputs: list[str | None]          # each datum's output tree, by index
+    owner: Caller                      # whom the datums run as
+    budget: OutputBudget               # the bytes the job's datums may store
     failures: list[str] = field(default_factory=list)
 
 
@@ -98,7 +124,8 @@ class JobScheduler:
 
     def __init__(self, store: Store, registry: PipelineRegistry, commits: Committer,
                  publish: Publish, run: Run, mountpoint: str | None = None,
-                 daemon_tag: str = "") -> None:
+                 daemon_tag: str = "", output_limit: int = 0, threads: int = PIPELINE_THREADS,
+                 sandbox: Sandbox | None = None, retention: JobRetention | None = None) -> None:
         # ``daemon_tag`` (a hash of the daemon's state directory) is in the name
         # of every job directory, so that at start a daemon detaches the
         # datum binds it left, never those of another daemon on the machine
@@ -107,15 +134,22 @@ class JobScheduler:
         self.registry = registry
         self.commits = commits
         self.publish = publish
-        self.run_sync = run
-        self.records = JobStore(store.backend)
+        self.run_sync = run                  # the daemon's workers: records, the registry
+        self.output_limit = output_limit     # bytes a job may store (job_output_limit); 0: no cap
+        self.limiter = trio.CapacityLimiter(threads)   # pipeline work (see the module's docstring)
+        self.sandbox = sandbox or Sandbox()  # log limit and cgroups of datum processes
+        self.records = JobStore(store.backend, retention)
         self.jobs = JobTable()
-        self.inputs = DatumInputs(store, run, mountpoint)
+        self.inputs = DatumInputs(store, self.work, mountpoint)
         self._wake: dict[str, trio.Event] = {}
         self._changed = trio.Event()
         self._cancel: dict[str, trio.CancelScope] = {}
         self._nursery: trio.Nursery | None = None
         self._runners: set[str] = set()
+
+    async def work(self, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(*args)`` in a worker thread of the scheduler's own limiter."""
+        return await trio.to_thread.run_sync(functools.partial(fn, *args), limiter=self.limiter)
 
     # -- records ---------------------------------------------------------------
 
@@ -237,6 +271,10 @@ class JobScheduler:
                 log.exception("job %s of pipeline %s ended by an error", job.id, pipeline)
                 if not job.done:
                     job.state, job.error, job.finished = FAILED, "internal error (see the daemon log)", time.time()
+            try:   # finished jobs past the retention (job_keep_days, job_keep_count)
+                await self.work(self.records.prune, self.jobs, pipeline)
+            except Exception:
+                log.exception("pruning the jobs of pipeline %s failed", pipeline)
 
     async def _run_job(self, job: Job) -> None:
         try:
@@ -279,23 +317,44 @@ class JobScheduler:
             log.error("job %s of pipeline %s failed by an internal error", job.id, job.pipeline,
                       exc_info=exc)
 
+    def owner_of(self, pipeline: Pipeline) -> Caller:
+        """Whom ``pipeline`` runs as, checked now: the uid still exists (unless
+        it is the daemon's own) and still has ``read`` on the input repo and
+        ``write`` on the output repo.  Raises :class:`OwnerRefused`."""
+        uid, gid = int(pipeline.owner.get("uid", 0)), int(pipeline.owner.get("gid", 0))
+        if uid != os.geteuid():
+            try:
+                pwd.getpwuid(uid)
+            except KeyError:
+                raise OwnerRefused(f"owner uid {uid} of pipeline {pipeline.name!r} no longer exists") from None
+        owner = Caller(uid, gid)
+        spec = pipeline.spec
+        for repo, role in ((spec.input_repo, READ), (spec.output, WRITE)):
+            if not allows(owner, self.registry.refs.get_repo(repo), role):
+                raise OwnerRefused(f"owner uid {uid} of pipeline {pipeline.name!r} no longer has "
+                                   f"{role} on repo {repo!r}")
+        return owner
+
     async def _execute(self, job: Job, pipeline: Pipeline) -> None:
         spec = pipeline.spec
-        commit = await self.run_sync(self.store.read_commit, job.input.commit)
-        datums = await self.run_sync(cut_datums, self.store, commit.tree, spec.glob)
+        owner = await self.work(self.owner_of, pipeline)
+        commit = await self.work(self.store.read_commit, job.input.commit)
+        datums = await self.work(cut_datums, self.store, commit.tree, spec.glob)
         job.datums.total = len(datums)
         work = tempfile.mkdtemp(prefix=f"{self.work_prefix}{job.id[-12:]}-")
         os.chmod(work, 0o711)
-        run = _JobRun(job, pipeline, work, trio.CapacityLimiter(spec.parallelism), [None] * len(datums))
+        run = _JobRun(job, pipeline, work, trio.CapacityLimiter(spec.parallelism), [None] * len(datums),
+                      owner, OutputBudget(self.output_limit))
         try:
             async with trio.open_nursery() as nursery:
                 for i, datum in enumerate(datums):
                     nursery.start_soon(self._datum, run, i, datum)
         finally:
-            await trio.to_thread.run_sync(remove_tree, work)
+            with trio.CancelScope(shield=True):
+                await self.work(remove_tree, work)
         if run.failures:
             raise TrunkError(f"{len(run.failures)} datum(s) failed: {run.failures[0]}")
-        root = await self.run_sync(store_merged, self.store, [t for t in run.outputs if t is not None])
+        root = await self.work(store_merged, self.store, [t for t in run.outputs if t is not None])
         provenance = [{"repo": spec.input_repo, "branch": spec.input_branch, "commit": job.input.commit}]
         origin = {"kind": "pipeline", "pipeline": pipeline.name, "version": pipeline.version, "job": job.id}
         result = await self.commits.commit(spec.output, "main", ReplaceRoot(root), CommitMeta(
@@ -307,32 +366,41 @@ class JobScheduler:
 
     async def _datum(self, run: _JobRun, index: int, datum: Datum) -> None:
         """One datum: its earlier output if its content was processed by this
-        pipeline version before, else a run of the command (with retries)."""
+        pipeline (its id) and version before, else a run of the command (with
+        retries) and its output stored."""
         job, pipeline = run.job, run.pipeline
         spec = pipeline.spec
-        reuse_key = f"datums/{pipeline.name}/{pipeline.version}/{datum_hash(datum)}"
+        reuse_key = f"datums/{pipeline.id}/{pipeline.version}/{datum_hash(datum)}"
         async with run.limiter:
-            found = await self.run_sync(self.store.backend.get_versioned, reuse_key)
+            found = await self.work(self.store.backend.get_versioned, reuse_key)
             if found is not None:
                 run.outputs[index] = json.loads(found[0])["tree"]
                 job.datums.skipped += 1
                 return
             entry = job.logs[str(index)] = DatumLog(datum_paths(datum))
-            command = Command(spec.cmd, spec.env, spec.stdin, spec.timeout,
-                              int(pipeline.owner.get("uid", 0)), int(pipeline.owner.get("gid", 0)))
+            command = Command(spec.cmd, spec.env, spec.stdin, spec.timeout, run.owner.uid, run.owner.gid)
+            root = os.geteuid() == 0
             env = {"TRUNKFS_DATUM": "\n".join(entry.paths), "TRUNKFS_JOB": job.id,
                    "TRUNKFS_PIPELINE": pipeline.name, "TRUNKFS_INPUT_COMMIT": job.input.commit}
 
             def prepare(attempt: int) -> AbstractAsyncContextManager[AttemptDirs]:
                 return self.inputs.attempt(os.path.join(run.work, f"d{index}-{attempt}"),
-                                           spec.input_repo, job.input.commit, datum)
-            ran = await run_datum(command, spec.retries, prepare, entry, env)
+                                           spec.input_repo, job.input.commit, datum,
+                                           (command.uid, command.gid) if root else None)
+            ran = await run_datum(command, spec.retries, prepare, entry, env, self.sandbox)
             if not ran.ok:
                 job.datums.failed += 1
                 run.failures.append(f"datum {index} ({', '.join(entry.paths[:3])}): {entry.error}")
                 return
-            ran_as = command.uid if os.geteuid() == 0 else os.geteuid()  # the runner's rule
-            tree = await self.run_sync(store_output, self.store, ran.dirs.output, ran_as)
+            ran_as = (command.uid, command.gid) if root else (os.geteuid(), os.getegid())  # the runner's rule
+            try:
+                tree = await self.work(store_output, self.store, ran.dirs.output, *ran_as, run.budget)
+            except (UnsafeOutput, OSError) as exc:
+                message = str(exc) if isinstance(exc, UnsafeOutput) else f"cannot store its output: {exc}"
+                entry.attempt_ended(RunResult(ran.result.exit, ran.result.stdout, ran.result.stderr, message))
+                job.datums.failed += 1
+                run.failures.append(f"datum {index} ({', '.join(entry.paths[:3])}): {message}")
+                return
             run.outputs[index] = tree
             job.datums.processed += 1
-            await self.run_sync(self.store.backend.put, reuse_key, json.dumps({"tree": tree}).encode())
+            await self.work(self.store.backend.put, reuse_key, json.dumps({"tree": tree}).encode())
