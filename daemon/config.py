@@ -15,7 +15,6 @@ Keys of the file are the long flag names with ``_`` for ``-``, e.g.::
     max_connections_per_uid = 64   # socket connections of one uid at once (root: no limit)
     idle_timeout = 300             # seconds a connection may send nothing between requests
     job_output_limit = "100G"      # bytes the datums of one job may store together (0: no cap)
-    job_output_limit = "100G"      # bytes the datums of one job may store together (0: no cap)
     job_log_limit = "1M"           # output kept per datum attempt, start and end (0: no cap)
     job_keep_days = 30             # finished jobs and their logs are deleted after (0: no limit)
     job_keep_count = 1000          # finished jobs kept per pipeline (0: no limit)
@@ -53,7 +52,6 @@ class Config:
     SETTINGS = ("state", "store", "socket", "socket_group", "mount", "allow_other", "cache_size",
                 "cache_local", "uid", "gid", "s3_endpoint", "s3_region", "compression_level",
                 "pack_size_mib", "threads", "bulk_threads", "log_level", "max_connections_per_uid", "idle_timeout",
-                "job_output_limit",
                 "job_output_limit", "job_log_limit", "job_keep_days", "job_keep_count")
 
     def __init__(self, state: str | None = None, store: str = "", socket: str | None = None,
@@ -64,7 +62,7 @@ class Config:
                  compression_level: int = 1, pack_size_mib: int = 32, threads: int = 8,
                  bulk_threads: int = 4,
                  log_level: str = "INFO", max_connections_per_uid: int = 64,
-                 idle_timeout: float = 300.0, job_output_limit: str | int = "100G", job_output_limit: str | int = "100G",
+                 idle_timeout: float = 300.0, job_output_limit: str | int = "100G",
                  job_log_limit: str | int = "1M", job_keep_days: float = 30.0,
                  job_keep_count: int = 1000) -> None:
         self.state: str = default_state_dir() if state is None else state
@@ -86,7 +84,6 @@ class Config:
         self.log_level = log_level
         self.max_connections_per_uid = max_connections_per_uid
         self.idle_timeout = idle_timeout
-        self.job_output_limit = job_output_limit  # bytes or "100G" a job may store; 0: no cap
         self.job_output_limit = job_output_limit  # bytes or "100G" a job may store; 0: no cap
         self.job_log_limit = job_log_limit        # output kept per datum attempt; 0: no cap
         self.job_keep_days = job_keep_days        # age of finished jobs pruned; 0: no limit
@@ -129,8 +126,6 @@ class Config:
         if isinstance(self.job_keep_count, bool) or not isinstance(self.job_keep_count, int) \
                 or self.job_keep_count < 0:
             raise InvalidArgument("job_keep_count must be an integer, 0 (no limit) or more")
-        if parse_size(self.job_output_limit) < 0:
-            raise InvalidArgument("job_output_limit must be a size of 0 (no cap) or more, e.g. 100G")
         if self.mount:
             self.mount = os.path.abspath(os.path.expanduser(self.mount))
         if self.cache_size not in (None, ""):
@@ -147,10 +142,6 @@ class Config:
     def job_log_limit_bytes(self) -> int:
         """The output kept per datum attempt in bytes; 0 is no cap."""
         return parse_size(self.job_log_limit)
-
-    def job_output_limit_bytes(self) -> int:
-        """The bytes a job's datums may store together; 0 is no cap."""
-        return parse_size(self.job_output_limit)
 
     def cache_limit(self) -> int | None:
         """The cache bound in bytes, or None for the default."""
