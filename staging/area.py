@@ -4,7 +4,8 @@ journaled in batches; file data goes to the data files (``datafiles``).
 All methods run on the daemon's event loop thread (they never block for
 long: a journal batch, a pwrite into the page cache).  Commits freeze the
 area: a mutation that arrives while a commit runs waits for it and lands in
-the next commit.
+the next commit.  File bytes count against the writer's staging quota
+(``quota``): a write or a truncate that would go beyond it changes nothing.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import trio
 from .datafiles import DataFiles
 from .journal import Batch, Journal, area_prefix
 from .nodes import FOLLOW, DirNode, FileNode, LinkNode, Node, node_from_entry, node_from_record, now_ns
+from .quota import StagingQuota
 
 log = logging.getLogger(__name__)
 
@@ -26,11 +28,13 @@ GROUP_COMMIT_S = 0.05
 
 
 class StagingArea:
-    def __init__(self, repo: str, branch: str, journal: Journal, datafiles: DataFiles) -> None:
+    def __init__(self, repo: str, branch: str, journal: Journal, datafiles: DataFiles,
+                 quota: StagingQuota | None = None) -> None:
         self.repo = repo
         self.branch = branch
         self.journal = journal
         self.datafiles = datafiles
+        self.quota = StagingQuota() if quota is None else quota   # shared by every area
         self.prefix = area_prefix(repo, branch)
         self.root: DirNode | None = None
         self.epoch = 0                 # bumped whenever a node may have moved or gone
@@ -75,6 +79,11 @@ class StagingArea:
                 batch.drop_node(nid)
                 self.datafiles.remove(nid)
             self.journal.write(batch)
+        for node in self.walk():
+            if isinstance(node, FileNode):
+                if not node.charges and node.quota_bytes() > 0:   # journaled before quotas
+                    node.charges[node.uid or 0] = node.quota_bytes()
+                self.quota.count(node)
         log.info("staging of %s: %d staged nodes", self.where, len(reachable))
 
     def walk(self) -> Iterator[Node]:
@@ -323,8 +332,9 @@ class StagingArea:
                         stack.append(child)
             elif isinstance(n, FileNode):
                 self._dirty_files.discard(n)
-                if n.opens == 0:
+                if n.opens == 0:   # else its bytes count until it is closed
                     self.datafiles.release(n)
+                    self.quota.release(n)
 
     # -- file data (the bytes go to ``datafiles``, the ranges to the node) --------
 
@@ -335,21 +345,36 @@ class StagingArea:
     def release_data(self, node: FileNode) -> None:
         """Close a file node's data file; remove it once the node is gone."""
         self.datafiles.release(node)
+        if not node.linked:
+            self.quota.release(node)
 
-    def write(self, node: FileNode, off: int, data: bytes) -> int:
-        n = self.datafiles.write(node, off, data)
+    def write(self, node: FileNode, off: int, data: bytes, uid: int = 0) -> int:
+        """pwrite(2) of ``data`` into a staged file, on behalf of ``uid``
+        (QuotaExceeded, and nothing written, beyond its quota)."""
+        self.quota.charge(node, uid, node.write_cost(off, off + len(data)), self.where)
+        try:
+            n = self.datafiles.write(node, off, data)
+        except BaseException:
+            self.quota.settle(node, uid)   # charged, not written
+            raise
         if n:
             node.add_extent(off, off + n)
             if off + n > node.size:
                 node.size = off + n
             node.mtime = node.ctime = now_ns()
             self.mark_dirty(node)
+        if n < len(data):
+            self.quota.settle(node, uid)
         return n
 
-    def truncate(self, node: FileNode, size: int) -> None:
+    def truncate(self, node: FileNode, size: int, uid: int = 0) -> None:
+        """Set a staged file's size on behalf of ``uid``: growing it counts
+        against its quota (QuotaExceeded, nothing changed, beyond it)."""
+        self.quota.charge(node, uid, size - node.size, self.where)
         if size < node.size and (node.fd is not None or node.extents):
             self.datafiles.shrink(node, size)
         node.truncate(size)
+        self.quota.settle(node, uid)
         node.mtime = node.ctime = now_ns()
         self.save(node)
 
@@ -374,6 +399,7 @@ class StagingArea:
         for node in list(self.walk()):
             node.linked = False
             if isinstance(node, FileNode):
+                self.quota.release(node)   # committed or discarded: no longer staged
                 if node.opens == 0:
                     self.datafiles.release(node)
                 else:

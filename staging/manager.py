@@ -21,6 +21,7 @@ from .area import GROUP_COMMIT_S, StagingArea
 from .datafiles import DataFiles
 from .journal import Journal
 from .nodes import DirNode, Node
+from .quota import StagingQuota
 
 HeadTree = Callable[[str, str], "str | None"]
 
@@ -30,10 +31,14 @@ log = logging.getLogger(__name__)
 class StagingManager:
     """``head_tree(repo, branch)`` tells a branch head's root tree id (None
     without commits); loading an area asks it to finish a commit that was
-    cut short after it moved the branch."""
+    cut short after it moved the branch.  ``quota`` counts the bytes each
+    uid has staged over every area (rebuilt from the journal here, as every
+    area is loaded); without one nothing is limited."""
 
-    def __init__(self, state_dir: str, head_tree: HeadTree | None = None) -> None:
+    def __init__(self, state_dir: str, head_tree: HeadTree | None = None,
+                 quota: StagingQuota | None = None) -> None:
         self.head_tree = head_tree
+        self.quota = StagingQuota() if quota is None else quota
         self.dir = os.path.join(state_dir, "staging")
         self.datafiles = DataFiles(os.path.join(self.dir, "data"))
         self.journal = Journal(os.path.join(self.dir, "journal"))
@@ -58,7 +63,7 @@ class StagingManager:
         key = (repo, branch)
         area = self.areas.get(key)
         if area is None:
-            area = StagingArea(repo, branch, self.journal, self.datafiles)
+            area = StagingArea(repo, branch, self.journal, self.datafiles, self.quota)
             head_tree = self.head_tree
             area.load((lambda: head_tree(repo, branch)) if head_tree is not None else None)
             self.areas[key] = area

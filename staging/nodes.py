@@ -109,6 +109,7 @@ class FileNode(Node):
     extents: list[list[int]] = field(default_factory=list)  # sorted, disjoint [start, end)
     fd: int | None = None   # the open data file, when it has one
     opens: int = 0          # open handles on this node
+    charges: dict[int, int] = field(default_factory=dict)   # uid -> bytes it paid (``quota``)
 
     @property
     def base_size(self) -> int:
@@ -117,7 +118,36 @@ class FileNode(Node):
     def record(self) -> dict:
         rec = self.meta_record()
         rec.update(base=self.base_chunks, limit=self.base_limit, size=self.size, ext=self.extents)
+        if self.charges:
+            rec["q"] = {str(uid): n for uid, n in self.charges.items()}
         return rec
+
+    def quota_bytes(self) -> int:
+        """What this file costs against a staging quota: every byte that is
+        not its committed base (written, or a hole a truncate grew)."""
+        return self.size - self.base_limit + self._written_below(0, self.base_limit)
+
+    def write_cost(self, off: int, end: int) -> int:
+        """How much :meth:`quota_bytes` grows when [off, end) is written."""
+        if end <= off:
+            return 0
+        grown = max(0, end - self.size)
+        top = min(end, self.base_limit)
+        if off >= top:
+            return grown
+        return grown + (top - off) - self._written_below(off, top)
+
+    def _written_below(self, lo: int, hi: int) -> int:
+        """Bytes of [lo, hi) in an extent."""
+        ext = self.extents
+        i = max(0, bisect.bisect_right(ext, [lo, float("inf")]) - 1)
+        n = 0
+        while i < len(ext) and ext[i][0] < hi:
+            s, e = max(ext[i][0], lo), min(ext[i][1], hi)
+            if e > s:
+                n += e - s
+            i += 1
+        return n
 
     def add_extent(self, start: int, end: int) -> None:
         """Mark [start, end) as written (merging with neighbours)."""
@@ -187,7 +217,8 @@ def node_from_record(rec: dict) -> Node:
     if kind == SYMLINK:
         return LinkNode(**common, target=rec.get("target", ""))
     return FileNode(**common, base_chunks=rec.get("base", []), base_limit=rec.get("limit", 0),
-                    size=rec.get("size", 0), extents=[list(e) for e in rec.get("ext", [])])
+                    size=rec.get("size", 0), extents=[list(e) for e in rec.get("ext", [])],
+                    charges={int(uid): int(n) for uid, n in rec.get("q", {}).items()})
 
 
 def node_from_entry(nid: int, entry: dict) -> Node:
