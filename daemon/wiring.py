@@ -17,7 +17,10 @@ import trio
 
 from ..cache.chunkcache import ChunkCache, default_cache_limit
 from ..mountfs.operations import TrunkOperations
+from ..pipelines.cgroups import DatumCgroups
+from ..pipelines.jobs import JobRetention
 from ..pipelines.registry import PipelineRegistry
+from ..pipelines.runner import Sandbox
 from ..pipelines.scheduler import JobScheduler
 from ..staging.manager import StagingManager
 from ..store.errors import NotFound
@@ -52,7 +55,10 @@ async def build_service(config: Config, store: Store, mountpoint: str | None) ->
     staging = await trio.to_thread.run_sync(StagingManager, config.state, head_tree)
     jobs = JobScheduler(store, registry, commits, events.publish, workers.run, mountpoint=mountpoint,
                         daemon_tag=hashlib.blake2b(config.state.encode(), digest_size=4).hexdigest(),
-                        output_limit=config.job_output_limit_bytes())
+                        output_limit=config.job_output_limit_bytes(),
+                        sandbox=Sandbox(config.job_log_limit_bytes(),
+                                        await trio.to_thread.run_sync(DatumCgroups.setup)),
+                        retention=JobRetention(config.job_keep_days, config.job_keep_count))
     commits.add_trigger(jobs)
     await trio.to_thread.run_sync(jobs.load)
     cache = None
@@ -61,7 +67,8 @@ async def build_service(config: Config, store: Store, mountpoint: str | None) ->
     # entries without an owner (from put) belong to whom the mount shows them as
     owner = FileOwner(os.getuid() if config.uid is None else config.uid,
                       os.getgid() if config.gid is None else config.gid)
-    return Service(store=store, refs=refs, workers=workers, heads=heads, events=events,
+    return Service(store=store, refs=refs, workers=workers, bulk=Workers(config.bulk_threads),
+                   heads=heads, events=events,
                    commits=commits, pipelines=registry, staging=staging, jobs=jobs, cache=cache,
                    file_owner=owner)
 

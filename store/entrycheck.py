@@ -6,7 +6,8 @@ the socket and the pipelines later turn into a stat, an open or an
 ``int``-sized field is checked here once, when the tree is decoded: an
 entry of the wrong shape or with an out-of-range number is left out of its
 directory (logged, and reported by ``fsck``) instead of failing every
-listing of that directory or stopping whoever reads it.  Well-formed
+listing of that directory or stopping whoever reads it; an mtime beyond
+the 64-bit range is clamped into it.  Well-formed
 entries whose data is missing or corrupt stay in: reading them is an
 integrity error (EIO at the mount), as for any damaged data.
 """
@@ -59,9 +60,14 @@ def _byte_name(value: object, limit: int) -> str | None:
 
 
 def entry_problem(e: object) -> str | None:
-    """Why ``e`` is not a valid tree entry, or None when it is."""
+    """Why ``e`` is not a valid tree entry, or None when it is.  An integer
+    mtime out of the 64-bit range is clamped into it first (a time only
+    describes the entry; the rest of it is still good)."""
     if not isinstance(e, dict):
         return "is not an object"
+    mtime = e.get("mtime")
+    if type(mtime) is int and not INT64[0] <= mtime <= INT64[1]:
+        e["mtime"] = min(max(mtime, INT64[0]), INT64[1])
     name = e.get("name")
     why = _byte_name(name, NAME_MAX)
     if why is None and ("/" in name or name in (".", "..")):   # type: ignore[operator]

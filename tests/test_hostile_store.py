@@ -115,7 +115,10 @@ def test_decoding_leaves_out_each_malformed_entry_and_fsck_names_it(workdir):
     try:
         names = {e["name"] for e in reader.read_tree(tree)}
         # well-formed entries stay (a missing chunk or tree is an error when read, not here)
-        assert names == {"good", weird_but_valid["name"], "missing-chunk", "dir-missing-tree"}
+        assert names == {"good", weird_but_valid["name"], "missing-chunk", "dir-missing-tree",
+                         "huge-mtime", "neg-mtime"}    # times clamped into 64 bits
+        times = {e["name"]: e["mtime"] for e in reader.read_tree(tree)}
+        assert (times["huge-mtime"], times["neg-mtime"]) == (2 ** 63 - 1, -(2 ** 63))
         report = fsck(reader)
     finally:
         reader.close()
