@@ -18,6 +18,7 @@ Keys of the file are the long flag names with ``_`` for ``-``, e.g.::
     job_log_limit = "1M"           # output kept per datum attempt, start and end (0: no cap)
     job_keep_days = 30             # finished jobs and their logs are deleted after (0: no limit)
     job_keep_count = 1000          # finished jobs kept per pipeline (0: no limit)
+    staging_quota = "100G"         # bytes one uid may stage through the mount (root: no limit; 0: none)
 """
 
 from __future__ import annotations
@@ -52,7 +53,8 @@ class Config:
     SETTINGS = ("state", "store", "socket", "socket_group", "mount", "allow_other", "cache_size",
                 "cache_local", "uid", "gid", "s3_endpoint", "s3_region", "compression_level",
                 "pack_size_mib", "threads", "bulk_threads", "log_level", "max_connections_per_uid", "idle_timeout",
-                "job_output_limit", "job_log_limit", "job_keep_days", "job_keep_count")
+                "job_output_limit", "job_log_limit", "job_keep_days", "job_keep_count",
+                "staging_quota")
 
     def __init__(self, state: str | None = None, store: str = "", socket: str | None = None,
                  socket_group: str | None = None, mount: str | None = None,
@@ -64,7 +66,7 @@ class Config:
                  log_level: str = "INFO", max_connections_per_uid: int = 64,
                  idle_timeout: float = 300.0, job_output_limit: str | int = "100G",
                  job_log_limit: str | int = "1M", job_keep_days: float = 30.0,
-                 job_keep_count: int = 1000) -> None:
+                 job_keep_count: int = 1000, staging_quota: str | int = "100G") -> None:
         self.state: str = default_state_dir() if state is None else state
         self.store: str = store                   # default: file://<state>/store
         self.socket: str = default_socket_path() if socket is None else socket
@@ -88,6 +90,7 @@ class Config:
         self.job_log_limit = job_log_limit        # output kept per datum attempt; 0: no cap
         self.job_keep_days = job_keep_days        # age of finished jobs pruned; 0: no limit
         self.job_keep_count = job_keep_count      # finished jobs kept per pipeline; 0: no limit
+        self.staging_quota = staging_quota        # bytes or "100G" a uid may stage (EDQUOT); 0: none
         self.finish()
 
     def __repr__(self) -> str:
@@ -126,6 +129,8 @@ class Config:
         if isinstance(self.job_keep_count, bool) or not isinstance(self.job_keep_count, int) \
                 or self.job_keep_count < 0:
             raise InvalidArgument("job_keep_count must be an integer, 0 (no limit) or more")
+        if parse_size(self.staging_quota) < 0:
+            raise InvalidArgument("staging_quota must be a size of 0 (no limit) or more, e.g. 100G")
         if self.mount:
             self.mount = os.path.abspath(os.path.expanduser(self.mount))
         if self.cache_size not in (None, ""):
@@ -142,6 +147,10 @@ class Config:
     def job_log_limit_bytes(self) -> int:
         """The output kept per datum attempt in bytes; 0 is no cap."""
         return parse_size(self.job_log_limit)
+
+    def staging_quota_bytes(self) -> int:
+        """The bytes one uid may stage through the mount; 0 is no limit."""
+        return parse_size(self.staging_quota)
 
     def cache_limit(self) -> int | None:
         """The cache bound in bytes, or None for the default."""

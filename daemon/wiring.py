@@ -23,6 +23,7 @@ from ..pipelines.registry import PipelineRegistry
 from ..pipelines.runner import Sandbox
 from ..pipelines.scheduler import JobScheduler
 from ..staging.manager import StagingManager
+from ..staging.quota import StagingQuota
 from ..store.errors import NotFound
 from ..store.refs import Refs
 from ..store.store import Store
@@ -52,7 +53,8 @@ async def build_service(config: Config, store: Store, mountpoint: str | None) ->
         except NotFound:
             return None
         return store.read_commit(head).tree if head else None
-    staging = await trio.to_thread.run_sync(StagingManager, config.state, head_tree)
+    quota = StagingQuota(config.staging_quota_bytes())
+    staging = await trio.to_thread.run_sync(StagingManager, config.state, head_tree, quota)
     jobs = JobScheduler(store, registry, commits, events.publish, workers.run, mountpoint=mountpoint,
                         daemon_tag=hashlib.blake2b(config.state.encode(), digest_size=4).hexdigest(),
                         output_limit=config.job_output_limit_bytes(),

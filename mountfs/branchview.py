@@ -42,6 +42,9 @@ def _open_file(handle: Handle) -> OpenFile:
 
 
 class BranchView(View):
+    repo: str
+    staged = True
+
     def __init__(self, parts: ViewParts, repo: str, branch: str, area: StagingArea) -> None:
         super().__init__(parts)
         self.repo = repo
@@ -102,13 +105,13 @@ class BranchView(View):
 
     # -- files -------------------------------------------------------------------------------
 
-    def _new_handle(self, inode: Inode, node: FileNode | None) -> int:
-        handle = OpenFile(inode)
+    def _new_handle(self, inode: Inode, node: FileNode | None, uid: int) -> int:
+        handle = OpenFile(inode, uid=uid)
         if node is not None:
             handle.hold(node)
         return self.parts.handles.add(handle)
 
-    async def open(self, inode: Inode, flags: int) -> pyfuse3.FileInfo:
+    async def open(self, inode: Inode, flags: int, ctx: pyfuse3.RequestContext) -> pyfuse3.FileInfo:
         r = await self.nodes.resolve(inode)
         if is_dir_like(r):
             raise fuse_error(errno.EISDIR)
@@ -118,8 +121,8 @@ class BranchView(View):
         if flags & os.O_TRUNC and flags & os.O_ACCMODE != os.O_RDONLY:
             async with self.area.mutation():
                 node = await self._upper_file(inode)
-                self.area.truncate(node, 0)
-        return pyfuse3.FileInfo(fh=self._new_handle(inode, node), keep_cache=False)
+                self.area.truncate(node, 0, uid=ctx.uid)
+        return pyfuse3.FileInfo(fh=self._new_handle(inode, node, ctx.uid), keep_cache=False)
 
     async def _upper_file(self, inode: Inode) -> FileNode:
         node = await self.nodes.upper(inode)
@@ -158,7 +161,7 @@ class BranchView(View):
         async with self.area.mutation():
             node = await self._upper_file(h.inode)
             h.hold(node)
-            return self.area.write(node, off, buf)
+            return self.area.write(node, off, buf, uid=h.uid)
 
     async def fsync(self, handle: Handle, datasync: bool) -> None:
         h = _open_file(handle)
@@ -188,7 +191,7 @@ class BranchView(View):
             if fields.update_size:
                 if not isinstance(node, FileNode):
                     raise fuse_error(errno.EISDIR if isinstance(node, DirNode) else errno.EINVAL)
-                area.truncate(node, attr.st_size)
+                area.truncate(node, attr.st_size, uid=ctx.uid)
             if fields.update_mode:
                 node.mode = stat.S_IMODE(attr.st_mode)
             if fields.update_uid:
@@ -261,7 +264,7 @@ class BranchView(View):
             inode, node = await self._new_entry(parent, name, "file", mode, ctx)
             attr = await self._made(inode, node)
             assert isinstance(node, FileNode)
-            return pyfuse3.FileInfo(fh=self._new_handle(inode, node), keep_cache=False), attr
+            return pyfuse3.FileInfo(fh=self._new_handle(inode, node, ctx.uid), keep_cache=False), attr
 
     async def link(self, inode: Inode, parent: Inode, name: bytes) -> pyfuse3.EntryAttributes:
         raise fuse_error(errno.EPERM)  # hard links are not supported (README)

@@ -32,6 +32,7 @@ def _entry(inode: Inode) -> dict:
 
 
 class CommitView(View):
+    repo: str
     def __init__(self, parts: ViewParts, repo: str, commit: str) -> None:
         super().__init__(parts)
         self.repo = repo
@@ -72,7 +73,7 @@ class CommitView(View):
         inode = self._child(parent, item["name"], item)
         return inode, self._attr(inode)
 
-    async def open(self, inode: Inode, flags: int) -> pyfuse3.FileInfo:
+    async def open(self, inode: Inode, flags: int, ctx: pyfuse3.RequestContext) -> pyfuse3.FileInfo:
         if flags & os.O_ACCMODE != os.O_RDONLY or flags & os.O_TRUNC:
             raise fuse_error(errno.EROFS)
         entry = _entry(inode)

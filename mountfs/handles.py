@@ -34,14 +34,15 @@ class OpenDir(Handle):
 
 
 class OpenFile(Handle):
-    __slots__ = ("reader", "reader_of", "node")
+    __slots__ = ("reader", "reader_of", "node", "uid")
 
     def __init__(self, inode: Inode, reader: ChunkReader | None = None,
-                 reader_of: object = None) -> None:
+                 reader_of: object = None, uid: int = 0) -> None:
         super().__init__(inode)
         self.reader = reader          # reads committed chunks ...
         self.reader_of = reader_of    # ... of this entry (or chunk list)
         self.node: FileNode | None = None   # branch views: the staged file held open
+        self.uid = uid                # who opened it: FUSE writes carry no caller; its quota pays
 
     def hold(self, node: FileNode) -> None:
         """Hold ``node`` open (its data file stays while any handle does)."""

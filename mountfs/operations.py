@@ -7,7 +7,10 @@ that owns its inode or handle, and every exception becomes an errno.
 read-only (``commitview``).  All of them share one inode table
 (``inodes``) and one handle table (``handles``).  The root and commit
 views refuse writes with EROFS; a rename from one view into another is
-EXDEV.
+EXDEV.  Every request that names its caller is checked against the roles of
+the view's repo first (``access``): ``read`` to use a view, ``write`` to
+change a branch view (EACCES, before anything is staged); writes count
+against the staging quota of the uid that opened the file (EDQUOT).
 """
 
 from __future__ import annotations
@@ -24,12 +27,15 @@ import pyfuse3
 
 from ..cache.chunkcache import ChunkCache
 from ..staging.manager import StagingManager
+from ..staging.quota import QuotaExceeded
+from ..store.access import READ, WRITE
 from ..store.errors import IntegrityError, InvalidArgument, NotFound, TrunkError
 from ..store.refs import Refs
 from ..store.store import Store
+from .access import RepoGate
 from .attrs import NAME_MAX
 from .handles import HandleTable, OpenDir
-from .inodes import InodeTable
+from .inodes import Inode, InodeTable
 from .root import RootDir
 from .view import Heads, Run, ViewParts, fuse_error
 
@@ -60,6 +66,9 @@ def fuse_errors(fn: Callable[P, Awaitable[T]]) -> Callable[P, Coroutine[Any, Any
             return await fn(*args, **kwargs)
         except pyfuse3.FUSEError:
             raise
+        except QuotaExceeded as exc:   # the user's limit, not a fault of ours
+            log.debug("%s: %s", name, exc)
+            raise pyfuse3.FUSEError(errno.EDQUOT) from None
         except (NotFound, InvalidArgument) as exc:
             log.debug("%s%r: %s", name, args[1:3], exc)
             raise pyfuse3.FUSEError(errno.ENOENT) from None
@@ -92,8 +101,19 @@ class TrunkOperations(pyfuse3.Operations):
         self.parts = ViewParts(store, heads, run, cache, self.inodes, self.handles,
                                os.getuid() if uid is None else uid,
                                os.getgid() if gid is None else gid, time.time_ns())
-        self.root = RootDir(self.parts, refs, staging)
+        self.gate = RepoGate(refs, run)
+        self.root = RootDir(self.parts, refs, staging, self.gate)
         self._statfs_cache: tuple[float, int] = (0.0, 0)
+
+    def _may_use(self, node: Inode, ctx: pyfuse3.RequestContext) -> Awaitable[None]:
+        """EACCES unless the caller may read the repo of ``node``'s view."""
+        return self.gate.require(ctx, node.view.repo, READ)
+
+    def _may_change(self, node: Inode, ctx: pyfuse3.RequestContext) -> Awaitable[None]:
+        """EACCES unless the caller may write there (a branch view; the other
+        views refuse changes themselves, with EROFS, to those who may read)."""
+        view = node.view
+        return self.gate.require(ctx, view.repo, WRITE if view.staged else READ)
 
     def branch_changed(self, repo: str, branch: str | None) -> None:
         """A branch moved or went away (a ``BranchHeads`` listener)."""
@@ -106,6 +126,10 @@ class TrunkOperations(pyfuse3.Operations):
         if len(name) > NAME_MAX:
             raise fuse_error(errno.ENAMETOOLONG)
         parent = self.inodes.get(parent_inode) or _no_inode()
+        if parent is self.root.inode and name not in (b".", b".."):
+            await self.gate.require(ctx, self.root.repo_named(name), READ, missing_ok=True)
+        else:
+            await self._may_use(parent, ctx)
         if name == b".":
             target = parent
         elif name == b"..":
@@ -123,16 +147,19 @@ class TrunkOperations(pyfuse3.Operations):
     @fuse_errors
     async def getattr(self, inode: int, ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
         node = self.inodes.get(inode) or _no_inode()
+        await self._may_use(node, ctx)
         return await node.view.getattr(node)
 
     @fuse_errors
     async def readlink(self, inode: int, ctx: pyfuse3.RequestContext) -> bytes:
         node = self.inodes.get(inode) or _no_inode()
+        await self._may_use(node, ctx)
         return await node.view.readlink(node)
 
     @fuse_errors
     async def access(self, inode: int, mode: int, ctx: pyfuse3.RequestContext) -> bool:
         node = self.inodes.get(inode) or _no_inode()
+        await self._may_use(node, ctx)
         return await node.view.access(node, mode)
 
     # -- directories ------------------------------------------------------------------------
@@ -140,7 +167,11 @@ class TrunkOperations(pyfuse3.Operations):
     @fuse_errors
     async def opendir(self, inode: int, ctx: pyfuse3.RequestContext) -> int:
         node = self.inodes.get(inode) or _no_inode()
-        return self.handles.add(OpenDir(node, await node.view.entries(node)))
+        await self._may_use(node, ctx)
+        entries = await node.view.entries(node)
+        if node is self.root.inode and ctx.uid != 0:   # the repos this caller may read
+            entries = [e for e in entries if await self.gate.allows(ctx, e[1], READ)]
+        return self.handles.add(OpenDir(node, entries))
 
     @fuse_errors
     async def readdir(self, fh: int, start_id: int, token: pyfuse3.ReaddirToken) -> None:
@@ -192,7 +223,11 @@ class TrunkOperations(pyfuse3.Operations):
     @fuse_errors
     async def open(self, inode: int, flags: int, ctx: pyfuse3.RequestContext) -> pyfuse3.FileInfo:
         node = self.inodes.get(inode) or _no_inode()
-        return await node.view.open(node, flags)
+        if flags & os.O_ACCMODE != os.O_RDONLY or flags & os.O_TRUNC:
+            await self._may_change(node, ctx)
+        else:
+            await self._may_use(node, ctx)
+        return await node.view.open(node, flags, ctx)
 
     @fuse_errors
     async def read(self, fh: int, off: int, size: int) -> bytes:
@@ -233,30 +268,35 @@ class TrunkOperations(pyfuse3.Operations):
     async def setattr(self, inode: int, attr: pyfuse3.EntryAttributes, fields: pyfuse3.SetattrFields,
                       fh: int | None, ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
         node = self.inodes.get(inode) or _no_inode()
+        await self._may_change(node, ctx)
         return await node.view.setattr(node, attr, fields, fh, ctx)
 
     @fuse_errors
     async def create(self, parent_inode: int, name: bytes, mode: int, flags: int,
                      ctx: pyfuse3.RequestContext) -> tuple[pyfuse3.FileInfo, pyfuse3.EntryAttributes]:
         parent = self.inodes.get(parent_inode) or _no_inode()
+        await self._may_change(parent, ctx)
         return await parent.view.create(parent, name, mode, flags, ctx)
 
     @fuse_errors
     async def mknod(self, parent_inode: int, name: bytes, mode: int, rdev: int,
                     ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
         parent = self.inodes.get(parent_inode) or _no_inode()
+        await self._may_change(parent, ctx)
         return await parent.view.mknod(parent, name, mode, ctx)
 
     @fuse_errors
     async def mkdir(self, parent_inode: int, name: bytes, mode: int,
                     ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
         parent = self.inodes.get(parent_inode) or _no_inode()
+        await self._may_change(parent, ctx)
         return await parent.view.mkdir(parent, name, mode, ctx)
 
     @fuse_errors
     async def symlink(self, parent_inode: int, name: bytes, target: bytes,
                       ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
         parent = self.inodes.get(parent_inode) or _no_inode()
+        await self._may_change(parent, ctx)
         return await parent.view.symlink(parent, name, target, ctx)
 
     @fuse_errors
@@ -264,16 +304,19 @@ class TrunkOperations(pyfuse3.Operations):
                    ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
         node = self.inodes.get(inode) or _no_inode()
         new_parent = self.inodes.get(new_parent_inode) or _no_inode()
+        await self._may_change(node, ctx)
         return await node.view.link(node, new_parent, new_name)
 
     @fuse_errors
     async def unlink(self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:
         parent = self.inodes.get(parent_inode) or _no_inode()
+        await self._may_change(parent, ctx)
         await parent.view.unlink(parent, name)
 
     @fuse_errors
     async def rmdir(self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:
         parent = self.inodes.get(parent_inode) or _no_inode()
+        await self._may_change(parent, ctx)
         await parent.view.rmdir(parent, name)
 
     @fuse_errors
@@ -281,6 +324,7 @@ class TrunkOperations(pyfuse3.Operations):
                      name_new: bytes, flags: int, ctx: pyfuse3.RequestContext) -> None:
         parent = self.inodes.get(parent_inode_old) or _no_inode()
         new_parent = self.inodes.get(parent_inode_new) or _no_inode()
+        await self._may_change(parent, ctx)   # a rename into another view is EXDEV
         await parent.view.rename(parent, name_old, new_parent, name_new, flags)
 
     # -- extended attributes ------------------------------------------------------------------
@@ -288,21 +332,25 @@ class TrunkOperations(pyfuse3.Operations):
     @fuse_errors
     async def getxattr(self, inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> bytes:
         node = self.inodes.get(inode) or _no_inode()
+        await self._may_use(node, ctx)
         return await node.view.getxattr(node, name)
 
     @fuse_errors
     async def listxattr(self, inode: int, ctx: pyfuse3.RequestContext) -> list[bytes]:
         node = self.inodes.get(inode) or _no_inode()
+        await self._may_use(node, ctx)
         return await node.view.listxattr(node)
 
     @fuse_errors
     async def setxattr(self, inode: int, name: bytes, value: bytes, ctx: pyfuse3.RequestContext) -> None:
         node = self.inodes.get(inode) or _no_inode()
+        await self._may_change(node, ctx)
         await node.view.setxattr(node, name, value)
 
     @fuse_errors
     async def removexattr(self, inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:
         node = self.inodes.get(inode) or _no_inode()
+        await self._may_change(node, ctx)
         await node.view.removexattr(node, name)
 
     # -- the file system --------------------------------------------------------------------

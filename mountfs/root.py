@@ -4,6 +4,13 @@
 but found by lookup.  Each name of the root is the root inode of a view: a
 :class:`~.branchview.BranchView` (one per branch, whatever name reached it)
 or a :class:`~.commitview.CommitView`.  The root itself is read-only.
+
+Repo roles (``access``): the listing shows a caller the repos it may read
+(as ``trunkfs repo list`` does); a lookup of a name of a repo it may not
+read answers EACCES, whatever follows the ``@``, as the socket answers
+``permission_denied`` (a repo's name is no secret there either; ENOENT
+would read as a typo).  The entries of repos that not everyone may read
+have entry timeout 0: every path walk through them asks again.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ import pyfuse3
 from ..staging.manager import StagingManager
 from ..store.errors import InvalidArgument, NotFound
 from ..store.names import check_name
+from .access import RepoGate
 from ..store.refs import Refs
 from .attrs import negative_entry
 from .branchview import BranchView
@@ -30,11 +38,18 @@ ROOT_TIMEOUT = 1.0
 DEFAULT_BRANCH = "main"
 
 
+def repo_of(inode: Inode) -> str:
+    repo = inode.view.repo
+    assert repo is not None, "a view below the root shows a repo"
+    return repo
+
+
 class RootDir(View):
-    def __init__(self, parts: ViewParts, refs: Refs, staging: StagingManager) -> None:
+    def __init__(self, parts: ViewParts, refs: Refs, staging: StagingManager, gate: RepoGate) -> None:
         super().__init__(parts)
         self.refs = refs
         self.staging = staging
+        self.gate = gate
         self.inode = parts.inodes.add_root(self)
         self._branches: dict[tuple[str, str], BranchView] = {}
 
@@ -83,12 +98,27 @@ class RootDir(View):
 
     # -- what the root answers ---------------------------------------------------------------
 
+    @staticmethod
+    def repo_named(name: bytes) -> str | None:
+        """The repo a name of the root is a view of (None: not a repo's name)."""
+        repo = os.fsdecode(name).partition("@")[0]
+        try:
+            check_name(repo, "repo")
+        except InvalidArgument:
+            return None
+        return repo
+
     async def lookup(self, parent: Inode, name: bytes) -> pyfuse3.EntryAttributes:
         try:
             inode = await self._view_root(os.fsdecode(name))
             attr = await self._attr_of(inode)
         except (NotFound, InvalidArgument):
             return negative_entry(NEGATIVE_TIMEOUT)
+        try:
+            attr.entry_timeout = await self.gate.entry_timeout(repo_of(inode), attr.entry_timeout)
+        except BaseException:
+            self.parts.inodes.release(inode)
+            raise
         inode.lookups += 1
         return attr
 
@@ -98,6 +128,7 @@ class RootDir(View):
 
     async def entries(self, inode: Inode) -> list[tuple[bytes, Any]]:
         repos = await self.parts.run(self.refs.list_repos)
+        self.gate.remember(repos)
         return [(os.fsencode(info.name), info.name) for info in repos]
 
     async def entry_attr(self, parent: Inode, name: bytes,
@@ -105,9 +136,11 @@ class RootDir(View):
         """A repo: its branch main."""
         try:
             inode = self._branch_root(item, item, DEFAULT_BRANCH)
-            return inode, await self._attr_of(inode)
+            attr = await self._attr_of(inode)
         except (NotFound, pyfuse3.FUSEError):
             return None
+        attr.entry_timeout = await self.gate.entry_timeout(item, attr.entry_timeout)
+        return inode, attr
 
     # -- branch moves ---------------------------------------------------------------------------
 

@@ -91,7 +91,14 @@ class View:
     Every request returns an awaitable.  The most frequent ones (getattr,
     getxattr, read) are declared as plain methods returning one, so that a
     view may hand over a coroutine of its parts, or refuse at once, without
-    a coroutine of its own."""
+    a coroutine of its own.
+
+    ``repo`` is the repo a view shows (None: the mount root): its access
+    list decides who may use the view (``access``); ``staged`` views take
+    changes, which need the ``write`` role."""
+
+    repo: str | None = None
+    staged = False
 
     def __init__(self, parts: ViewParts) -> None:
         self.parts = parts
@@ -117,7 +124,7 @@ class View:
         opendir).  The caller raises the lookup count once the kernel took it."""
         raise NotImplementedError
 
-    async def open(self, inode: Inode, flags: int) -> pyfuse3.FileInfo:
+    async def open(self, inode: Inode, flags: int, ctx: pyfuse3.RequestContext) -> pyfuse3.FileInfo:
         raise fuse_error(errno.EISDIR)
 
     def read(self, handle: Handle, off: int, size: int) -> Awaitable[bytes | memoryview]:
