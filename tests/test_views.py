@@ -69,7 +69,7 @@ class Mount:
         self.data_dir = os.path.join(state, "staging", "data")   # staged files' bytes
 
     async def create_repo(self, name: str) -> None:
-        await self.svc.workers.run(self.svc.refs.create_repo, name)
+        await self.svc.workers.run(self.svc.refs.create_repo, name, UID)   # the test user writes: its own repo
 
     async def put(self, repo: str, files: dict, branch: str = "main") -> str:
         meta = CommitMeta("put", {"uid": 0, "name": "root"})
