@@ -63,6 +63,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 PIPELINE_THREADS = 4   # worker threads of the scheduler's own limiter
+JOB_LOGS_FACTOR = 64   # a job keeps at most this many times job_log_limit of output in all
 
 
 class OwnerRefused(TrunkError):
@@ -97,7 +98,25 @@ class _JobRun:
     outputs: list[str | None]          # each datum's output tree, by index
     owner: Caller                      # whom the datums run as
     budget: OutputBudget               # the bytes the job's datums may store
+    log_cap: int = 0                   # output kept in the job's record, all datums (0: no cap)
+    log_bytes: int = 0                 # kept so far
     failures: list[str] = field(default_factory=list)
+
+    def bound_log(self, entry: DatumLog) -> None:
+        """Keep a datum's output in the job's record while the job's total
+        stays within ``log_cap``; past it, a note takes its place (its exit
+        and error stay), so many noisy datums cannot fill the daemon's
+        memory or the record."""
+        last = entry.last
+        if last is None or not self.log_cap:
+            return
+        size = len(last.stdout) + len(last.stderr)
+        if self.log_bytes + size <= self.log_cap:
+            self.log_bytes += size
+            return
+        note = (f"[trunkfs: {size} bytes of this datum's output dropped: the job's logs reached "
+                f"{self.log_cap} bytes ({JOB_LOGS_FACTOR} x job_log_limit)]")
+        entry.last = RunResult(last.exit, note, "", last.error)
 
 
 Publish = Callable[[dict], None]   # hands an event to the watchers
@@ -344,7 +363,7 @@ class JobScheduler:
         work = tempfile.mkdtemp(prefix=f"{self.work_prefix}{job.id[-12:]}-")
         os.chmod(work, 0o711)
         run = _JobRun(job, pipeline, work, trio.CapacityLimiter(spec.parallelism), [None] * len(datums),
-                      owner, OutputBudget(self.output_limit))
+                      owner, OutputBudget(self.output_limit), log_cap=JOB_LOGS_FACTOR * self.sandbox.log_limit)
         try:
             async with trio.open_nursery() as nursery:
                 for i, datum in enumerate(datums):
@@ -388,6 +407,7 @@ class JobScheduler:
                                            spec.input_repo, job.input.commit, datum,
                                            (command.uid, command.gid) if root else None)
             ran = await run_datum(command, spec.retries, prepare, entry, env, self.sandbox)
+            run.bound_log(entry)
             if not ran.ok:
                 job.datums.failed += 1
                 run.failures.append(f"datum {index} ({', '.join(entry.paths[:3])}): {entry.error}")
@@ -397,7 +417,8 @@ class JobScheduler:
                 tree = await self.work(store_output, self.store, ran.dirs.output, *ran_as, run.budget)
             except (UnsafeOutput, OSError) as exc:
                 message = str(exc) if isinstance(exc, UnsafeOutput) else f"cannot store its output: {exc}"
-                entry.attempt_ended(RunResult(ran.result.exit, ran.result.stdout, ran.result.stderr, message))
+                kept = entry.last or ran.result
+                entry.attempt_ended(RunResult(kept.exit, kept.stdout, kept.stderr, message))
                 job.datums.failed += 1
                 run.failures.append(f"datum {index} ({', '.join(entry.paths[:3])}): {message}")
                 return

@@ -412,3 +412,32 @@ def test_a_daemon_caps_logs_prunes_jobs_and_ends_datum_processes(daemon_factory:
     config.write_text('job_keep_count = 1\n')
     d.start()
     assert [j["id"] for j in d.cli("job", "list", "--json").json()] == [stuck]
+
+
+@pytest.mark.allow_warnings   # the failed job is logged
+def test_the_logs_of_one_job_are_bounded_as_a_whole(daemon_factory: Any, workdir: Path) -> None:
+    """Each attempt keeps at most job_log_limit; a whole job at most 64 times
+    that, so a job of many noisy datums cannot fill the daemon's memory or
+    its record. Failed datums keep their error."""
+    config = workdir / "config.toml"
+    config.write_text('job_log_limit = "1K"\n')
+    d = daemon_factory(extra=["--config", str(config)])
+    d.cli("repo", "create", "raw")
+    src = workdir / "many"
+    src.mkdir()
+    for i in range(150):
+        (src / f"f{i:03d}").write_bytes(b"%d" % i)
+    _register(d, workdir, {"name": "chatty", "input": {"repo": "raw", "glob": "/*"}, "parallelism": 4,
+                           "transform": {"cmd": ["/bin/sh", "-c",
+                                                 "head -c 3000 /dev/zero | tr '\\0' y; "
+                                                 "case $TRUNKFS_DATUM in /f149) exit 7;; esac"]}})
+    (job_id,) = d.cli("put", "raw", *[str(p) for p in sorted(src.iterdir())], "--json").json()["jobs"]
+    wait_for(lambda: d.cli("job", "show", job_id, "--json").json()["state"] in ("succeeded", "failed"),
+             120, "the job")
+    logs = d.cli("job", "logs", job_id, "--json").json()["logs"]
+    assert len(logs) == 150
+    kept = sum(len(e.get("stdout", "")) + len(e.get("stderr", "")) for e in logs.values())
+    assert kept <= 64 * 1024 + 150 * 200, kept          # the job's cap, and a short note per datum past it
+    assert any("the job's logs reached" in e.get("stdout", "") for e in logs.values())
+    failed = [e for e in logs.values() if e.get("exit") == 7]
+    assert len(failed) == 1 and failed[0]["error"]
