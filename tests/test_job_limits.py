@@ -441,3 +441,43 @@ def test_the_logs_of_one_job_are_bounded_as_a_whole(daemon_factory: Any, workdir
     assert any("the job's logs reached" in e.get("stdout", "") for e in logs.values())
     failed = [e for e in logs.values() if e.get("exit") == 7]
     assert len(failed) == 1 and failed[0]["error"]
+
+
+# -- the cgroup join does not change what the command sees ----------------------------------
+
+async def test_in_a_cgroup_a_command_sees_exactly_its_env_uid_and_no_groups(cgroups: DatumCgroups,
+                                                                           dirs: AttemptDirs) -> None:
+    """The join wraps the command (sh joins, setpriv drops to the owner, env -i
+    sets the environment): the command still gets exactly its env, its uid
+    and gid and no extra groups, and nothing of the env reaches the root
+    shell of the join (no PATH lookup of its tools, no SHELLOPTS/PS4/ENV)."""
+    os.chmod(dirs.input, 0o755)
+    os.chmod(dirs.output, 0o777)
+    trap = dirs.output + "/pwned"
+    hostile = {"PATH": f"{dirs.output}:/usr/bin:/bin", "SHELLOPTS": "xtrace", "PS4": f"$(touch {trap})",
+               "ENV": "/dev/null", "BASH_ENV": "/dev/null", "IFS": "/", "A": "x y\nz"}
+    with open(os.path.join(dirs.output, "setpriv"), "w") as f:     # a decoy on the datum's PATH
+        f.write(f"#!/bin/sh\ntouch {trap}\n")
+    os.chmod(os.path.join(dirs.output, "setpriv"), 0o755)
+    command = Command(["/bin/sh", "-c", 'env; echo "ids $(id -u) $(id -g) $(id -G)"'], hostile, None, 60.0,
+                      65534, 65534)
+    result = await run_command(command, dirs, {"TRUNKFS_JOB": "j"}, sandbox=Sandbox(cgroups=cgroups))
+    assert result.ok, result
+    seen = dict(line.split("=", 1) for line in result.stdout.split("\n") if "=" in line and not
+                line.startswith("ids"))
+    expected = {**hostile, "TRUNKFS_JOB": "j", "TRUNKFS_INPUT": dirs.input, "TRUNKFS_OUTPUT": dirs.output}
+    expected.pop("A")
+    expected.pop("IFS")       # the command's own sh resets IFS when it starts
+    for key, value in expected.items():
+        assert seen.get(key) == value, (key, seen.get(key))
+    assert "A=x y\nz" in result.stdout
+    assert "ids 65534 65534 65534" in result.stdout
+    assert not os.path.exists(trap), "the datum's environment reached the root shell of the join"
+
+
+async def test_in_a_cgroup_a_missing_command_cannot_start(cgroups: DatumCgroups, dirs: AttemptDirs) -> None:
+    result = await run_command(Command(["/nonexistent/command"]), dirs, sandbox=Sandbox(cgroups=cgroups))
+    assert result.exit is None and "cannot start '/nonexistent/command'" in (result.error or "")
+    result = await run_command(Command(["no-such-tool-anywhere"], {"PATH": "/usr/bin:/bin"}), dirs,
+                               sandbox=Sandbox(cgroups=cgroups))
+    assert result.exit is None and "cannot start 'no-such-tool-anywhere'" in (result.error or "")
