@@ -26,6 +26,7 @@ area (``trunkfs.staging.commit``).
 from __future__ import annotations
 
 import logging
+import random
 import time
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -42,7 +43,7 @@ from .workers import Workers
 
 log = logging.getLogger(__name__)
 
-CAS_ATTEMPTS = 5
+CAS_ATTEMPTS = 100      # other daemons may commit to the branch too: replay, with a growing pause
 
 
 @dataclass
@@ -113,7 +114,9 @@ class CommitPath:
     def _commit_sync(self, repo: str, branch: str, change: Change, session: WriteSession,
                      meta: CommitMeta) -> tuple[str, Commit]:
         info = self.refs.get_repo(repo)
-        for _ in range(CAS_ATTEMPTS):
+        for attempt in range(CAS_ATTEMPTS):
+            if attempt:   # someone else won the swap: a random pause, growing, spreads the writers out
+                time.sleep(random.uniform(0, min(0.5, 0.002 * 2 ** min(attempt, 8))))
             head, version = self.refs.read_branch(repo, branch)
             base = self.store.read_commit(head).root_entry() if head else None
             root = change.build(base, session)
@@ -124,7 +127,8 @@ class CommitPath:
                             parents=[head] if head else [], message=meta.message,
                             author=meta.author, time=time.time(), origin=meta.origin,
                             provenance=meta.provenance, size=root.get("size", 0),
-                            files=root.get("files", 0), dirs=root.get("dirs", 0))
+                            files=root.get("files", 0), dirs=root.get("dirs", 0),
+                            packs=session.pack_ids())
             cid = self.store.write_commit(commit)
             try:
                 self.refs.move_branch(repo, branch, cid, version)

@@ -125,6 +125,9 @@ def commit_problem(c: object) -> str | None:
             return f"its {key} is not a {kind.__name__}"
     if not _blob_id(getattr(c, "tree")) or not all(_blob_id(p) for p in getattr(c, "parents")):
         return "its tree or a parent is not a blob id"
+    packs = getattr(c, "packs", [])
+    if not isinstance(packs, list) or not all(_blob_id(p) for p in packs):
+        return "its packs are not a list of pack ids"
     t = getattr(c, "time")
     if type(t) not in (int, float) or not -1e11 < t < 1e11:     # finite, within years -1200..5100
         return f"its time {t!r:.40} is not a time"

@@ -149,9 +149,16 @@ class Commit:
     size: int = 0
     files: int = 0
     dirs: int = 0
+    # the packs (ids, hex) holding the blobs this commit's write session
+    # stored or found stored already: with its ancestors' packs, every blob
+    # of its tree; another daemon reading it indexes them (docs/consistency.md)
+    packs: list[str] = field(default_factory=list)
 
     def encode(self) -> bytes:
-        return canonical({"v": COMMIT_VERSION, **asdict(self)})
+        obj = asdict(self)
+        if not obj["packs"]:
+            del obj["packs"]     # a commit without packs encodes as before (its id unchanged)
+        return canonical({"v": COMMIT_VERSION, **obj})
 
     def root_entry(self) -> dict:
         """The commit's root directory as a tree entry (the root has no
@@ -176,10 +183,17 @@ class Commit:
 
 
 def encode_ref(commit_id: str | None) -> bytes:
-    return canonical({"v": REF_VERSION, "commit": commit_id})
+    """A ref object pointing at ``commit_id``.  It carries a random write id
+    ``w``, so no two writes of a ref have the same bytes (or, on S3, the same
+    ETag): a retried compare-and-swap recognises its own landed write by its
+    bytes, and a version seen before never comes back when the branch
+    returns to an earlier commit (see docs/consistency.md)."""
+    return canonical({"v": REF_VERSION, "commit": commit_id, "w": os.urandom(16).hex()})
 
 
 def decode_ref(raw: bytes, where: str) -> str | None:
+    """The commit a ref object points at; the write id (absent in refs
+    written before it existed) is ignored."""
     try:
         obj = json.loads(raw)
         if obj.get("v") != REF_VERSION:

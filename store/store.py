@@ -32,6 +32,7 @@ STORE_FORMAT = 1
 DEFAULT_PACK_SIZE = 32 * 1024 * 1024
 TREE_CACHE_BYTES = 64 * 1024 * 1024
 TREE_INDEX_CACHE = 512  # trees kept indexed by name (path lookups, the mount)
+RESYNC_INTERVAL = 10.0  # seconds between two listings of the store after a blob miss
 
 
 class Store:
@@ -51,6 +52,8 @@ class Store:
         self._tree_cache_bytes = 0
         self._tree_lock = threading.Lock()
         self._tree_index: OrderedDict[str, dict[str, dict]] = OrderedDict()
+        self._resync_lock = threading.Lock()
+        self._last_resync = -RESYNC_INTERVAL
         # trees read with entries of the wrong shape, left out (for fsck)
         self.malformed_entries: dict[str, list[str]] = {}
         self.params = ChunkerParams()
@@ -138,6 +141,20 @@ class Store:
         return {"packs_added": added_packs, "commits_added": added_commits,
                 "packs_missing": len(gone), "seconds": took}
 
+    def _resync_after_miss(self) -> bool:
+        """A blob no indexed pack holds: commits name their packs, so this is
+        a commit written before they did, or a tree a pipeline reused from an
+        unfinished job.  Index what the store holds (listing it), at most once
+        per ``RESYNC_INTERVAL`` seconds; True when that ran."""
+        with self._resync_lock:
+            now = time.monotonic()
+            if now - self._last_resync < RESYNC_INTERVAL:
+                return False
+            self._last_resync = now
+        log.info("a blob is in no pack this daemon knows: indexing the store's packs")
+        self.sync_index()
+        return True
+
     def rebuild_index(self) -> dict:
         self.index.clear()
         with self._tree_lock:
@@ -150,6 +167,8 @@ class Store:
 
     def read_blob(self, bid: bytes) -> bytes:
         loc = self.index.blob(bid)
+        if loc is None and self._resync_after_miss():
+            loc = self.index.blob(bid)
         if loc is None:
             raise ObjectMissing(f"blob {bid.hex()} is not in any pack of {self.backend.url}")
         key = pack_key(loc.pack_id)
@@ -251,7 +270,7 @@ class Store:
     def read_commit(self, commit_id: str) -> Commit:
         return self.cached_commit(commit_id) or self._load_commit(commit_id)
 
-    def _load_commit(self, commit_id: str) -> Commit:
+    def _fetch_commit(self, commit_id: str) -> tuple[bytes, Commit]:
         key = f"commits/{commit_id}"
         try:
             raw = self.backend.get(key)
@@ -259,9 +278,48 @@ class Store:
             raise NotFound(f"commit {commit_id} does not exist in {self.backend.url}") from None
         if blob_id(raw).hex() != commit_id:
             raise IntegrityError(f"commit object {key} fails its hash check")
-        commit = Commit.decode(raw, commit_id)
-        self.index.add_commit(commit.repo_id, bytes.fromhex(commit_id), raw)
+        return raw, Commit.decode(raw, commit_id)
+
+    def _load_commit(self, commit_id: str) -> Commit:
+        """Read a commit this daemon's index does not hold (another daemon
+        wrote it) and make its data findable: the packs it names, and those
+        of its ancestors back to the first one the index holds, are indexed
+        from their own pack indexes, without listing the store.  A commit
+        enters the index only after its packs and its ancestors did, so a
+        commit in the index can always be read."""
+        raw, commit = self._fetch_commit(commit_id)
+        found: list[tuple[str, bytes, Commit]] = [(commit_id, raw, commit)]
+        stack = list(commit.parents)
+        seen = {commit_id}
+        while stack:
+            cid = stack.pop()
+            if cid in seen or self.index.commit(bytes.fromhex(cid)) is not None:
+                continue
+            seen.add(cid)
+            try:
+                craw, parent = self._fetch_commit(cid)
+            except (NotFound, IntegrityError) as exc:   # fsck reports it; the rest stays readable
+                log.error("an ancestor of commit %s cannot be read: %s", commit_id[:12], exc)
+                continue
+            found.append((cid, craw, parent))
+            stack.extend(parent.parents)
+        for cid, craw, c in reversed(found):     # ancestors first
+            for pack in c.packs:
+                self._index_pack(bytes.fromhex(pack))
+            self.index.add_commit(c.repo_id, bytes.fromhex(cid), craw)
         return commit
+
+    def _index_pack(self, pack_id: bytes) -> None:
+        """Add a pack another daemon wrote to the index, from its own index."""
+        if self.index.has_pack(pack_id):
+            return
+        try:
+            size, blobs = read_pack_index(self.backend, pack_id)
+        except (IntegrityError, ObjectMissing) as exc:
+            log.error("a pack named by a commit cannot be indexed: %s", exc)
+            return
+        self.index.add_pack(pack_id, size, blobs)
+        log.debug("indexed pack %s (%d blobs) written by another daemon", pack_id.hex()[:12], len(blobs))
 
     def commits_with_prefix(self, repo_id: str, prefix: str) -> list[str]:
         return self.index.commits_with_prefix(repo_id, prefix)

@@ -32,8 +32,10 @@ MAX_UPLOADS_IN_FLIGHT = 2
 class BlobSink:
     """Packs blobs of one type for one session."""
 
-    def __init__(self, store: "Store", blob_type: int) -> None:
+    def __init__(self, store: "Store", blob_type: int, packs: set[bytes] | None = None) -> None:
         self._store = store
+        # the packs that hold what this sink stored or found stored (the session's)
+        self.packs: set[bytes] = set() if packs is None else packs
         self._type = blob_type
         self._lock = threading.Lock()
         self._writer: PackWriter | None = None
@@ -47,7 +49,11 @@ class BlobSink:
         """Store ``data`` unless already stored; return its id."""
         if bid is None:
             bid = blob_id(data)
-        if bid in self._pending or self._store.index.has_blob(bid):
+        if bid in self._pending:
+            return bid
+        found = self._store.index.blob(bid)
+        if found is not None:
+            self.packs.add(found.pack_id)
             return bid
         stored, flags = self._store.codec.encode(data)
         full: PackWriter | None = None
@@ -82,6 +88,7 @@ class BlobSink:
             size = os.stat(path).st_size
             self._store.backend.put_file(pack_key(pack_id), path)
             self._store.index.add_pack(pack_id, size, blobs)
+            self.packs.add(pack_id)
             log.debug("stored pack %s: %d blobs, %d bytes", pack_id.hex()[:12], len(blobs), size)
         finally:
             try:
@@ -154,8 +161,15 @@ class FileIngest:
 class WriteSession:
     def __init__(self, store: "Store") -> None:
         self.store = store
-        self.data = BlobSink(store, TYPE_DATA)
-        self.trees = BlobSink(store, TYPE_TREE)
+        self._packs: set[bytes] = set()
+        self.data = BlobSink(store, TYPE_DATA, self._packs)
+        self.trees = BlobSink(store, TYPE_TREE, self._packs)
+
+    def pack_ids(self) -> list[str]:
+        """The packs (hex ids) of every blob this session stored or found
+        stored; call after :meth:`flush`.  A commit names them, so that
+        another daemon finds its blobs without listing the store."""
+        return sorted(p.hex() for p in self._packs)
 
     def ingest(self) -> FileIngest:
         return FileIngest(self)
