@@ -20,7 +20,7 @@ import os
 
 from .connection import Connection
 from .errors import DisconnectedError, ProtocolError, error_from_reply
-from .results import (BranchInfo, CommitResult, DaemonInfo, Deleted, DiscardResult, FsckReport,
+from .results import (BranchInfo, CommitResult, DaemonInfo, Deleted, DiscardResult, FleetMember, FsckReport,
                       GetResult, PutResult, RepoAcl, RepoInfo, Result, RmResult, StatsInfo)
 from .transfer import Progress, local_bytes, receive_file, receive_tree, send_put_entries
 from .tree_writer import Destination
@@ -83,6 +83,10 @@ class Client:
 
     def stats(self) -> StatsInfo:
         return StatsInfo.from_raw(self.call("stats"))
+
+    def fleet(self) -> list[FleetMember]:
+        """The daemons sharing the store, most recently seen first."""
+        return [FleetMember.from_raw(m) for m in self.call("fleet")]
 
     def fsck(self, *, rebuild_index: bool = False, read_data: bool = False) -> FsckReport:
         return FsckReport.from_raw(self.call("fsck", rebuild_index=rebuild_index, read_data=read_data))

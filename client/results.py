@@ -93,6 +93,31 @@ class DaemonInfo(Result):
         return cls(str(r.get("version", "")), as_int(r.get("pid")), as_int(r.get("uid")), raw=r)
 
 
+class FleetMember(Result):
+    """A daemon sharing the store: its id, where it runs, when it was last seen."""
+    __slots__ = ("id", "host", "pid", "version", "seen", "ago", "up", "self")
+    id: str
+    host: str
+    pid: int
+    version: str
+    seen: float
+    ago: float       # seconds since it was last seen
+    up: bool         # seen recently (it writes its record every 30 s)
+    self: bool       # the daemon that answered
+
+    def __init__(self, id: str, host: str, pid: int, version: str, seen: float, ago: float, up: bool,
+                 self_: bool = False, *, raw: Any = None) -> None:
+        self.id, self.host, self.pid, self.version = id, host, pid, version
+        self.seen, self.ago, self.up, self.self, self.raw = seen, ago, up, self_, raw
+
+    @classmethod
+    def from_raw(cls, r: dict) -> FleetMember:
+        def num(v: Any) -> float:
+            return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else 0.0
+        return cls(str(r.get("id", "")), str(r.get("host", "")), as_int(r.get("pid")), str(r.get("version", "")),
+                   num(r.get("seen")), num(r.get("ago")), r.get("up") is True, r.get("self") is True, raw=r)
+
+
 class Deleted(Result):
     """What a delete removed (a repo, a branch or a pipeline name)."""
     __slots__ = ("name",)

@@ -17,7 +17,7 @@ import sys
 from ..client import Client, ClientError
 from .commands import (UsageError, cmd_branch, cmd_cat, cmd_commit, cmd_daemon, cmd_diff,
                        cmd_discard, cmd_fsck, cmd_get, cmd_job, cmd_log, cmd_ls, cmd_pipeline,
-                       cmd_provenance, cmd_put, cmd_repo, cmd_rm, cmd_show, cmd_stats, cmd_status,
+                       cmd_fleet, cmd_provenance, cmd_put, cmd_repo, cmd_rm, cmd_show, cmd_stats, cmd_status,
                        cmd_umount, cmd_watch, parse_spec)
 from .terminal import setup_stdout
 
@@ -143,6 +143,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     x = sub.add_parser("stats", parents=[common], help="store figures")
     x.set_defaults(func=cmd_stats)
+
+    x = sub.add_parser("fleet", parents=[common], help="the daemons sharing the store, last seen first")
+    x.set_defaults(func=cmd_fleet)
 
     pl = sub.add_parser("pipeline", parents=[common], help="register, list, show, update, delete pipelines")
     ps = pl.add_subparsers(dest="action", required=True)

@@ -261,6 +261,12 @@ def cmd_fsck(args: argparse.Namespace, c: Client) -> int:
     return 0 if r.ok else 1
 
 
+def cmd_fleet(args: argparse.Namespace, c: Client) -> int:
+    members = c.fleet()
+    emit(args, members, "\n".join(fmt.fleet_line(m) for m in members))
+    return 0
+
+
 def cmd_stats(args: argparse.Namespace, c: Client) -> int:
     r = c.stats()
     emit(args, r, fmt.stats_text(r))

@@ -73,7 +73,8 @@ class CommitTrigger(Protocol):
 
 class CommitPath:
     def __init__(self, store: Store, refs: Refs, heads: BranchHeads, events: EventBus,
-                 workers: Workers) -> None:
+                 workers: Workers, daemon_id: str = "") -> None:
+        self.daemon_id = daemon_id    # recorded on every commit
         self.store = store
         self.refs = refs
         self.heads = heads
@@ -128,7 +129,7 @@ class CommitPath:
                             author=meta.author, time=time.time(), origin=meta.origin,
                             provenance=meta.provenance, size=root.get("size", 0),
                             files=root.get("files", 0), dirs=root.get("dirs", 0),
-                            packs=session.pack_ids())
+                            packs=session.pack_ids(), daemon=self.daemon_id)
             cid = self.store.write_commit(commit)
             try:
                 self.refs.move_branch(repo, branch, cid, version)

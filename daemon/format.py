@@ -18,7 +18,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:  # only the type checker needs these: every command imports this module
     from collections.abc import Iterable, Sequence
 
-    from ..client import (BranchInfo, Change, CommitInfo, Entry, Event, FsckReport, JobEvent,
+    from ..client import (BranchInfo, Change, CommitInfo, Entry, Event, FleetMember, FsckReport, JobEvent,
                           JobInfo, JobLogs, Listing, Origin, PipelineInfo, ProvenanceRef,
                           ProvenanceStep, RepoAcl, RepoInfo, StatsInfo)
 
@@ -259,3 +259,10 @@ def event_line(e: Event) -> str:
         out = f" -> {e.output}@{short(e.output_commit)}" if e.output_commit else ""
         return f"job {e.id[:SHORT]} {e.pipeline} {e.state}{out}  {datums_text(e)}"
     return f"{e.type} event"
+
+
+def fleet_line(m: FleetMember) -> str:
+    """``a1b2c3d4e5f60718  up      host:pid  v0.1  seen 3 s ago  (this daemon)``."""
+    state = "up" if m.up else "gone?"
+    mark = "  (this daemon)" if m.self else ""
+    return f"{m.id}  {state:<6} {m.host}:{m.pid}  v{m.version}  seen {m.ago:.0f} s ago{mark}"

@@ -21,6 +21,7 @@ from .heads import BranchHeads
 from .workers import Workers
 
 if TYPE_CHECKING:
+    from .beacon import BeaconTask
     from ..cache.chunkcache import ChunkCache
     from ..pipelines.scheduler import JobScheduler
 
@@ -43,6 +44,7 @@ class Service:
     file_owner: FileOwner = field(default_factory=lambda: FileOwner(os.getuid(), os.getgid()))
     # bulk socket work (put, get, commit, fsck): its own threads (daemon/workers.py)
     bulk: Workers = field(default_factory=lambda: Workers(4))
+    beacon: "BeaconTask | None" = None   # this daemon's fleet record (None: not written)
 
     async def writable_branch(self, repo: str, ref: str | None) -> str:
         """The branch named by ``ref``; refuses a commit id."""

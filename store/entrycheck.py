@@ -125,6 +125,8 @@ def commit_problem(c: object) -> str | None:
             return f"its {key} is not a {kind.__name__}"
     if not _blob_id(getattr(c, "tree")) or not all(_blob_id(p) for p in getattr(c, "parents")):
         return "its tree or a parent is not a blob id"
+    if not isinstance(getattr(c, "daemon", ""), str):
+        return "its daemon is not a string"
     packs = getattr(c, "packs", [])
     if not isinstance(packs, list) or not all(_blob_id(p) for p in packs):
         return "its packs are not a list of pack ids"

@@ -144,7 +144,7 @@ def commit_summary(commit_id: str, commit: Commit) -> dict:
     return {"id": commit_id, "repo": commit.repo, "parents": commit.parents,
             "message": commit.message, "author": commit.author, "time": commit.time,
             "origin": commit.origin, "provenance": commit.provenance, "tree": commit.tree,
-            "size": commit.size, "files": commit.files}
+            "size": commit.size, "files": commit.files, "daemon": commit.daemon or None}
 
 
 def log(store: Store, commit_id: str | None, limit: int = 0) -> list[dict]:

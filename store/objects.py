@@ -153,11 +153,13 @@ class Commit:
     # stored or found stored already: with its ancestors' packs, every blob
     # of its tree; another daemon reading it indexes them (docs/consistency.md)
     packs: list[str] = field(default_factory=list)
+    daemon: str = ""     # the id of the daemon that wrote it (store/fleet.py)
 
     def encode(self) -> bytes:
         obj = asdict(self)
-        if not obj["packs"]:
-            del obj["packs"]     # a commit without packs encodes as before (its id unchanged)
+        for key in ("packs", "daemon"):
+            if not obj[key]:
+                del obj[key]     # a commit without them encodes as before (its id unchanged)
         return canonical({"v": COMMIT_VERSION, **obj})
 
     def root_entry(self) -> dict:

@@ -147,6 +147,12 @@ class Refs:
                 raise InvalidArgument(
                     f"{ref!r} is neither a branch of {repo!r} nor a commit prefix of at least {MIN_PREFIX} characters")
             matches = self.store.commits_with_prefix(info.id, lowered)
+            if not matches and len(lowered) == 64:   # whole, and maybe written by another daemon
+                try:
+                    if self.store.read_commit(lowered).repo_id == info.id:
+                        matches = [lowered]
+                except NotFound:
+                    pass
             if len(matches) == 1:
                 return matches[0], None
             if len(matches) > 1:

@@ -96,3 +96,27 @@ def test_a_commit_names_its_packs_and_another_store_indexes_them_without_listing
     finally:
         a.close()
         b.close()
+
+
+def test_each_daemon_has_a_stable_id_on_its_commits_and_in_the_fleet(daemon_factory, workdir):
+    """Who is who: a daemon's id lives in its state directory (the same after
+    a restart), is recorded on the commits it writes, and `trunkfs fleet` on
+    any daemon lists every daemon of the store seen recently."""
+    url = f"file://{workdir / 'shared-store'}"
+    a, b = fleet(daemon_factory, url, [], n=2)
+    listed = a.cli("fleet", "--json").json()
+    assert len(listed) == 2 and all(m["up"] for m in listed)
+    ids = {m["id"] for m in listed}
+    assert {m["id"] for m in b.cli("fleet", "--json").json()} == ids
+    assert all(m["host"] and m["pid"] for m in listed)
+    a.cli("repo", "create", "r")
+    (workdir / "x").write_bytes(b"x")
+    a.cli("put", "r", str(workdir / "x"))
+    a_id = next(m["id"] for m in listed if m["pid"] == a.pid)
+    head = a.cli("log", "r", "--json").json()[0]
+    assert b.cli("show", f"r@{head['id']}", "--json").json()["daemon"] == a_id
+    a.stop()
+    a.start()
+    again = {m["id"]: m for m in b.cli("fleet", "--json").json()}
+    assert set(again) == ids and again[a_id]["pid"] == a.pid     # the same id after a restart
+    assert a_id in a.cli("fleet").out

@@ -249,7 +249,7 @@ def test_log_follows_first_parents_with_a_limit_and_show(store: Store, refs: Ref
     assert [c["message"] for c in full] == ["m3", "m2", "m1", "m0"]
     assert full[0]["parents"] == [ids[2]] and full[-1]["parents"] == []
     assert set(full[0]) == {"id", "repo", "parents", "message", "author", "time", "origin",
-                            "provenance", "tree", "size", "files"}
+                            "provenance", "tree", "size", "files", "daemon"}
     assert [c["id"] for c in history.log(store, ids[-1], limit=2)] == [ids[3], ids[2]]
     shown = history.show(store, history.resolve(refs, "r", ids[1][:12]))
     assert shown == dict(full[2], branch=None)

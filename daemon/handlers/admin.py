@@ -1,9 +1,10 @@
-"""The daemon itself: ping, stop, stats, fsck."""
+"""The daemon itself: ping, stop, stats, fleet, fsck."""
 
 from __future__ import annotations
 
 import os
 
+from ...store.fleet import list_fleet
 from ...store.fsck import fsck
 from .. import protocol
 from ..auth import PermissionDenied
@@ -31,6 +32,15 @@ async def stats(req: Request) -> dict:
     if req.service.cache is not None:
         out["cache"] = req.service.cache.stats()
     return out
+
+
+@op("fleet")
+async def fleet(req: Request) -> list[dict]:
+    """The daemons sharing this store, most recently seen first (``self``: this one)."""
+    svc = req.service
+    found = await svc.workers.run(list_fleet, svc.store.backend)
+    me = svc.beacon.daemon_id if svc.beacon is not None else None
+    return [dict(m, self=m["id"] == me) for m in found]
 
 
 @op("fsck")
