@@ -60,11 +60,24 @@ class Backend(abc.ABC):
 
         ``expected`` None means the key must not exist.  Returns the new
         version; raises Conflict when the current version differs.
+
+        Callers pass bytes unique to this write (a ref carries a random
+        write id; a repo or pipeline record an id and times).  Two things
+        rest on it: a retry whose earlier attempt lost its reply recognises
+        its own landed write by reading the key back (see
+        :class:`~.wrappers.RetryingBackend`), and a version token, derived
+        from the bytes on both backends (ETag, content hash), is never seen
+        twice, so a stale ``expected`` cannot match again after the key
+        returns to an earlier value (no ABA).
         """
 
     @abc.abstractmethod
     def delete_if(self, key: str, expected: str) -> None:
-        """Delete ``key`` only if it is still at version ``expected``; else Conflict."""
+        """Delete ``key`` only if it is still at version ``expected``; else Conflict.
+
+        A missing key is a Conflict here; only a retry of a delete whose
+        reply was lost takes "already gone" as its own success.
+        """
 
     def staging_dir(self) -> str | None:
         """A directory on the store's own filesystem where :meth:`put_file`

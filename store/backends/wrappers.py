@@ -11,6 +11,7 @@ AccessDenied, a plain BackendError) is final.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import random
@@ -29,6 +30,13 @@ T = TypeVar("T")
 class TransientBackendError(BackendError):
     """A failure that may go away by itself: throttling, a timeout, a 5xx,
     a dropped connection.  Only these are retried by :class:`RetryingBackend`."""
+
+
+class LostReplyConflict(Conflict):
+    """A compare-and-swap found another write in place after one of its own
+    attempts lost its reply: that attempt may have landed and been replaced
+    since, or never have landed; the store cannot tell which.  A caller that
+    can check (is my commit an ancestor of the branch's head now?) should."""
 
 
 class _Forwarding(Backend):
@@ -62,11 +70,16 @@ class RetryingBackend(_Forwarding):
     Plain operations are idempotent (objects are immutable, deletes of a
     missing key succeed), so they are simply repeated.  A compare-and-swap is
     not: when its answer is lost, the write may have happened.  Before trying
-    again, :meth:`put_if` reads the key back and reports success if it
-    already holds our bytes; :meth:`delete_if` reports success if the key is
-    gone.  (Should another writer overwrite our landed write in between, the
-    caller sees Conflict although its write happened; with the daemon as the
-    only writer of a store that cannot occur.)
+    again (and when the retry meets a failed precondition), :meth:`put_if`
+    reads the key back and reports success if it holds exactly our bytes;
+    that is sound because every conditionally written object carries bytes
+    unique to its write (refs a random write id; see
+    :meth:`Backend.put_if`).  :meth:`delete_if` reports success if the key
+    is gone (a delete of a key is wanted gone whoever removed it).  Should
+    another writer replace our landed write before the read-back, the store
+    cannot tell that from a write that never landed: the caller gets
+    :class:`LostReplyConflict`, a Conflict that says so
+    (docs/consistency.md, "Lost replies").
 
     ``list`` is materialized before it is returned, so that a retry never
     yields a key twice.
@@ -129,29 +142,41 @@ class RetryingBackend(_Forwarding):
         uncertain = False  # an earlier attempt may have written data
 
         def ours() -> str | None:
-            """The current version if ``key`` already holds ``data``."""
+            """The current version if ``key`` holds ``data``: our write landed
+            (callers' bytes are unique to each write, see the base contract)."""
             current = self.inner.get_versioned(key)
             return current[1] if current is not None and current[0] == data else None
 
         def attempt() -> str:
             nonlocal uncertain
-            if uncertain:
-                version = ours()
-                if version is not None:
-                    log.info("put_if %r in %s: the write before the error had landed", key, self.url)
-                    return version
+            if uncertain and (version := ours()) is not None:
+                log.info("put_if %r in %s: the write before the error had landed", key, self.url)
+                return version
             try:
                 return self.inner.put_if(key, data, expected)
             except TransientBackendError:
                 uncertain = True
                 raise
-            except Conflict:
+            except Conflict as exc:
+                if not uncertain:
+                    raise
                 # A lost earlier attempt may have landed after our read-back.
-                if uncertain and (version := ours()) is not None:
+                if (version := ours()) is not None:
+                    log.info("put_if %r in %s: the write before the error had landed",
+                             key, self.url)
                     return version
-                raise
+                raise LostReplyConflict(
+                    f"{exc}; an earlier attempt's reply was lost, so that write may have "
+                    "landed and been replaced by another writer's since") from exc
 
-        return self._retry("put_if", key, attempt)
+        try:
+            return self._retry("put_if", key, attempt)
+        except TransientBackendError:
+            if uncertain:  # one last look: the network may be back
+                with contextlib.suppress(TransientBackendError):
+                    if (version := ours()) is not None:
+                        return version
+            raise
 
     def delete_if(self, key: str, expected: str) -> None:
         uncertain = False
@@ -165,10 +190,14 @@ class RetryingBackend(_Forwarding):
             except TransientBackendError:
                 uncertain = True
                 raise
-            except Conflict:
-                if uncertain and self.inner.get_versioned(key) is None:
+            except Conflict as exc:
+                if not uncertain:
+                    raise
+                if self.inner.get_versioned(key) is None:
                     return
-                raise
+                raise LostReplyConflict(
+                    f"{exc}; an earlier attempt's reply was lost, so that delete may have "
+                    "landed and the key been written again since") from exc
 
         self._retry("delete_if", key, attempt)
 
