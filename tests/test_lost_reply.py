@@ -98,6 +98,20 @@ def test_lost_reply_of_a_swap_succeeds(fault_proxy: FaultProxy, through_proxy: B
     assert _landed_puts(fault_proxy) == 2  # the create and the swap, each once
 
 
+def test_a_landed_write_is_found_after_the_last_retry_failed_too(
+        fault_proxy: FaultProxy, through_proxy: Backend) -> None:
+    """The reply is lost, then so is every read-back the retries make: one
+    last look after the retries finds the write ours."""
+    assert isinstance(through_proxy, RetryingBackend)
+    v0 = through_proxy.put_if(KEY, encode_ref("c1"), None)
+    data = encode_ref("c2")
+    fault_proxy.drop_reply("PUT", KEY, header="If-Match")
+    fault_proxy.drop_reply("GET", KEY, times=through_proxy.attempts - 1)
+    version = through_proxy.put_if(KEY, data, v0)
+    assert fault_proxy.pending_rules == 0
+    assert through_proxy.get_versioned(KEY) == (data, version)
+
+
 @pytest.mark.parametrize("same_commit", [False, True], ids=["other-commit", "same-commit"])
 def test_a_real_conflict_stays_a_conflict_when_its_reply_is_lost(
         fault_proxy: FaultProxy, through_proxy: Backend, other_writer: Backend,

@@ -101,12 +101,19 @@ class RetryingBackend(_Forwarding):
         cap = min(self.max_delay, self.base_delay * (2 ** (attempt - 1)))
         return cap / 2 + random.uniform(0, cap / 2)
 
-    def _retry(self, op: str, key: str, fn: Callable[[], T]) -> T:
+    def _retry(self, op: str, key: str, fn: Callable[[], T],
+               last_look: Callable[[], T | None] | None = None) -> T:
+        """``fn`` until it does not fail transiently; when the last attempt
+        does, ``last_look`` may still find a result (None: it did not)."""
         for attempt in range(1, self.attempts + 1):
             try:
                 return fn()
             except TransientBackendError as exc:
                 if attempt == self.attempts:
+                    if last_look is not None:
+                        with contextlib.suppress(TransientBackendError):
+                            if (found := last_look()) is not None:
+                                return found
                     log.error("%s %r in %s failed after %d attempts: %s",
                               op, key, self.url, attempt, exc)
                     raise
@@ -169,14 +176,14 @@ class RetryingBackend(_Forwarding):
                     f"{exc}; an earlier attempt's reply was lost, so that write may have "
                     "landed and been replaced by another writer's since") from exc
 
-        try:
-            return self._retry("put_if", key, attempt)
-        except TransientBackendError:
-            if uncertain:  # one last look: the network may be back
-                with contextlib.suppress(TransientBackendError):
-                    if (version := ours()) is not None:
-                        return version
-            raise
+        def last_look() -> str | None:
+            """After the last failure: the network may be back by now."""
+            if uncertain and (version := ours()) is not None:
+                log.info("put_if %r in %s: the write before the errors had landed", key, self.url)
+                return version
+            return None
+
+        return self._retry("put_if", key, attempt, last_look)
 
     def delete_if(self, key: str, expected: str) -> None:
         uncertain = False
