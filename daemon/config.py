@@ -19,6 +19,7 @@ Keys of the file are the long flag names with ``_`` for ``-``, e.g.::
     job_keep_days = 30             # finished jobs and their logs are deleted after (0: no limit)
     job_keep_count = 1000          # finished jobs kept per pipeline (0: no limit)
     staging_quota = "100G"         # bytes one uid may stage through the mount (root: no limit; 0: none)
+    head_poll_interval = 1.0       # seconds between reads of branch heads other daemons may move (0: off)
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ class Config:
                 "cache_local", "uid", "gid", "s3_endpoint", "s3_region", "compression_level",
                 "pack_size_mib", "threads", "bulk_threads", "log_level", "max_connections_per_uid", "idle_timeout",
                 "job_output_limit", "job_log_limit", "job_keep_days", "job_keep_count",
-                "staging_quota")
+                "staging_quota", "head_poll_interval")
 
     def __init__(self, state: str | None = None, store: str = "", socket: str | None = None,
                  socket_group: str | None = None, mount: str | None = None,
@@ -66,7 +67,8 @@ class Config:
                  log_level: str = "INFO", max_connections_per_uid: int = 64,
                  idle_timeout: float = 300.0, job_output_limit: str | int = "100G",
                  job_log_limit: str | int = "1M", job_keep_days: float = 30.0,
-                 job_keep_count: int = 1000, staging_quota: str | int = "100G") -> None:
+                 job_keep_count: int = 1000, staging_quota: str | int = "100G",
+                 head_poll_interval: float = 1.0) -> None:
         self.state: str = default_state_dir() if state is None else state
         self.store: str = store                   # default: file://<state>/store
         self.socket: str = default_socket_path() if socket is None else socket
@@ -91,6 +93,7 @@ class Config:
         self.job_keep_days = job_keep_days        # age of finished jobs pruned; 0: no limit
         self.job_keep_count = job_keep_count      # finished jobs kept per pipeline; 0: no limit
         self.staging_quota = staging_quota        # bytes or "100G" a uid may stage (EDQUOT); 0: none
+        self.head_poll_interval = head_poll_interval  # s between reads of heads moved elsewhere; 0: off
         self.finish()
 
     def __repr__(self) -> str:
@@ -131,6 +134,9 @@ class Config:
             raise InvalidArgument("job_keep_count must be an integer, 0 (no limit) or more")
         if parse_size(self.staging_quota) < 0:
             raise InvalidArgument("staging_quota must be a size of 0 (no limit) or more, e.g. 100G")
+        if isinstance(self.head_poll_interval, bool) or not isinstance(self.head_poll_interval, (int, float)) \
+                or not 0 <= self.head_poll_interval <= 60:
+            raise InvalidArgument("head_poll_interval must be a number of seconds from 0 (off) to 60")
         if self.mount:
             self.mount = os.path.abspath(os.path.expanduser(self.mount))
         if self.cache_size not in (None, ""):

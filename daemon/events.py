@@ -13,6 +13,7 @@ log = logging.getLogger(__name__)
 class EventBus:
     def __init__(self) -> None:
         self._watchers: set[trio.MemorySendChannel[dict]] = set()
+        self.subscriptions = 0    # subscribe() calls so far: the head watcher lists at a new one
 
     def publish(self, event: dict) -> None:
         """Hand an event to every watcher; a watcher that lags loses events, not us."""
@@ -27,4 +28,12 @@ class EventBus:
     def subscribe(self, size: int = 1000) -> trio.MemoryReceiveChannel[dict]:
         send, recv = trio.open_memory_channel[dict](size)
         self._watchers.add(send)
+        self.subscriptions += 1
         return recv
+
+    def watching(self) -> bool:
+        """Whether anyone listens now (watchers that hung up are dropped here)."""
+        for chan in list(self._watchers):
+            if chan.statistics().open_receive_channels == 0:
+                self._watchers.discard(chan)
+        return bool(self._watchers)

@@ -3,7 +3,9 @@ the branch-moved notification.
 
 This daemon learns of every move it makes itself; ``changed`` drops the
 cached head and tells the listeners (the mount invalidates what the kernel
-holds for the branch's views).
+holds for the branch's views).  Moves made by other daemons on the same
+store reach ``changed`` through the head watcher (``daemon/headwatch.py``),
+which reads back the heads cached here (:meth:`BranchHeads.known`).
 """
 
 from __future__ import annotations
@@ -43,12 +45,22 @@ class BranchHeads:
         self._heads[key] = commit
         return commit
 
+    def known(self) -> dict[tuple[str, str], str | None]:
+        """The heads this daemon has read and serves now, by (repo, branch)."""
+        return dict(self._heads)
+
+    def cached(self, repo: str, branch: str) -> tuple[bool, str | None]:
+        """(whether this daemon holds the head of the branch, that head)."""
+        key = (repo, branch)
+        return (key in self._heads, self._heads.get(key))
+
     def lock(self, repo: str, branch: str) -> trio.Lock:
         """Serializes the commits of one branch in this daemon (the ref's
         compare-and-swap is the guard against other processes)."""
         return self._locks.setdefault((repo, branch), trio.Lock())
 
     def changed(self, repo: str, branch: str | None) -> None:
+        """A branch moved (here or elsewhere) or went away: forget its head, tell the listeners."""
         if branch is None:
             for key in [k for k in self._heads if k[0] == repo]:
                 del self._heads[key]

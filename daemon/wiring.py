@@ -32,6 +32,7 @@ from .commits import CommitPath
 from .config import Config
 from .events import EventBus
 from .heads import BranchHeads
+from .headwatch import HeadWatch
 from .service import Service
 from .workers import Workers
 
@@ -45,6 +46,10 @@ async def build_service(config: Config, store: Store, mountpoint: str | None) ->
     heads = BranchHeads(refs, workers)
     events = EventBus()
     commits = CommitPath(store, refs, heads, events, workers)
+    # moves other daemons make (daemon/headwatch.py); its recorder of this daemon's
+    # own commits is the first trigger, before the jobs' (see LocalCommits)
+    headwatch = HeadWatch(refs, store, heads, events, workers, config.head_poll_interval)
+    commits.add_trigger(headwatch.local)
     registry = PipelineRegistry(refs)
 
     def head_tree(repo: str, branch: str) -> str | None:
@@ -62,6 +67,9 @@ async def build_service(config: Config, store: Store, mountpoint: str | None) ->
                                         await trio.to_thread.run_sync(DatumCgroups.setup)),
                         retention=JobRetention(config.job_keep_days, config.job_keep_count))
     commits.add_trigger(jobs)
+    if config.head_poll_interval > 0:
+        # a system task: it ends with the daemon's trio run (the nursery is in daemon/main.py)
+        trio.lowlevel.spawn_system_task(headwatch.run, name="trunkfs head watch")
     await trio.to_thread.run_sync(jobs.load)
     cache = None
     if mountpoint is not None:
