@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ..store.changes import Change, CommitMeta
+from ..store.backends.wrappers import LostReplyConflict
 from ..store.errors import Conflict, NothingToCommit
 from ..store.objects import EMPTY_TREE_ID, Commit
 from ..store.refs import Refs
@@ -133,6 +134,17 @@ class CommitPath:
             cid = self.store.write_commit(commit)
             try:
                 self.refs.move_branch(repo, branch, cid, version)
+            except LostReplyConflict:
+                # our swap may have landed, its reply lost, and another daemon
+                # built on it before the read-back: then our commit is below the head
+                head_now, _ = self.refs.read_branch(repo, branch)
+                if self._reaches(head_now, cid):
+                    log.info("committed %s@%s %s (its reply was lost; found below the head)",
+                             repo, branch, cid[:12])
+                    return cid, commit
+                log.info("branch %s@%s moved during a commit; building again on the new head",
+                         repo, branch)
+                continue
             except Conflict:
                 log.info("branch %s@%s moved during a commit; building again on the new head",
                          repo, branch)
@@ -141,3 +153,16 @@ class CommitPath:
                      commit.files, commit.size)
             return cid, commit
         raise Conflict(f"branch {repo}@{branch} kept moving; commit abandoned")
+
+    def _reaches(self, head: str | None, cid: str, limit: int = 10_000) -> bool:
+        """Whether ``cid`` is ``head`` or one of its first-parent ancestors
+        (looked for within ``limit`` commits)."""
+        cur = head
+        for _ in range(limit):
+            if cur is None:
+                return False
+            if cur == cid:
+                return True
+            parents = self.store.read_commit(cur).parents
+            cur = parents[0] if parents else None
+        return False

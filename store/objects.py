@@ -29,6 +29,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import secrets
 import time
 from dataclasses import asdict, dataclass, field
 
@@ -228,13 +229,17 @@ class RepoInfo:
     acl: list[dict] = field(default_factory=list)
 
     def encode(self) -> bytes:
-        return canonical({"v": REPO_VERSION, **asdict(self)})
+        # "w": a random write id, so that every write of the record has bytes of
+        # its own (a lost reply is told from another daemon's identical change;
+        # docs/consistency.md)
+        return canonical({"v": REPO_VERSION, **asdict(self), "w": secrets.token_hex(16)})
 
     @classmethod
     def decode(cls, raw: bytes, where: str) -> "RepoInfo":
         try:
             obj = json.loads(raw)
             version = obj.pop("v", None)
+            obj.pop("w", None)
             if version not in (1, REPO_VERSION):
                 raise IntegrityError(f"repo object {where} has unknown format version {version!r}")
             if "acl" not in obj:   # format 1: before owners and access lists

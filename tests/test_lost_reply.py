@@ -209,3 +209,29 @@ def test_daemon_commit_whose_ref_swap_reply_is_lost_commits_once(
     assert [c["id"] for c in log] == [commit], (seen, d.log())
     assert d.cli("cat", "r:/hello.txt").stdout == src.read_bytes()
     assert "the write before the error had landed" in d.log(), (seen, d.log())
+
+
+def test_a_commit_whose_reply_was_lost_and_then_built_on_is_not_made_twice(
+        daemon_factory: Callable[..., Any], fault_proxy: FaultProxy, s3_bucket: tuple[str, str],
+        tmp_path: Path) -> None:
+    """Daemon A's ref swap lands but its reply is lost; before A's retry reads
+    the ref back, daemon B commits on top of A's commit. A's retry cannot tell
+    from the ref alone (LostReplyConflict); the commit path finds its commit
+    below the new head and reports success, without committing again."""
+    endpoint, bucket = s3_bucket
+    a = daemon_factory("a", store_url=f"s3://{bucket}/trunkfs", extra=["--s3-endpoint", fault_proxy.url])
+    b = daemon_factory("b", store_url=f"s3://{bucket}/trunkfs", extra=["--s3-endpoint", endpoint])
+    a.cli("repo", "create", "r")
+    mine, theirs = tmp_path / "mine.txt", tmp_path / "theirs.txt"
+    mine.write_bytes(b"from a")
+    theirs.write_bytes(b"from b")
+
+    def b_builds_on_it() -> None:
+        b.cli("put", "r", str(theirs), "-m", "b on top")
+
+    fault_proxy.drop_reply("PUT", "trunkfs/refs/r/main", header="If-Match", then=b_builds_on_it)
+    commit = a.cli("put", "r", str(mine), "-m", "a").out.strip()
+    log = [c["message"] for c in a.cli("log", "r", "--json").json()]
+    assert log == ["b on top", "a"], (log, a.log())
+    assert a.cli("log", "r", "--json").json()[1]["id"] == commit
+    assert "found below the head" in a.log()
