@@ -75,6 +75,8 @@ async def _serve(config: Config, service: Service, mountpoint: str | None) -> No
             await nursery.start(service.staging.run)
             if service.beacon is not None:
                 await nursery.start(service.beacon.run)
+            if service.headwatch is not None:
+                await nursery.start(service.headwatch.run)
             if mountpoint is not None and service.cache is not None:
                 await nursery.start(service.cache.run)
                 ops = build_operations(config, service)

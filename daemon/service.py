@@ -22,6 +22,7 @@ from .workers import Workers
 
 if TYPE_CHECKING:
     from .beacon import BeaconTask
+    from .headwatch import HeadWatch
     from ..cache.chunkcache import ChunkCache
     from ..pipelines.scheduler import JobScheduler
 
@@ -45,6 +46,7 @@ class Service:
     # bulk socket work (put, get, commit, fsck): its own threads (daemon/workers.py)
     bulk: Workers = field(default_factory=lambda: Workers(4))
     beacon: "BeaconTask | None" = None   # this daemon's fleet record (None: not written)
+    headwatch: "HeadWatch | None" = None  # follows heads other daemons move (None: off)
 
     async def writable_branch(self, repo: str, ref: str | None) -> str:
         """The branch named by ``ref``; refuses a commit id."""

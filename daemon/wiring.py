@@ -25,9 +25,11 @@ from ..pipelines.scheduler import JobScheduler
 from ..staging.manager import StagingManager
 from ..staging.quota import StagingQuota
 from ..store.errors import NotFound
+from ..store.fleet import Beacon, daemon_id
 from ..store.refs import Refs
 from ..store.store import Store
 from .auth import FileOwner
+from .beacon import BeaconTask
 from .commits import CommitPath
 from .config import Config
 from .events import EventBus
@@ -45,7 +47,8 @@ async def build_service(config: Config, store: Store, mountpoint: str | None) ->
     workers = Workers(config.threads)
     heads = BranchHeads(refs, workers)
     events = EventBus()
-    commits = CommitPath(store, refs, heads, events, workers)
+    ident = await trio.to_thread.run_sync(daemon_id, config.state)
+    commits = CommitPath(store, refs, heads, events, workers, ident)
     # moves other daemons make (daemon/headwatch.py); its recorder of this daemon's
     # own commits is the first trigger, before the jobs' (see LocalCommits)
     headwatch = HeadWatch(refs, store, heads, events, workers, config.head_poll_interval)
@@ -67,9 +70,6 @@ async def build_service(config: Config, store: Store, mountpoint: str | None) ->
                                         await trio.to_thread.run_sync(DatumCgroups.setup)),
                         retention=JobRetention(config.job_keep_days, config.job_keep_count))
     commits.add_trigger(jobs)
-    if config.head_poll_interval > 0:
-        # a system task: it ends with the daemon's trio run (the nursery is in daemon/main.py)
-        trio.lowlevel.spawn_system_task(headwatch.run, name="trunkfs head watch")
     await trio.to_thread.run_sync(jobs.load)
     cache = None
     if mountpoint is not None:
@@ -77,7 +77,10 @@ async def build_service(config: Config, store: Store, mountpoint: str | None) ->
     # entries without an owner (from put) belong to whom the mount shows them as
     owner = FileOwner(os.getuid() if config.uid is None else config.uid,
                       os.getgid() if config.gid is None else config.gid)
-    return Service(store=store, refs=refs, workers=workers, bulk=Workers(config.bulk_threads),
+    from .. import __version__
+    beacon = BeaconTask(Beacon(store.backend, ident, __version__), workers)
+    return Service(store=store, refs=refs, workers=workers, bulk=Workers(config.bulk_threads), beacon=beacon,
+                   headwatch=headwatch if config.head_poll_interval > 0 else None,
                    heads=heads, events=events,
                    commits=commits, pipelines=registry, staging=staging, jobs=jobs, cache=cache,
                    file_owner=owner)
