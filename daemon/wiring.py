@@ -25,7 +25,7 @@ from ..pipelines.scheduler import JobScheduler
 from ..staging.manager import StagingManager
 from ..staging.quota import StagingQuota
 from ..store.errors import NotFound
-from ..store.fleet import Beacon, daemon_id
+from ..store.fleet import Beacon, check_shareable, daemon_id
 from ..store.refs import Refs
 from ..store.store import Store
 from .auth import FileOwner
@@ -48,6 +48,7 @@ async def build_service(config: Config, store: Store, mountpoint: str | None) ->
     heads = BranchHeads(refs, workers)
     events = EventBus()
     ident = await trio.to_thread.run_sync(daemon_id, config.state)
+    await trio.to_thread.run_sync(check_shareable, store.backend, ident)
     commits = CommitPath(store, refs, heads, events, workers, ident)
     # moves other daemons make (daemon/headwatch.py); its recorder of this daemon's
     # own commits is the first trigger, before the jobs' (see LocalCommits)

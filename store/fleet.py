@@ -17,7 +17,7 @@ import socket
 import time
 
 from .backends.base import Backend
-from .errors import ObjectMissing
+from .errors import BackendError, ObjectMissing
 
 log = logging.getLogger(__name__)
 
@@ -81,3 +81,20 @@ def list_fleet(backend: Backend, now: float | None = None) -> list[dict]:
                     "version": str(rec.get("version")), "started": rec.get("started"), "seen": seen,
                     "ago": max(0.0, now - seen), "up": now - seen < UP_WITHIN})
     return sorted(out, key=lambda r: -r["seen"])
+
+
+def check_shareable(backend: Backend, ident: str, now: float | None = None) -> None:
+    """Refuse to share a store whose endpoint does not enforce conditional
+    writes: this daemon may use it only while no other daemon does (one seen
+    within ``UP_WITHIN`` seconds), since its ref updates are then safe only
+    inside one process."""
+    if backend.enforces_conditional_writes():
+        return
+    others = [m for m in list_fleet(backend, now) if m["up"] and m["id"] != ident]
+    if others:
+        o = others[0]
+        raise BackendError(
+            f"the store {backend.url} is on an endpoint that does not enforce conditional writes, "
+            f"and daemon {o['id']} on {o['host']} (pid {o['pid']}, seen {o['ago']:.0f} s ago) uses it: "
+            "several daemons can share a store only where branch updates are compare-and-swap in the "
+            "store itself (AWS S3 and most S3 servers have conditional writes); refusing to start")

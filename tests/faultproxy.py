@@ -62,6 +62,7 @@ class _State:
     rules: list[DropRule] = field(default_factory=list)
     exchanges: list[Exchange] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    stripped: set[str] = field(default_factory=set)   # request headers removed (lower case)
 
 
 def _read_head(stream: IO[bytes]) -> list[bytes] | None:
@@ -145,6 +146,12 @@ class FaultProxy:
 
     # -- control ---------------------------------------------------------------
 
+    def ignore_conditions(self) -> None:
+        """From now on, strip If-Match and If-None-Match from every request:
+        the endpoint then behaves as one that does not enforce conditional writes."""
+        with self._state.lock:
+            self._state.stripped = {"if-match", "if-none-match"}
+
     def drop_reply(self, method: str, path_part: str, header: str | None = None,
                    times: int = 1, then: Callable[[], None] | None = None) -> None:
         """Forward the next ``times`` matching requests, then drop their
@@ -198,6 +205,12 @@ class FaultProxy:
                     body = _read_body(rfile, headers, until_close=False)
                 except (ConnectionError, OSError, ValueError):
                     return
+                with self._state.lock:
+                    stripped = set(self._state.stripped)
+                if stripped:
+                    head = [head[0]] + [line for line in head[1:]
+                                        if line.split(b":", 1)[0].strip().lower().decode("latin-1")
+                                        not in stripped]
                 method, target = head[0].decode("latin-1").split()[:2]
                 path = unquote(urlsplit(target).path)
                 drop = self._take_rule(method, path, headers)

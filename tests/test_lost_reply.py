@@ -235,3 +235,21 @@ def test_a_commit_whose_reply_was_lost_and_then_built_on_is_not_made_twice(
     assert log == ["b on top", "a"], (log, a.log())
     assert a.cli("log", "r", "--json").json()[1]["id"] == commit
     assert "found below the head" in a.log()
+
+
+# -- an endpoint without conditional writes is not shared ---------------------------------
+
+@pytest.mark.allow_warnings   # the first daemon warns that it runs single-writer
+def test_an_endpoint_without_conditional_writes_is_not_shared(
+        daemon_factory: Callable[..., Any], fault_proxy: FaultProxy, s3_bucket: tuple[str, str]) -> None:
+    _, bucket = s3_bucket
+    fault_proxy.ignore_conditions()      # the endpoint now ignores If-Match / If-None-Match
+    url = f"s3://{bucket}/trunkfs"
+    a = daemon_factory("a", store_url=url, extra=["--s3-endpoint", fault_proxy.url])
+    assert "does not enforce conditional writes" in a.log()
+    a.cli("repo", "create", "r")          # alone on it, single-writer: it works
+    b = daemon_factory("b", store_url=url, extra=["--s3-endpoint", fault_proxy.url], start=False)
+    with pytest.raises(RuntimeError, match="daemon exited"):
+        b.start(timeout=30)
+    assert "refusing to start" in b.log() and "does not enforce conditional writes" in b.log()
+    assert a.cli("repo", "list", "--json").json()[0]["name"] == "r"

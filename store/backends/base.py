@@ -88,5 +88,11 @@ class Backend(abc.ABC):
         """Facts for ``trunkfs stats`` and messages."""
         return {"url": self.url}
 
+    def enforces_conditional_writes(self) -> bool:
+        """Whether :meth:`put_if` and :meth:`delete_if` are enforced by the
+        store itself (so several daemons may share it), not only inside this
+        process.  May probe the store once."""
+        return True
+
     def close(self) -> None:
         """Release connections and file handles."""

@@ -364,6 +364,9 @@ class S3Backend(Backend):
                     "safe only while this daemon is the store's single writer",
                     self._endpoint(), self.url, reason)
 
+    def enforces_conditional_writes(self) -> bool:
+        return self._conditional_writes()
+
     def _conditional_writes(self) -> bool:
         """Whether to use conditional requests; probes the endpoint once."""
         if self._conditional is None:

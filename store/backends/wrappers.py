@@ -60,6 +60,9 @@ class _Forwarding(Backend):
     def describe(self) -> dict:
         return self.inner.describe()
 
+    def enforces_conditional_writes(self) -> bool:
+        return self.inner.enforces_conditional_writes()
+
     def close(self) -> None:
         self.inner.close()
 
