@@ -22,8 +22,8 @@ esac
 SUDO=""
 [ "$(id -u)" = 0 ] || SUDO="sudo"
 
-pkgs=(fuse3 libfuse3-dev pkg-config gcc python3 python3-venv python3-dev ca-certificates)
-[ "$mode" = test ] && pkgs+=(restic bindfs systemd rsync attr util-linux git fio)
+pkgs=(fuse3 libfuse3-dev pkg-config gcc python3 python3-venv python3-dev ca-certificates util-linux)
+[ "$mode" = test ] && pkgs+=(restic bindfs systemd rsync attr git fio)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
@@ -34,14 +34,13 @@ if [ ${#missing[@]} -gt 0 ]; then
   $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+# setpriv starts pipeline datums as their owner inside their cgroup (pipelines/runner.py);
+# util-linux has it on Debian 12, newer releases may ship it on its own
+command -v setpriv >/dev/null 2>&1 ||
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends setpriv >/dev/null 2>&1 || true
+
 # Python 3.11 or newer: the first python3 on PATH that is new enough.
-PY=""
-for cand in python3 python3.13 python3.12 python3.11 /usr/bin/python3; do
-  if command -v "$cand" >/dev/null 2>&1 &&
-     "$cand" -c 'import sys, venv; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
-    PY=$(command -v "$cand"); break
-  fi
-done
+. systemd/find-python.sh
 [ -n "$PY" ] || { echo "setup: Python 3.11 or newer is required" >&2; exit 1; }
 
 if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then

@@ -209,8 +209,8 @@ class ControlServer:
             log.debug("%s by uid %d failed: %s", name, uid, exc)
             code, message = exc.code, str(exc)
         elif isinstance(exc, (protocol.Unencodable, UnicodeEncodeError)):
-            # a reply, or a name on its way into the store, that UTF-8 cannot carry
-            # (a lone surrogate, as os.fsdecode makes of a name byte that is not UTF-8)
+            # a value that is not JSON data, or a string a strict encoder met (names are
+            # PEP 383 strings everywhere, docs/names.md; this is the net for a bug)
             log.error("%s by uid %d: a name or message cannot be encoded: %s", name, uid, exc)
             code, message = protocol.UNENCODABLE, f"{name}: a name or message cannot be encoded: {exc}"
         else:

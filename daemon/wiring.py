@@ -9,12 +9,12 @@ passed to its constructor.  Nothing is patched in afterwards.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 
 import trio
 
+from .. import __version__
 from ..cache.chunkcache import ChunkCache, default_cache_limit
 from ..mountfs.operations import TrunkOperations
 from ..pipelines.cgroups import DatumCgroups
@@ -65,7 +65,7 @@ async def build_service(config: Config, store: Store, mountpoint: str | None) ->
     quota = StagingQuota(config.staging_quota_bytes())
     staging = await trio.to_thread.run_sync(StagingManager, config.state, head_tree, quota)
     jobs = JobScheduler(store, registry, commits, events.publish, workers.run, mountpoint=mountpoint,
-                        daemon_tag=hashlib.blake2b(config.state.encode(), digest_size=4).hexdigest(),
+                        daemon_tag=ident[:8],
                         output_limit=config.job_output_limit_bytes(),
                         sandbox=Sandbox(config.job_log_limit_bytes(),
                                         await trio.to_thread.run_sync(DatumCgroups.setup)),
@@ -78,7 +78,6 @@ async def build_service(config: Config, store: Store, mountpoint: str | None) ->
     # entries without an owner (from put) belong to whom the mount shows them as
     owner = FileOwner(os.getuid() if config.uid is None else config.uid,
                       os.getgid() if config.gid is None else config.gid)
-    from .. import __version__
     beacon = BeaconTask(Beacon(store.backend, ident, __version__), workers)
     return Service(store=store, refs=refs, workers=workers, bulk=Workers(config.bulk_threads), beacon=beacon,
                    headwatch=headwatch if config.head_poll_interval > 0 else None,

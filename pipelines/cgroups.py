@@ -147,12 +147,10 @@ class DatumCgroup:
     def open(self) -> None:
         """Create it (a leftover of the same name, from a dead daemon with
         this pid, is killed first) and open its ``cgroup.procs``."""
-        try:
-            os.mkdir(self.path, 0o755)
-        except FileExistsError:
+        if not self.try_open():
             _kill_and_remove_sync(self.path)
-            os.mkdir(self.path, 0o755)
-        self._procs_fd = os.open(os.path.join(self.path, "cgroup.procs"), os.O_WRONLY | os.O_CLOEXEC)
+            if not self.try_open():
+                raise FileExistsError(errno.EEXIST, "a datum cgroup of this name is back", self.path)
 
     @property
     def procs_path(self) -> str:

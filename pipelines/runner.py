@@ -24,6 +24,7 @@ directories that the caller prepares.
 from __future__ import annotations
 
 import errno
+import functools
 import logging
 import os
 import shutil
@@ -198,7 +199,9 @@ SYSTEM_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"   # where the join's tools are loo
 JOIN_SCRIPT = 'echo 0 > "$1" || exit 126; shift; exec "$@"'
 
 
+@functools.cache
 def _system_tool(name: str) -> str | None:
+    """A tool's absolute path in the system directories (looked up once per daemon)."""
     return shutil.which(name, path=SYSTEM_PATH)
 
 

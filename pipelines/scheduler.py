@@ -145,7 +145,7 @@ class JobScheduler:
                  publish: Publish, run: Run, mountpoint: str | None = None,
                  daemon_tag: str = "", output_limit: int = 0, threads: int = PIPELINE_THREADS,
                  sandbox: Sandbox | None = None, retention: JobRetention | None = None) -> None:
-        # ``daemon_tag`` (a hash of the daemon's state directory) is in the name
+        # ``daemon_tag`` (the start of the daemon's id, store/fleet.py) is in the name
         # of every job directory, so that at start a daemon detaches the
         # datum binds it left, never those of another daemon on the machine
         self.work_prefix = f"{JOB_DIR_PREFIX}{daemon_tag}-" if daemon_tag else JOB_DIR_PREFIX

@@ -13,13 +13,7 @@ top=$(dirname "$here")
 prefix=/opt/trunkfs
 [ "$(id -u)" = 0 ] || { echo "run as root: sudo $0" >&2; exit 1; }
 
-PY=""
-for cand in python3 python3.13 python3.12 python3.11 /usr/bin/python3; do
-  if command -v "$cand" >/dev/null 2>&1 &&
-     "$cand" -c 'import sys, venv; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
-    PY=$(command -v "$cand"); break
-  fi
-done
+. "$here/find-python.sh"
 [ -n "$PY" ] || { echo "install: Python 3.11 or newer with venv is required (./setup.sh installs it)" >&2; exit 1; }
 
 umask 022

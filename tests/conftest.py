@@ -107,6 +107,16 @@ def daemon_factory(workdir: Path, request: pytest.FixtureRequest):
         pytest.fail("the daemon logged warnings or errors:\n" + "\n".join(problems))
 
 
+@pytest.fixture(params=["file", "s3"])
+def shared_store(request: pytest.FixtureRequest, workdir: Path) -> tuple[str, list[str]]:
+    """``(store URL, daemon flags)`` of one store for several daemons: a
+    ``file://`` directory, then a moto bucket."""
+    if request.param == "file":
+        return f"file://{workdir / 'shared-store'}", []
+    endpoint, bucket = request.getfixturevalue("s3_bucket")
+    return f"s3://{bucket}/shared", ["--s3-endpoint", endpoint]
+
+
 @pytest.fixture
 def daemon(daemon_factory) -> Daemon:
     return daemon_factory()

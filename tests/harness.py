@@ -9,13 +9,16 @@ sleeping a fixed time), and never leaves its mount behind on ``stop``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -206,3 +209,51 @@ class DaemonProcess:
                 if line.startswith(field + ":"):
                     return int(line.split()[1])
         return 0
+
+
+@contextlib.contextmanager
+def fake_get_daemon(path: str, lines: list[dict]) -> Iterator[None]:
+    """A fake daemon on the Unix socket ``path`` that answers one ``get`` with
+    a directory and then ``lines`` (entry messages) and one data frame: what
+    a hostile or broken daemon could send the client."""
+    server = socket.socket(socket.AF_UNIX)
+    server.bind(path)
+    server.listen(1)
+
+    def serve() -> None:
+        conn, _ = server.accept()
+        with conn:
+            conn.makefile("rb").readline()  # the get request
+            reply = [{"ok": True, "result": {"commit": "c" * 64, "type": "dir", "size": 1}}] + lines
+            try:
+                conn.sendall(b"".join(json.dumps(x).encode() + b"\n" for x in reply)
+                             + b'{"data":1}\nx{"eof":true}\n{"end":true}\n')
+            except OSError:
+                pass  # the client hung up after refusing
+    t = threading.Thread(target=serve)
+    t.start()
+    try:
+        yield
+    finally:
+        t.join(30)
+        server.close()
+
+
+# a stdlib-only client that sends one pipeline.create (run as another uid, which
+# may not be able to read the checkout)
+_CREATE_PIPELINE = (
+    "import json, socket, sys; s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); "
+    "spec = json.load(open(sys.argv[2])); "
+    "s.sendall(json.dumps({'op': 'pipeline.create', 'args': {'spec': spec}}).encode() + b'\\n'); "
+    "print(s.makefile().readline())")
+
+
+def create_pipeline_as(uid: int, socket_path: str, spec_path: str | Path) -> subprocess.CompletedProcess:
+    """``pipeline.create`` of the spec file, sent as ``uid`` (gid the same, no
+    groups); pytest.skip when the test's Python is not runnable by that uid."""
+    import pytest
+    proc = subprocess.run(["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", sys.executable,
+                           "-c", _CREATE_PIPELINE, socket_path, str(spec_path)], capture_output=True)
+    if proc.returncode != 0 and b"Permission denied" in proc.stderr:
+        pytest.skip(f"the test's Python is not runnable by uid {uid}")
+    return proc

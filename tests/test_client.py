@@ -4,14 +4,13 @@ typed results, error codes, the put/get/cat streams and watch."""
 from __future__ import annotations
 
 import io
-import json
 import os
 import pwd
-import socket
-import threading
 from pathlib import Path
 
 import pytest
+
+from tests.harness import fake_get_daemon
 
 from trunkfs.client import (AlreadyExistsError, BranchInfo, Change, Client, ClientError, CommitEvent,
                             CommitInfo, DaemonInfo, Diff, Entry, FsckReport, InvalidArgumentError,
@@ -250,30 +249,11 @@ def test_get_refuses_unsafe_paths_from_the_daemon(workdir):
     ]
     for i, stream in enumerate(streams):
         path = str(workdir / f"fake{i}.sock")
-        server = socket.socket(socket.AF_UNIX)
-        server.bind(path)
-        server.listen(1)
-
-        def serve(lines: list[dict] = stream, server: socket.socket = server) -> None:
-            conn, _ = server.accept()
-            with conn:
-                conn.makefile("rb").readline()  # the get request
-                reply = [{"ok": True, "result": {"commit": "c" * 64, "type": "dir", "size": 1}}] + lines
-                try:
-                    conn.sendall(b"".join(json.dumps(x).encode() + b"\n" for x in reply)
-                                 + b'{"data":1}\nx{"eof":true}\n{"end":true}\n')
-                except OSError:
-                    pass  # the client hung up after refusing
-        t = threading.Thread(target=serve)
-        t.start()
-        try:
+        with fake_get_daemon(path, stream):
             with Client(path, timeout=30) as c:
                 with pytest.raises(ClientError) as refused:
                     c.get("r", "/", str(workdir / f"target{i}"))
                 assert refused.value.code == "bad_reply"
-        finally:
-            t.join(30)
-            server.close()
         assert list(outside.iterdir()) == [] and not (workdir / "escape").exists()
 
 

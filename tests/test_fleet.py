@@ -8,7 +8,6 @@ import concurrent.futures
 import os
 from pathlib import Path
 
-import pytest
 
 
 def fleet(daemon_factory, store_url: str, extra: list[str], n: int = 3) -> list:
@@ -26,16 +25,8 @@ def put_files(d, src: Path, tag: str, count: int) -> list[str]:
     return made
 
 
-@pytest.fixture(params=["file", "s3"])
-def store_url(request, workdir) -> tuple[str, list[str]]:
-    if request.param == "file":
-        return f"file://{workdir / 'shared-store'}", []
-    endpoint, bucket = request.getfixturevalue("s3_bucket")
-    return f"s3://{bucket}/fleet", ["--s3-endpoint", endpoint]
-
-
-def test_three_daemons_commit_to_one_branch_and_read_each_others_data(daemon_factory, workdir, store_url):
-    url, extra = store_url
+def test_three_daemons_commit_to_one_branch_and_read_each_others_data(daemon_factory, workdir, shared_store):
+    url, extra = shared_store
     daemons = fleet(daemon_factory, url, extra)
     daemons[0].cli("repo", "create", "r")
     src = workdir / "src"

@@ -37,14 +37,6 @@ VISIBLE_WITHIN = 2.0   # seconds from a commit on A to its visibility on B (issu
 
 # -- two daemon processes on one store -------------------------------------------------------
 
-@pytest.fixture(params=["file", "s3"])
-def shared_store(request, workdir) -> tuple[str, list[str]]:
-    if request.param == "file":
-        return f"file://{workdir / 'shared-store'}", []
-    endpoint, bucket = request.getfixturevalue("s3_bucket")
-    return f"s3://{bucket}/heads", ["--s3-endpoint", endpoint]
-
-
 def remaining(since: float) -> float:
     """What is left of the 2 s bound measured from ``since`` (never below 0.01 s)."""
     return max(0.01, VISIBLE_WITHIN - (time.monotonic() - since))

@@ -15,6 +15,8 @@ from typing import IO
 
 import pytest
 
+from tests.harness import create_pipeline_as
+
 
 def register(d, workdir: Path, spec: dict) -> None:
     path = workdir / f"{spec['name']}.json"
@@ -186,17 +188,7 @@ def test_commands_run_as_the_registering_user(daemon, workdir):
                                                 f'cat {secret} > "$TRUNKFS_OUTPUT/secret" 2>&1 || '
                                                 'echo denied > "$TRUNKFS_OUTPUT/secret"')}))
     os.chmod(spec, 0o644)
-    import subprocess
-    import sys
-    # a stdlib-only client, run as uid 65534 (the checkout may not be readable by it)
-    client = ("import json, socket, sys; s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); "
-              "spec = json.load(open(sys.argv[2])); "
-              "s.sendall(json.dumps({'op': 'pipeline.create', 'args': {'spec': spec}}).encode() + b'\\n'); "
-              "print(s.makefile().readline())")
-    reg = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable,
-                          "-c", client, d.socket, str(spec)], capture_output=True)
-    if reg.returncode != 0 and b"Permission denied" in reg.stderr:
-        pytest.skip("the test's Python is not runnable by uid 65534")
+    reg = create_pipeline_as(65534, d.socket, spec)
     assert reg.returncode == 0, reg.stderr
     reply = json.loads(reg.stdout)
     assert reply["ok"], reply

@@ -15,7 +15,7 @@ import pytest
 
 from trunkfs.pipelines.datums import store_output
 
-from .harness import TRUNKFS
+from .harness import TRUNKFS, create_pipeline_as
 
 pytestmark = pytest.mark.skipif(os.getuid() != 0, reason="needs root (setuid files, another uid)")
 
@@ -125,15 +125,7 @@ def test_a_pipeline_run_as_nobody_commits_its_setuid_output_without_the_bit(daem
                                                       'echo x > "$TRUNKFS_OUTPUT/tool"; '
                                                       'chmod 4755 "$TRUNKFS_OUTPUT/tool"']}}))
     os.chmod(spec, 0o644)
-    import sys
-    client = ("import json, socket, sys; s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); "
-              "spec = json.load(open(sys.argv[2])); "
-              "s.sendall(json.dumps({'op': 'pipeline.create', 'args': {'spec': spec}}).encode() + b'\\n'); "
-              "print(s.makefile().readline())")
-    reg = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable,
-                          "-c", client, d.socket, str(spec)], capture_output=True)
-    if reg.returncode != 0 and b"Permission denied" in reg.stderr:
-        pytest.skip("the test's Python is not runnable by uid 65534")
+    reg = create_pipeline_as(65534, d.socket, spec)
     assert reg.returncode == 0 and json.loads(reg.stdout)["ok"], reg
     src = workdir / "in"
     src.mkdir()

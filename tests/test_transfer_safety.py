@@ -6,7 +6,6 @@ real process, the CLI a real subprocess or the client in process."""
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import stat
@@ -14,6 +13,8 @@ import threading
 from pathlib import Path
 
 import pytest
+
+from tests.harness import fake_get_daemon
 
 pytestmark = pytest.mark.skipif(os.getuid() != 0, reason="needs root (files of another uid)")
 
@@ -303,30 +304,11 @@ def test_get_refuses_paths_outside_the_directories_the_daemon_sent(workdir):
     ]
     for i, stream in enumerate(streams):
         path = str(workdir / f"fake{i}.sock")
-        server = socket.socket(socket.AF_UNIX)
-        server.bind(path)
-        server.listen(1)
-
-        def serve(lines: list[dict] = stream, server: socket.socket = server) -> None:
-            conn, _ = server.accept()
-            with conn:
-                conn.makefile("rb").readline()  # the get request
-                reply = [{"ok": True, "result": {"commit": "c" * 64, "type": "dir", "size": 1}}] + lines
-                try:
-                    conn.sendall(b"".join(json.dumps(x).encode() + b"\n" for x in reply)
-                                 + b'{"data":1}\nx{"eof":true}\n{"end":true}\n')
-                except OSError:
-                    pass  # the client hung up after refusing
-        t = threading.Thread(target=serve)
-        t.start()
-        try:
+        with fake_get_daemon(path, stream):
             with Client(path, timeout=30) as c:
                 with pytest.raises(ClientError) as refused:
                     c.get("r", "/", str(workdir / f"target{i}"))
                 assert refused.value.code == "bad_reply", refused.value
-        finally:
-            t.join(30)
-            server.close()
         assert sorted(p.name for p in workdir.iterdir() if not p.name.startswith("fake")) == \
             [f"target{j}" for j in range(i + 1) if streams[j][0]["entry"]["path"] == ""]
         assert not (workdir / f"target{i}" / "f").exists()
