@@ -234,11 +234,15 @@ class Client:
         return Status.from_raw(self.call("status", repo=repo, branch=branch))
 
     def commit(self, repo: str, *, branch: str | None = None, message: str = "",
-               allow_empty: bool = False, progress: Progress | None = None) -> CommitResult:
+               allow_empty: bool = False, progress: Progress | None = None,
+               force: bool = False) -> CommitResult:
         """Commit a branch's staged changes; ``progress(done, total)`` is called
-        as the daemon reports bytes stored."""
+        as the daemon reports bytes stored.  A path the branch changed since
+        it was staged is a ``ConflictError`` (``details["paths"]``) unless
+        ``force`` (the staged version wins)."""
         self.conn.send_request("commit", {"repo": repo, "branch": branch, "message": message,
-                                          "allow_empty": allow_empty, "progress": progress is not None})
+                                          "allow_empty": allow_empty, "force": force,
+                                          "progress": progress is not None})
         while True:
             msg = self.conn.read_message()
             if "progress" in msg and "ok" not in msg:

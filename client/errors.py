@@ -18,9 +18,10 @@ class ClientError(Exception):
 
     code: str = "error"
 
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: str, message: str, details: dict | None = None) -> None:
         super().__init__(message)
         self.code = code
+        self.details = details or {}   # e.g. ``paths`` of a commit conflict
 
     @property
     def message(self) -> str:
@@ -80,10 +81,10 @@ _BY_CODE: dict[str, type[ClientError]] = {
 }
 
 
-def error_for(code: str, message: str) -> ClientError:
+def error_for(code: str, message: str, details: dict | None = None) -> ClientError:
     """The exception for an error code (a plain :class:`ClientError` for a
     code without a class of its own)."""
-    return _BY_CODE.get(code, ClientError)(code, message)
+    return _BY_CODE.get(code, ClientError)(code, message, details)
 
 
 def error_from_reply(reply: dict) -> ClientError:
@@ -91,4 +92,6 @@ def error_from_reply(reply: dict) -> ClientError:
     err = reply.get("error")
     if not isinstance(err, dict):
         err = {}
-    return error_for(str(err.get("code", "error")), str(err.get("message", "unknown error")))
+    details = err.get("details")
+    return error_for(str(err.get("code", "error")), str(err.get("message", "unknown error")),
+                     details if isinstance(details, dict) else None)

@@ -83,7 +83,7 @@ class JobInput(Result):
 
 class JobInfo(Result):
     __slots__ = ("id", "pipeline", "state", "input", "output", "output_commit", "datums", "error",
-                 "version", "duration")
+                 "version", "duration", "daemon", "restarts")
     id: str
     pipeline: str
     state: str       # queued, running, succeeded, failed, cancelled
@@ -94,14 +94,17 @@ class JobInfo(Result):
     error: str | None
     version: int | None
     duration: float | None  # seconds, once started
+    daemon: str | None      # the id of the daemon that runs it, or ran it last
+    restarts: int           # times it was taken up again after its daemon stopped
 
     def __init__(self, id: str, pipeline: str, state: str, input: JobInput, output: str | None,
                  output_commit: str | None, datums: DatumCounts, error: str | None = None,
                  version: int | None = None, duration: float | None = None, *,
-                 raw: Any = None) -> None:
+                 daemon: str | None = None, restarts: int = 0, raw: Any = None) -> None:
         self.id, self.pipeline, self.state, self.input = id, pipeline, state, input
         self.output, self.output_commit, self.datums = output, output_commit, datums
         self.error, self.version, self.duration, self.raw = error, version, duration, raw
+        self.daemon, self.restarts = daemon, restarts
 
     @property
     def finished(self) -> bool:
@@ -114,7 +117,9 @@ class JobInfo(Result):
                    JobInput.from_raw(r.get("input")), opt_str(r.get("output")),
                    opt_str(r.get("output_commit")), DatumCounts.from_raw(r.get("datums")),
                    opt_str(r.get("error")), version if isinstance(version, int) else None,
-                   float(duration) if isinstance(duration, (int, float)) else None, raw=r)
+                   float(duration) if isinstance(duration, (int, float)) else None,
+                   daemon=opt_str(r.get("daemon")),
+                   restarts=r["restarts"] if isinstance(r.get("restarts"), int) else 0, raw=r)
 
 
 class DatumLog(Result):

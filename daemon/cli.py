@@ -53,6 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--s3-region", help="S3 region")
     d.add_argument("--compression-level", type=int, help="zstd level (default 1)")
     d.add_argument("--log-level", help="DEBUG, INFO, WARNING or ERROR")
+    d.add_argument("--no-jobs", dest="run_jobs", action="store_false", default=None,
+                   help="run no pipeline jobs here (other daemons on the store run them): "
+                        "a read-only replica, a laptop")
     d.set_defaults(func=None)
 
     r = sub.add_parser("repo", parents=[common], help="create, list, delete repos; their access lists")
@@ -100,6 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("spec", metavar="REPO[@BRANCH]")
     x.add_argument("-m", "--message", default="")
     x.add_argument("--allow-empty", action="store_true", help="commit even when nothing is staged")
+    x.add_argument("--force", action="store_true",
+                   help="keep the staged version of paths the branch changed since they were staged "
+                        "(else such a commit fails with a conflict naming them)")
     x.set_defaults(func=cmd_commit)
 
     x = sub.add_parser("discard", parents=[common], help="drop staged changes (all, or those paths)")
@@ -208,7 +214,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except ClientError as exc:
         if args.json:
-            print(json.dumps({"ok": False, "error": {"code": exc.code, "message": str(exc)}}))
+            error: dict = {"code": exc.code, "message": str(exc)}
+            if exc.details:
+                error["details"] = exc.details
+            print(json.dumps({"ok": False, "error": error}))
         print(f"trunkfs: {exc}", file=sys.stderr)
         return 1
     except (BrokenPipeError, ConnectionResetError):

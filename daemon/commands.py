@@ -171,7 +171,7 @@ def cmd_commit(args: argparse.Namespace, c: Client) -> int:
     bar = progress_bar("commit", args)
     try:
         r = c.commit(repo, branch=branch, message=args.message, allow_empty=args.allow_empty,
-                     progress=bar)
+                     progress=bar, force=args.force)
     finally:
         if bar:
             bar.close()
@@ -346,7 +346,7 @@ def cmd_daemon(args: argparse.Namespace) -> int:
         "socket_group": args.socket_group, "compression_level": args.compression_level,
         "log_level": args.log_level, "allow_other": args.allow_other,
         "cache_size": args.cache_size, "cache_local": args.cache_local,
-        "uid": args.uid, "gid": args.gid})
+        "uid": args.uid, "gid": args.gid, "run_jobs": args.run_jobs})
     return run_daemon(config)
 
 

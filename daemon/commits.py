@@ -31,7 +31,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from ..store.changes import Change, CommitMeta
+from ..store.changes import Change, CommitMeta, HeadChecked
 from ..store.backends.wrappers import LostReplyConflict
 from ..store.errors import Conflict, NothingToCommit
 from ..store.objects import EMPTY_TREE_ID, Commit
@@ -120,6 +120,8 @@ class CommitPath:
             if attempt:   # someone else won the swap: a random pause, growing, spreads the writers out
                 time.sleep(random.uniform(0, min(0.5, 0.002 * 2 ** min(attempt, 8))))
             head, version = self.refs.read_branch(repo, branch)
+            if isinstance(change, HeadChecked):
+                change.check_head(head)
             base = self.store.read_commit(head).root_entry() if head else None
             root = change.build(base, session)
             if not meta.allow_empty and root["tree"] == (base["tree"] if base else EMPTY_TREE_ID.hex()):

@@ -20,6 +20,8 @@ Keys of the file are the long flag names with ``_`` for ``-``, e.g.::
     job_keep_count = 1000          # finished jobs kept per pipeline (0: no limit)
     staging_quota = "100G"         # bytes one uid may stage through the mount (root: no limit; 0: none)
     head_poll_interval = 1.0       # seconds between reads of branch heads other daemons may move (0: off)
+    run_jobs = true                # false: this daemon makes jobs for its commits but runs none
+    job_lease_seconds = 30         # a job whose daemon is silent this long is run by another daemon
 """
 
 from __future__ import annotations
@@ -55,7 +57,7 @@ class Config:
                 "cache_local", "uid", "gid", "s3_endpoint", "s3_region", "compression_level",
                 "pack_size_mib", "threads", "bulk_threads", "log_level", "max_connections_per_uid", "idle_timeout",
                 "job_output_limit", "job_log_limit", "job_keep_days", "job_keep_count",
-                "staging_quota", "head_poll_interval")
+                "staging_quota", "head_poll_interval", "run_jobs", "job_lease_seconds")
 
     def __init__(self, state: str | None = None, store: str = "", socket: str | None = None,
                  socket_group: str | None = None, mount: str | None = None,
@@ -68,7 +70,8 @@ class Config:
                  idle_timeout: float = 300.0, job_output_limit: str | int = "100G",
                  job_log_limit: str | int = "1M", job_keep_days: float = 30.0,
                  job_keep_count: int = 1000, staging_quota: str | int = "100G",
-                 head_poll_interval: float = 1.0) -> None:
+                 head_poll_interval: float = 1.0, run_jobs: bool = True,
+                 job_lease_seconds: float = 30.0) -> None:
         self.state: str = default_state_dir() if state is None else state
         self.store: str = store                   # default: file://<state>/store
         self.socket: str = default_socket_path() if socket is None else socket
@@ -94,6 +97,8 @@ class Config:
         self.job_keep_count = job_keep_count      # finished jobs kept per pipeline; 0: no limit
         self.staging_quota = staging_quota        # bytes or "100G" a uid may stage (EDQUOT); 0: none
         self.head_poll_interval = head_poll_interval  # s between reads of heads moved elsewhere; 0: off
+        self.run_jobs = run_jobs                  # False: jobs are made here, run by other daemons
+        self.job_lease_seconds = job_lease_seconds  # silence after which another daemon takes a job
         self.finish()
 
     def __repr__(self) -> str:
@@ -137,6 +142,11 @@ class Config:
         if isinstance(self.head_poll_interval, bool) or not isinstance(self.head_poll_interval, (int, float)) \
                 or not 0 <= self.head_poll_interval <= 60:
             raise InvalidArgument("head_poll_interval must be a number of seconds from 0 (off) to 60")
+        if not isinstance(self.run_jobs, bool):
+            raise InvalidArgument("run_jobs must be true or false")
+        if isinstance(self.job_lease_seconds, bool) or not isinstance(self.job_lease_seconds, (int, float)) \
+                or not 1 <= self.job_lease_seconds <= 3600:
+            raise InvalidArgument("job_lease_seconds must be a number of seconds from 1 to 3600")
         if self.mount:
             self.mount = os.path.abspath(os.path.expanduser(self.mount))
         if self.cache_size not in (None, ""):

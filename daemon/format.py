@@ -216,13 +216,15 @@ def datums_text(job: JobInfo | JobEvent) -> str:
 
 
 def job_line(j: JobInfo, id_len: int = SHORT) -> str:
-    """``179592993845  count  succeeded  raw@3f9a1c2b4d5e -> counts@a1b2c3d4e5f6  datums: ...  0.4s``"""
+    """``179592993845  count  succeeded  raw@3f9a1c2b4d5e -> counts@a1b2c3d4e5f6  datums: ...  0.4s  on 5f0c9a1e``
+    (``on``: the first 8 digits of the id of the daemon that ran it; ``trunkfs fleet``)"""
     out = j.output or "?"
     if j.output_commit:
         out += f"@{short(j.output_commit)}"
     dur = f"{j.duration:.1f}s" if j.duration is not None else "-"
+    on = f"  on {j.daemon[:8]}" if j.daemon else ""
     return (f"{j.id[:id_len]:<{id_len}}  {j.pipeline:<16} {j.state:<10} "
-            f"{j.input.repo}@{short(j.input.commit)} -> {out}  {datums_text(j)}  {dur}")
+            f"{j.input.repo}@{short(j.input.commit)} -> {out}  {datums_text(j)}  {dur}{on}")
 
 
 def jobs_text(jobs: Sequence[JobInfo]) -> str:

@@ -62,9 +62,13 @@ def printable(text: str) -> str:
     return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
-def error_reply(code: str, message: str) -> dict:
-    """An error reply; always encodable (its message is made printable)."""
-    return {"ok": False, "error": {"code": printable(str(code)), "message": printable(str(message))}}
+def error_reply(code: str, message: str, details: dict | None = None) -> dict:
+    """An error reply; always encodable (its message is made printable;
+    ``details`` hold names as everywhere else, docs/names.md)."""
+    err: dict = {"code": printable(str(code)), "message": printable(str(message))}
+    if details:
+        err["details"] = details
+    return {"ok": False, "error": err}
 
 
 def ok_reply(result: object = None) -> dict:

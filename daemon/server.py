@@ -207,18 +207,19 @@ class ControlServer:
             raise exc
         if isinstance(exc, TrunkError):
             log.debug("%s by uid %d failed: %s", name, uid, exc)
-            code, message = exc.code, str(exc)
+            code, message, details = exc.code, str(exc), exc.details()
         elif isinstance(exc, (protocol.Unencodable, UnicodeEncodeError)):
             # a value that is not JSON data, or a string a strict encoder met (names are
             # PEP 383 strings everywhere, docs/names.md; this is the net for a bug)
             log.error("%s by uid %d: a name or message cannot be encoded: %s", name, uid, exc)
             code, message = protocol.UNENCODABLE, f"{name}: a name or message cannot be encoded: {exc}"
+            details = {}
         else:
             log.error("internal error in %s (args %s)", name, _short(req.args), exc_info=exc)
             raise ProtocolError(protocol.INTERNAL, f"internal error in {name}: {exc!r}", fatal=True)
         if streaming:
             raise ProtocolError(code, message, fatal=True)
-        return protocol.error_reply(code, message)
+        return protocol.error_reply(code, message, details)
 
 
 def _short(args: dict) -> str:

@@ -65,7 +65,8 @@ async def build_service(config: Config, store: Store, mountpoint: str | None) ->
     quota = StagingQuota(config.staging_quota_bytes())
     staging = await trio.to_thread.run_sync(StagingManager, config.state, head_tree, quota)
     jobs = JobScheduler(store, registry, commits, events.publish, workers.run, mountpoint=mountpoint,
-                        daemon_tag=ident[:8],
+                        daemon_id=ident, run_jobs=config.run_jobs,
+                        lease_seconds=config.job_lease_seconds,
                         output_limit=config.job_output_limit_bytes(),
                         sandbox=Sandbox(config.job_log_limit_bytes(),
                                         await trio.to_thread.run_sync(DatumCgroups.setup)),

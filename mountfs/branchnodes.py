@@ -237,7 +237,5 @@ class BranchNodes:
                 raise fuse_error(errno.ENOENT)
             cur = self.area.copy_up(pnode, name, lower)
         if pin and isinstance(cur, DirNode) and cur.lower == FOLLOW:
-            cur.lower = lower if is_dir(lower) else None
-            cur.followed = None
-            self.area.save(cur)
+            self.area.pin(pnode, name, cur, lower)
         return cur

@@ -292,8 +292,7 @@ class BranchView(View):
                     raise fuse_error(errno.ENOTEMPTY)
             elif is_dir_like(child):
                 raise fuse_error(errno.EISDIR)
-            lower_has = sname in await n.lower_listing(parent, pnode)
-            area.unlink(pnode, sname, lower_has)
+            area.unlink(pnode, sname, (await n.lower_listing(parent, pnode)).get(sname))
             if want_dir:
                 pnode.dirs_version += 1
             if held is not None:
@@ -352,13 +351,14 @@ class BranchView(View):
             if is_dir_like(src):
                 await self._check_not_inside(src, new_parent)
             node = await n.upper_child(parent, spnode, sname, pin=True)
-            slower_has = sname in await n.lower_listing(parent, spnode)
+            slower = (await n.lower_listing(parent, spnode)).get(sname)
+            dlower = (await n.lower_listing(new_parent, dpnode)).get(dname)
             if dst is not None:
                 held = inodes.at(new_parent.ino, dname)
                 if held is not None:
                     n.keep(held, dst)
                 n.detach(new_parent, dname)
-            area.move(spnode, sname, slower_has, dpnode, dname, node)
+            area.move(spnode, sname, slower, dpnode, dname, node, dlower)
             if isinstance(node, DirNode) or is_dir_like(dst):
                 spnode.dirs_version += 1
                 dpnode.dirs_version += 1

@@ -240,13 +240,14 @@ def merge_outputs(store: Store, session: WriteSession, trees: list[str]) -> dict
 
 
 def store_output(store: Store, directory: str, owner_uid: int | None = None, owner_gid: int | None = None,
-                 budget: OutputBudget | None = None) -> str:
+                 budget: OutputBudget | None = None, packs: set[str] | None = None) -> str:
     """Store what a datum wrote in ``directory`` (its own write session,
     flushed); return the tree id.  ``owner_uid`` and ``owner_gid`` are whom
     the datum ran as; by default the owner of ``directory`` (the runner
     chowns it to them, and a non-root process cannot give it to root).
     Only a datum run as root keeps setuid and setgid bits of its files, and
-    stores files its user could not read.  Nothing is stored when it fails."""
+    stores files its user could not read.  Nothing is stored when it fails.
+    The ids of the packs its blobs are in are added to ``packs``."""
     if owner_uid is None or owner_gid is None:
         st = os.lstat(directory)
         owner_uid = st.st_uid if owner_uid is None else owner_uid
@@ -259,12 +260,14 @@ def store_output(store: Store, directory: str, owner_uid: int | None = None, own
     except BaseException:
         session.abort()
         raise
+    if packs is not None:
+        packs.update(session.pack_ids())
     return str(root["tree"])
 
 
-def store_merged(store: Store, trees: list[str]) -> dict:
+def store_merged(store: Store, trees: list[str], packs: set[str] | None = None) -> dict:
     """Merge datum output trees in a write session of their own (flushed);
-    return the merged root entry."""
+    return the merged root entry (its packs added to ``packs``)."""
     session = store.session()
     try:
         root = merge_outputs(store, session, trees)
@@ -272,4 +275,6 @@ def store_merged(store: Store, trees: list[str]) -> dict:
     except BaseException:
         session.abort()
         raise
+    if packs is not None:
+        packs.update(session.pack_ids())
     return root

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..store.backends.base import Backend
-from ..store.errors import NotFound, ObjectMissing, TrunkError
+from ..store.errors import Conflict, NotFound, ObjectMissing, TrunkError
 from .runner import RunResult
 
 log = logging.getLogger(__name__)
@@ -161,21 +161,23 @@ class Job:
     datums: DatumCounts = field(default_factory=DatumCounts)
     logs: dict[str, DatumLog] = field(default_factory=dict)   # by datum label (its index)
     downstream_jobs: list[str] | None = None                  # set when it succeeded
-    restarts: int = 0                 # daemon starts that found it running (0 in older records)
+    restarts: int = 0                 # daemon starts that found it running, and takeovers
+    daemon: str | None = None         # the id of the daemon that runs it (or ran it last)
 
     @property
     def done(self) -> bool:
         return self.state in FINAL
 
     def interrupted(self, limit: int = MAX_RESTARTS) -> None:
-        """The daemon starts and finds this job running (it stopped, or
-        crashed, while the job ran): queue it again, or fail it once
-        ``limit`` starts found it so, so that a job that brings the daemon
-        down is not rerun at every start."""
+        """This job was found running by a daemon that did not run it (the
+        daemon that ran it stopped, or crashed, or another daemon took its
+        lease over): queue it again, or fail it once ``limit`` such
+        interruptions found it so, so that a job that brings daemons down is
+        not rerun forever."""
         self.restarts += 1
         if self.restarts >= limit:
             self.state, self.finished = FAILED, time.time()
-            self.error = (f"the daemon stopped {self.restarts} times while this job ran; "
+            self.error = (f"the daemon running this job stopped {self.restarts} times while it ran; "
                           "it is not run again")
             log.error("job %s of pipeline %s: %s", self.id, self.pipeline, self.error)
         else:
@@ -207,6 +209,8 @@ class Job:
             out["downstream_jobs"] = list(self.downstream_jobs)
         if self.restarts:
             out["restarts"] = self.restarts
+        if self.daemon:
+            out["daemon"] = self.daemon
         return out
 
     def logs_json(self) -> dict:
@@ -247,7 +251,7 @@ class Job:
                 datums=DatumCounts.from_json(obj.get("datums") or {}),
                 logs={str(k): DatumLog.from_json(v) for k, v in (obj.get("logs") or {}).items()},
                 downstream_jobs=None if downstream is None else [str(j) for j in downstream],
-                restarts=int(obj.get("restarts") or 0))
+                restarts=int(obj.get("restarts") or 0), daemon=_opt_str(obj.get("daemon")))
         except (KeyError, TypeError, AttributeError) as exc:
             raise ValueError(f"not a job record: {exc!r}") from exc
 
@@ -288,9 +292,15 @@ class JobRetention:
 
 class JobStore:
     """Job records in the store, at ``jobs/<id>``; with a retention, the
-    finished ones past it are pruned (at start and by :meth:`prune`)."""
+    finished ones past it are pruned (at start and by :meth:`prune`).
+
+    Every job not finished also has an empty marker ``jobq/<id>``, made
+    after its record and deleted after its final record is written, so
+    that the daemons sharing the store find the open jobs by listing a
+    prefix that holds only those."""
 
     PREFIX = "jobs/"
+    OPEN = "jobq/"
 
     def __init__(self, backend: Backend, retention: JobRetention | None = None) -> None:
         self.backend = backend
@@ -301,6 +311,38 @@ class JobStore:
         where the job is changed, so that a thread never reads a job that
         changes under it)."""
         self.backend.put(f"{self.PREFIX}{job_id}", record)
+
+    def create(self, job: Job) -> bool:
+        """Write a new job's record if no record has its id (False if one
+        has: a job of another daemon made the same millisecond), then its
+        open marker."""
+        try:
+            self.backend.put_if(f"{self.PREFIX}{job.id}", job.encode(), None)
+        except Conflict:
+            return False
+        self.backend.put(f"{self.OPEN}{job.id}", b"")
+        return True
+
+    def closed(self, job_id: str) -> None:
+        """The job is finished (its final record written): drop its marker."""
+        self.backend.delete(f"{self.OPEN}{job_id}")
+
+    def open_ids(self) -> list[str]:
+        """Ids of the jobs not finished, as their markers say."""
+        return [key[len(self.OPEN):] for key in self.backend.list(self.OPEN)]
+
+    def ids(self) -> list[str]:
+        return [key[len(self.PREFIX):] for key in self.backend.list(self.PREFIX)]
+
+    def load_one(self, job_id: str) -> Job | None:
+        """A job's record as the store has it now (None: none, or unreadable)."""
+        try:
+            return Job.decode(self.backend.get(f"{self.PREFIX}{job_id}"))
+        except ObjectMissing:
+            return None
+        except ValueError as exc:
+            log.error("skipping unreadable job record jobs/%s: %s", job_id, exc)
+            return None
 
     def load(self) -> list[Job]:
         """Every readable job record; an unreadable one is logged and skipped."""
@@ -316,16 +358,25 @@ class JobStore:
         """Delete a job's record (and so its logs); gone already is fine."""
         self.backend.delete(f"{self.PREFIX}{job_id}")
 
-    def load_at_start(self, limit: int = MAX_RESTARTS) -> list[Job]:
+    def load_at_start(self, daemon: str | None = None, limit: int = MAX_RESTARTS) -> list[Job]:
         """Every job record as a starting daemon takes them: a job found
-        running is :meth:`Job.interrupted` and its record saved at once (so
-        that a crash before it runs again still counts); finished jobs past
-        the retention are deleted and left out."""
+        running on this daemon (``daemon``, or no daemon named: a record of
+        one daemon alone) is :meth:`Job.interrupted` and its record saved at
+        once (so that a crash before it runs again still counts; a job
+        running on another daemon is that daemon's, until its lease
+        expires); finished jobs past the retention are deleted and left
+        out.  A job not finished gets its open marker if it lacks one."""
         jobs = self.load()
+        marked = set(self.open_ids())
         for job in jobs:
-            if job.state == RUNNING:
+            if job.state == RUNNING and job.daemon in (None, daemon):
                 job.interrupted(limit)
                 self.save(job.id, job.encode())
+            if job.done:
+                if job.id in marked:
+                    self.closed(job.id)
+            elif job.id not in marked:
+                self.backend.put(f"{self.OPEN}{job.id}", b"")
         if self.retention is None:
             return jobs
         expired = {job.id for job in self.retention.expired(jobs)}
@@ -394,6 +445,10 @@ class JobTable:
         return sorted((j for _, j in self._snapshot()
                        if (pipeline is None or j.pipeline == pipeline) and (state is None or j.state == state)),
                       key=lambda j: j.sort_key)
+
+    def get_exact(self, job_id: str) -> Job | None:
+        with self._lock:
+            return self._jobs.get(job_id)
 
     def get(self, job_id: str) -> Job:
         """The job with this id, or whose id this unique prefix (of at least

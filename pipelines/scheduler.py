@@ -19,8 +19,19 @@ run raises (an exception group out of its datums' nursery too) fails that
 job, never the scheduler.
 
 The scheduler is the commit path's trigger: :meth:`JobScheduler.plan`
-makes the jobs of a new commit, :meth:`JobScheduler.start` announces and
-queues them.
+makes the jobs of a new commit (their records, in the store),
+:meth:`JobScheduler.start` announces and queues them.
+
+Many daemons on one store share the jobs (docs/consistency.md): the
+daemon that commits makes the jobs; any daemon that runs jobs (``run_jobs``)
+may run them.  A job runs under a lease (:mod:`.leases`), claimed only
+when it is the oldest open job of its pipeline, so that a pipeline's
+outputs still commit in the order of its inputs; a daemon that dies loses
+its lease after ``job_lease_seconds`` and another one runs the job again
+(datums done already are reused); the output commit is fenced
+(:mod:`.output`) so that a job commits once.  Each daemon finds the open
+jobs by listing ``jobq/`` every poll, and ``job list`` reads the records
+of the jobs other daemons changed.
 
 Blocking pipeline work (store reads, copying inputs, ingesting outputs,
 removing job directories) runs in worker threads under a limiter of the
@@ -46,7 +57,7 @@ from typing import Any, Protocol, TypeVar
 
 import trio
 
-from ..store.changes import Change, CommitMeta, ReplaceRoot, author_of
+from ..store.changes import Change, CommitMeta, author_of
 from ..store.access import READ, WRITE, Caller, allows
 from ..store.errors import NotFound, TrunkError
 from ..store.store import Store
@@ -55,6 +66,9 @@ from .datums import Datum, MergeConflict, OutputBudget, UnsafeOutput, cut_datums
 from .inputs import JOB_DIR_PREFIX, DatumInputs, Run, clear_stale_binds, remove_tree
 from .jobs import CANCELLED, FAILED, QUEUED, RUNNING, SUCCEEDED, DatumCounts, DatumLog, Job, JobInput, \
     JobRetention, JobStore, JobTable, new_job_id
+from .leases import Lease, LeaseLost, Leases
+from .order import input_order, superseded_by
+from .output import AlreadyCommitted, JobOutput
 from .registry import Pipeline, PipelineRegistry
 from .runner import AttemptDirs, Command, RunResult, Sandbox, run_datum
 
@@ -63,6 +77,8 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 PIPELINE_THREADS = 4   # worker threads of the scheduler's own limiter
+LEASE_SECONDS = 30.0   # a job's lease expires after this long without renewal
+REFRESH_EVERY = 1.0    # seconds: ``job list`` reads other daemons' changes at most this often
 JOB_LOGS_FACTOR = 64   # a job keeps at most this many times job_log_limit of output in all
 
 
@@ -96,6 +112,7 @@ class _JobRun:
     work: str                          # the job's work directory
     limiter: trio.CapacityLimiter      # the pipeline's parallelism
     outputs: list[str | None]          # each datum's output tree, by index
+    packs: set[str]                    # the packs their blobs are in (hex ids)
     owner: Caller                      # whom the datums run as
     budget: OutputBudget               # the bytes the job's datums may store
     log_cap: int = 0                   # output kept in the job's record, all datums (0: no cap)
@@ -117,6 +134,18 @@ class _JobRun:
         note = (f"[trunkfs: {size} bytes of this datum's output dropped: the job's logs reached "
                 f"{self.log_cap} bytes ({JOB_LOGS_FACTOR} x job_log_limit)]")
         entry.last = RunResult(last.exit, note, "", last.error)
+
+
+@dataclass
+class _Holding:
+    """A pipeline's lease while this daemon runs its jobs."""
+    lease: Lease
+    job: Job | None = None      # the job that runs now
+    lost: bool = False          # another daemon took the lease over
+
+
+def _lease_name(pipeline: str) -> str:
+    return f"pipelines/{pipeline}"
 
 
 Publish = Callable[[dict], None]   # hands an event to the watchers
@@ -143,12 +172,20 @@ class JobScheduler:
 
     def __init__(self, store: Store, registry: PipelineRegistry, commits: Committer,
                  publish: Publish, run: Run, mountpoint: str | None = None,
-                 daemon_tag: str = "", output_limit: int = 0, threads: int = PIPELINE_THREADS,
-                 sandbox: Sandbox | None = None, retention: JobRetention | None = None) -> None:
-        # ``daemon_tag`` (the start of the daemon's id, store/fleet.py) is in the name
-        # of every job directory, so that at start a daemon detaches the
-        # datum binds it left, never those of another daemon on the machine
-        self.work_prefix = f"{JOB_DIR_PREFIX}{daemon_tag}-" if daemon_tag else JOB_DIR_PREFIX
+                 daemon_id: str = "", output_limit: int = 0, threads: int = PIPELINE_THREADS,
+                 sandbox: Sandbox | None = None, retention: JobRetention | None = None,
+                 run_jobs: bool = True, lease_seconds: float = LEASE_SECONDS) -> None:
+        # the start of the daemon's id (store/fleet.py) is in the name of every job
+        # directory, so that at start a daemon detaches the datum binds it
+        # left, never those of another daemon on the machine
+        self.daemon = daemon_id
+        self.work_prefix = f"{JOB_DIR_PREFIX}{daemon_id[:8]}-" if daemon_id else JOB_DIR_PREFIX
+        self.run_jobs = run_jobs             # False: this daemon makes jobs but never runs one
+        self.leases = Leases(store.backend, daemon_id or "local", lease_seconds)
+        self.poll_interval = min(2.0, lease_seconds / 3)
+        self._lease_limiter = trio.CapacityLimiter(2)   # renewals never wait behind datum work
+        self._held: dict[str, Job] = {}       # jobs this daemon runs now
+        self._refreshed = 0.0
         self.store = store
         self.registry = registry
         self.commits = commits
@@ -174,11 +211,72 @@ class JobScheduler:
 
     async def _persist(self, job: Job, announce: bool = True) -> None:
         """Save a job's record (encoded here, on the event loop) and wake waiters."""
-        self._changed.set()
-        self._changed = trio.Event()
+        self._wake_waiters()
         await self.run_sync(self.records.save, job.id, job.encode())
         if announce:
             self.announce(job)
+
+    def _wake_waiters(self) -> None:
+        self._changed.set()
+        self._changed = trio.Event()
+
+    async def _lease_op(self, fn: Callable[..., T], *args: Any) -> T:
+        return await trio.to_thread.run_sync(functools.partial(fn, *args), limiter=self._lease_limiter)
+
+    # -- what other daemons did ------------------------------------------------------
+
+    def _take(self, fresh: Job | None, job_id: str, drop_gone: bool = False) -> bool:
+        """Put a record read from the store into the table (announced when
+        its state changed); True when it changed.  Jobs this daemon runs
+        are its own to change."""
+        if job_id in self._held:
+            return False
+        known = self.jobs.get_exact(job_id)
+        if fresh is None:
+            if drop_gone and known is not None and known.done:   # pruned elsewhere
+                self.jobs.remove(job_id)
+            return False
+        if known is not None and known.encode() == fresh.encode():
+            return False
+        self.jobs.add(fresh)
+        if known is None or known.state != fresh.state or known.datums != fresh.datums:
+            self.announce(fresh)
+        self._wake_waiters()
+        return True
+
+    def _poll_sync(self) -> list[tuple[str, Job | None]]:
+        """The open jobs' records (and those of jobs the table has open that
+        are no longer: finished elsewhere), in a worker thread."""
+        open_ids = set(self.records.open_ids())
+        ours = set(self._held)
+        wanted = {i for i in open_ids if i not in ours}
+        wanted |= {j.id for j in self.jobs.list() if not j.done and j.id not in ours}
+        return [(i, self.records.load_one(i)) for i in sorted(wanted)]
+
+    async def poll(self) -> None:
+        """Read the open jobs of every daemon into the table once."""
+        for job_id, fresh in await self.work(self._poll_sync):
+            self._take(fresh, job_id)
+        for name in {j.pipeline for j in self.jobs.list() if not j.done}:
+            self._kick(name)
+
+    def _refresh_sync(self) -> list[tuple[str, Job | None]]:
+        known = {j.id: j for j in self.jobs.list()}
+        ids = set(self.records.ids())
+        out: list[tuple[str, Job | None]] = [(i, None) for i in known if i not in ids]
+        for i in ids:
+            if i not in self._held and (i not in known or not known[i].done):
+                out.append((i, self.records.load_one(i)))
+        return out
+
+    async def refresh(self) -> None:
+        """Read every job record other daemons made or changed (``job list``,
+        ``job show``), at most once per REFRESH_EVERY."""
+        if time.monotonic() - self._refreshed < REFRESH_EVERY:
+            return
+        self._refreshed = time.monotonic()
+        for job_id, fresh in await self.work(self._refresh_sync):
+            self._take(fresh, job_id, drop_gone=True)
 
     def announce(self, job: Job) -> None:
         """Tell watchers about a job's state."""
@@ -189,7 +287,13 @@ class JobScheduler:
         queue, or fails when it was found running at too many starts."""
         if os.geteuid() == 0:
             clear_stale_binds(self.work_prefix)
-        for job in self.records.load_at_start():
+        if self.daemon:    # the job directories this daemon left when it died (never another's)
+            tmp = tempfile.gettempdir()
+            for name in os.listdir(tmp):
+                if name.startswith(self.work_prefix):
+                    log.info("removing the job directory %s left by this daemon", name)
+                    remove_tree(os.path.join(tmp, name))
+        for job in self.records.load_at_start(self.daemon or None):
             self.jobs.add(job)
 
     def list(self, pipeline: str | None = None) -> builtins.list[Job]:
@@ -201,21 +305,51 @@ class JobScheduler:
         return self.jobs.get(job_id)
 
     async def wait(self, job_id: str) -> Job:
-        job = self.get(job_id)
-        while not job.done:
-            await self._changed.wait()
-        return job
+        job_id = self.get(job_id).id
+        while True:
+            job = self.get(job_id)
+            if job.done:
+                return job
+            with trio.move_on_after(self.poll_interval):
+                await self._changed.wait()
+            if job_id not in self._held:    # it may run on another daemon
+                self._take(await self.work(self.records.load_one, job_id), job_id)
 
     async def cancel(self, job_id: str) -> Job:
         job = self.get(job_id)
-        if job.state == QUEUED:
-            job.state = CANCELLED
-            job.finished = time.time()
-            await self._persist(job)
-        elif job.state == RUNNING and job.id in self._cancel:
+        if job.done:
+            return job
+        if job.id in self._cancel:           # it runs here
             self._cancel[job.id].cancel()
-            await self.wait(job.id)
-        return job
+            return await self.wait(job.id)
+        lease = await self._lease_op(self.leases.claim, _lease_name(job.pipeline))
+        if lease is None:     # another daemon (or this one's runner) holds the pipeline: ask it
+            await self._lease_op(self.leases.ask_cancel, job.id)
+            self._kick(job.pipeline)
+            return await self.wait(job.id)
+        try:
+            fresh = await self.work(self.records.load_one, job.id) or job
+            if not fresh.done:
+                await self._finish_unrun(fresh, CANCELLED, "cancelled")
+            else:
+                self._take(fresh, fresh.id)
+            return fresh
+        finally:
+            await self._lease_op(self.leases.release, lease)
+
+    async def _finish_unrun(self, job: Job, state: str, error: str) -> None:
+        """End an open job that will not run (cancelled, superseded, failed
+        at too many restarts): its final record, then its marker."""
+        if not job.done:
+            job.state, job.error = state, error
+        job.finished = job.finished or time.time()
+        self.jobs.add(job)
+        await self._persist(job)
+        await self.run_sync(self.records.closed, job.id)
+        try:
+            await self._lease_op(self.leases.clear_cancel, job.id)
+        except (TrunkError, OSError):
+            pass
 
     # -- triggering --------------------------------------------------------------
 
@@ -226,7 +360,7 @@ class JobScheduler:
         jobs, so that watchers see events in the order they happen.
         """
         pipelines = await self.run_sync(self.registry.list)
-        return [self.new_job(p, commit) for p in pipelines
+        return [await self.new_job(p, commit) for p in pipelines
                 if p.spec.input_repo == repo and p.spec.input_branch == branch]
 
     async def start(self, jobs: builtins.list[Job]) -> builtins.list[str]:
@@ -234,19 +368,22 @@ class JobScheduler:
             self.announce(job)
         return [await self.submit(job) for job in jobs]
 
-    def new_job(self, pipeline: Pipeline, commit: str) -> Job:
-        job_id = new_job_id()
-        while job_id in self.jobs:   # a record from another daemon sharing the store
-            job_id = new_job_id()
+    async def new_job(self, pipeline: Pipeline, commit: str) -> Job:
+        """A new queued job, its record made in the store under an id no
+        other record has."""
         spec = pipeline.spec
-        return Job(id=job_id, pipeline=pipeline.name, version=pipeline.version,
-                   input=JobInput(spec.input_repo, spec.input_branch, commit), output=spec.output,
-                   created=time.time())
+        while True:
+            job = Job(id=new_job_id(), pipeline=pipeline.name, version=pipeline.version,
+                      input=JobInput(spec.input_repo, spec.input_branch, commit), output=spec.output,
+                      created=time.time())
+            if await self.run_sync(self.records.create, job):
+                return job
 
     async def submit(self, job: Job) -> str:
-        """Record a new job and wake its pipeline's runner."""
+        """Take a new job (its record made by :meth:`new_job`) into the
+        table and wake its pipeline's runner."""
         self.jobs.add(job)
-        await self._persist(job, announce=False)
+        self._wake_waiters()
         self._kick(job.pipeline)
         log.info("queued job %s of pipeline %s for %s@%s", job.id, job.pipeline,
                  job.input.repo, job.input.commit[:12])
@@ -254,13 +391,13 @@ class JobScheduler:
 
     async def enqueue(self, pipeline: Pipeline, commit: str) -> str:
         """A job of ``pipeline`` on ``commit``, announced and queued (``--reprocess``)."""
-        job = self.new_job(pipeline, commit)
+        job = await self.new_job(pipeline, commit)
         self.announce(job)
         return await self.submit(job)
 
     def _kick(self, pipeline: str) -> None:
         self._wake.setdefault(pipeline, trio.Event()).set()
-        if self._nursery is not None and pipeline not in self._runners:
+        if self._nursery is not None and self.run_jobs and pipeline not in self._runners:
             self._runners.add(pipeline)
             self._nursery.start_soon(self._runner, pipeline)
 
@@ -270,48 +407,169 @@ class JobScheduler:
         """Run queued jobs until cancelled (the daemon's nursery)."""
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
-            for name in {j.pipeline for j in self.jobs.list(state=QUEUED)}:
+            for name in {j.pipeline for j in self.jobs.list() if not j.done}:
                 self._kick(name)
+            if self.run_jobs:
+                nursery.start_soon(self._poller)
             task_status.started()
             await trio.sleep_forever()
 
-    async def _runner(self, pipeline: str) -> None:
-        """Run this pipeline's queued jobs one after the other, oldest first."""
+    async def _poller(self) -> None:
+        """Find the jobs other daemons made or run, every poll interval."""
         while True:
-            queued = self.jobs.list(pipeline, state=QUEUED)
-            if not queued:
+            try:
+                await self.poll()
+            except (TrunkError, OSError) as exc:
+                log.warning("cannot read the open jobs from the store: %s", exc)
+            await trio.sleep(self.poll_interval)
+
+    async def _runner(self, pipeline: str) -> None:
+        """While the pipeline has open jobs: hold its lease and run them, one
+        after the other; when another daemon holds it, look again later."""
+        while True:
+            if all(j.done for j in self.jobs.list(pipeline)):
                 event = self._wake[pipeline] = trio.Event()
                 await event.wait()
                 continue
-            job = queued[0]
             try:
-                await self._run_job(job)
-            except Exception:  # e.g. its record could not be saved: the runner goes on
-                log.exception("job %s of pipeline %s ended by an error", job.id, pipeline)
-                if not job.done:
-                    job.state, job.error, job.finished = FAILED, "internal error (see the daemon log)", time.time()
+                lease = await self._lease_op(self.leases.claim, _lease_name(pipeline))
+            except (TrunkError, OSError) as exc:
+                log.warning("cannot claim the lease of pipeline %s: %s", pipeline, exc)
+                lease = None
+            if lease is None:          # another daemon runs its jobs: look again later
+                event = self._wake[pipeline] = trio.Event()
+                with trio.move_on_after(self.poll_interval):
+                    await event.wait()
+                continue
+            try:
+                await self._hold(pipeline, _Holding(lease))
+            except Exception:  # e.g. a record could not be saved: the runner goes on
+                log.exception("running the jobs of pipeline %s stopped by an error", pipeline)
+            finally:
+                with trio.CancelScope(shield=True):
+                    try:
+                        await self._lease_op(self.leases.release, lease)
+                    except (TrunkError, OSError) as exc:   # it expires
+                        log.warning("cannot release the lease of pipeline %s: %s", pipeline, exc)
             try:   # finished jobs past the retention (job_keep_days, job_keep_count)
                 await self.work(self.records.prune, self.jobs, pipeline)
             except Exception:
                 log.exception("pruning the jobs of pipeline %s failed", pipeline)
 
-    async def _run_job(self, job: Job) -> None:
+    async def _hold(self, pipeline: str, hold: "_Holding") -> None:
+        """Under the pipeline's lease (renewed meanwhile): run its open jobs,
+        oldest input first, until none is left or the lease is lost."""
+        async with trio.open_nursery() as keeper:
+            keeper.start_soon(self._keep_lease, pipeline, hold)
+            try:
+                while not hold.lost:
+                    job = await self._next_job(pipeline)
+                    if job is None:
+                        break
+                    hold.job = job
+                    try:
+                        await self._run_job(job, hold)
+                    finally:
+                        hold.job = None
+                        self._held.pop(job.id, None)
+            finally:
+                keeper.cancel_scope.cancel()
+
+    async def _next_job(self, pipeline: str) -> Job | None:
+        """The next job to run (read from the store under the lease), after
+        ending those that will not run: cancelled from another daemon,
+        superseded by a later input, found running at too many restarts."""
+        await self.poll()
+        while True:
+            candidates = [j for j in self.jobs.list(pipeline) if not j.done]
+            if not candidates:
+                return None
+            job = (await self.work(input_order, self.store, self.registry.refs, candidates))[0]
+            fresh = await self.work(self.records.load_one, job.id)
+            if fresh is None or fresh.done:
+                if fresh is None:
+                    self.jobs.remove(job.id)
+                else:
+                    self._take(fresh, job.id)
+                    await self.run_sync(self.records.closed, job.id)
+                continue
+            if await self._lease_op(self.leases.cancel_asked, fresh.id):
+                await self._finish_unrun(fresh, CANCELLED, "cancelled")
+                continue
+            later = await self.work(superseded_by, self.store, self.registry.refs, fresh)
+            if later is not None:
+                log.info("job %s of pipeline %s is superseded: the output of a later input "
+                         "(%s) is committed already", fresh.id, pipeline, later[:12])
+                await self._finish_unrun(fresh, CANCELLED, f"superseded: the output of a later "
+                                         f"input commit ({later[:12]}) is committed already")
+                continue
+            if fresh.state == RUNNING:      # its daemon stopped or lost the lease mid-job
+                fresh.interrupted()
+                if fresh.done:
+                    await self._finish_unrun(fresh, FAILED, fresh.error or "interrupted")
+                    continue
+            self.jobs.add(fresh)
+            self._held[fresh.id] = fresh
+            return fresh
+
+    async def _keep_lease(self, pipeline: str, hold: "_Holding") -> None:
+        """Renew the pipeline's lease every third of its time to live; stop
+        the job that runs when another daemon took the lease over or someone
+        asked to cancel it."""
+        while True:
+            await trio.sleep(self.leases.ttl / 3)
+            try:
+                await self._lease_op(self.leases.renew, hold.lease)
+            except LeaseLost:
+                log.warning("pipeline %s: another daemon took over its lease; stopping its job here",
+                            pipeline)
+                hold.lost = True
+                if hold.job is not None and hold.job.id in self._cancel:
+                    self._cancel[hold.job.id].cancel()
+                return
+            except (TrunkError, OSError) as exc:   # the next renewal tries again
+                log.warning("cannot renew the lease of pipeline %s: %s", pipeline, exc)
+                continue
+            job = hold.job
+            try:
+                if job is not None and job.id in self._cancel and \
+                        await self._lease_op(self.leases.cancel_asked, job.id):
+                    log.info("job %s: cancelled from another daemon", job.id)
+                    self._cancel[job.id].cancel()
+            except (TrunkError, OSError):
+                pass
+
+    async def _still_held(self, lease: Lease) -> bool:
+        """Whether the lease is still this daemon's (True when the store cannot say)."""
+        try:
+            return await self._lease_op(self.leases.holds, lease)
+        except (TrunkError, OSError) as exc:
+            log.warning("cannot read the lease %s: %s", lease.name, exc)
+            return True
+
+    async def _run_job(self, job: Job, hold: "_Holding") -> None:
         try:
             pipeline, _ = await self.run_sync(self.registry.get, job.pipeline)
         except NotFound:
-            job.state, job.error, job.finished = CANCELLED, "the pipeline was deleted", time.time()
-            await self._persist(job)
+            await self._finish_unrun(job, CANCELLED, "the pipeline was deleted")
             return
-        job.state, job.started, job.error = RUNNING, time.time(), None
+        job.state, job.started, job.error, job.daemon = RUNNING, time.time(), None, self.daemon or None
         job.datums = DatumCounts()
         await self._persist(job)
         scope = trio.CancelScope()
         self._cancel[job.id] = scope
         try:
             with scope:
-                await self._execute(job, pipeline)
+                await self._execute(job, pipeline, hold.lease)
             if scope.cancelled_caught:
                 job.state, job.error = CANCELLED, "cancelled"
+        except LeaseLost as exc:
+            hold.lost = True
+            log.warning("job %s of pipeline %s: %s", job.id, job.pipeline, exc)
+        except AlreadyCommitted as exc:
+            job.state, job.output_commit, job.downstream_jobs = SUCCEEDED, exc.commit, []
+            log.info("job %s of pipeline %s: committed already by another daemon as %s", job.id,
+                     job.pipeline, exc.commit[:12])
         except (TrunkError, MergeConflict, OSError) as exc:
             job.state, job.error = FAILED, str(exc)
             log.warning("job %s of pipeline %s failed: %s", job.id, job.pipeline, exc)
@@ -325,7 +583,18 @@ class JobScheduler:
             self._cancel.pop(job.id, None)
             job.finished = time.time()
             with trio.CancelScope(shield=True):
-                await self._persist(job)
+                if not hold.lost and not await self._still_held(hold.lease):
+                    hold.lost = True
+                if hold.lost:      # the daemon that took over writes its record
+                    self._held.pop(job.id, None)
+                    self._take(await self.work(self.records.load_one, job.id), job.id)
+                else:
+                    await self._persist(job)
+                    await self.run_sync(self.records.closed, job.id)
+                    try:
+                        await self._lease_op(self.leases.clear_cancel, job.id)
+                    except (TrunkError, OSError):
+                        pass
 
     def _crashed(self, job: Job, exc: BaseException) -> None:
         job.state, job.error = FAILED, f"internal error: {exc!r}"
@@ -354,7 +623,7 @@ class JobScheduler:
                                    f"{role} on repo {repo!r}")
         return owner
 
-    async def _execute(self, job: Job, pipeline: Pipeline) -> None:
+    async def _execute(self, job: Job, pipeline: Pipeline, lease: Lease | None = None) -> None:
         spec = pipeline.spec
         owner = await self.work(self.owner_of, pipeline)
         commit = await self.work(self.store.read_commit, job.input.commit)
@@ -363,7 +632,7 @@ class JobScheduler:
         work = tempfile.mkdtemp(prefix=f"{self.work_prefix}{job.id[-12:]}-")
         os.chmod(work, 0o711)
         run = _JobRun(job, pipeline, work, trio.CapacityLimiter(spec.parallelism), [None] * len(datums),
-                      owner, OutputBudget(self.output_limit), log_cap=JOB_LOGS_FACTOR * self.sandbox.log_limit)
+                      set(), owner, OutputBudget(self.output_limit), log_cap=JOB_LOGS_FACTOR * self.sandbox.log_limit)
         try:
             async with trio.open_nursery() as nursery:
                 for i, datum in enumerate(datums):
@@ -373,10 +642,11 @@ class JobScheduler:
                 await self.work(remove_tree, work)
         if run.failures:
             raise TrunkError(f"{len(run.failures)} datum(s) failed: {run.failures[0]}")
-        root = await self.work(store_merged, self.store, [t for t in run.outputs if t is not None])
+        root = await self.work(store_merged, self.store, [t for t in run.outputs if t is not None], run.packs)
         provenance = [{"repo": spec.input_repo, "branch": spec.input_branch, "commit": job.input.commit}]
         origin = {"kind": "pipeline", "pipeline": pipeline.name, "version": pipeline.version, "job": job.id}
-        result = await self.commits.commit(spec.output, "main", ReplaceRoot(root), CommitMeta(
+        change = JobOutput(root, self.store, job.id, job.created, run.packs, self.leases, lease)
+        result = await self.commits.commit(spec.output, "main", change, CommitMeta(
             message=f"{pipeline.name} v{pipeline.version} on {spec.input_repo}@{job.input.commit[:12]}",
             author=author_of(int(pipeline.owner.get("uid", 0))), origin=origin, provenance=provenance))
         job.state, job.output_commit, job.downstream_jobs = SUCCEEDED, result.id, result.jobs
@@ -392,8 +662,12 @@ class JobScheduler:
         reuse_key = f"datums/{pipeline.id}/{pipeline.version}/{datum_hash(datum)}"
         async with run.limiter:
             found = await self.work(self.store.backend.get_versioned, reuse_key)
-            if found is not None:
-                run.outputs[index] = json.loads(found[0])["tree"]
+            if found is not None:   # {"tree", "packs"}: any daemon may have stored it
+                reused = json.loads(found[0])
+                named = [str(p) for p in reused.get("packs") or []]
+                await self.work(self.store.index_packs, named)
+                run.packs.update(named)
+                run.outputs[index] = reused["tree"]
                 job.datums.skipped += 1
                 return
             entry = job.logs[str(index)] = DatumLog(datum_paths(datum))
@@ -414,7 +688,8 @@ class JobScheduler:
                 return
             ran_as = (command.uid, command.gid) if root else (os.geteuid(), os.getegid())  # the runner's rule
             try:
-                tree = await self.work(store_output, self.store, ran.dirs.output, *ran_as, run.budget)
+                packs: set[str] = set()
+                tree = await self.work(store_output, self.store, ran.dirs.output, *ran_as, run.budget, packs)
             except (UnsafeOutput, OSError) as exc:
                 message = str(exc) if isinstance(exc, UnsafeOutput) else f"cannot store its output: {exc}"
                 kept = entry.last or ran.result
@@ -423,5 +698,7 @@ class JobScheduler:
                 run.failures.append(f"datum {index} ({', '.join(entry.paths[:3])}): {message}")
                 return
             run.outputs[index] = tree
+            run.packs.update(packs)
             job.datums.processed += 1
-            await self.work(self.store.backend.put, reuse_key, json.dumps({"tree": tree}).encode())
+            await self.work(self.store.backend.put, reuse_key,
+                            json.dumps({"tree": tree, "packs": sorted(packs)}).encode())

@@ -17,9 +17,10 @@ from contextlib import asynccontextmanager
 
 import trio
 
+from .conflicts import entry_sig
 from .datafiles import DataFiles
 from .journal import Batch, Journal, area_prefix
-from .nodes import FOLLOW, DirNode, FileNode, LinkNode, Node, node_from_entry, node_from_record, now_ns
+from .nodes import DIR, FOLLOW, DirNode, FileNode, LinkNode, Node, node_from_entry, node_from_record, now_ns
 from .quota import StagingQuota
 
 log = logging.getLogger(__name__)
@@ -66,10 +67,12 @@ class StagingArea:
         records, entries = self.journal.load(self.repo, self.branch)
         nodes = {nid: node_from_record(rec) for nid, rec in records.items()}
         roots = [nodes[nid] for nid, rec in records.items() if rec.get("root")]
-        for dir_id, name, child in entries:
+        for dir_id, name, child, base in entries:
             parent = nodes.get(dir_id)
             if isinstance(parent, DirNode) and (child is None or child in nodes):
                 parent.delta[name] = nodes[child] if child is not None else None
+                if base is not None:
+                    parent.bases[name] = base
         self.root = roots[0] if roots and isinstance(roots[0], DirNode) else None
         reachable = {n.id for n in self.walk()}
         stray = [nid for nid in nodes if nid not in reachable]
@@ -223,10 +226,38 @@ class StagingArea:
         batch = self._batch()
         node = node_from_entry(self.journal.new_id(batch), entry)
         batch.node(node.record())
-        batch.entry(parent.id, name, node.id)
+        self._place(parent, name, node, self._base(parent, name, entry), batch)
         self._write()
-        parent.delta[name] = node
         return node
+
+    @staticmethod
+    def _base(parent: DirNode, name: str, lower: dict | None) -> str | None:
+        """The base of parent/name about to change (``conflicts``): the one
+        remembered when it first changed, else ``lower``'s, what it shows now."""
+        if name in parent.delta:
+            return parent.bases.get(name)
+        return entry_sig(lower)
+
+    @staticmethod
+    def _place(parent: DirNode, name: str, node: Node | None, base: str | None,
+               batch: Batch) -> None:
+        """parent/name becomes ``node`` (None: a whiteout), with its base."""
+        batch.entry(parent.id, name, None if node is None else node.id, base)
+        parent.delta[name] = node
+        if base is None:
+            parent.bases.pop(name, None)
+        else:
+            parent.bases[name] = base
+
+    def pin(self, parent: DirNode, name: str, node: DirNode, lower: dict | None) -> None:
+        """A staged directory about to move stops following the head: it keeps
+        ``lower`` (the committed directory it shows), which becomes its base."""
+        node.lower = lower if lower is not None and lower.get("type") == DIR else None
+        node.followed = None
+        batch = self._batch()
+        batch.node(self._record(node))
+        self._place(parent, name, node, entry_sig(lower), batch)
+        self._write()
 
     def new_node(self, kind: str, mode: int, uid: int, gid: int, target: str = "") -> Node:
         """A fresh node, not in the tree yet (see :meth:`link`)."""
@@ -249,18 +280,18 @@ class StagingArea:
         batch = self._batch()
         replaced = parent.delta.get(name)
         batch.node(self._record(node))
-        batch.entry(parent.id, name, node.id)
+        self._place(parent, name, node, self._base(parent, name, None), batch)
         self._touch_dir(parent, batch)
         if replaced is not None and replaced is not node:
             self._forget(replaced, batch)
         self._write()
-        parent.delta[name] = node
 
-    def unlink(self, parent: DirNode, name: str, lower_has: bool) -> Node | None:
-        """Remove parent/name (a whiteout when the lower directory has it)."""
+    def unlink(self, parent: DirNode, name: str, lower: dict | None) -> Node | None:
+        """Remove parent/name (a whiteout when ``lower``, the lower directory's
+        entry there, exists)."""
         node = parent.delta.get(name)
         batch = self._batch()
-        self._vacate(parent, name, lower_has, batch)
+        self._vacate(parent, name, lower, batch)
         if node is not None:
             self._forget(node, batch)
         self._touch_dir(parent, batch)
@@ -268,14 +299,16 @@ class StagingArea:
         self.epoch += 1
         return node
 
-    def move(self, sparent: DirNode, sname: str, slower_has: bool,
-             dparent: DirNode, dname: str, node: Node) -> Node | None:
-        """rename(2) of a staged node; returns the node it replaced."""
+    def move(self, sparent: DirNode, sname: str, slower: dict | None,
+             dparent: DirNode, dname: str, node: Node, dlower: dict | None) -> Node | None:
+        """rename(2) of a staged node; returns the node it replaced.
+        ``slower`` and ``dlower`` are the lower directories' entries at
+        the source and the target."""
         batch = self._batch()
         replaced = dparent.delta.get(dname)
-        self._vacate(sparent, sname, slower_has, batch)
-        batch.entry(dparent.id, dname, node.id)
-        dparent.delta[dname] = node
+        dbase = self._base(dparent, dname, dlower)
+        self._vacate(sparent, sname, slower, batch)
+        self._place(dparent, dname, node, dbase, batch)
         if replaced is not None and replaced is not node:
             self._forget(replaced, batch)
         node.ctime = now_ns()
@@ -287,23 +320,21 @@ class StagingArea:
         self.epoch += 1
         return replaced
 
-    @staticmethod
-    def _vacate(parent: DirNode, name: str, lower_has: bool, batch: Batch) -> None:
+    def _vacate(self, parent: DirNode, name: str, lower: dict | None, batch: Batch) -> None:
         """Nothing at parent/name any more: a whiteout over the lower entry, if any."""
-        if lower_has:
-            batch.entry(parent.id, name, None)
-            parent.delta[name] = None
+        if lower is not None:
+            self._place(parent, name, None, self._base(parent, name, lower), batch)
         else:
             batch.drop_entry(parent.id, name)
             parent.delta.pop(name, None)
+            parent.bases.pop(name, None)
 
     def exchange(self, aparent: DirNode, aname: str, anode: Node,
                  bparent: DirNode, bname: str, bnode: Node) -> None:
         batch = self._batch()
-        aparent.delta[aname] = bnode
-        bparent.delta[bname] = anode
-        batch.entry(aparent.id, aname, bnode.id)
-        batch.entry(bparent.id, bname, anode.id)
+        abase, bbase = aparent.bases.get(aname), bparent.bases.get(bname)  # both staged already
+        self._place(aparent, aname, bnode, abase, batch)
+        self._place(bparent, bname, anode, bbase, batch)
         t = now_ns()
         for n in (anode, bnode):
             n.ctime = t
@@ -415,6 +446,7 @@ class StagingArea:
         """Drop the staged entry parent/name: the committed one shows again."""
         parent.dirs_version += 1
         node = parent.delta.pop(name, None)
+        parent.bases.pop(name, None)
         batch = self._batch()
         batch.drop_entry(parent.id, name)
         if node is not None:

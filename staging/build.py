@@ -14,16 +14,18 @@ import bisect
 import itertools
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from ..store.objects import DIR, entry_files, entry_size
 from ..store.rechunk import rechunk
 from ..store.store import Store
+from ..store.walk import listing
 from ..store.writer import WriteSession
 from .area import StagingArea
 from .datafiles import DataFiles
-from .nodes import DirNode, FileNode, LinkNode, Node
-from .overlay import children
+from .conflicts import ADOPT, HEAD, PathConflict, settle
+from .nodes import FOLLOW, DirNode, FileNode, LinkNode, Node
+from .overlay import lower_of
 
 log = logging.getLogger(__name__)
 
@@ -134,25 +136,37 @@ def file_entries(area: StagingArea, store: Store, session: WriteSession,
 
 
 def build_tree(area: StagingArea, store: Store, session: WriteSession, head_root: dict | None,
-               entries: dict[int, dict]) -> dict:
+               entries: dict[int, dict], force: bool = False) -> dict:
     """Write the trees of the staged view over ``head_root``; returns the
     root entry.  ``entries`` are the staged files' and symlinks' entries
-    (:func:`file_entries`); the area must have a root.  Children are written
+    (:func:`file_entries`); the area must have a root.  Each staged name the
+    head also changed since it was staged is settled by
+    :func:`.conflicts.settle` (PathConflict naming every path that both
+    changed; with ``force`` the staged version wins).  Children are written
     before their parent from an explicit stack, so any depth writes."""
     if area.root is None:
         raise ValueError(f"nothing is staged in {area.where}")
+    conflicts: list[str] = []
     # a frame: a staged directory, its merged children, the finished entries
     # of those children by name (a subdirectory's filled in when it is written)
-    root = _Frame(area.root, children(store, area.root, head_root))
+    root = _Frame(area.root, lower_of(area.root, head_root), store,
+                  tracked=not force and area.root.lower == FOLLOW)
+    root.settle(entries, conflicts)
     stack = [root]
     while stack:
         frame = stack[-1]
         pending = frame.next_subdir()
         if pending is not None:
             name, node, under = pending
-            stack.append(_Frame(node, children(store, node, under), parent=frame, name=name))
+            adopt = name in frame.adopt
+            sub = _Frame(node, under if adopt else lower_of(node, under), store, frame, name,
+                         tracked=frame.tracked and (adopt or node.lower == FOLLOW))
+            sub.settle(entries, conflicts)
+            stack.append(sub)
             continue
         stack.pop()
+        if conflicts:
+            continue   # nothing of it is written
         listing = [dict(frame.done[name], name=name) if isinstance(x, DirNode)
                    else dict(entries[x.id], name=name) if isinstance(x, Node) else x
                    for name, (x, _) in frame.merged.items()]
@@ -163,18 +177,47 @@ def build_tree(area: StagingArea, store: Store, session: WriteSession, head_root
         if frame.parent is None:
             return entry
         frame.parent.done[frame.name] = entry
-    raise AssertionError("unreachable: the root frame returns")
+    raise PathConflict(area.where, conflicts)
 
 
 class _Frame:
-    """One staged directory on :func:`build_tree`'s stack."""
+    """One staged directory on :func:`build_tree`'s stack: its children
+    (staged ones over those of ``lower``, the committed directory beneath
+    it, each with the entry ``lower`` has under that name).  A frame is
+    ``tracked`` when ``lower`` is the head's directory at its path: its
+    changed names are then settled against the head."""
 
-    __slots__ = ("node", "merged", "parent", "name", "done", "_subdirs")
+    __slots__ = ("node", "lower", "merged", "parent", "name", "path", "tracked", "done",
+                 "adopt", "_subdirs")
 
-    def __init__(self, node: DirNode, merged: dict, parent: "_Frame | None" = None, name: str = "") -> None:
-        self.node, self.merged, self.parent, self.name = node, merged, parent, name
+    def __init__(self, node: DirNode, lower: dict | None, store: Store, parent: "_Frame | None" = None,
+                 name: str = "", tracked: bool = False) -> None:
+        self.node, self.parent, self.name, self.tracked = node, parent, name, tracked
+        self.path: str = f"{parent.path}/{name}" if parent is not None else ""
+        self.lower = listing(store, lower)
+        self.merged = {n: (x, self.lower.get(n)) for n, x in node.overlay(self.lower).items()}
         self.done: dict[str, dict] = {}
-        self._subdirs = iter([(n, x, under) for n, (x, under) in merged.items() if isinstance(x, DirNode)])
+        self.adopt: set[str] = set()    # made directories laid over the head's
+        self._subdirs: Iterator[tuple[str, DirNode, dict | None]] = iter(())
+
+    def settle(self, entries: dict[int, dict], conflicts: list[str]) -> None:
+        """Settle the changed names against the head (tracked frames only)."""
+        if self.tracked:
+            for name, staged in self.node.delta.items():
+                head = self.lower.get(name)
+                how = settle(self.node, name, staged, None if staged is None or isinstance(
+                    staged, DirNode) else entries.get(staged.id), head)
+                if how is None:
+                    conflicts.append(f"{self.path}/{name}")
+                elif how == HEAD:
+                    if head is None:
+                        self.merged.pop(name, None)
+                    else:
+                        self.merged[name] = (head, head)
+                elif how == ADOPT:
+                    self.adopt.add(name)
+        self._subdirs = iter([(n, x, under) for n, (x, under) in self.merged.items()
+                              if isinstance(x, DirNode)])
 
     def next_subdir(self) -> "tuple[str, DirNode, dict | None] | None":
         return next(self._subdirs, None)

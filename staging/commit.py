@@ -3,7 +3,8 @@
 The caller freezes the area first (``StagingArea.frozen``).  ``prepare``
 cuts every changed file into chunks once, in a worker thread; ``build``
 writes the staged directories over whatever head the commit lands on, and
-journals the root tree it is about to publish, so that a daemon killed
+journals the root tree it is about to publish (a path the head changed
+since it was staged fails the commit: ``conflicts``), so that a daemon killed
 between moving the branch and clearing the staging finds the branch at
 that tree at its next start and drops the staging instead of committing
 it twice.  After a successful commit the caller drops the area
@@ -26,8 +27,9 @@ Progress = Callable[[int, int], None]
 
 class StagedChange:
     def __init__(self, area: StagingArea, store: Store, run: Run,
-                 progress: Progress | None = None) -> None:
+                 progress: Progress | None = None, force: bool = False) -> None:
         self.area = area
+        self.force = force     # staged versions win over the head's changes to the same paths
         self.store = store
         self.run = run
         self.progress = progress
@@ -50,7 +52,7 @@ class StagedChange:
         if self.area.root is None:  # an empty commit (allow_empty)
             return base if base is not None else {"tree": session.put_tree([]), "size": 0,
                                                   "files": 0, "dirs": 0}
-        root = build_tree(self.area, self.store, session, base, self.entries)
+        root = build_tree(self.area, self.store, session, base, self.entries, self.force)
         self.area.journal.mark_commit(self.area.repo, self.area.branch, root["tree"])
         return root
 

@@ -3,7 +3,11 @@
 Keys (bytes; repo and branch names never hold NUL):
     ``!next``                                  -> next node id (u64)
     ``n`` repo NUL branch NUL id(u64 BE)       -> node record (JSON)
-    ``e`` repo NUL branch NUL dir id NUL name  -> child id (u64 BE), or b"" for a whiteout
+    ``e`` repo NUL branch NUL dir id NUL name  -> ``C`` child id (u64 BE) base, or ``W`` base
+                                                  for a whiteout; base is the signature of the
+                                                  lower entry when the name was first changed
+                                                  (``conflicts``: 32 hex digits, or empty)
+                                                  (before bases: the bare child id, or b"")
     ``c`` repo NUL branch NUL                  -> root tree id of a commit under way
 
 A change is one write batch.  RocksDB appends every batch to its write-ahead
@@ -53,14 +57,25 @@ class Batch:
         self.batch.delete(b"n" + self.prefix + _ID.pack(nid))
         self.empty = False
 
-    def entry(self, dir_id: int, name: str, child: int | None) -> None:
+    def entry(self, dir_id: int, name: str, child: int | None, base: str | None) -> None:
         key = b"e" + self.prefix + _ID.pack(dir_id) + os.fsencode(name)
-        self.batch.put(key, b"" if child is None else _ID.pack(child))
+        value = b"W" if child is None else b"C" + _ID.pack(child)
+        self.batch.put(key, value + (base or "").encode("ascii") if base is not None else
+                       value[1:])
         self.empty = False
 
     def drop_entry(self, dir_id: int, name: str) -> None:
         self.batch.delete(b"e" + self.prefix + _ID.pack(dir_id) + os.fsencode(name))
         self.empty = False
+
+
+def _entry_value(value: bytes) -> tuple[int | None, str | None]:
+    """(child id or None, base or None) of an entry's value, either layout."""
+    if len(value) in (0, 8):      # written before bases
+        return (_ID.unpack(value)[0] if value else None), None
+    if value[:1] == b"C":
+        return _ID.unpack(value[1:9])[0], value[9:].decode("ascii")
+    return None, value[1:].decode("ascii")
 
 
 class Journal:
@@ -112,8 +127,10 @@ class Journal:
     def _scan(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
         return scan_prefix(self._db, prefix)
 
-    def load(self, repo: str, branch: str) -> tuple[dict[int, dict], list[tuple[int, str, int | None]]]:
-        """The node records and directory entries of one branch's staging."""
+    def load(self, repo: str, branch: str
+             ) -> tuple[dict[int, dict], list[tuple[int, str, int | None, str | None]]]:
+        """The node records and directory entries (dir id, name, child id or
+        None for a whiteout, base signature or None) of one branch's staging."""
         prefix = area_prefix(repo, branch)
         nodes = {}
         for key, value in self._scan(b"n" + prefix):
@@ -124,7 +141,7 @@ class Journal:
         for key, value in self._scan(b"e" + prefix):
             dir_id = _ID.unpack(key[n:n + 8])[0]
             name = os.fsdecode(key[n + 8:])
-            entries.append((dir_id, name, _ID.unpack(value)[0] if value else None))
+            entries.append((dir_id, name, *_entry_value(value)))
         return nodes, entries
 
     def areas(self) -> list[tuple[str, str]]:

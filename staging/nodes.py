@@ -71,6 +71,8 @@ class Node:
 class DirNode(Node):
     lower: object = FOLLOW          # FOLLOW, a pinned dir entry (dict), or None
     delta: dict[str, "Node | None"] = field(default_factory=dict)
+    bases: dict[str, str] = field(default_factory=dict)   # name -> the lower entry's signature
+                                                          # when the name was first changed (``conflicts``)
     followed: tuple | None = None   # (head commit, lower entry) last resolved for FOLLOW
     dirs_version: int = 0           # bumped when a subdirectory comes or goes (st_nlink)
     nlink_cache: tuple | None = None

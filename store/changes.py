@@ -10,7 +10,7 @@ from __future__ import annotations
 import pwd
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from .store import Store
 from .treeedit import TreeEditor
@@ -36,6 +36,16 @@ class Change(Protocol):
     def build(self, base: dict | None, session: WriteSession) -> dict:
         """The new root entry over ``base`` (the head's root entry, None for a
         branch without commits); runs in a worker thread, once per attempt."""
+
+
+@runtime_checkable
+class HeadChecked(Protocol):
+    """A change that must see the head commit it lands on first (a
+    pipeline's output checks that its job is not committed already)."""
+
+    def check_head(self, head: str | None) -> None:
+        """Raise to stop the commit; runs in the worker thread before each
+        :meth:`Change.build`, inside the compare-and-swap loop."""
 
 
 class Edit:

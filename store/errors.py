@@ -12,6 +12,10 @@ class TrunkError(Exception):
 
     code = "error"
 
+    def details(self) -> dict:
+        """Structured facts sent with the error (``error.details`` on the socket)."""
+        return {}
+
 
 class InvalidArgument(TrunkError):
     """A name, path or value given by a caller is not acceptable."""

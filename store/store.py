@@ -309,6 +309,11 @@ class Store:
             self.index.add_commit(c.repo_id, bytes.fromhex(cid), craw)
         return commit
 
+    def index_packs(self, pack_ids: list[str]) -> None:
+        """Make the blobs of these packs (hex ids, written by any daemon) findable."""
+        for pack in pack_ids:
+            self._index_pack(bytes.fromhex(pack))
+
     def _index_pack(self, pack_id: bytes) -> None:
         """Add a pack another daemon wrote to the index, from its own index."""
         if self.index.has_pack(pack_id):

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections.abc import Iterable
 from concurrent.futures import Future
 from typing import TYPE_CHECKING
 
@@ -170,6 +171,11 @@ class WriteSession:
         stored; call after :meth:`flush`.  A commit names them, so that
         another daemon finds its blobs without listing the store."""
         return sorted(p.hex() for p in self._packs)
+
+    def uses_packs(self, pack_ids: Iterable[str]) -> None:
+        """Name packs (hex ids) this session did not write but whose blobs
+        its commit refers to (a pipeline's datum outputs)."""
+        self._packs.update(bytes.fromhex(p) for p in pack_ids)
 
     def ingest(self) -> FileIngest:
         return FileIngest(self)

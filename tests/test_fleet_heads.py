@@ -11,6 +11,7 @@ watchers, exactly once, and never for this daemon's own commits.
 
 from __future__ import annotations
 
+import concurrent.futures
 import os
 import time
 from pathlib import Path
@@ -254,3 +255,41 @@ async def test_the_watcher_runs_in_the_background_and_follows_watched_repos(two)
         nursery.cancel_scope.cancel()
     assert c0 != c1
 
+
+
+def test_two_daemons_change_one_path_one_commit_wins_the_other_keeps_its_staging(daemon_factory, workdir,
+                                                                               shared_store):
+    """Both mounts change r/f.txt and commit at once: exactly one commit lands;
+    the other fails naming the path, and its staged file stays, readable and
+    committable (with --force its version wins)."""
+    url, extra = shared_store
+    a = daemon_factory("a", store_url=url, extra=extra, mount=True)
+    b = daemon_factory("b", store_url=url, extra=extra, mount=True)
+    a.cli("repo", "create", "r")
+    (workdir / "f.txt").write_bytes(b"base\n")
+    (workdir / "other.txt").write_bytes(b"other\n")
+    base = a.cli("put", "r:/", str(workdir / "f.txt"), str(workdir / "other.txt")).out.strip()
+    for d in (a, b):
+        wait_for(lambda d=d: (d.mount / "r" / "f.txt").exists(), 10, "r/f.txt on both mounts")
+    (a.mount / "r" / "f.txt").write_bytes(b"from A\n")
+    (b.mount / "r" / "f.txt").write_bytes(b"from B\n")
+    (b.mount / "r" / "b-only.txt").write_bytes(b"B alone\n")
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        a_run, b_run = pool.map(lambda d: d.cli("commit", "r", "-m", f"from {d.base.name}", check=False),
+                                (a, b))
+    assert sorted([a_run.returncode, b_run.returncode]) == [0, 1], (a_run.err, b_run.err)
+    winner, loser, lost = (a, b, b_run) if a_run.returncode == 0 else (b, a, a_run)
+    assert "conflict" in lost.err and "/f.txt" in lost.err
+    mine = b"from A\n" if loser is a else b"from B\n"
+    theirs = b"from B\n" if loser is a else b"from A\n"
+    log = winner.cli("log", "r", "--json").json()
+    assert len(log) == 2 and log[1]["id"] == base               # one commit landed
+    assert loser.cli("cat", "r:/f.txt").stdout == theirs
+    status = [(c["status"], c["path"]) for c in loser.cli("status", "r", "--json").json()["changes"]]
+    assert ("M", "/f.txt") in status                          # the loser's staging is intact
+    assert (loser.mount / "r" / "f.txt").read_bytes() == mine
+    done = loser.cli("commit", "r", "--force", "-m", "mine wins").out.strip()
+    assert winner.cli("cat", f"r@{done}:/f.txt").stdout == mine
+    assert winner.cli("cat", f"r@{done}:/other.txt").stdout == b"other\n"
+    if loser is b:
+        assert winner.cli("cat", f"r@{done}:/b-only.txt").stdout == b"B alone\n"

@@ -84,7 +84,7 @@ def test_unlink_discard_and_drop_give_the_bytes_back(manager: StagingManager) ->
     area.write(a, 0, b"a" * 4000, uid=USER)
     area.write(b, 0, b"b" * 4000, uid=USER)
     assert area.root is not None
-    area.unlink(area.root, "a", lower_has=False)
+    area.unlink(area.root, "a", None)
     assert manager.quota.used(USER) == 4000
     area.drop_all()                                   # what a commit does
     assert manager.quota.used(USER) == 0

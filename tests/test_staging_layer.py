@@ -15,13 +15,14 @@ import trio
 import trio.testing
 
 from trunkfs.daemon.commits import CommitPath
-from trunkfs.store.changes import CommitMeta, author_of
+from trunkfs.store.changes import CommitMeta, Edit, author_of
 from trunkfs.daemon.events import EventBus
 from trunkfs.daemon.heads import BranchHeads
 from trunkfs.daemon.workers import Workers
 from trunkfs.staging import build
 from trunkfs.staging.area import StagingArea
 from trunkfs.staging.commit import StagedChange
+from trunkfs.staging.conflicts import PathConflict
 from trunkfs.staging.manager import StagingManager
 from trunkfs.staging.nodes import FOLLOW, DirNode, FileNode, Node
 from trunkfs.staging.overlay import children, lower_of
@@ -110,11 +111,11 @@ class Layer:
                                          CommitMeta("put", author_of(0)))
         return done.id
 
-    async def commit(self) -> str:
+    async def commit(self, force: bool = False) -> str:
         """Commit the staged changes, as the daemon's commit handler does."""
         area = self.area
         async with area.frozen():
-            change = StagedChange(area, self.store, self.workers.run)
+            change = StagedChange(area, self.store, self.workers.run, force=force)
             try:
                 done = await self.commits.commit(REPO, BRANCH, change,
                                                  CommitMeta("staged", author_of(0), allow_empty=False))
@@ -153,12 +154,12 @@ class Layer:
         assert isinstance(node, DirNode)
         return node, followed
 
-    def _parent(self, path: str) -> tuple[DirNode, str, bool]:
-        """(staged parent directory, name, whether the lower directory has the name)."""
+    def _parent(self, path: str) -> tuple[DirNode, str, dict | None]:
+        """(staged parent directory, name, the lower directory's entry there)."""
         parts = path.strip("/").split("/")
         parent, followed = self._dir(parts[:-1])
         lower = walk.listing(self.store, lower_of(parent, followed))
-        return parent, parts[-1], parts[-1] in lower
+        return parent, parts[-1], lower.get(parts[-1])
 
     def node(self, path: str, pin: bool = False) -> Node:
         """The staged node at ``path``, copied up from the head when needed;
@@ -172,8 +173,7 @@ class Layer:
             cur = self.area.copy_up(parent, name, lower)
         if pin and isinstance(cur, DirNode) and cur.lower == FOLLOW:
             _, followed = self._dir(path.strip("/").split("/")[:-1])
-            cur.lower = walk.listing(self.store, lower_of(parent, followed)).get(name)
-            self.area.save(cur)
+            self.area.pin(parent, name, cur, walk.listing(self.store, lower_of(parent, followed)).get(name))
         return cur
 
     def mkdir(self, path: str) -> DirNode:
@@ -218,14 +218,14 @@ class Layer:
         self.area.truncate(self.file(path), size)
 
     def unlink(self, path: str) -> Node | None:
-        parent, name, lower_has = self._parent(path)
-        return self.area.unlink(parent, name, lower_has)
+        parent, name, lower = self._parent(path)
+        return self.area.unlink(parent, name, lower)
 
     def move(self, src: str, dst: str) -> None:
         node = self.node(src, pin=True)
-        sparent, sname, slower_has = self._parent(src)
-        dparent, dname, _ = self._parent(dst)
-        self.area.move(sparent, sname, slower_has, dparent, dname, node)
+        sparent, sname, slower = self._parent(src)
+        dparent, dname, dlower = self._parent(dst)
+        self.area.move(sparent, sname, slower, dparent, dname, node, dlower)
 
     def content(self, node: FileNode) -> bytes:
         """A staged file's bytes, read as the branch view reads them."""
@@ -354,9 +354,79 @@ async def test_a_renamed_directory_keeps_what_it_showed(layer: Layer) -> None:
     # the head moves meanwhile (a put): the pinned directory does not follow
     # /src, and the whiteout at /src hides the head's /src
     await layer.put({"/src/late": b"late"})
-    cid = await layer.commit()
+    with pytest.raises(PathConflict) as err:   # the rename would lose /src/late
+        await layer.commit()
+    assert err.value.paths == ["/src"]
+    cid = await layer.commit(force=True)
     assert layer.tree(cid) == {"/dst": "dir", "/dst/a": b"Aa2", "/dst/sub": "dir",
                                "/dst/sub/b": b"B", "/other": b"o"}
+
+
+# -- the head moved under the staging (another daemon's commit, a put) -------------
+
+async def test_a_path_changed_on_both_sides_fails_the_commit_and_keeps_the_staging(layer: Layer) -> None:
+    await layer.put({"/f": b"v1", "/g": b"g1", "/d/x": b"x1"})
+    layer.write("/f", 0, b"mine")
+    layer.write("/d/x", 0, b"MY")
+    layer.create("/new", b"n")
+    await layer.put({"/f": b"theirs", "/d/x": b"THEIRS", "/g": b"g2"})
+    before = layer.status()
+    with pytest.raises(PathConflict) as err:
+        await layer.commit()
+    assert err.value.paths == ["/d/x", "/f"]
+    assert "/d/x" in str(err.value) and "/f" in str(err.value)
+    assert layer.status() == before                 # the staging is intact
+    assert layer.content(layer.file("/f")) == b"mine"
+    layer.reopen()                                  # and so is its journal
+    with pytest.raises(PathConflict):
+        await layer.commit()
+    cid = await layer.commit(force=True)            # the staged versions win
+    assert layer.tree(cid) == {"/f": b"mine", "/g": b"g2", "/d": "dir", "/d/x": b"MY", "/new": b"n"}
+
+
+async def test_changes_to_other_paths_replay_on_the_new_head(layer: Layer) -> None:
+    await layer.put({"/f": b"v1", "/d/a": b"a"})
+    layer.write("/f", 0, b"V")
+    layer.unlink("/d/a")
+    layer.mkdir("/made")
+    layer.create("/made/mine", b"m")
+    await layer.put({"/g": b"g", "/d/b": b"b", "/made/theirs": b"t"})   # both made /made
+    cid = await layer.commit()
+    assert layer.tree(cid) == {"/f": b"V1", "/g": b"g", "/d": "dir", "/d/b": b"b",
+                               "/made": "dir", "/made/mine": b"m", "/made/theirs": b"t"}
+
+
+async def test_the_same_new_name_on_both_sides_conflicts(layer: Layer) -> None:
+    await layer.put({"/keep": b"k"})
+    layer.mkdir("/made")
+    layer.create("/made/x", b"mine")
+    layer.create("/top", b"mine")
+    await layer.put({"/made/x": b"theirs", "/top": b"theirs"})
+    with pytest.raises(PathConflict) as err:
+        await layer.commit()
+    assert err.value.paths == ["/made/x", "/top"]
+
+
+async def test_a_delete_against_a_change_conflicts_both_ways(layer: Layer) -> None:
+    await layer.put({"/gone": b"1", "/kept": b"1"})
+    layer.unlink("/gone")                           # staged delete, their change
+    layer.write("/kept", 0, b"2")                   # staged change, their delete
+    await layer.put({"/gone": b"changed"})
+    await layer.commits.commit(REPO, BRANCH, Edit(layer.store, lambda e: e.remove("/kept")),
+                               CommitMeta("rm", author_of(0)))
+    with pytest.raises(PathConflict) as err:
+        await layer.commit()
+    assert err.value.paths == ["/gone", "/kept"]
+
+
+async def test_a_name_made_and_removed_again_takes_the_heads_version(layer: Layer) -> None:
+    await layer.put({"/a": b"a"})
+    layer.create("/n", b"mine")
+    await layer.put({"/n": b"theirs"})
+    layer.unlink("/n")                              # over their /n now: a whiteout
+    layer.write("/a", 0, b"A")
+    cid = await layer.commit()
+    assert layer.tree(cid) == {"/a": b"A", "/n": b"theirs"}
 
 
 async def test_staged_directories_follow_the_head_and_metadata_changes_show(layer: Layer) -> None:

@@ -160,16 +160,19 @@ async def _may_manage_job(req: Request, job: Job, what: str) -> None:
 
 @op("job.list")
 async def job_list(req: Request) -> list:
+    await req.service.jobs.refresh()     # what other daemons on the store made or ran
     return [j.summary() for j in req.service.jobs.list(req.arg("pipeline", str, None))]
 
 
 @op("job.show")
 async def job_show(req: Request) -> dict:
+    await req.service.jobs.refresh()
     return req.service.jobs.get(req.arg("id")).summary()
 
 
 @op("job.logs")
 async def job_logs(req: Request) -> dict:
+    await req.service.jobs.refresh()
     job = req.service.jobs.get(req.arg("id"))
     await _may_manage_job(req, job, "job.logs")
     logs = job.logs_json()
@@ -183,11 +186,13 @@ async def job_logs(req: Request) -> dict:
 
 @op("job.wait")
 async def job_wait(req: Request) -> dict:
+    await req.service.jobs.refresh()
     return (await req.service.jobs.wait(req.arg("id"))).summary()
 
 
 @op("job.cancel")
 async def job_cancel(req: Request) -> dict:
+    await req.service.jobs.refresh()
     await _may_manage_job(req, req.service.jobs.get(req.arg("id")), "job.cancel")
     return (await req.service.jobs.cancel(req.arg("id"))).summary()
 

@@ -20,14 +20,14 @@ log = logging.getLogger(__name__)
 
 
 async def commit_area(svc: Service, area: StagingArea, meta: CommitMeta,
-                      progress: Progress | None = None) -> CommitResult:
+                      progress: Progress | None = None, force: bool = False) -> CommitResult:
     """Commit a branch's staged changes through the commit path; on success
-    the staging is dropped, on failure it stays as it was."""
+    the staging is dropped, on failure (a conflict too) it stays as it was."""
     async with area.frozen():
         if area.root is None and not meta.allow_empty:
             raise NothingToCommit(f"nothing to commit on {area.where}")
         log.info("commit of %s: staging frozen; writes wait for the commit", area.where)
-        change = StagedChange(area, svc.store, svc.bulk.run, progress)
+        change = StagedChange(area, svc.store, svc.bulk.run, progress, force)
         try:
             result = await svc.commits.commit(area.repo, area.branch, change, meta)
         except BaseException:
@@ -58,6 +58,7 @@ async def commit_staged(req: Request) -> dict:
     repo, branch = await req.branch_args(WRITE)
     message = req.arg("message", str, "")
     allow_empty = req.arg("allow_empty", bool, False)
+    force = req.arg("force", bool, False)
     want_progress = req.arg("progress", bool, False)
     state = {"done": 0, "total": 0}
 
@@ -76,7 +77,8 @@ async def commit_staged(req: Request) -> dict:
             if want_progress:
                 nursery.start_soon(report)
             done = await commit_area(svc, svc.staging.area(repo, branch), CommitMeta(
-                message=message or "commit", author=req.author, allow_empty=allow_empty), progress)
+                message=message or "commit", author=req.author, allow_empty=allow_empty), progress,
+                force)
             result = {"commit": done.id, "repo": repo, "branch": branch, "size": done.commit.size,
                       "files": done.commit.files, "jobs": done.jobs}
             nursery.cancel_scope.cancel()
