@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import secrets
 import threading
 import time
@@ -68,6 +69,14 @@ _clock = _IdClock()
 def new_job_id() -> str:
     """A new job id: 12 lower-case hex digits, sortable by creation."""
     return _clock.next()
+
+
+_JOB_ID = re.compile(r"[0-9a-f]{12}|[0-9]{1,20}-[0-9a-f]{8}")
+
+
+def is_job_id(text: str) -> bool:
+    """Whether ``text`` is a job id (this version's, or an earlier one's)."""
+    return _JOB_ID.fullmatch(text) is not None
 
 
 def _opt_float(value: Any) -> float | None:
@@ -305,6 +314,7 @@ class JobStore:
     def __init__(self, backend: Backend, retention: JobRetention | None = None) -> None:
         self.backend = backend
         self.retention = retention
+        self._reported: set[str] = set()   # unreadable records, logged once each
 
     def save(self, job_id: str, record: bytes) -> None:
         """Write a record made by :meth:`Job.encode` (encoded by the caller,
@@ -327,22 +337,44 @@ class JobStore:
         """The job is finished (its final record written): drop its marker."""
         self.backend.delete(f"{self.OPEN}{job_id}")
 
+    def _listed(self, prefix: str) -> list[str]:
+        """The job ids under ``prefix``; a key that holds no job id (written
+        by something else than a daemon) is logged once and left out."""
+        out = []
+        for key in self.backend.list(prefix):
+            job_id = key[len(prefix):]
+            if is_job_id(job_id):
+                out.append(job_id)
+            elif key not in self._reported:
+                self._reported.add(key)
+                log.error("ignoring %s in the store: not a job id", key)
+        return out
+
     def open_ids(self) -> list[str]:
         """Ids of the jobs not finished, as their markers say."""
-        return [key[len(self.OPEN):] for key in self.backend.list(self.OPEN)]
+        return self._listed(self.OPEN)
 
     def ids(self) -> list[str]:
-        return [key[len(self.PREFIX):] for key in self.backend.list(self.PREFIX)]
+        return self._listed(self.PREFIX)
 
     def load_one(self, job_id: str) -> Job | None:
-        """A job's record as the store has it now (None: none, or unreadable)."""
+        """A job's record as the store has it now (None: none, or unreadable;
+        an unreadable one is logged once)."""
         try:
-            return Job.decode(self.backend.get(f"{self.PREFIX}{job_id}"))
+            job = Job.decode(self.backend.get(f"{self.PREFIX}{job_id}"))
         except ObjectMissing:
             return None
         except ValueError as exc:
-            log.error("skipping unreadable job record jobs/%s: %s", job_id, exc)
+            if job_id not in self._reported:
+                self._reported.add(job_id)
+                log.error("skipping unreadable job record jobs/%s: %s", job_id, exc)
             return None
+        if job.id != job_id:
+            if job_id not in self._reported:
+                self._reported.add(job_id)
+                log.error("skipping job record jobs/%s: it holds job %r", job_id, job.id)
+            return None
+        return job
 
     def load(self) -> list[Job]:
         """Every readable job record; an unreadable one is logged and skipped."""

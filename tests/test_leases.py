@@ -86,3 +86,24 @@ def test_open_jobs_run_in_the_order_of_their_inputs_and_older_inputs_are_superse
     assert superseded_by(store, refs, _job("j1", c1, 3.0)) == c2   # an older input: superseded
     assert superseded_by(store, refs, _job("j2", c2, 2.0)) is None  # the same input (--reprocess)
     assert superseded_by(store, refs, _job("j3", c3, 1.0)) is None  # a later input
+
+
+@pytest.mark.allow_warnings     # the errors are what it checks
+def test_what_another_writer_left_under_jobq_and_jobs_is_skipped_and_logged_once(store: Store, caplog) -> None:
+    from trunkfs.pipelines.jobs import JobStore, new_job_id
+    records = JobStore(store.backend)
+    good = _job(new_job_id(), "c" * 64, time.time())
+    assert records.create(good)
+    assert not records.create(good)                 # an id taken already is refused
+    liar = new_job_id()
+    store.backend.put(f"jobs/{liar}", good.encode())  # a record that names another job
+    broken = new_job_id()
+    store.backend.put(f"jobs/{broken}", b"{not json")
+    for key in ("jobq/not-an-id", "jobq/" + "0" * 11, "jobq/ABCDEF012345", f"jobq/{broken}", f"jobq/{liar}"):
+        store.backend.put(key, b"")
+    for _ in range(3):
+        assert sorted(records.open_ids()) == sorted([good.id, broken, liar])
+        assert records.load_one(broken) is None and records.load_one(liar) is None
+        assert records.load_one(good.id).to_json() == good.to_json()
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 5, errors                 # three keys that are no id, two bad records: once each

@@ -549,3 +549,15 @@ async def test_mutations_wait_for_a_commit(layer: Layer) -> None:
         order.append("commit")
         area.thaw()
     assert order == ["commit", "write"]
+
+
+async def test_a_conflict_on_a_name_that_is_not_utf8_names_it(layer: Layer) -> None:
+    name = os.fsdecode(b"/caf\xe9")
+    await layer.put({name: b"v1", "/l-target": b"t"})
+    layer.write(name, 0, b"mine")
+    layer.symlink(os.fsdecode(b"/lnk\xff"), os.fsdecode(b"\xfe\xfd"))
+    await layer.put({name: b"theirs"})
+    with pytest.raises(PathConflict) as err:
+        await layer.commit()
+    assert err.value.paths == [name]
+    assert os.fsencode(err.value.details()["paths"][0]) == b"/caf\xe9"
