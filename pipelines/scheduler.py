@@ -653,6 +653,17 @@ class JobScheduler:
         log.info("job %s of pipeline %s succeeded: %s@%s", job.id, pipeline.name, spec.output,
                  result.id[:12])
 
+    def _reusable(self, reuse_key: str) -> tuple[str, builtins.list[str]] | None:
+        """The output tree (and the packs it is in, indexed here) that a datum
+        of the same content left under ``reuse_key``, on any daemon."""
+        found = self.store.backend.get_versioned(reuse_key)
+        if found is None:
+            return None
+        record = json.loads(found[0])         # {"tree", "packs"}
+        named = [str(p) for p in record.get("packs") or []]
+        self.store.index_packs(named)
+        return str(record["tree"]), named
+
     async def _datum(self, run: _JobRun, index: int, datum: Datum) -> None:
         """One datum: its earlier output if its content was processed by this
         pipeline (its id) and version before, else a run of the command (with
@@ -661,13 +672,11 @@ class JobScheduler:
         spec = pipeline.spec
         reuse_key = f"datums/{pipeline.id}/{pipeline.version}/{datum_hash(datum)}"
         async with run.limiter:
-            found = await self.work(self.store.backend.get_versioned, reuse_key)
-            if found is not None:   # {"tree", "packs"}: any daemon may have stored it
-                reused = json.loads(found[0])
-                named = [str(p) for p in reused.get("packs") or []]
-                await self.work(self.store.index_packs, named)
+            reused = await self.work(self._reusable, reuse_key)
+            if reused is not None:
+                tree, named = reused
                 run.packs.update(named)
-                run.outputs[index] = reused["tree"]
+                run.outputs[index] = tree
                 job.datums.skipped += 1
                 return
             entry = job.logs[str(index)] = DatumLog(datum_paths(datum))
