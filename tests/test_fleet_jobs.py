@@ -6,9 +6,12 @@ one finishes the job; a daemon started with --no-jobs runs none."""
 from __future__ import annotations
 
 import concurrent.futures
+import glob
 import json
 import os
+import shutil
 import sys
+import tempfile
 import time
 from collections import Counter
 from pathlib import Path
@@ -105,17 +108,23 @@ def test_a_job_whose_daemon_is_killed_finishes_on_another(daemon_factory, workdi
     victim, survivor = (a, b) if runner == daemon_id(a) else (b, a)
     assert runner == daemon_id(victim)
     victim.kill()                                     # kill -9, mid-datum
-    done = survivor.cli("job", "wait", job_id, "--json", timeout=120).json()
-    assert done["state"] == "succeeded", done
-    assert done["daemon"] == daemon_id(survivor) and done["restarts"] == 1
-    assert side.read_text().splitlines() == [f"{job_id} in.txt"] * 2   # started twice, committed once
-    assert survivor.cli("cat", "out:/in.txt").stdout == b"payload\n"
-    log = survivor.cli("log", "out", "--json").json()
-    assert len(log) == 1
-    victim.start()                                    # back after the crash: it sees the job done
-    assert victim.cli("job", "show", job_id, "--json").json()["state"] == "succeeded"
-    time.sleep(LEASE_S)                               # the datum it left behind ends alone
-    assert victim.cli("log", "out", "--json").json() == log
+    try:
+        done = survivor.cli("job", "wait", job_id, "--json", timeout=120).json()
+        assert done["state"] == "succeeded", done
+        assert done["daemon"] == daemon_id(survivor) and done["restarts"] == 1
+        assert side.read_text().splitlines() == [f"{job_id} in.txt"] * 2   # started twice, committed once
+        assert survivor.cli("cat", "out:/in.txt").stdout == b"payload\n"
+        log = survivor.cli("log", "out", "--json").json()
+        assert len(log) == 1
+        time.sleep(LEASE_S)                           # the datum the victim left behind ends alone
+        victim.start()                                # back after the crash: it sees the job done
+        assert victim.cli("job", "show", job_id, "--json").json()["state"] == "succeeded"
+        assert victim.cli("log", "out", "--json").json() == log
+        # and it removed the job directory it left when it was killed
+        assert not glob.glob(os.path.join(tempfile.gettempdir(), f"trunkfs-job-{runner[:8]}-*"))
+    finally:   # what the killed daemon left, should the test stop before its restart
+        for left in glob.glob(os.path.join(tempfile.gettempdir(), f"trunkfs-job-{runner[:8]}-*")):
+            shutil.rmtree(left, ignore_errors=True)
 
 
 def test_a_daemon_with_no_jobs_makes_jobs_that_another_runs(daemon_factory, workdir):
