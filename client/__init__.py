@@ -25,7 +25,7 @@ from .errors import (AlreadyExistsError, ClientError, ConflictError, Disconnecte
                      PermissionDeniedError, ProtocolError, UnavailableError, error_for)
 from .results import (AclEntry, BranchInfo, CacheStats, CommitResult, DaemonInfo, Deleted,
                       DiscardResult, FleetMember, FsckReport, GetResult, PutResult, RepoAcl, RepoInfo, Result,
-                      RmResult, StatsInfo)
+                      RmResult, StatsInfo, TagInfo)
 from .transfer import Progress
 
 TYPE_CHECKING = False
@@ -45,7 +45,7 @@ __all__ = [
     "Result", "DaemonInfo", "Deleted", "RepoInfo", "RepoAcl", "AclEntry", "BranchInfo", "Author", "Origin",
     "ProvenanceRef", "CommitInfo", "Change", "Diff", "Status", "Entry", "Listing", "PutResult",
     "RmResult", "CommitResult", "DiscardResult", "GetResult", "FleetMember", "FsckReport", "CacheStats",
-    "StatsInfo", "ProvenanceStep", "PipelineInfo", "DatumCounts", "JobInput", "JobInfo",
+    "StatsInfo", "TagInfo", "ProvenanceStep", "PipelineInfo", "DatumCounts", "JobInput", "JobInfo",
     "DatumLog", "JobLogs", "CommitEvent", "JobEvent", "OtherEvent", "Event",
 ]
 

@@ -20,7 +20,7 @@ import os
 
 from .connection import Connection
 from .errors import DisconnectedError, ProtocolError, error_from_reply
-from .results import (BranchInfo, CommitResult, DaemonInfo, Deleted, DiscardResult, FleetMember, FsckReport,
+from .results import (BranchInfo, TagInfo, CommitResult, DaemonInfo, Deleted, DiscardResult, FleetMember, FsckReport,
                       GetResult, PutResult, RepoAcl, RepoInfo, Result, RmResult, StatsInfo)
 from .transfer import Progress, local_bytes, receive_file, receive_tree, send_put_entries
 from .tree_writer import Destination
@@ -124,6 +124,20 @@ class Client:
 
     def branch_delete(self, repo: str, branch: str) -> Deleted:
         return Deleted.from_raw(self.call("branch.delete", repo=repo, branch=branch))
+
+    def branch_reset(self, repo: str, branch: str, to: str) -> BranchInfo:
+        """Move ``branch`` to the commit ``to`` names (admin only)."""
+        return BranchInfo.from_raw(self.call("branch.reset", repo=repo, branch=branch, to=to))
+
+    def tag_create(self, repo: str, tag: str, ref: str | None = None) -> TagInfo:
+        """Name the commit ``ref`` names (default: the head of main) ``tag``, for good."""
+        return TagInfo.from_raw(self.call("tag.create", repo=repo, tag=tag, ref=ref or "main"))
+
+    def tag_list(self, repo: str) -> list[TagInfo]:
+        return [TagInfo.from_raw(t) for t in self.call("tag.list", repo=repo)]
+
+    def tag_delete(self, repo: str, tag: str) -> Deleted:
+        return Deleted.from_raw(self.call("tag.delete", repo=repo, tag=tag))
 
     # -- writing a branch, one commit each ---------------------------------------
 

@@ -169,6 +169,21 @@ class BranchInfo(Result):
                    opt_str(r.get("repo")), raw=r)
 
 
+class TagInfo(Result):
+    """A tag: the commit it names, for good."""
+    __slots__ = ("repo", "tag", "commit")
+    repo: str
+    tag: str
+    commit: str | None
+
+    def __init__(self, repo: str, tag: str, commit: str | None, *, raw: Any = None) -> None:
+        self.repo, self.tag, self.commit, self.raw = repo, tag, commit, raw
+
+    @classmethod
+    def from_raw(cls, r: dict) -> TagInfo:
+        return cls(str(r.get("repo", "")), str(r.get("tag", "")), opt_str(r.get("commit")), raw=r)
+
+
 class PutResult(Result):
     __slots__ = ("commit", "branch", "files", "bytes", "new_bytes", "size", "jobs", "skipped",
                  "skipped_reasons")

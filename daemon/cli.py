@@ -15,7 +15,7 @@ import json
 import sys
 
 from ..client import Client, ClientError
-from .commands import (UsageError, cmd_branch, cmd_cat, cmd_commit, cmd_daemon, cmd_diff,
+from .commands import (UsageError, cmd_branch, cmd_tag, cmd_cat, cmd_commit, cmd_daemon, cmd_diff,
                        cmd_discard, cmd_fsck, cmd_get, cmd_job, cmd_log, cmd_ls, cmd_pipeline,
                        cmd_fleet, cmd_provenance, cmd_put, cmd_repo, cmd_rm, cmd_show, cmd_stats, cmd_status,
                        cmd_umount, cmd_watch, parse_spec)
@@ -82,7 +82,22 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("spec", metavar="REPO")
     x = bs.add_parser("delete", parents=[common])
     x.add_argument("spec", metavar="REPO@BRANCH")
+    x = bs.add_parser("reset", parents=[common], help="move a branch to another commit (admin only)")
+    x.add_argument("spec", metavar="REPO@BRANCH")
+    x.add_argument("--to", dest="to_ref", required=True, metavar="REF", help="a branch, tag or commit")
     b.set_defaults(func=cmd_branch)
+
+    t = sub.add_parser("tag", parents=[common], help="name a commit for good: create, list, delete tags")
+    ts = t.add_subparsers(dest="action", required=True)
+    x = ts.add_parser("create", parents=[common])
+    x.add_argument("spec", metavar="REPO[@REF]", help="the commit to tag (default: the head of main)")
+    x.add_argument("name", metavar="NAME")
+    x = ts.add_parser("list", parents=[common])
+    x.add_argument("spec", metavar="REPO")
+    x = ts.add_parser("delete", parents=[common], help="delete a tag (admin only)")
+    x.add_argument("spec", metavar="REPO")
+    x.add_argument("name", metavar="NAME")
+    t.set_defaults(func=cmd_tag)
 
     x = sub.add_parser("put", parents=[common], help="put local files/dirs into a branch, as one commit")
     x.add_argument("spec", metavar="REPO[@BRANCH][:/DEST]")

@@ -118,8 +118,28 @@ def cmd_branch(args: argparse.Namespace, c: Client) -> int:
     if args.action == "create":
         b = c.branch_create(repo, branch, args.from_ref)
         emit(args, b, f"created branch {repo}@{branch} at {fmt.short(b.head)}")
+    elif args.action == "reset":
+        b = c.branch_reset(repo, branch, args.to_ref)
+        emit(args, b, f"reset branch {repo}@{branch} to {fmt.short(b.head)}")
     else:
         emit(args, c.branch_delete(repo, branch), f"deleted branch {repo}@{branch}")
+    return 0
+
+
+def cmd_tag(args: argparse.Namespace, c: Client) -> int:
+    repo, _, ref = args.spec.partition("@")
+    if args.action == "list":
+        if ref:
+            raise UsageError("tag list takes a repo: REPO")
+        tags = c.tag_list(repo)
+        emit(args, tags, "\n".join(f"{t.tag}\t{fmt.short(t.commit)}" for t in tags) or None)
+    elif args.action == "create":
+        t = c.tag_create(repo, args.name, ref or None)
+        emit(args, t, f"tagged {repo}@{fmt.short(t.commit)} as {t.tag}")
+    else:
+        if ref:
+            raise UsageError("tag delete takes a repo and a name: REPO NAME")
+        emit(args, c.tag_delete(repo, args.name), f"deleted tag {args.name} of {repo}")
     return 0
 
 

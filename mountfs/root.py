@@ -1,7 +1,8 @@
 """``<mount>/``: one entry per repo (its branch main, writable).
 
-``<repo>@<branch>`` and ``<repo>@<commit or unique prefix>`` are not listed
-but found by lookup.  Each name of the root is the root inode of a view: a
+``<repo>@<branch>``, ``<repo>@<tag>`` and ``<repo>@<commit or unique
+prefix>`` are not listed but found by lookup (a tag is a read-only commit
+view, remembered by the kernel for a second only).  Each name of the root is the root inode of a view: a
 :class:`~.branchview.BranchView` (one per branch, whatever name reached it)
 or a :class:`~.commitview.CommitView`.  The root itself is read-only.
 
@@ -35,6 +36,7 @@ from .view import NEGATIVE_TIMEOUT, View, ViewParts
 log = logging.getLogger(__name__)
 
 ROOT_TIMEOUT = 1.0
+TAG_TIMEOUT = 1.0       # `<repo>@<tag>`: a tag deleted and made again names another commit
 DEFAULT_BRANCH = "main"
 
 
@@ -116,6 +118,8 @@ class RootDir(View):
             return negative_entry(NEGATIVE_TIMEOUT)
         try:
             attr.entry_timeout = await self.gate.entry_timeout(repo_of(inode), attr.entry_timeout)
+            if _names_a_tag(os.fsdecode(name), inode):   # a tag can be deleted and made again
+                attr.entry_timeout = min(attr.entry_timeout, TAG_TIMEOUT)
         except BaseException:
             self.parts.inodes.release(inode)
             raise
@@ -156,3 +160,9 @@ class RootDir(View):
                                                    ignore_enoent=True)
                 except Exception:  # the kernel may not know the entry
                     log.debug("cannot invalidate %s", inode.name)
+
+
+def _names_a_tag(name: str, inode: Inode) -> bool:
+    """Whether ``<repo>@<ref>`` resolved to a commit view through a tag (not a commit id)."""
+    ref = name.partition("@")[2]
+    return isinstance(inode.view, CommitView) and bool(ref) and not inode.view.commit.startswith(ref.lower())

@@ -1,8 +1,11 @@
-"""Repos and branches: small mutable objects in the store.
+"""Repos, branches and tags: small mutable objects in the store.
 
 ``repos/<name>`` holds a repo's identity; ``refs/<repo>/<branch>`` holds a
 branch head and changes only by compare-and-swap, so a branch moves from the
-old head to the new one or not at all.
+old head to the new one or not at all.  ``tags/<repo>/<tag>`` names a
+commit and never moves: it is created once (``If-None-Match``) and can only
+be deleted.  A name is a branch or a tag of a repo, never both; a ref
+resolves to a branch first, then a tag, then a commit id.
 """
 
 from __future__ import annotations
@@ -83,7 +86,7 @@ class Refs:
 
     def delete_repo(self, name: str) -> None:
         self.get_repo(name)
-        for key in list(self.backend.list(f"refs/{name}/")):
+        for key in list(self.backend.list(f"refs/{name}/")) + list(self.backend.list(f"tags/{name}/")):
             self.backend.delete(key)
         self.backend.delete(f"repos/{name}")
         log.info("deleted repo %s (its data stays in the store until garbage collection)", name)
@@ -112,6 +115,8 @@ class Refs:
     def create_branch(self, repo: str, branch: str, commit: str | None) -> None:
         check_name(branch, "branch")
         self.get_repo(repo)
+        if self.read_tag(repo, branch) is not None:
+            raise AlreadyExists(f"repo {repo!r} has a tag named {branch!r}; a branch cannot have its name")
         try:
             self.backend.put_if(f"refs/{repo}/{branch}", encode_ref(commit), None)
         except Conflict:
@@ -124,6 +129,61 @@ class Refs:
     def move_branch(self, repo: str, branch: str, commit: str, expected_version: str) -> str:
         """Point ``branch`` at ``commit`` if it is still at ``expected_version``."""
         return self.backend.put_if(f"refs/{repo}/{branch}", encode_ref(commit), expected_version)
+
+    # -- tags --------------------------------------------------------------------
+
+    def create_tag(self, repo: str, tag: str, commit: str) -> None:
+        """Name ``commit`` ``tag`` in ``repo``, for good (AlreadyExists if the
+        name is a tag or a branch already)."""
+        check_name(tag, "tag")
+        self.get_repo(repo)
+        if self.backend.get_versioned(f"refs/{repo}/{tag}") is not None:
+            raise AlreadyExists(f"repo {repo!r} has a branch named {tag!r}; a tag cannot have its name")
+        try:
+            self.backend.put_if(f"tags/{repo}/{tag}", encode_ref(commit), None)
+        except Conflict:
+            raise AlreadyExists(f"tag {tag!r} already exists in repo {repo!r} (tags never move)") from None
+        log.info("tagged %s@%s as %s", repo, commit[:12], tag)
+
+    def read_tag(self, repo: str, tag: str) -> str | None:
+        """The commit a tag names (None: no such tag)."""
+        key = f"tags/{repo}/{tag}"
+        found = self.backend.get_versioned(key)
+        return None if found is None else decode_ref(found[0], key)
+
+    def list_tags(self, repo: str) -> dict[str, str | None]:
+        self.get_repo(repo)
+        out: dict[str, str | None] = {}
+        for key in sorted(self.backend.list(f"tags/{repo}/")):
+            found = self.backend.get_versioned(key)
+            if found is not None:
+                out[key.rsplit("/", 1)[-1]] = decode_ref(found[0], key)
+        return out
+
+    def delete_tag(self, repo: str, tag: str) -> None:
+        check_name(tag, "tag")
+        self.get_repo(repo)
+        key = f"tags/{repo}/{tag}"
+        found = self.backend.get_versioned(key)
+        if found is None:
+            raise NotFound(f"tag {tag!r} does not exist in repo {repo!r}")
+        try:
+            self.backend.delete_if(key, found[1])
+        except (Conflict, NotFound):
+            pass    # deleted meanwhile: gone, as asked
+        log.info("deleted tag %s of repo %s", tag, repo)
+
+    def roots(self) -> list[str]:
+        """Every commit a branch or a tag of any repo names (garbage collection's roots)."""
+        out = []
+        for prefix in ("refs/", "tags/"):
+            for key in self.backend.list(prefix):
+                found = self.backend.get_versioned(key)
+                if found is not None:
+                    commit = decode_ref(found[0], key)
+                    if commit:
+                        out.append(commit)
+        return out
 
     # -- resolving -------------------------------------------------------------
 
@@ -141,6 +201,9 @@ class Refs:
             found = self.backend.get_versioned(key)
             if found is not None:
                 return decode_ref(found[0], key), ref
+            tagged = self.read_tag(repo, ref)
+            if tagged is not None:
+                return tagged, None
         lowered = ref.lower()
         if _HEX.match(lowered):
             if len(lowered) < MIN_PREFIX:
@@ -157,7 +220,7 @@ class Refs:
                 return matches[0], None
             if len(matches) > 1:
                 raise InvalidArgument(f"commit prefix {ref!r} is ambiguous in repo {repo!r} ({len(matches)} commits)")
-        raise NotFound(f"{ref!r} is neither a branch nor a commit of repo {repo!r}")
+        raise NotFound(f"{ref!r} is neither a branch, a tag nor a commit of repo {repo!r}")
 
 
 def check_ref_chars(ref: str) -> bool:

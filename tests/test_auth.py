@@ -267,3 +267,19 @@ async def test_job_logs_of_anothers_job_are_refused(users: Users) -> None:
 
 def test_handlers_are_registered() -> None:
     assert "repo.acl" in HANDLERS and Request is not None
+
+
+async def test_tags_need_write_to_make_and_admin_to_delete_and_reset_needs_admin(users: Users) -> None:
+    root, nobody = users.as_user(0, 0), users.as_user(*NOBODY)
+    await root.call("repo.create", name="rel")
+    first = (await root.put("rel", [file("x", b"1")]))["commit"]
+    await root.put("rel", [file("x", b"2")])
+    await refused(nobody.call, "tag.create", repo="rel", tag="v1", ref=first)
+    await refused(nobody.call, "branch.reset", repo="rel", branch="main", to=first)
+    assert [t["tag"] for t in await nobody.call("tag.list", repo="rel")] == []   # reading is open
+    await root.call("repo.acl", name="rel", grant=["user:nobody=write"])
+    assert (await nobody.call("tag.create", repo="rel", tag="v1", ref=first))["commit"] == first
+    await refused(nobody.call, "tag.delete", repo="rel", tag="v1")
+    await refused(nobody.call, "branch.reset", repo="rel", branch="main", to="v1")
+    assert (await root.call("branch.reset", repo="rel", branch="main", to="v1"))["head"] == first
+    assert await root.call("tag.delete", repo="rel", tag="v1") == {"repo": "rel", "deleted": "v1"}

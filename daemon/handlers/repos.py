@@ -1,6 +1,8 @@
-"""Repos and branches: create, list, delete; a repo's access list."""
+"""Repos, branches and tags: create, list, delete, reset; a repo's access list."""
 
 from __future__ import annotations
+
+import logging
 
 from ...store import history
 from ...store.errors import InvalidArgument
@@ -9,6 +11,8 @@ from ...store.objects import RepoInfo
 from ..auth import (ADMIN, READ, WRITE, acl_json, allows, changed_acl, parse_grant, parse_principal,
                     require)
 from .base import Request, op
+
+log = logging.getLogger(__name__)
 
 
 @op("repo.create")
@@ -71,6 +75,61 @@ async def branch_delete(req: Request) -> dict:
             req.service.heads.changed(repo, branch)
     return {"repo": repo, "deleted": branch}
 
+
+
+@op("branch.reset")
+async def branch_reset(req: Request) -> dict:
+    """Move a branch to any commit of its repo (admin only).  The commits it
+    leaves stay readable by id until retention and the collector drop them;
+    staged changes stay staged and settle against the new head at commit."""
+    svc = req.service
+    repo = req.repo()
+    branch = check_name(req.arg("branch"), "branch")
+    target = req.arg("to", str)
+    await req.require(repo, ADMIN)
+    commit, _ = await svc.workers.run(svc.refs.resolve, repo, target)
+    if commit is None:
+        raise InvalidArgument(f"branch.reset: {target!r} names a branch without commits")
+    async with svc.heads.lock(repo, branch):
+        try:
+            before, version = await svc.workers.run(svc.refs.read_branch, repo, branch)
+            await svc.workers.run(svc.refs.move_branch, repo, branch, commit, version)
+        finally:
+            svc.heads.changed(repo, branch)
+    log.info("branch %s@%s reset from %s to %s by uid %d", repo, branch, (before or "-")[:12],
+             commit[:12], req.conn.uid)
+    return {"repo": repo, "branch": branch, "head": commit, "before": before}
+
+
+@op("tag.create")
+async def tag_create(req: Request) -> dict:
+    svc = req.service
+    repo = req.repo()
+    tag = check_name(req.arg("tag"), "tag")
+    ref = req.arg("ref", str, "main")
+    await req.require(repo, WRITE)
+    commit, _ = await svc.workers.run(svc.refs.resolve, repo, ref)
+    if commit is None:
+        raise InvalidArgument(f"tag.create: {ref!r} names a branch without commits")
+    await svc.workers.run(svc.refs.create_tag, repo, tag, commit)
+    return {"repo": repo, "tag": tag, "commit": commit}
+
+
+@op("tag.list")
+async def tag_list(req: Request) -> list:
+    repo = req.repo()
+    await req.require(repo, READ)
+    tags = await req.service.workers.run(req.service.refs.list_tags, repo)
+    return [{"repo": repo, "tag": t, "commit": c} for t, c in tags.items()]
+
+
+@op("tag.delete")
+async def tag_delete(req: Request) -> dict:
+    repo = req.repo()
+    tag = check_name(req.arg("tag"), "tag")
+    await req.require(repo, ADMIN)
+    await req.service.workers.run(req.service.refs.delete_tag, repo, tag)
+    return {"repo": repo, "deleted": tag}
 
 
 def _strings(req: Request, name: str) -> list[str]:
