@@ -125,6 +125,24 @@ class Client:
     def branch_delete(self, repo: str, branch: str) -> Deleted:
         return Deleted.from_raw(self.call("branch.delete", repo=repo, branch=branch))
 
+    def retention_set(self, repo: str, *, branch: str | None = None, keep_last: int | None = None,
+                      keep_days: float | None = None) -> dict:
+        """Keep only the ``keep_last`` newest commits and/or those younger than
+        ``keep_days`` of a repo's history (of ``branch`` only, if given)."""
+        return dict(self.call("retention.set", repo=repo, branch=branch, keep_last=keep_last,
+                              keep_days=keep_days))
+
+    def retention_show(self, repo: str) -> dict:
+        return dict(self.call("retention.show", repo=repo))
+
+    def retention_clear(self, repo: str, *, branch: str | None = None) -> dict:
+        return dict(self.call("retention.clear", repo=repo, branch=branch))
+
+    def gc(self, *, dry_run: bool = False, grace: float | None = None) -> dict:
+        """Collect the store's garbage (root only); the collector's report.
+        ``grace``: seconds; objects younger than it are never deleted."""
+        return dict(self.call("gc", dry_run=dry_run, grace=grace))
+
     def branch_reset(self, repo: str, branch: str, to: str) -> BranchInfo:
         """Move ``branch`` to the commit ``to`` names (admin only)."""
         return BranchInfo.from_raw(self.call("branch.reset", repo=repo, branch=branch, to=to))

@@ -15,7 +15,7 @@ import json
 import sys
 
 from ..client import Client, ClientError
-from .commands import (UsageError, cmd_branch, cmd_tag, cmd_cat, cmd_commit, cmd_daemon, cmd_diff,
+from .commands import (UsageError, cmd_branch, cmd_gc, cmd_retention, cmd_tag, cmd_cat, cmd_commit, cmd_daemon, cmd_diff,
                        cmd_discard, cmd_fsck, cmd_get, cmd_job, cmd_log, cmd_ls, cmd_pipeline,
                        cmd_fleet, cmd_provenance, cmd_put, cmd_repo, cmd_rm, cmd_show, cmd_stats, cmd_status,
                        cmd_umount, cmd_watch, parse_spec)
@@ -86,6 +86,27 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("spec", metavar="REPO@BRANCH")
     x.add_argument("--to", dest="to_ref", required=True, metavar="REF", help="a branch, tag or commit")
     b.set_defaults(func=cmd_branch)
+
+    r2 = sub.add_parser("retention", parents=[common],
+                        help="how much history the collector keeps: set, show, clear a repo's rules")
+    rs2 = r2.add_subparsers(dest="action", required=True)
+    x = rs2.add_parser("set", parents=[common], help="keep the newest N commits and/or the last D days")
+    x.add_argument("repo", metavar="REPO")
+    x.add_argument("--branch", help="the rule of this branch only (default: the repo's)")
+    x.add_argument("--keep-last", type=int, metavar="N")
+    x.add_argument("--keep-days", type=float, metavar="D")
+    x = rs2.add_parser("show", parents=[common])
+    x.add_argument("repo", metavar="REPO")
+    x = rs2.add_parser("clear", parents=[common], help="keep the whole history again")
+    x.add_argument("repo", metavar="REPO")
+    x.add_argument("--branch")
+    r2.set_defaults(func=cmd_retention)
+
+    x = sub.add_parser("gc", parents=[common], help="delete what nothing live refers to (root only)")
+    x.add_argument("--dry-run", action="store_true", help="report what would go; change nothing")
+    x.add_argument("--grace", metavar="DURATION",
+                   help="never delete objects younger than this (default 24h; e.g. 30m, 2h, 7d, 0)")
+    x.set_defaults(func=cmd_gc)
 
     t = sub.add_parser("tag", parents=[common], help="name a commit for good: create, list, delete tags")
     ts = t.add_subparsers(dest="action", required=True)

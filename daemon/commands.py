@@ -126,6 +126,56 @@ def cmd_branch(args: argparse.Namespace, c: Client) -> int:
     return 0
 
 
+def parse_duration(text: str) -> float:
+    """Seconds of ``90``, ``90s``, ``30m``, ``2h`` or ``7d``."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    text = text.strip().lower()
+    unit = units.get(text[-1:]) if text else None
+    try:
+        value = float(text[:-1] if unit else text) * (unit or 1)
+    except ValueError:
+        raise UsageError(f"not a duration: {text!r} (use e.g. 90s, 30m, 2h, 7d)") from None
+    if not 0 <= value < float("inf"):
+        raise UsageError(f"not a duration: {text!r}")
+    return value
+
+
+def cmd_retention(args: argparse.Namespace, c: Client) -> int:
+    if args.action == "set":
+        if args.keep_last is None and args.keep_days is None:
+            raise UsageError("retention set needs --keep-last N, --keep-days D or both")
+        r = c.retention_set(args.repo, branch=args.branch, keep_last=args.keep_last, keep_days=args.keep_days)
+    elif args.action == "clear":
+        r = c.retention_clear(args.repo, branch=args.branch)
+    else:
+        r = c.retention_show(args.repo)
+    if args.json:
+        print(json.dumps(r, sort_keys=True))
+        return 0
+    for rule in r.get("rules", []):
+        parts = [f"keep the last {rule['keep_last']}" if rule.get("keep_last") else "",
+                 f"keep {rule['keep_days']:g} days" if rule.get("keep_days") is not None else ""]
+        print(f"{rule.get('branch') or '(every branch and tag)'}: {', or '.join(p for p in parts if p)}")
+    if not r.get("rules"):
+        print(f"{args.repo}: no rules; every commit reachable from a branch or a tag is kept")
+    return 0
+
+
+def cmd_gc(args: argparse.Namespace, c: Client) -> int:
+    grace = parse_duration(args.grace) if args.grace is not None else None
+    r = c.gc(dry_run=args.dry_run, grace=grace)
+    if args.json:
+        print(json.dumps(r, sort_keys=True))
+        return 0
+    verb = "would delete" if r.get("dry_run") else "deleted"
+    print(f"{r.get('commits', 0)} live commits, {r.get('packs', 0)} packs ({r.get('live_packs', 0)} live)")
+    print(f"{verb} {r.get('deleted', 0)} packs ({fmt.human(r.get('deleted_bytes', 0))}); "
+          f"condemned {r.get('condemned', 0)}, pardoned {r.get('pardoned', 0)}")
+    print(f"reclaimable {fmt.human(r.get('reclaimable_bytes', 0))}, of which "
+          f"{fmt.human(r.get('waiting_bytes', 0))} waits for the grace period; {r.get('seconds', 0)} s")
+    return 0
+
+
 def cmd_tag(args: argparse.Namespace, c: Client) -> int:
     repo, _, ref = args.spec.partition("@")
     if args.action == "list":

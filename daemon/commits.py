@@ -127,6 +127,7 @@ class CommitPath:
             if not meta.allow_empty and root["tree"] == (base["tree"] if base else EMPTY_TREE_ID.hex()):
                 raise NothingToCommit(f"nothing to commit on {repo}@{branch}")
             session.flush()
+            self.store.check_session(session)
             commit = Commit(repo=repo, repo_id=info.id, tree=root["tree"],
                             parents=[head] if head else [], message=meta.message,
                             author=meta.author, time=time.time(), origin=meta.origin,

@@ -111,7 +111,8 @@ def fsck(store: Store, read_data: bool = False, max_problems: int = 1000) -> Fsc
             try:
                 commit = store._load_commit(c)
             except (NotFound, IntegrityError) as exc:
-                problem(f"{where}: {exc}")
+                if not store.expired(c):     # history cut by retention is no problem
+                    problem(f"{where}: {exc}")
                 continue
             report.commits += 1
             walk_tree(commit.tree, f"{where}@{c[:12]}:")
@@ -126,6 +127,9 @@ def fsck(store: Store, read_data: bool = False, max_problems: int = 1000) -> Fsc
         for branch, head in branches.items():
             if head:
                 walk_commit(head, f"{info.name}@{branch}")
+        for tag, tagged in refs.list_tags(info.name).items():
+            if tagged:
+                walk_commit(tagged, f"{info.name}@{tag}")
 
     # Locate every chunk; each pack must exist with the size the index knows.
     pack_sizes = {pid: size for pid, size, _ in store.index.packs()}

@@ -153,7 +153,12 @@ def log(store: Store, commit_id: str | None, limit: int = 0) -> list[dict]:
     out: list[dict] = []
     cur = commit_id
     while cur and (not limit or len(out) < limit):
-        commit = store.read_commit(cur)
+        try:
+            commit = store.read_commit(cur)
+        except NotFound:
+            if out and store.expired(cur):     # the history retention kept ends here
+                break
+            raise
         out.append(commit_summary(cur, commit))
         cur = commit.parents[0] if commit.parents else None
     return out

@@ -104,11 +104,18 @@ class Index:
             yield key[1:], BlobLocation.from_bytes(value)
 
     def remove_pack(self, pack_id: bytes) -> None:
+        self.remove_packs({pack_id})
+
+    def remove_packs(self, pack_ids: set[bytes]) -> None:
+        """Forget packs and the blobs located in them (one pass over the blobs)."""
+        if not pack_ids:
+            return
         batch = WriteBatch(raw_mode=True)
         for bid, loc in self.blobs():
-            if loc.pack_id == pack_id:
+            if loc.pack_id in pack_ids:
                 batch.delete(b"c" + bid)
-        batch.delete(b"p" + pack_id)
+        for pid in pack_ids:
+            batch.delete(b"p" + pid)
         self._db.write(batch)
 
     # -- commits ---------------------------------------------------------------
@@ -120,6 +127,12 @@ class Index:
         batch = WriteBatch(raw_mode=True)
         batch.put(b"o" + commit_id, raw)
         batch.put(b"m" + repo_id.encode() + b"\0" + commit_id.hex().encode(), b"")
+        self._db.write(batch)
+
+    def remove_commit(self, repo_id: str, commit_id: bytes) -> None:
+        batch = WriteBatch(raw_mode=True)
+        batch.delete(b"o" + commit_id)
+        batch.delete(b"m" + repo_id.encode() + b"\0" + commit_id.hex().encode())
         self._db.write(batch)
 
     def commit_ids(self) -> Iterator[bytes]:

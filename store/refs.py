@@ -88,6 +88,7 @@ class Refs:
         self.get_repo(name)
         for key in list(self.backend.list(f"refs/{name}/")) + list(self.backend.list(f"tags/{name}/")):
             self.backend.delete(key)
+        self.backend.delete(f"retention/{name}")
         self.backend.delete(f"repos/{name}")
         log.info("deleted repo %s (its data stays in the store until garbage collection)", name)
 
@@ -173,18 +174,6 @@ class Refs:
             pass    # deleted meanwhile: gone, as asked
         log.info("deleted tag %s of repo %s", tag, repo)
 
-    def roots(self) -> list[str]:
-        """Every commit a branch or a tag of any repo names (garbage collection's roots)."""
-        out = []
-        for prefix in ("refs/", "tags/"):
-            for key in self.backend.list(prefix):
-                found = self.backend.get_versioned(key)
-                if found is not None:
-                    commit = decode_ref(found[0], key)
-                    if commit:
-                        out.append(commit)
-        return out
-
     # -- resolving -------------------------------------------------------------
 
     def resolve(self, repo: str, ref: str | None) -> tuple[str | None, str | None]:
@@ -215,7 +204,8 @@ class Refs:
                     if self.store.read_commit(lowered).repo_id == info.id:
                         matches = [lowered]
                 except NotFound:
-                    pass
+                    if self.store.expired(lowered):
+                        raise     # "expired": clearer than "no such commit"
             if len(matches) == 1:
                 return matches[0], None
             if len(matches) > 1:

@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from .backends.base import Backend
 from .chunking import ChunkerParams
 from .codec import Codec, blob_id
-from .errors import IntegrityError, NotFound, ObjectMissing
+from .errors import Conflict, IntegrityError, NotFound, ObjectMissing
 from .index import Index
 from .objects import EMPTY_TREE_ID, Commit, decode_tree
 from .packs import TYPE_DATA, pack_id_from_key, pack_key, read_pack_index
@@ -33,6 +33,31 @@ DEFAULT_PACK_SIZE = 32 * 1024 * 1024
 TREE_CACHE_BYTES = 64 * 1024 * 1024
 TREE_INDEX_CACHE = 512  # trees kept indexed by name (path lookups, the mount)
 RESYNC_INTERVAL = 10.0  # seconds between two listings of the store after a blob miss
+CONDEMNED_PREFIX = "gc/condemned/"
+DELETED_PREFIX = "gc/deleted/"   # a tombstone per pack the collector deleted
+EXPIRED_PREFIX = "gc/expired/"   # a tombstone per commit the collector deleted
+CONDEMNED_REFRESH = 60.0   # writers read the condemned packs at least this often
+CONDEMNED_CHECK = 5.0      # and at most this long before a commit names its packs
+SESSION_LIMIT = 86400.0    # a write session older than the collector's default grace may not commit
+
+
+class SessionExpired(Conflict):
+    """A write session too old to commit (the collector may have deleted what it reuses)."""
+
+
+def condemned_key(pack_id: bytes, when: float, grace: float) -> str:
+    """The record of a condemned pack: the facts in its name, so that one
+    listing reads them all."""
+    return f"{CONDEMNED_PREFIX}{pack_id.hex()}.{int(when)}.{int(grace)}"
+
+
+def parse_condemned(key: str) -> tuple[bytes, float, float] | None:
+    try:
+        hexid, when, grace = key[len(CONDEMNED_PREFIX):].split(".")
+        pack = bytes.fromhex(hexid)
+        return (pack, float(when), float(grace)) if len(pack) == 32 else None
+    except ValueError:
+        return None
 
 
 class Store:
@@ -58,6 +83,12 @@ class Store:
         self.malformed_entries: dict[str, list[str]] = {}
         self.params = ChunkerParams()
         self.config: dict = {}
+        # packs the collector condemned (``gc``): pack id -> (when, grace); writers
+        # never reuse their blobs, and a session that refers to one past its
+        # deadline may not commit
+        self.condemned: dict[bytes, tuple[float, float]] = {}
+        self._condemned_read = -CONDEMNED_REFRESH
+        self.session_limit = SESSION_LIMIT
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -92,7 +123,39 @@ class Store:
         self.backend.close()
 
     def session(self) -> WriteSession:
+        self.refresh_condemned(CONDEMNED_CHECK)   # what the collector condemned, not to be reused
         return WriteSession(self)
+
+    def refresh_condemned(self, max_age: float = CONDEMNED_REFRESH) -> dict[bytes, tuple[float, float]]:
+        """The packs the collector condemned, read again from the store when
+        the copy here is older than ``max_age`` seconds (one listing)."""
+        if time.monotonic() - self._condemned_read < max_age:
+            return self.condemned
+        found: dict[bytes, tuple[float, float]] = {}
+        for key in self.backend.list(CONDEMNED_PREFIX):
+            parsed = parse_condemned(key)
+            if parsed is not None:
+                found[parsed[0]] = (parsed[1], parsed[2])
+        self.condemned = found
+        self._condemned_read = time.monotonic()
+        return found
+
+    def check_session(self, session: WriteSession) -> None:
+        """Before a commit names what ``session`` stored and reused: refuse a
+        session older than ``session_limit``, or one that reuses a blob of a
+        pack the collector may delete by now (docs/gc.md)."""
+        now = time.time()
+        age = now - session.started
+        if age > self.session_limit:
+            raise SessionExpired(f"this write session started {age:.0f} s ago, longer than the "
+                                 f"collector's grace ({self.session_limit:.0f} s): the data it reuses may "
+                                 "be gone; nothing was committed, do it again")
+        condemned = self.refresh_condemned(CONDEMNED_CHECK)
+        for pack in session.packs_used():
+            found = condemned.get(pack)
+            if found is not None and now >= found[0] + found[1]:
+                raise SessionExpired(f"this commit would reuse data of pack {pack.hex()[:12]}, which "
+                                     "the collector may delete now; nothing was committed, do it again")
 
     # -- index maintenance -----------------------------------------------------
 
@@ -117,9 +180,12 @@ class Store:
                 added_packs += 1
         gone = known_packs - in_store
         for pid in gone:
-            log.error("pack %s is in the index but missing from the store %s",
-                      pack_key(pid), self.backend.url)
-            self.index.remove_pack(pid)
+            if self.backend.stat(f"{DELETED_PREFIX}{pid.hex()}") is not None:
+                log.info("pack %s was deleted by the garbage collector", pack_key(pid))
+            else:
+                log.error("pack %s is in the index but missing from the store %s",
+                          pack_key(pid), self.backend.url)
+        self.index.remove_packs(gone)
         added_commits = 0
         for key in self.backend.list("commits/"):
             hexid = key.rsplit("/", 1)[-1]
@@ -267,6 +333,16 @@ class Store:
             raise NotFound(f"{commit_id!r} is not a commit id") from None
         return Commit.decode(raw, commit_id) if raw is not None else None
 
+    def expired(self, commit_id: str) -> bool:
+        """Whether the collector deleted this commit (its tombstone)."""
+        return self.backend.stat(f"{EXPIRED_PREFIX}{commit_id}") is not None
+
+    def forget_commit(self, commit_id: str) -> None:
+        """Drop a deleted commit from the index."""
+        commit = self.cached_commit(commit_id)
+        if commit is not None:
+            self.index.remove_commit(commit.repo_id, bytes.fromhex(commit_id))
+
     def read_commit(self, commit_id: str) -> Commit:
         return self.cached_commit(commit_id) or self._load_commit(commit_id)
 
@@ -275,6 +351,9 @@ class Store:
         try:
             raw = self.backend.get(key)
         except ObjectMissing:
+            if self.expired(commit_id):
+                raise NotFound(f"commit {commit_id} expired: the garbage collector deleted it (expired by "
+                               "retention, or its branch was reset or its repo deleted)") from None
             raise NotFound(f"commit {commit_id} does not exist in {self.backend.url}") from None
         if blob_id(raw).hex() != commit_id:
             raise IntegrityError(f"commit object {key} fails its hash check")
@@ -299,7 +378,8 @@ class Store:
             try:
                 craw, parent = self._fetch_commit(cid)
             except (NotFound, IntegrityError) as exc:   # fsck reports it; the rest stays readable
-                log.error("an ancestor of commit %s cannot be read: %s", commit_id[:12], exc)
+                if not self.expired(cid):                 # (history cut by retention is fine)
+                    log.error("an ancestor of commit %s cannot be read: %s", commit_id[:12], exc)
                 continue
             found.append((cid, craw, parent))
             stack.extend(parent.parents)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections.abc import Iterable
 from concurrent.futures import Future
 from typing import TYPE_CHECKING
@@ -53,9 +54,9 @@ class BlobSink:
         if bid in self._pending:
             return bid
         found = self._store.index.blob(bid)
-        if found is not None:
+        if found is not None and found.pack_id not in self._store.condemned:
             self.packs.add(found.pack_id)
-            return bid
+            return bid      # (a blob of a condemned pack is stored anew: the collector may delete it)
         stored, flags = self._store.codec.encode(data)
         full: PackWriter | None = None
         with self._lock:
@@ -162,9 +163,13 @@ class FileIngest:
 class WriteSession:
     def __init__(self, store: "Store") -> None:
         self.store = store
+        self.started = time.time()    # the collector's grace bounds how long a session may last
         self._packs: set[bytes] = set()
         self.data = BlobSink(store, TYPE_DATA, self._packs)
         self.trees = BlobSink(store, TYPE_TREE, self._packs)
+
+    def packs_used(self) -> set[bytes]:
+        return set(self._packs)
 
     def pack_ids(self) -> list[str]:
         """The packs (hex ids) of every blob this session stored or found

@@ -1,11 +1,16 @@
-"""The daemon itself: ping, stop, stats, fleet, fsck."""
+"""The daemon itself: ping, stop, stats, fleet, fsck, gc."""
 
 from __future__ import annotations
 
+import json
 import os
 
+from ...store.backends.base import Backend
 from ...store.fleet import list_fleet
 from ...store.fsck import fsck
+from ...store.gc import REPORT_KEY, Collector
+from ...staging.nodes import DirNode, FileNode
+from ...store.errors import InvalidArgument
 from .. import protocol
 from ..auth import PermissionDenied
 from ..connection import ProtocolError
@@ -31,7 +36,46 @@ async def stats(req: Request) -> dict:
     out = await req.service.workers.run(req.service.store.stats)
     if req.service.cache is not None:
         out["cache"] = req.service.cache.stats()
+    out["gc"] = await req.service.workers.run(_last_gc, req.service.store.backend)
     return out
+
+
+def _last_gc(backend: Backend) -> dict | None:
+    """The last collection's figures (its reclaimable bytes above all), or a dry run's if newer."""
+    best = None
+    for key in (REPORT_KEY, REPORT_KEY + "-dry-run"):
+        found = backend.get_versioned(key)
+        if found is None:
+            continue
+        try:
+            report = json.loads(found[0])
+        except ValueError:
+            continue
+        if isinstance(report, dict) and (best is None or report.get("time", 0) > best.get("time", 0)):
+            best = report
+    return best
+
+
+@op("gc")
+async def gc(req: Request) -> dict:
+    """Collect the store's garbage (root, or the daemon's own user): docs/gc.md."""
+    svc = req.service
+    if req.conn.uid not in (0, os.getuid()):
+        raise PermissionDenied(f"gc is root's to run (uid {req.conn.uid} is not root)")
+    dry_run = req.arg("dry_run", bool, False)
+    grace = req.arg("grace", (int, float), svc.store.session_limit)
+    if isinstance(grace, bool) or not 0 <= grace <= 100 * 366 * 86400:
+        raise InvalidArgument("gc: grace must be a number of seconds, 0 or more")
+    blobs: list[bytes] = []
+    trees: list[str] = []
+    for area in list(svc.staging.areas.values()):     # what this daemon's staging keeps
+        for node in area.walk():
+            if isinstance(node, FileNode):
+                blobs += [bytes.fromhex(c[0]) for c in node.base_chunks]
+            elif isinstance(node, DirNode) and isinstance(node.lower, dict) and node.lower.get("tree"):
+                trees.append(str(node.lower["tree"]))
+    collector = Collector(svc.store, float(grace), dry_run, blobs, trees)
+    return (await svc.bulk.run(collector.run)).to_json()
 
 
 @op("fleet")

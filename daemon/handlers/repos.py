@@ -8,6 +8,7 @@ from ...store import history
 from ...store.errors import InvalidArgument
 from ...store.names import check_name
 from ...store.objects import RepoInfo
+from ...store.retention import RetentionRule, RetentionRules
 from ..auth import (ADMIN, READ, WRITE, acl_json, allows, changed_acl, parse_grant, parse_principal,
                     require)
 from .base import Request, op
@@ -130,6 +131,40 @@ async def tag_delete(req: Request) -> dict:
     await req.require(repo, ADMIN)
     await req.service.workers.run(req.service.refs.delete_tag, repo, tag)
     return {"repo": repo, "deleted": tag}
+
+
+@op("retention.set")
+async def retention_set(req: Request) -> dict:
+    """Set the retention rule of a repo (or of one of its branches): admin only."""
+    repo = req.repo()
+    await req.require(repo, ADMIN)
+    rule = RetentionRule.from_json({"branch": req.arg("branch", str, None),
+                                    "keep_last": req.arg("keep_last", int, None, low=1),
+                                    "keep_days": req.arg("keep_days", (int, float), None)})
+    rules = await req.service.workers.run(RetentionRules(req.service.store.backend).change, repo, rule,
+                                          rule.branch)
+    return {"repo": repo, "rules": [r.to_json() for r in rules]}
+
+
+@op("retention.show")
+async def retention_show(req: Request) -> dict:
+    repo = req.repo()
+    await req.require(repo, READ)
+    rules = await req.service.workers.run(RetentionRules(req.service.store.backend).get, repo)
+    return {"repo": repo, "rules": [r.to_json() for r in rules]}
+
+
+@op("retention.clear")
+async def retention_clear(req: Request) -> dict:
+    """Drop the rule of a repo (or of one branch): its history is kept whole again."""
+    repo = req.repo()
+    await req.require(repo, ADMIN)
+    branch = req.arg("branch", str, None)
+    if branch is not None:
+        check_name(branch, "branch")
+    rules = await req.service.workers.run(RetentionRules(req.service.store.backend).change, repo, None,
+                                          branch)
+    return {"repo": repo, "rules": [r.to_json() for r in rules]}
 
 
 def _strings(req: Request, name: str) -> list[str]:

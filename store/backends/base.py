@@ -79,6 +79,12 @@ class Backend(abc.ABC):
         reply was lost takes "already gone" as its own success.
         """
 
+    def modified(self, key: str) -> float | None:
+        """When ``key`` was last written (seconds since the epoch, the store's
+        clock), or None when unknown or missing.  The collector never
+        deletes an object whose age it cannot tell."""
+        return None
+
     def staging_dir(self) -> str | None:
         """A directory on the store's own filesystem where :meth:`put_file`
         can move files from without copying, or None."""

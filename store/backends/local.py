@@ -183,6 +183,15 @@ class LocalBackend(Backend):
         # a directory is only a prefix of other keys, not an object (as on S3)
         return st.st_size if stat.S_ISREG(st.st_mode) else None
 
+    def modified(self, key: str) -> float | None:
+        try:
+            st = os.stat(self._path(key))
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        except OSError as exc:
+            raise self._error(exc, "stat", key) from exc
+        return st.st_mtime if stat.S_ISREG(st.st_mode) else None
+
     def list(self, prefix: str = "") -> Iterator[str]:
         base = prefix.rsplit("/", 1)[0] if "/" in prefix else ""
         parts = base.split("/")

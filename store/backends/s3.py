@@ -256,6 +256,19 @@ class S3Backend(Backend):
             raise self._error(exc, "stat", key) from exc
         return int(response["ContentLength"])
 
+    def modified(self, key: str) -> float | None:
+        try:
+            response = self._client.head_object(Bucket=self.bucket, Key=self._key(key))
+        except ClientError as exc:
+            code, status, _ = _details(exc)
+            if _is_missing(code, status):
+                return None
+            raise self._error(exc, "stat", key) from exc
+        except _CLIENT_ERRORS as exc:
+            raise self._error(exc, "stat", key) from exc
+        when = response.get("LastModified")
+        return when.timestamp() if when is not None else None
+
     def list(self, prefix: str = "") -> Iterator[str]:
         paginator = self._client.get_paginator("list_objects_v2")
         skip = len(self._prefix)

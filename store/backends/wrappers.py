@@ -57,6 +57,9 @@ class _Forwarding(Backend):
     def staging_dir(self) -> str | None:
         return self.inner.staging_dir()
 
+    def modified(self, key: str) -> float | None:
+        return self.inner.modified(key)
+
     def describe(self) -> dict:
         return self.inner.describe()
 
@@ -141,6 +144,9 @@ class RetryingBackend(_Forwarding):
     def list(self, prefix: str = "") -> Iterator[str]:
         keys = self._retry("list", prefix, lambda: [k for k in self.inner.list(prefix)])
         return iter(keys)
+
+    def modified(self, key: str) -> float | None:
+        return self._retry("modified", key, lambda: self.inner.modified(key))
 
     def delete(self, key: str) -> None:
         self._retry("delete", key, lambda: self.inner.delete(key))
