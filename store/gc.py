@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
@@ -35,14 +36,16 @@ from dataclasses import asdict, dataclass, field
 from .bloom import BloomFilter
 from .errors import IntegrityError, NotFound, ObjectMissing, TrunkError
 from .objects import DIR, FILE
-from .packs import pack_key, read_pack_index
+from .packs import PackWriter, pack_key, read_pack_index
 from .refs import Refs
 from .retention import RetentionRule, RetentionRules
-from .store import CONDEMNED_PREFIX, DELETED_PREFIX, EXPIRED_PREFIX, Store, condemned_key, parse_condemned
+from .store import (CONDEMNED_PREFIX, DELETED_PREFIX, EXPIRED_PREFIX, REPACKED_PREFIX, Store, condemned_key,
+                    parse_condemned)
 
 log = logging.getLogger(__name__)
 
 DEFAULT_GRACE = 86400.0
+DEFAULT_MAX_UNUSED = 0.3   # as restic's prune --max-unused: repack packs with more garbage than this
 SKEW_MARGIN = 600.0        # clocks of the daemons may disagree by this much
 REPORT_KEY = "gc/last"
 
@@ -64,6 +67,9 @@ class GcReport:
     reclaimable_bytes: int = 0    # garbage packs (deleted now or later)
     waiting_bytes: int = 0        # of them: kept for now by the grace period
     live_pack_bytes: int = 0
+    live_blob_bytes: int = 0      # stored bytes of the live blobs
+    repacked: int = 0             # packs whose live blobs were copied to new packs
+    repacked_bytes: int = 0       # live bytes copied
     mark_memory_bytes: int = 0
     seconds: float = 0.0
     time: float = field(default_factory=time.time)
@@ -80,13 +86,15 @@ def margin(grace: float) -> float:
 
 class Collector:
     def __init__(self, store: Store, grace: float = DEFAULT_GRACE, dry_run: bool = False,
-                 extra_blobs: Iterable[bytes] = (), extra_trees: Iterable[str] = ()) -> None:
+                 extra_blobs: Iterable[bytes] = (), extra_trees: Iterable[str] = (),
+                 max_unused: float = DEFAULT_MAX_UNUSED) -> None:
         if grace < 0:
             raise ValueError("the grace period cannot be negative")
         self.store = store
         self.refs = Refs(store)
         self.grace = grace
         self.dry_run = dry_run
+        self.max_unused = max_unused      # a live pack with more garbage than this share is repacked
         self.extra_blobs = extra_blobs    # this daemon's staging: chunks its staged files keep
         self.extra_trees = extra_trees    # and the trees its renamed directories keep
         self.report = GcReport(dry_run, grace)
@@ -237,24 +245,37 @@ class Collector:
         store, report = self.store, self.report
         packs = {pid: size for pid, size, _ in store.index.packs()}
         report.packs = len(packs)
-        live = {loc.pack_id for bid, loc in store.index.blobs() if bid in bloom}
+        live_bytes: dict[bytes, int] = {}
+        for bid, loc in store.index.blobs():
+            if bid in bloom:
+                live_bytes[loc.pack_id] = live_bytes.get(loc.pack_id, 0) + loc.stored_len
+                report.live_blob_bytes += loc.stored_len
+        live = set(live_bytes)
+        records = {}
+        for key in store.backend.list(CONDEMNED_PREFIX):
+            parsed = parse_condemned(key)
+            if parsed is not None:
+                records[parsed[0]] = (key, parsed[1], parsed[2])
         now = time.time()
+        if not self.dry_run and self.max_unused < 1:
+            self._repack(packs, live_bytes, records, bloom, now)
+            packs = {pid: size for pid, size, _ in store.index.packs()}
+            live = {loc.pack_id for bid, loc in store.index.blobs() if bid in bloom}
+            for key in store.backend.list(CONDEMNED_PREFIX):     # with the repacked ones
+                parsed = parse_condemned(key)
+                if parsed is not None:
+                    records[parsed[0]] = (key, parsed[1], parsed[2])
         dead: dict[bytes, int] = {}
         for pid, size in packs.items():
             if pid in live:
                 report.live_pack_bytes += size
-            elif self._all_dead(pid, bloom):     # by the pack's own index: no copy of a live blob
+            elif self._all_dead(pid, bloom, set(records)):   # no live blob has its only copy here
                 dead[pid] = size
             else:
                 live.add(pid)
                 report.live_pack_bytes += size
         report.live_packs = len(live)
         report.reclaimable_bytes = sum(dead.values())
-        records = {}
-        for key in store.backend.list(CONDEMNED_PREFIX):
-            parsed = parse_condemned(key)
-            if parsed is not None:
-                records[parsed[0]] = (key, parsed[1], parsed[2])
         for pid, (key, _, _) in records.items():   # live again: a writer reused it before it knew
             if pid not in dead and pid in packs:
                 report.pardoned += 1
@@ -283,8 +304,10 @@ class Collector:
             if self.dry_run:
                 continue
             # the order restic's prune keeps: a tombstone (so that other daemons
-            # know the pack went on purpose), the pack, the index, the record
-            store.backend.put(f"{DELETED_PREFIX}{pid.hex()}", b"")
+            # know the pack went on purpose, and where its live blobs went), the
+            # pack, the index, the record
+            moved = store.backend.get_versioned(f"{REPACKED_PREFIX}{pid.hex()}")
+            store.backend.put(f"{DELETED_PREFIX}{pid.hex()}", moved[0] if moved else b"")
             store.backend.delete(pack_key(pid))       # gone already (a killed run) is fine
             gone.add(pid)
             report.deleted += 1
@@ -293,11 +316,76 @@ class Collector:
         store.index.remove_packs({pid for pid in gone if pid in packs})
         for pid in gone:
             store.backend.delete(records[pid][0])
+            store.backend.delete(f"{REPACKED_PREFIX}{pid.hex()}")
 
-    def _all_dead(self, pid: bytes, bloom: BloomFilter) -> bool:
+    def _repack(self, packs: dict[bytes, int], live_bytes: dict[bytes, int], records: dict,
+                bloom: BloomFilter, now: float) -> None:
+        """Copy the live blobs of packs that are mostly garbage (older than
+        the grace period) into new packs, and condemn the old ones: they go
+        once the copies are known everywhere (``_all_dead``).  The blobs are
+        copied as stored (no recompression)."""
+        store = self.store
+        candidates = [pid for pid, size in packs.items()
+                      if pid in live_bytes and pid not in records and size
+                      and 1 - live_bytes[pid] / size > self.max_unused]
+        writer: PackWriter | None = None
+        sources: list[bytes] = []
+        for pid in candidates:
+            written = store.backend.modified(pack_key(pid))
+            if written is None or now - written < self.grace:
+                continue
+            try:
+                _, blobs = read_pack_index(store.backend, pid)
+                raw = store.backend.get(pack_key(pid))
+            except (IntegrityError, ObjectMissing, TrunkError) as exc:
+                log.warning("gc: cannot read pack %s to repack it: %s", pid.hex()[:12], exc)
+                continue
+            if writer is None:
+                writer = PackWriter(store.tmp_dir)
+            for bid, loc in blobs:
+                if bid in bloom:
+                    writer.add(loc.type, bid, raw[loc.offset:loc.offset + loc.stored_len], loc.flags,
+                               loc.plain_len)
+                    self.report.repacked_bytes += loc.stored_len
+            sources.append(pid)
+            if writer.size >= store.pack_size:
+                self._finish_repack(writer, sources, now)
+                writer, sources = None, []
+        if writer is not None:
+            if len(writer):
+                self._finish_repack(writer, sources, now)
+            else:
+                writer.abort()
+
+    def _finish_repack(self, writer: PackWriter, sources: list[bytes], now: float) -> None:
+        store = self.store
+        new_id, blobs = writer.finish()
+        size = os.stat(writer.path).st_size
+        store.backend.put_file(pack_key(new_id), writer.path)
+        store.index.add_pack(new_id, size, blobs)     # the live blobs are found there now
+        for pid in sources:
+            store.backend.put(f"{REPACKED_PREFIX}{pid.hex()}", json.dumps([new_id.hex()]).encode())
+            store.backend.put(condemned_key(pid, now, self.grace), b"")
+            self.report.repacked += 1
+        log.info("gc: repacked %d packs into %s (%d blobs, %d bytes)", len(sources), new_id.hex()[:12],
+                 len(blobs), size)
+        try:
+            os.unlink(writer.path)
+        except FileNotFoundError:
+            pass
+
+    def _all_dead(self, pid: bytes, bloom: BloomFilter, condemned: set[bytes]) -> bool:
+        """Whether no live blob of the pack (by its own index) has its only
+        copy there: each is found, by the index, in another pack that is not
+        condemned."""
         try:
             _, blobs = read_pack_index(self.store.backend, pid)
         except (IntegrityError, ObjectMissing, TrunkError) as exc:
             log.warning("gc: cannot read the index of pack %s, keeping it: %s", pid.hex()[:12], exc)
             return False
-        return not any(bid in bloom for bid, _ in blobs)
+        for bid, _ in blobs:
+            if bid in bloom:
+                loc = self.store.index.blob(bid)
+                if loc is None or loc.pack_id == pid or loc.pack_id in condemned:
+                    return False
+        return True

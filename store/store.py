@@ -36,6 +36,7 @@ RESYNC_INTERVAL = 10.0  # seconds between two listings of the store after a blob
 CONDEMNED_PREFIX = "gc/condemned/"
 DELETED_PREFIX = "gc/deleted/"   # a tombstone per pack the collector deleted
 EXPIRED_PREFIX = "gc/expired/"   # a tombstone per commit the collector deleted
+REPACKED_PREFIX = "gc/repacked/" # where a repacked pack's live blobs were copied to
 CONDEMNED_REFRESH = 60.0   # writers read the condemned packs at least this often
 CONDEMNED_CHECK = 5.0      # and at most this long before a commit names its packs
 SESSION_LIMIT = 86400.0    # a write session older than the collector's default grace may not commit
@@ -179,13 +180,22 @@ class Store:
                 self.index.add_pack(pid, size, blobs)
                 added_packs += 1
         gone = known_packs - in_store
+        replacements: set[bytes] = set()
         for pid in gone:
-            if self.backend.stat(f"{DELETED_PREFIX}{pid.hex()}") is not None:
+            tomb = self.backend.get_versioned(f"{DELETED_PREFIX}{pid.hex()}")
+            if tomb is not None:
                 log.info("pack %s was deleted by the garbage collector", pack_key(pid))
+                try:    # the packs its live blobs were copied to (a repack)
+                    replacements.update(bytes.fromhex(h) for h in json.loads(tomb[0] or b"[]"))
+                except (ValueError, TypeError):
+                    pass
             else:
                 log.error("pack %s is in the index but missing from the store %s",
                           pack_key(pid), self.backend.url)
         self.index.remove_packs(gone)
+        for pid in replacements - gone:   # their blobs' entries pointed at a gone copy
+            if pid in in_store:
+                self._index_pack(pid, force=True)
         added_commits = 0
         for key in self.backend.list("commits/"):
             hexid = key.rsplit("/", 1)[-1]
@@ -238,7 +248,18 @@ class Store:
         if loc is None:
             raise ObjectMissing(f"blob {bid.hex()} is not in any pack of {self.backend.url}")
         key = pack_key(loc.pack_id)
-        stored = self.backend.get(key, loc.offset, loc.stored_len)
+        try:
+            stored = self.backend.get(key, loc.offset, loc.stored_len)
+        except ObjectMissing:
+            # the collector may have deleted the pack after copying its live
+            # blobs elsewhere (a repack): index the store again, once
+            if not self._resync_after_miss():
+                raise
+            loc = self.index.blob(bid)
+            if loc is None:
+                raise ObjectMissing(f"blob {bid.hex()} is not in any pack of {self.backend.url}") from None
+            key = pack_key(loc.pack_id)
+            stored = self.backend.get(key, loc.offset, loc.stored_len)
         if len(stored) != loc.stored_len:
             raise IntegrityError(f"pack {key} is truncated at blob {bid.hex()}")
         return self.codec.decode(stored, loc.flags, loc.plain_len, bid, f"pack {key}")
@@ -394,13 +415,28 @@ class Store:
         for pack in pack_ids:
             self._index_pack(bytes.fromhex(pack))
 
-    def _index_pack(self, pack_id: bytes) -> None:
-        """Add a pack another daemon wrote to the index, from its own index."""
-        if self.index.has_pack(pack_id):
+    def _index_pack(self, pack_id: bytes, force: bool = False) -> None:
+        """Add a pack another daemon wrote to the index, from its own index
+        (again, with ``force``: its blobs' entries point there afterwards)."""
+        if self.index.has_pack(pack_id) and not force:
             return
         try:
             size, blobs = read_pack_index(self.backend, pack_id)
-        except (IntegrityError, ObjectMissing) as exc:
+        except ObjectMissing as exc:
+            tomb = self.backend.get_versioned(f"{DELETED_PREFIX}{pack_id.hex()}")
+            if tomb is None:
+                log.error("a pack named by a commit cannot be indexed: %s", exc)
+                return
+            # the collector deleted it: its live blobs, if any, are in the packs it names
+            try:
+                moved = [bytes.fromhex(h) for h in json.loads(tomb[0] or b"[]")]
+            except (ValueError, TypeError):
+                moved = []
+            for pid in moved:
+                if pid != pack_id:
+                    self._index_pack(pid)
+            return
+        except IntegrityError as exc:
             log.error("a pack named by a commit cannot be indexed: %s", exc)
             return
         self.index.add_pack(pack_id, size, blobs)

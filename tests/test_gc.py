@@ -17,6 +17,7 @@ from tests.conftest import open_local_store
 from trunkfs.store.gc import Collector
 from trunkfs.store.objects import FILE, Commit
 from trunkfs.store.refs import Refs
+from trunkfs.store.retention import RetentionRule, RetentionRules
 from trunkfs.store.store import SessionExpired, Store, condemned_key
 from trunkfs.store.treeedit import TreeEditor
 
@@ -89,7 +90,9 @@ def test_gc_beside_a_writer_on_another_daemon(daemon_factory, workdir):
     c = b.cli("put", "new:/", str(workdir / "x")).out.strip()
     time.sleep(4.5)                                   # grace + its margin since the condemnation
     second = a.cli("gc", "--grace", "2", "--json").json()
-    assert second["deleted"] == 1 and second["pardoned"] == 1, (first, second)   # old tree; data back
+    # the data pack is live again (B stored its bytes anew: the same pack); whatever is
+    # still garbage goes
+    assert second["pardoned"] >= 1
     for d in (a, b):
         assert d.cli("cat", f"new@{c}:/x").stdout == data
         assert d.cli("fsck", "--read-data", "--json").json()["problems"] == []
@@ -220,3 +223,46 @@ def test_retention_rules_per_branch_and_by_age_choose_the_commits_that_expire(wo
             RetentionRule.from_json({"branch": None, "keep_last": 0})
     finally:
         store.close()
+
+
+def test_a_mostly_garbage_pack_is_repacked_and_another_daemon_still_reads_its_live_blobs(workdir):
+    a = open_local_store(workdir)
+    b = Store(a.backend, str(workdir / "b-index"), str(workdir / "b-tmp")).open()
+    try:
+        refs = Refs(a)
+        refs.create_repo("r")
+        keep, drop = os.urandom(100_000), os.urandom(900_000)
+        session = a.session()                       # one session: both files in one pack
+        ed = TreeEditor(a, None)
+        for name, data in (("keep", keep), ("drop", drop)):
+            chunks, size = session.put_bytes(data)
+            ed.put(f"/{name}", {"type": FILE, "mode": 0o644, "mtime": 1, "size": size, "chunks": chunks})
+        root = ed.write(session)
+        session.flush()
+        info = refs.get_repo("r")
+        first = a.write_commit(Commit(repo="r", repo_id=info.id, tree=root["tree"], parents=[],
+                                      packs=session.pack_ids(), time=time.time() - 10))
+        _, version = refs.read_branch("r", "main")
+        refs.move_branch("r", "main", first, version)
+        session = a.session()
+        ed = TreeEditor(a, root["tree"])
+        ed.remove("/drop")
+        root2 = ed.write(session)
+        session.flush()
+        second = a.write_commit(Commit(repo="r", repo_id=info.id, tree=root2["tree"], parents=[first],
+                                       packs=session.pack_ids()))
+        _, version = refs.read_branch("r", "main")
+        refs.move_branch("r", "main", second, version)
+        RetentionRules(a.backend).change("r", RetentionRule(None, keep_last=1), None)
+        b.sync_index()                              # B's index points at the old pack
+        entry = b.tree_index(root2["tree"])["keep"]
+        report = Collector(a, grace=0).run()
+        assert report.repacked >= 1 and report.deleted >= 1
+        assert 0.9 <= report.live_blob_bytes / (report.live_pack_bytes or 1)
+        assert b"".join(a.iter_file(entry)) == keep
+        assert b"".join(b.iter_file(entry)) == keep  # B finds the copy (the tombstone names it)
+        from trunkfs.store.fsck import fsck
+        assert fsck(a, read_data=True).problems == [] and fsck(b, read_data=True).problems == []
+    finally:
+        b.close()
+        a.close()
