@@ -18,7 +18,7 @@ from tests.harness import TRUNKFS, DaemonProcess  # noqa: E402
 T0 = time.perf_counter()
 MiB = 1 << 20
 __all__ = ["TRUNKFS", "DaemonProcess", "bench_daemon", "peak_rss_mib", "log", "cleanup",
-           "make_random", "unmount", "mounts_under"]
+           "make_random", "unmount", "mounts_under", "BenchError", "run", "timed"]
 
 
 def log(msg: str) -> None:
@@ -78,3 +78,28 @@ def bench_daemon(base: Path, mount: bool = False) -> DaemonProcess:
 def peak_rss_mib(d: DaemonProcess) -> float:
     """The daemon's peak resident memory so far (VmHWM), in MiB."""
     return d.vm_kib("VmHWM") / 1024
+
+
+class BenchError(Exception):
+    pass
+
+
+# -- helpers ------------------------------------------------------------------
+
+def run(cmd: list, *, env: dict | None = None, what: str | None = None) -> str:
+    p = subprocess.run([str(c) for c in cmd], env=env, stdin=subprocess.DEVNULL,
+                       capture_output=True, text=True)
+    if p.returncode != 0:
+        tail = (p.stderr or p.stdout).strip().splitlines()[-6:]
+        raise BenchError(f"{what or cmd[0]} exited {p.returncode}: " + " | ".join(tail))
+    return p.stdout
+
+
+def timed(fn, sync: bool = True) -> float:
+    """Seconds of ``fn()`` (plus a final sync); earlier dirty data is synced first."""
+    os.sync()
+    t = time.perf_counter()
+    fn()
+    if sync:
+        os.sync()
+    return time.perf_counter() - t

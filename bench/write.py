@@ -59,37 +59,12 @@ import time
 import traceback
 from pathlib import Path
 
-from benchlib import bench_daemon, cleanup, log, make_random, peak_rss_mib, unmount
+from benchlib import BenchError, bench_daemon, cleanup, log, make_random, peak_rss_mib, run, timed, unmount
 
 KiB = 1 << 10
 MiB = 1 << 20
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BIG = "big.bin"
-
-
-class BenchError(Exception):
-    pass
-
-
-# -- helpers ------------------------------------------------------------------
-
-def run(cmd: list, *, env: dict | None = None, what: str | None = None) -> str:
-    p = subprocess.run([str(c) for c in cmd], env=env, stdin=subprocess.DEVNULL,
-                       capture_output=True, text=True)
-    if p.returncode != 0:
-        tail = (p.stderr or p.stdout).strip().splitlines()[-6:]
-        raise BenchError(f"{what or cmd[0]} exited {p.returncode}: " + " | ".join(tail))
-    return p.stdout
-
-
-def timed(fn, sync: bool = True) -> float:
-    """Seconds of ``fn()`` (plus a final sync); earlier dirty data is synced first."""
-    os.sync()
-    t = time.perf_counter()
-    fn()
-    if sync:
-        os.sync()
-    return time.perf_counter() - t
 
 
 def preread(path: Path) -> None:
