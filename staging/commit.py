@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from ..store.errors import IntegrityError
 from ..store.store import Store
 from ..store.writer import WriteSession
 from .area import StagingArea
@@ -47,6 +48,13 @@ class StagedChange:
             if self.progress is not None:
                 self.progress(done, total)
         self.entries = await self.run(file_entries, self.area, self.store, session, advance)
+        missing = await self.run(self.store.missing_blobs,
+                                 {bytes.fromhex(c[0]) for e in self.entries.values() for c in e.get("chunks", ())})
+        if missing:   # a staged file kept chunks of a commit the collector dropped since
+            raise IntegrityError(
+                f"the staging of {self.area.where} refers to {len(missing)} chunk(s) the garbage "
+                f"collector deleted (e.g. {missing[0].hex()[:12]}): discard the files staged from "
+                "an expired commit and write them again; nothing was committed")
 
     def build(self, base: dict | None, session: WriteSession) -> dict:
         if self.area.root is None:  # an empty commit (allow_empty)

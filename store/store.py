@@ -14,7 +14,7 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 from .backends.base import Backend
@@ -263,6 +263,22 @@ class Store:
         if len(stored) != loc.stored_len:
             raise IntegrityError(f"pack {key} is truncated at blob {bid.hex()}")
         return self.codec.decode(stored, loc.flags, loc.plain_len, bid, f"pack {key}")
+
+    def missing_blobs(self, blob_ids: Iterable[bytes]) -> list[bytes]:
+        """Those of ``blob_ids`` that are in no pack the store still has (the
+        collector deleted it): one ``stat`` per distinct pack; after a miss
+        the store is indexed again once."""
+        exists: dict[bytes, bool] = {}
+        missing = []
+        for bid in blob_ids:
+            loc = self.index.blob(bid)
+            if loc is not None and loc.pack_id not in exists:
+                exists[loc.pack_id] = self.backend.stat(pack_key(loc.pack_id)) is not None
+            if loc is None or not exists[loc.pack_id]:
+                missing.append(bid)
+        if missing and self._resync_after_miss():
+            return self.missing_blobs(missing)
+        return missing
 
     def iter_file(self, entry: dict) -> Iterator[bytes]:
         """Yield a file's bytes chunk by chunk, reading ahead a few chunks."""
