@@ -79,6 +79,7 @@ T = TypeVar("T")
 PIPELINE_THREADS = 4   # worker threads of the scheduler's own limiter
 LEASE_SECONDS = 30.0   # a job's lease expires after this long without renewal
 REFRESH_EVERY = 1.0    # seconds: ``job list`` reads other daemons' changes at most this often
+PIPELINES_EVERY = 10.0  # seconds: how often a daemon without pipelines looks whether one was made
 JOB_LOGS_FACTOR = 64   # a job keeps at most this many times job_log_limit of output in all
 
 
@@ -415,10 +416,16 @@ class JobScheduler:
             await trio.sleep_forever()
 
     async def _poller(self) -> None:
-        """Find the jobs other daemons made or run, every poll interval."""
+        """Find the jobs other daemons made or run, every poll interval, while
+        the store has pipelines (looked for every PIPELINES_EVERY seconds)."""
+        looked, has_pipelines = -PIPELINES_EVERY, False
         while True:
             try:
-                await self.poll()
+                if time.monotonic() - looked >= PIPELINES_EVERY:
+                    looked = time.monotonic()
+                    has_pipelines = bool(await self.run_sync(self.registry.list))
+                if has_pipelines or any(not j.done for j in self.jobs.list()):
+                    await self.poll()
             except (TrunkError, OSError) as exc:
                 log.warning("cannot read the open jobs from the store: %s", exc)
             await trio.sleep(self.poll_interval)

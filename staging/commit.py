@@ -48,8 +48,9 @@ class StagedChange:
             if self.progress is not None:
                 self.progress(done, total)
         self.entries = await self.run(file_entries, self.area, self.store, session, advance)
+        kept = {bytes.fromhex(c[0]) for e in self.entries.values() for c in e.get("chunks", ())}
         missing = await self.run(self.store.missing_blobs,
-                                 {bytes.fromhex(c[0]) for e in self.entries.values() for c in e.get("chunks", ())})
+                                 [bid for bid in kept if not session.stored_here(bid)])
         if missing:   # a staged file kept chunks of a commit the collector dropped since
             raise IntegrityError(
                 f"the staging of {self.area.where} refers to {len(missing)} chunk(s) the garbage "

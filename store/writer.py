@@ -168,6 +168,10 @@ class WriteSession:
         self.data = BlobSink(store, TYPE_DATA, self._packs)
         self.trees = BlobSink(store, TYPE_TREE, self._packs)
 
+    def stored_here(self, blob_id: bytes) -> bool:
+        """Whether this session stored the blob (its pack maybe not uploaded yet)."""
+        return blob_id in self.data._pending or blob_id in self.trees._pending
+
     def packs_used(self) -> set[bytes]:
         return set(self._packs)
 

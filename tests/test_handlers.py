@@ -258,7 +258,7 @@ async def test_missing_repos_and_paths_are_not_found(peer: Peer) -> None:
         await peer.call("ls", repo="r", path="/a/c/d")
     with pytest.raises(NotFound, match=r"^r:/a/b is not a directory$"):
         await peer.call("get", repo="r", path="/a/b/c")
-    with pytest.raises(NotFound, match="neither a branch nor a commit"):
+    with pytest.raises(NotFound, match="neither a branch, a tag nor a commit"):
         await peer.call("ls", repo="r", ref="nobranch")
     with pytest.raises(NotFound):
         await peer.call("rm", repo="r", paths=["/a/zzz"])
