@@ -29,7 +29,8 @@ them in worker threads.
 from __future__ import annotations
 
 import logging
-from collections import deque
+import heapq
+import itertools
 from collections.abc import Iterator
 
 from .errors import Conflict, InvalidArgument
@@ -70,32 +71,56 @@ def check_strategy(strategy: str | None) -> str | None:
 
 # -- history ---------------------------------------------------------------------
 
+_ONE, _TWO, _STALE = 1, 2, 4
+
+
+def _common(store: Store, a: str, b: str) -> list[str]:
+    """Common ancestors of ``a`` and ``b`` none of which is below another
+    found first, newest first.  Both histories are walked together, newest
+    commit first (by commit time), marking each commit with the sides it
+    is reached from; a commit reached from both is common, and what lies
+    below it is marked stale and not reported.  The walk ends when every
+    commit still queued is stale, so it reads the commits above the merge
+    base, not whole histories.  A commit time out of order (clocks of
+    daemons apart) only re-queues commits: a commit reached from both sides
+    is always common."""
+    flags: dict[str, int] = {a: _ONE, b: _TWO}
+    queue: list[tuple[float, int, str]] = []
+    order = itertools.count()
+
+    def push(cid: str) -> None:
+        heapq.heappush(queue, (-store.read_commit(cid).time, next(order), cid))
+    push(a)
+    push(b)
+    found: list[str] = []
+    while any(not flags[c] & _STALE for _, _, c in queue):
+        _, _, cid = heapq.heappop(queue)
+        mark = flags[cid]
+        if mark & (_ONE | _TWO) == _ONE | _TWO and not mark & _STALE:
+            found.append(cid)
+            mark |= _STALE
+            flags[cid] = mark
+        for parent in store.read_commit(cid).parents:
+            have = flags.get(parent, 0)
+            if have & mark == mark:
+                continue
+            flags[parent] = have | mark
+            push(parent)
+    return found
+
+
 def merge_base(store: Store, a: str | None, b: str | None) -> str | None:
-    """The nearest common ancestor of commits ``a`` and ``b`` (either may be
-    the other's ancestor, or the same commit), over every parent: the two
-    histories are walked breadth first, a level each in turn, until one
-    reaches a commit the other has seen.  None when they share no commit."""
+    """The nearest common ancestor of commits ``a`` and ``b`` over every
+    parent (either may be the other's ancestor, or the same commit): one
+    that is no ancestor of another common ancestor, the newest when there
+    are several (criss-cross merges).  None when they share no commit."""
     if a is None or b is None:
         return None
     if a == b:
         return a
-    seen = ({a}, {b})
-    frontier = (deque([a]), deque([b]))
-    while frontier[0] or frontier[1]:
-        for side in (0, 1):
-            other = seen[1 - side]
-            level = len(frontier[side])
-            for _ in range(level):
-                cid = frontier[side].popleft()
-                if cid in other:
-                    return cid
-                for parent in store.read_commit(cid).parents:
-                    if parent in other:
-                        return parent
-                    if parent not in seen[side]:
-                        seen[side].add(parent)
-                        frontier[side].append(parent)
-    return None
+    found = _common(store, a, b)
+    best = [c for c in found if not any(o != c and is_ancestor(store, c, o) for o in found)]
+    return best[0] if best else None
 
 
 def is_ancestor(store: Store, ancestor: str | None, commit: str | None) -> bool:
@@ -105,17 +130,7 @@ def is_ancestor(store: Store, ancestor: str | None, commit: str | None) -> bool:
         return True
     if commit is None:
         return False
-    seen = {commit}
-    todo = deque([commit])
-    while todo:
-        cid = todo.popleft()
-        if cid == ancestor:
-            return True
-        for parent in store.read_commit(cid).parents:
-            if parent not in seen:
-                seen.add(parent)
-                todo.append(parent)
-    return False
+    return ancestor == commit or ancestor in _common(store, ancestor, commit)
 
 
 # -- trees -----------------------------------------------------------------------

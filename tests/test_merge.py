@@ -5,6 +5,7 @@ merge commits and fast-forwards through the one commit path, and reverts."""
 from __future__ import annotations
 
 import os
+import random
 
 import pytest
 import trio
@@ -16,6 +17,7 @@ from trunkfs.daemon.workers import Workers
 from trunkfs.store import history, walk
 from trunkfs.store.changes import CommitMeta, author_of
 from trunkfs.store.errors import InvalidArgument, NothingToCommit, NotFound
+from trunkfs.store.objects import EMPTY_TREE_ID, Commit
 from trunkfs.store.merge import MergeConflict, is_ancestor, merge_base
 from trunkfs.store.mergechange import MergeChange, RevertChange
 from trunkfs.store.refs import Refs
@@ -118,6 +120,50 @@ async def test_merge_base_over_both_histories(repo: Repo) -> None:
     repo.refs.create_branch(REPO, "other", None)
     lone = await repo.write({"/z": b"1"}, "other")
     assert merge_base(repo.store, lone, merged) is None
+
+
+async def test_the_merge_base_is_the_nearest_though_a_shorter_path_reaches_an_older_one(repo: Repo) -> None:
+    x = await repo.write({"/x": b"0"})
+    repo.branch("a")
+    repo.branch("y")
+    a = await repo.write({"/a": b"0"}, "a")
+    y = await repo.write({"/y": b"0"}, "y")
+    repo.branch("c", "a")
+    for i in range(3):
+        await repo.write({f"/c{i}": b"0"}, "c")
+    c = await repo.merge("y", into="c")     # two parents from c to x, four to a
+    assert merge_base(repo.store, a, c) == a and merge_base(repo.store, c, a) == a
+    assert is_ancestor(repo.store, a, c) and is_ancestor(repo.store, y, c)
+    assert not is_ancestor(repo.store, c, a) and merge_base(repo.store, y, a) == x
+
+
+def test_merge_base_against_every_ancestor_on_random_histories(store: Store) -> None:
+    """Random DAGs with commit times in any order (daemons' clocks apart):
+    the merge base is always a common ancestor below no other one."""
+    rng = random.Random(12)
+    tree = EMPTY_TREE_ID.hex()
+    for _ in range(20):
+        ids: list[str] = []
+        for i in range(40):
+            parents = rng.sample(ids, min(len(ids), rng.choice([1, 1, 1, 2]))) if ids and rng.random() > 0.05 else []
+            ids.append(store.write_commit(Commit(repo=REPO, repo_id="x", tree=tree, parents=parents,
+                                                 message=f"{i} {rng.random()}", time=rng.uniform(0, 1e6))))
+
+        def ancestors(cid: str) -> set[str]:
+            seen, todo = {cid}, [cid]
+            while todo:
+                for p in store.read_commit(todo.pop()).parents:
+                    if p not in seen:
+                        seen.add(p)
+                        todo.append(p)
+            return seen
+        for _ in range(30):
+            a, b = rng.choice(ids), rng.choice(ids)
+            common = ancestors(a) & ancestors(b)
+            best = {c for c in common if not any(o != c and c in ancestors(o) for o in common)}
+            base = merge_base(store, a, b)
+            assert (base in best) if best else base is None, (a, b)
+            assert is_ancestor(store, a, b) == (a in ancestors(b))
 
 
 async def test_three_way_merge_takes_both_sides_changes(repo: Repo) -> None:

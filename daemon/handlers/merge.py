@@ -13,7 +13,7 @@ import logging
 
 from ...store.changes import CommitMeta
 from ...store.errors import InvalidArgument
-from ...store.merge import check_strategy, is_ancestor
+from ...store.merge import check_strategy, is_ancestor, merge_base
 from ...store.mergechange import MergeChange, RevertChange
 from ..auth import WRITE
 from .base import Request, op
@@ -35,12 +35,13 @@ async def merge(req: Request) -> dict:
         raise InvalidArgument(f"{repo}@{source_ref} has no commits to merge")
     head, _ = await svc.workers.run(svc.refs.read_branch, repo, branch)
     out = {"repo": repo, "branch": branch, "source": source}
-    if await svc.workers.run(is_ancestor, svc.store, source, head):
+    base = await svc.workers.run(merge_base, svc.store, head, source)
+    if head is not None and base == source:
         return dict(out, kind="up-to-date", commit=head, parents=[], jobs=[], resolved=[])
 
     def behind(now: str | None) -> bool:   # runs in the worker thread, under the branch's lock
         return is_ancestor(svc.store, now, source)
-    if await svc.workers.run(is_ancestor, svc.store, head, source):
+    if base == head:     # the head is the source's ancestor (or the branch has no commits)
         done = await svc.commits.fast_forward(repo, branch, source, behind)
         if done is not None:
             return dict(out, kind="fast-forward", commit=done.id, parents=done.commit.parents,
