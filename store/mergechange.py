@@ -71,14 +71,18 @@ class RevertChange:
         self.where = where
         self.reverted = reverted
         parents = store.read_commit(reverted).parents
-        self.parent = parents[0] if parents else None
+        self.parent = parents[0] if parents else None    # a merge is undone against its first parent
+        self.checked: str | None = None   # the last head found to hold the reverted commit
 
     async def prepare(self, session: WriteSession) -> None:
         return None
 
     def check_head(self, head: str | None) -> None:
+        if self.checked == head:    # a retry on the same head (another writer's swap lost, ours too)
+            return
         if not is_ancestor(self.store, self.reverted, head):
             raise InvalidArgument(f"commit {self.reverted[:12]} is not in the history of {self.where}")
+        self.checked = head
 
     def build(self, base: dict | None, session: WriteSession) -> dict:
         root, conflicts = merge_roots(self.store, session, root_of(self.store, self.reverted),

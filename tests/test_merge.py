@@ -335,3 +335,27 @@ async def test_revert_of_a_first_commit_and_of_a_commit_elsewhere(repo: Repo) ->
         await repo.revert(other)
     with pytest.raises(NotFound):
         RevertChange(repo.store, "r@main", "0" * 64)
+
+
+async def test_a_merge_built_for_one_head_merges_again_over_a_newer_one(repo: Repo) -> None:
+    await repo.write({"/a": b"0"})
+    repo.branch("f")
+    f = await repo.write({"/f": b"1"}, "f")
+    seen = repo.head()
+    change = MergeChange(repo.store, "r@main", f)
+    change.check_head(seen)                         # as a first attempt would
+    later = await repo.write({"/later": b"1"})      # another writer wins the swap
+    done = await repo.commits.commit(REPO, "main", change, CommitMeta(
+        message="m", author=repo.author, extra_parents=[f]))
+    assert done.commit.parents == [later, f]
+    assert repo.files() == {"/a": b"0", "/f": b"1", "/later": b"1"}
+
+
+async def test_reverting_a_merge_undoes_what_it_brought(repo: Repo) -> None:
+    await repo.write({"/a": b"0"})
+    repo.branch("f")
+    await repo.write({"/f": b"1", "/a": b"f"}, "f")
+    await repo.write({"/m": b"1"})
+    merged = await repo.merge("f")
+    await repo.revert(merged)
+    assert repo.files() == {"/a": b"0", "/m": b"1"}
