@@ -117,20 +117,23 @@ class CommitPath:
                 moved = await self.workers.run(self._move_sync, repo, branch, target, may_move)
             finally:
                 self.heads.changed(repo, branch)
-        if not moved:
+        if moved is False:
             return None
         commit = await self.workers.run(self.store.read_commit, target)
-        jobs = await self._announce(repo, branch, target, commit, fast_forward=True)
+        # announced by whoever moved it there first, when that was not us
+        jobs = await self._announce(repo, branch, target, commit, fast_forward=True) if moved else []
         return CommitResult(target, commit, jobs, 0)
 
     def _move_sync(self, repo: str, branch: str, target: str,
-                   may_move: Callable[[str | None], bool]) -> bool:
+                   may_move: Callable[[str | None], bool]) -> bool | None:
+        """True: moved; None: another writer had moved it there already;
+        False: ``may_move`` refused the head."""
         for attempt in range(CAS_ATTEMPTS):
             if attempt:
                 time.sleep(random.uniform(0, min(0.5, 0.002 * 2 ** min(attempt, 8))))
             head, version = self.refs.read_branch(repo, branch)
             if head == target:
-                return True
+                return None
             if not may_move(head):
                 return False
             try:

@@ -292,6 +292,8 @@ async def test_fast_forward_moves_the_branch_and_announces_it(repo: Repo) -> Non
     assert refused is None and repo.head() == base
     done = await repo.commits.fast_forward(REPO, "main", f,
                                            lambda head: is_ancestor(repo.store, head, f))
+    again = await repo.commits.fast_forward(REPO, "main", f, lambda head: True)
+    assert again is not None and again.id == f   # there already: not announced twice
     events = []
     while True:
         try:
