@@ -24,8 +24,8 @@ from .errors import (AlreadyExistsError, ClientError, ConflictError, Disconnecte
                      InvalidArgumentError, NotFoundError, NothingToCommitError,
                      PermissionDeniedError, ProtocolError, UnavailableError, error_for)
 from .results import (AclEntry, BranchInfo, CacheStats, CommitResult, DaemonInfo, Deleted,
-                      DiscardResult, FleetMember, FsckReport, GetResult, PutResult, RepoAcl, RepoInfo, Result,
-                      RmResult, StatsInfo, TagInfo)
+                      DiscardResult, FleetMember, FsckReport, GetResult, MergeResult, PutResult, RepoAcl,
+                      RepoInfo, Result, RevertResult, RmResult, StatsInfo, TagInfo)
 from .transfer import Progress
 
 TYPE_CHECKING = False
@@ -44,8 +44,9 @@ __all__ = [
     "ProtocolError", "UnavailableError", "error_for",
     "Result", "DaemonInfo", "Deleted", "RepoInfo", "RepoAcl", "AclEntry", "BranchInfo", "Author", "Origin",
     "ProvenanceRef", "CommitInfo", "Change", "Diff", "Status", "Entry", "Listing", "PutResult",
-    "RmResult", "CommitResult", "DiscardResult", "GetResult", "FleetMember", "FsckReport", "CacheStats",
-    "StatsInfo", "TagInfo", "ProvenanceStep", "PipelineInfo", "DatumCounts", "JobInput", "JobInfo",
+    "RmResult", "CommitResult", "MergeResult", "RevertResult", "DiscardResult", "GetResult", "FleetMember",
+    "FsckReport", "CacheStats", "StatsInfo", "TagInfo", "ProvenanceStep", "PipelineInfo", "DatumCounts",
+    "JobInput", "JobInfo",
     "DatumLog", "JobLogs", "CommitEvent", "JobEvent", "OtherEvent", "Event",
 ]
 

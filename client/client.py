@@ -20,8 +20,9 @@ import os
 
 from .connection import Connection
 from .errors import DisconnectedError, ProtocolError, error_from_reply
-from .results import (BranchInfo, TagInfo, CommitResult, DaemonInfo, Deleted, DiscardResult, FleetMember, FsckReport,
-                      GetResult, PutResult, RepoAcl, RepoInfo, Result, RmResult, StatsInfo)
+from .results import (BranchInfo, CommitResult, DaemonInfo, Deleted, DiscardResult, FleetMember, FsckReport,
+                      GetResult, MergeResult, PutResult, RepoAcl, RepoInfo, Result, RevertResult,
+                      RmResult, StatsInfo, TagInfo)
 from .transfer import Progress, local_bytes, receive_file, receive_tree, send_put_entries
 from .tree_writer import Destination
 
@@ -187,6 +188,24 @@ class Client:
            message: str = "") -> RmResult:
         return RmResult.from_raw(self.call("rm", repo=repo, branch=branch, paths=list(paths),
                                            message=message))
+
+    def merge(self, repo: str, source: str, *, branch: str | None = None, message: str = "",
+              strategy: str | None = None) -> MergeResult:
+        """Merge ``source`` (a branch or commit of ``repo``) into ``branch``
+        (default main): a fast-forward when the branch is behind, else a
+        commit with two parents.  Paths both sides changed differently are a
+        ``ConflictError`` (``details["paths"]``) unless ``strategy`` is
+        ``"ours"`` or ``"theirs"``."""
+        return MergeResult.from_raw(self.call("merge", repo=repo, source=source, branch=branch,
+                                              message=message, strategy=strategy))
+
+    def revert(self, repo: str, commit: str, *, branch: str | None = None,
+               message: str = "") -> RevertResult:
+        """Commit on ``branch`` (default main) the undoing of ``commit``, a
+        commit of its history; a path a later commit changed again is a
+        ``ConflictError``."""
+        return RevertResult.from_raw(self.call("revert", repo=repo, commit=commit, branch=branch,
+                                               message=message))
 
     # -- reading -------------------------------------------------------------------
 

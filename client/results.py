@@ -1,6 +1,6 @@
 """Typed results of the socket operations: the base :class:`Result`, and
 the results about the daemon, repos (and their access lists) and branches, writes (put, rm, commit,
-discard), get, and the store (stats, fsck); commits and their contents are
+discard, merge, revert), get, and the store (stats, fsck); commits and their contents are
 in :mod:`.history_results`, pipelines and jobs in :mod:`.pipeline_results`.
 
 Each result is read from the daemon's JSON reply (the shapes of
@@ -227,6 +227,54 @@ class RmResult(Result):
     @classmethod
     def from_raw(cls, r: dict) -> RmResult:
         return cls(str(r.get("commit", "")), str_list(r.get("removed")), str_list(r.get("jobs")), raw=r)
+
+
+class MergeResult(Result):
+    """A merge: ``kind`` is ``merge`` (a new commit with two parents),
+    ``fast-forward`` (the branch moved to the source) or ``up-to-date``
+    (the branch has the source already; ``commit`` is its head);
+    ``resolved`` are the conflicting paths a strategy settled."""
+    __slots__ = ("repo", "branch", "source", "kind", "commit", "parents", "jobs", "resolved")
+    repo: str
+    branch: str
+    source: str
+    kind: str
+    commit: str | None
+    parents: list[str]
+    jobs: list[str]
+    resolved: list[str]
+
+    def __init__(self, repo: str, branch: str, source: str, kind: str, commit: str | None,
+                 parents: list[str], jobs: list[str], resolved: list[str], *, raw: Any = None) -> None:
+        self.repo, self.branch, self.source, self.kind = repo, branch, source, kind
+        self.commit, self.parents, self.jobs, self.resolved = commit, parents, jobs, resolved
+        self.raw = raw
+
+    @classmethod
+    def from_raw(cls, r: dict) -> MergeResult:
+        return cls(str(r.get("repo", "")), str(r.get("branch", "")), str(r.get("source", "")),
+                   str(r.get("kind", "")), opt_str(r.get("commit")), str_list(r.get("parents")),
+                   str_list(r.get("jobs")), str_list(r.get("resolved")), raw=r)
+
+
+class RevertResult(Result):
+    """A revert: the new ``commit`` on ``branch`` undoing ``reverted``."""
+    __slots__ = ("repo", "branch", "reverted", "commit", "jobs")
+    repo: str
+    branch: str
+    reverted: str
+    commit: str
+    jobs: list[str]
+
+    def __init__(self, repo: str, branch: str, reverted: str, commit: str, jobs: list[str], *,
+                 raw: Any = None) -> None:
+        self.repo, self.branch, self.reverted, self.commit, self.jobs = repo, branch, reverted, commit, jobs
+        self.raw = raw
+
+    @classmethod
+    def from_raw(cls, r: dict) -> RevertResult:
+        return cls(str(r.get("repo", "")), str(r.get("branch", "")), str(r.get("reverted", "")),
+                   str(r.get("commit", "")), str_list(r.get("jobs")), raw=r)
 
 
 class CommitResult(Result):

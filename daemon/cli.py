@@ -15,9 +15,10 @@ import json
 import sys
 
 from ..client import Client, ClientError
-from .commands import (UsageError, cmd_branch, cmd_gc, cmd_retention, cmd_tag, cmd_cat, cmd_commit, cmd_daemon, cmd_diff,
-                       cmd_discard, cmd_fsck, cmd_get, cmd_job, cmd_log, cmd_ls, cmd_pipeline,
-                       cmd_fleet, cmd_provenance, cmd_put, cmd_repo, cmd_rm, cmd_show, cmd_stats, cmd_status,
+from .commands import (UsageError, cmd_branch, cmd_cat, cmd_commit, cmd_daemon, cmd_diff,
+                       cmd_discard, cmd_fsck, cmd_gc, cmd_get, cmd_job, cmd_log, cmd_ls, cmd_merge, cmd_pipeline,
+                       cmd_fleet, cmd_provenance, cmd_put, cmd_repo, cmd_retention, cmd_revert, cmd_rm, cmd_show,
+                       cmd_stats, cmd_status, cmd_tag,
                        cmd_umount, cmd_watch, parse_spec)
 from .terminal import setup_stdout
 
@@ -148,6 +149,27 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("spec", metavar="REPO[@BRANCH]")
     x.add_argument("paths", nargs="*", metavar="PATH")
     x.set_defaults(func=cmd_discard)
+
+    x = sub.add_parser("merge", parents=[common], help="merge a branch or commit into a branch",
+                       description="Fast-forward when the target branch is behind SOURCE, else "
+                                   "commit a three-way merge with two parents.  A path both sides "
+                                   "changed differently is a conflict: nothing changes, and every "
+                                   "such path is listed.  Staged changes of the target stay staged.")
+    x.add_argument("spec", metavar="REPO@SOURCE")
+    x.add_argument("--into", metavar="BRANCH", help="the branch merged into (default main)")
+    x.add_argument("-m", "--message", default="")
+    x.add_argument("--strategy", choices=("ours", "theirs"),
+                   help="settle every conflicting path with the target's (ours) or the source's (theirs) version")
+    x.set_defaults(func=cmd_merge)
+
+    x = sub.add_parser("revert", parents=[common], help="commit the undoing of one commit",
+                       description="A new commit on BRANCH that undoes what COMMIT changed against "
+                                   "its (first) parent; COMMIT must be in BRANCH's history.  A path "
+                                   "a later commit changed again is a conflict.")
+    x.add_argument("spec", metavar="REPO@COMMIT")
+    x.add_argument("--branch", help="where the revert is committed (default main)")
+    x.add_argument("-m", "--message", default="")
+    x.set_defaults(func=cmd_revert)
 
     x = sub.add_parser("get", parents=[common], help="copy a file or directory out (cp -r semantics)")
     x.add_argument("spec", metavar="REPO@REF:/PATH")

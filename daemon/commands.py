@@ -249,6 +249,24 @@ def cmd_commit(args: argparse.Namespace, c: Client) -> int:
     return 0
 
 
+def cmd_merge(args: argparse.Namespace, c: Client) -> int:
+    repo, source, _ = parse_spec(args.spec, want_path=False)
+    if source is None:
+        raise UsageError(f"{args.spec!r}: name the branch or commit to merge, REPO@SOURCE")
+    r = c.merge(repo, source, branch=args.into, message=args.message, strategy=args.strategy)
+    emit(args, r, fmt.merge_text(r))
+    return 0
+
+
+def cmd_revert(args: argparse.Namespace, c: Client) -> int:
+    repo, commit, _ = parse_spec(args.spec, want_path=False)
+    if commit is None:
+        raise UsageError(f"{args.spec!r}: name the commit to revert, REPO@COMMIT")
+    r = c.revert(repo, commit, branch=args.branch, message=args.message)
+    emit(args, r, fmt.revert_text(r))
+    return 0
+
+
 def cmd_discard(args: argparse.Namespace, c: Client) -> int:
     repo, branch = _branch_spec(args.spec)
     r = c.discard(repo, args.paths, branch=branch)

@@ -29,6 +29,7 @@ import logging
 import random
 import time
 from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from ..store.changes import Change, CommitMeta, HeadChecked
@@ -99,19 +100,76 @@ class CommitPath:
         except BaseException:
             session.abort()
             raise
+        jobs = await self._announce(repo, branch, cid, commit)
+        return CommitResult(cid, commit, jobs, session.new_bytes)
+
+    async def fast_forward(self, repo: str, branch: str, target: str,
+                           may_move: Callable[[str | None], bool]) -> CommitResult | None:
+        """Move ``branch`` to the existing commit ``target`` if
+        ``may_move(head)`` holds for the head read under the branch's lock
+        (a merge: the head is an ancestor of ``target``); None, leaving the
+        branch as it is, when it does not.  The branch then has a new head
+        as after a commit, and it is announced as one: the commit event
+        (with ``fast_forward``) and the triggers, so pipelines run on the new
+        head (not on every commit it passed over)."""
+        async with self.heads.lock(repo, branch):
+            try:
+                moved = await self.workers.run(self._move_sync, repo, branch, target, may_move)
+            finally:
+                self.heads.changed(repo, branch)
+        if moved is False:
+            return None
+        commit = await self.workers.run(self.store.read_commit, target)
+        # announced by whoever moved it there first, when that was not us
+        jobs = await self._announce(repo, branch, target, commit, fast_forward=True) if moved else []
+        return CommitResult(target, commit, jobs, 0)
+
+    def _move_sync(self, repo: str, branch: str, target: str,
+                   may_move: Callable[[str | None], bool]) -> bool | None:
+        """True: moved; None: another writer had moved it there already;
+        False: ``may_move`` refused the head."""
+        for attempt in range(CAS_ATTEMPTS):
+            if attempt:
+                time.sleep(random.uniform(0, min(0.5, 0.002 * 2 ** min(attempt, 8))))
+            head, version = self.refs.read_branch(repo, branch)
+            if head == target:
+                return None
+            if not may_move(head):
+                return False
+            try:
+                self.refs.move_branch(repo, branch, target, version)
+            except LostReplyConflict:
+                head_now, _ = self.refs.read_branch(repo, branch)
+                if self._reaches(head_now, target):
+                    return True
+                continue
+            except Conflict:
+                continue
+            log.info("fast-forwarded %s@%s from %s to %s", repo, branch, (head or "nothing")[:12],
+                     target[:12])
+            return True
+        raise Conflict(f"branch {repo}@{branch} kept moving; fast-forward abandoned")
+
+    async def _announce(self, repo: str, branch: str, cid: str, commit: Commit,
+                        fast_forward: bool = False) -> list[str]:
+        """Tell the triggers and the watchers of a branch's new head
+        ``cid``: jobs planned, the commit event, then the jobs started."""
         planned: list[tuple[CommitTrigger, Planned]] = []
         for trigger in self._triggers:
             planned += [(trigger, item) for item in await trigger.plan(repo, branch, cid)]
-        self.events.publish({"type": "commit", "repo": repo, "branch": branch, "commit": cid,
-                             "parents": commit.parents, "message": commit.message,
-                             "origin": commit.origin, "time": commit.time,
-                             "jobs": [item.id for _, item in planned]})
+        event = {"type": "commit", "repo": repo, "branch": branch, "commit": cid,
+                 "parents": commit.parents, "message": commit.message,
+                 "origin": commit.origin, "time": commit.time,
+                 "jobs": [item.id for _, item in planned]}
+        if fast_forward:
+            event["fast_forward"] = True
+        self.events.publish(event)
         jobs: list[str] = []
         for trigger in self._triggers:
             mine = [item for t, item in planned if t is trigger]
             if mine:
                 jobs += await trigger.start(mine)
-        return CommitResult(cid, commit, jobs, session.new_bytes)
+        return jobs
 
     def _commit_sync(self, repo: str, branch: str, change: Change, session: WriteSession,
                      meta: CommitMeta) -> tuple[str, Commit]:
@@ -129,7 +187,8 @@ class CommitPath:
             session.flush()
             self.store.check_session(session)
             commit = Commit(repo=repo, repo_id=info.id, tree=root["tree"],
-                            parents=[head] if head else [], message=meta.message,
+                            parents=([head] if head else []) + meta.extra_parents,
+                            message=meta.message,
                             author=meta.author, time=time.time(), origin=meta.origin,
                             provenance=meta.provenance, size=root.get("size", 0),
                             files=root.get("files", 0), dirs=root.get("dirs", 0),

@@ -19,8 +19,8 @@ if TYPE_CHECKING:  # only the type checker needs these: every command imports th
     from collections.abc import Iterable, Sequence
 
     from ..client import (BranchInfo, Change, CommitInfo, Entry, Event, FleetMember, FsckReport, JobEvent,
-                          JobInfo, JobLogs, Listing, Origin, PipelineInfo, ProvenanceRef,
-                          ProvenanceStep, RepoAcl, RepoInfo, StatsInfo)
+                          JobInfo, JobLogs, Listing, MergeResult, Origin, PipelineInfo, ProvenanceRef,
+                          ProvenanceStep, RepoAcl, RepoInfo, RevertResult, StatsInfo)
 
 SHORT = 12  # characters of a shortened commit or job id
 
@@ -101,7 +101,9 @@ def commit_text(c: CommitInfo, full: bool = False) -> str:
     lines = [f"commit {c.id}" + (f" ({c.branch})" if full and c.branch else "")]
     lines.append(f"Author: {author_text(c)}")
     lines.append(f"Date:   {when(c.time)}")
-    if c.parents:
+    if len(c.parents) > 1:   # a merge: its parents, the branch's first
+        lines.append("Merge:  " + " ".join(short(p) for p in c.parents))
+    elif c.parents:
         lines.append("Parent: " + " ".join(c.parents))
     if full:
         lines.append(f"Origin: {origin_text(c.origin)}")
@@ -112,6 +114,22 @@ def commit_text(c: CommitInfo, full: bool = False) -> str:
     lines.append("")
     lines.append("    " + c.message)
     return "\n".join(lines)
+
+
+def merge_text(r: MergeResult) -> str:
+    """What ``merge`` did, on one line (and one more per path a strategy settled)."""
+    source = f"{r.repo}@{short(r.source)}"
+    if r.kind == "up-to-date":
+        return f"{r.repo}@{r.branch} already contains {source}"
+    if r.kind == "fast-forward":
+        return f"fast-forwarded {r.repo}@{r.branch} to {r.commit}"
+    lines = [f"merged {source} into {r.repo}@{r.branch}: {r.commit}"]
+    lines += [f"conflict settled: {repo_path(p)}" for p in r.resolved]
+    return "\n".join(lines)
+
+
+def revert_text(r: RevertResult) -> str:
+    return f"reverted {r.repo}@{short(r.reverted)} on {r.repo}@{r.branch}: {r.commit}"
 
 
 def commits_text(commits: Sequence[CommitInfo]) -> str:

@@ -84,3 +84,5 @@ class CommitMeta:
     origin: dict = field(default_factory=lambda: {"kind": "user"})
     provenance: list[dict] = field(default_factory=list)
     allow_empty: bool = True
+    # parents after the head it lands on: the merged commit of a merge
+    extra_parents: list[str] = field(default_factory=list)

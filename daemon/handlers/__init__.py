@@ -2,11 +2,11 @@
 
 ``admin`` (ping, stop, stats, fsck), ``repos`` (repos and branches),
 ``reads`` (ls, get, log, show, diff, provenance), ``writes`` (put, rm),
-``staging`` (status, commit, discard), ``pipelines`` (pipelines, jobs,
-watch).  Importing this package registers every handler in ``HANDLERS``.
+``merge`` (merge, revert), ``staging`` (status, commit, discard),
+``pipelines`` (pipelines, jobs, watch).  Importing this package registers every handler in ``HANDLERS``.
 """
 
-from . import admin, pipelines, reads, repos, staging, writes  # noqa: F401  (registration)
+from . import admin, merge, pipelines, reads, repos, staging, writes  # noqa: F401  (registration)
 from .base import HANDLERS, Request
 
 __all__ = ["HANDLERS", "Request"]
