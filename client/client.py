@@ -139,10 +139,12 @@ class Client:
     def retention_clear(self, repo: str, *, branch: str | None = None) -> dict:
         return dict(self.call("retention.clear", repo=repo, branch=branch))
 
-    def gc(self, *, dry_run: bool = False, grace: float | None = None) -> dict:
+    def gc(self, *, dry_run: bool = False, grace: float | None = None,
+           max_unused: float | None = None) -> dict:
         """Collect the store's garbage (root only); the collector's report.
-        ``grace``: seconds; objects younger than it are never deleted."""
-        return dict(self.call("gc", dry_run=dry_run, grace=grace))
+        ``grace``: seconds; objects younger than it are never deleted.
+        ``max_unused``: a live pack with a larger share of garbage is repacked."""
+        return dict(self.call("gc", dry_run=dry_run, grace=grace, max_unused=max_unused))
 
     def branch_reset(self, repo: str, branch: str, to: str) -> BranchInfo:
         """Move ``branch`` to the commit ``to`` names (admin only)."""

@@ -107,6 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--dry-run", action="store_true", help="report what would go; change nothing")
     x.add_argument("--grace", metavar="DURATION",
                    help="never delete objects younger than this (default 24h; e.g. 30m, 2h, 7d, 0)")
+    x.add_argument("--max-unused", type=float, metavar="SHARE",
+                   help="repack live packs with more garbage than this share (default 0.3; 1: never)")
     x.set_defaults(func=cmd_gc)
 
     t = sub.add_parser("tag", parents=[common], help="name a commit for good: create, list, delete tags")

@@ -163,7 +163,7 @@ def cmd_retention(args: argparse.Namespace, c: Client) -> int:
 
 def cmd_gc(args: argparse.Namespace, c: Client) -> int:
     grace = parse_duration(args.grace) if args.grace is not None else None
-    r = c.gc(dry_run=args.dry_run, grace=grace)
+    r = c.gc(dry_run=args.dry_run, grace=grace, max_unused=args.max_unused)
     if args.json:
         print(json.dumps(r, sort_keys=True))
         return 0

@@ -48,6 +48,9 @@ def test_gc_keeps_every_live_commit_and_shrinks_the_store_to_the_live_data(daemo
     assert d.cli("fsck", "--read-data", "--json").json()["problems"] == []
     before = pack_bytes(d.store_dir)
     assert before > 20 * MiB
+    bad = d.cli("gc", "--max-unused", "2", check=False)
+    assert bad.returncode == 1 and "max_unused" in bad.err
+    assert d.cli("gc", "--grace", "-1h", check=False).returncode != 0
     dry = d.cli("gc", "--dry-run", "--grace", "0", "--json").json()
     assert dry["deleted"] == 0 and dry["reclaimable_bytes"] > 14 * MiB
     assert pack_bytes(d.store_dir) == before                   # a dry run changes nothing

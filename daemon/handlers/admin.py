@@ -8,7 +8,7 @@ import os
 from ...store.backends.base import Backend
 from ...store.fleet import list_fleet
 from ...store.fsck import fsck
-from ...store.gc import REPORT_KEY, Collector
+from ...store.gc import DEFAULT_MAX_UNUSED, REPORT_KEY, Collector
 from ...staging.nodes import DirNode, FileNode
 from ...store.errors import InvalidArgument
 from .. import protocol
@@ -66,6 +66,9 @@ async def gc(req: Request) -> dict:
     grace = req.arg("grace", (int, float), svc.store.session_limit)
     if isinstance(grace, bool) or not 0 <= grace <= 100 * 366 * 86400:
         raise InvalidArgument("gc: grace must be a number of seconds, 0 or more")
+    max_unused = req.arg("max_unused", (int, float), DEFAULT_MAX_UNUSED)
+    if isinstance(max_unused, bool) or not 0 <= max_unused <= 1:
+        raise InvalidArgument("gc: max_unused must be a share from 0 to 1 (1: never repack)")
     blobs: list[bytes] = []
     trees: list[str] = []
     for area in list(svc.staging.areas.values()):     # what this daemon's staging keeps
@@ -74,7 +77,7 @@ async def gc(req: Request) -> dict:
                 blobs += [bytes.fromhex(c[0]) for c in node.base_chunks]
             elif isinstance(node, DirNode) and isinstance(node.lower, dict) and node.lower.get("tree"):
                 trees.append(str(node.lower["tree"]))
-    collector = Collector(svc.store, float(grace), dry_run, blobs, trees)
+    collector = Collector(svc.store, float(grace), dry_run, blobs, trees, float(max_unused))
     return (await svc.bulk.run(collector.run)).to_json()
 
 
