@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import select
+import signal
 import sys
 
 from ..client import Client, ClientError
@@ -281,6 +284,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"trunkfs: {exc}", file=sys.stderr)
         return 1
     except (BrokenPipeError, ConnectionResetError):
+        if stdout_reader_gone():   # `trunkfs log | head`: end quietly, as git does
+            return quiet_sigpipe_exit()
         print("trunkfs: the daemon closed the connection", file=sys.stderr)
         return 1
     except OSError as exc:
@@ -288,6 +293,25 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+
+
+def stdout_reader_gone() -> bool:
+    """Whether standard output is a pipe whose reader closed it."""
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(ev & select.POLLERR for _, ev in poller.poll(0))
+    except (OSError, ValueError):
+        return False
+
+
+def quiet_sigpipe_exit() -> int:
+    """The status of a process ended by SIGPIPE, with nothing more written:
+    standard output goes to /dev/null so that the last flush cannot fail."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return 128 + signal.SIGPIPE
 
 
 if __name__ == "__main__":
