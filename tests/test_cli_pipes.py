@@ -29,7 +29,7 @@ def test_a_closed_pipe_ends_the_cli_quietly(daemon, workdir):
     (workdir / "big").write_bytes(b"y" * (64 << 20))
     d.cli("put", "r:/", str(workdir / "big"))
     for args, reader in ((["ls", "r:/many"], "head -1"), (["diff", f"r@{first}"], "head -1"),
-                         (["cat", "r:/big"], "head -c 10"), (["ls", "r", "--json"], "head -c 5")):
+                         (["cat", "r:/big"], "head -c 10"), (["ls", "r:/many", "--json"], "head -c 5")):
         status, err = piped(d, args, f"{reader} >/dev/null")
         assert err == "", (args, err)
         assert status == 141, (args, status)
