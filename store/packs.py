@@ -106,7 +106,11 @@ class PackWriter:
                                  blake3.blake3(index).digest(), MAGIC))
         self._file.flush()
         self._file.close()
-        pack_id = blake3.blake3(MAGIC + index).digest()
+        # salted: every pack written gets a name of its own, so that a blob
+        # stored anew (the collector condemned its pack, docs/gc.md) never
+        # lands under the name of the condemned pack; readers check the
+        # index against the trailer's hash, not the name
+        pack_id = blake3.blake3(MAGIC + index + os.urandom(16)).digest()
         blobs = [(bid, BlobLocation(pack_id, off, slen, plen, flags, btype))
                  for btype, flags, bid, off, slen, plen in self._entries]
         return pack_id, blobs
