@@ -36,7 +36,7 @@ from dataclasses import asdict, dataclass, field
 from .bloom import BloomFilter
 from .errors import IntegrityError, NotFound, ObjectMissing, TrunkError
 from .objects import DIR, FILE
-from .packs import PackWriter, pack_key, read_pack_index
+from .packs import ENTRY, MAGIC, TRAILER, PackWriter, pack_key, read_pack_index
 from .refs import Refs
 from .retention import RetentionRule, RetentionRules
 from .store import (CONDEMNED_PREFIX, DELETED_PREFIX, EXPIRED_PREFIX, REPACKED_PREFIX, Store, condemned_key,
@@ -325,9 +325,15 @@ class Collector:
         once the copies are known everywhere (``_all_dead``).  The blobs are
         copied as stored (no recompression)."""
         store = self.store
-        candidates = [pid for pid, size in packs.items()
-                      if pid in live_bytes and pid not in records and size
-                      and 1 - live_bytes[pid] / size > self.max_unused]
+        counts = {pid: count for pid, _, count in store.index.packs()}
+        candidates = []
+        for pid, size in packs.items():
+            # the share of the pack's blob bytes that no live blob uses (its
+            # header, index and trailer are not garbage)
+            blob_bytes = size - len(MAGIC) - counts.get(pid, 0) * ENTRY.size - TRAILER.size
+            if pid in live_bytes and pid not in records and blob_bytes > 0 \
+                    and 1 - live_bytes[pid] / blob_bytes > self.max_unused:
+                candidates.append(pid)
         writer: PackWriter | None = None
         sources: list[bytes] = []
         for pid in candidates:
@@ -343,7 +349,8 @@ class Collector:
             if writer is None:
                 writer = PackWriter(store.tmp_dir)
             for bid, loc in blobs:
-                if bid in bloom:
+                found = store.index.blob(bid) if bid in bloom else None
+                if found is not None and found.pack_id == pid:   # live, and this is the copy in use
                     writer.add(loc.type, bid, raw[loc.offset:loc.offset + loc.stored_len], loc.flags,
                                loc.plain_len)
                     self.report.repacked_bytes += loc.stored_len

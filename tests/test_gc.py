@@ -3,6 +3,7 @@ a writer on another daemon, retention, and SIGKILL at any point."""
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import signal
@@ -70,7 +71,7 @@ def test_gc_keeps_every_live_commit_and_shrinks_the_store_to_the_live_data(daemo
     assert d.cli("fsck", "--read-data", "--json").json()["problems"] == []
     assert d.cli("stats", "--json").json()["gc"]["deleted"] == report["deleted"]
     again = d.cli("gc", "--grace", "0", "--json").json()       # nothing left to do
-    assert again["deleted"] == 0 and again["expired_commits"] == 0
+    assert again["deleted"] == 0 and again["expired_commits"] == 0, json.dumps(again) + json.dumps(report)
 
 
 def test_gc_beside_a_writer_on_another_daemon(daemon_factory, workdir):
