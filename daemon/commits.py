@@ -73,6 +73,13 @@ class CommitTrigger(Protocol):
         """Announce and start what :meth:`plan` returned; returns the ids."""
 
 
+def _pause(attempt: int) -> None:
+    """Before a retry of a compare-and-swap someone else won: a random
+    pause, growing with the attempts, spreads the writers out."""
+    if attempt:
+        time.sleep(random.uniform(0, min(0.5, 0.002 * 2 ** min(attempt, 8))))
+
+
 class CommitPath:
     def __init__(self, store: Store, refs: Refs, heads: BranchHeads, events: EventBus,
                  workers: Workers, daemon_id: str = "") -> None:
@@ -124,13 +131,28 @@ class CommitPath:
         jobs = await self._announce(repo, branch, target, commit, fast_forward=True) if moved else []
         return CommitResult(target, commit, jobs, 0)
 
+    async def reset(self, repo: str, branch: str, target: str) -> str | None:
+        """Move ``branch`` to the existing commit ``target`` whatever its head
+        (``branch reset``); the head it replaced.  Not announced as a commit:
+        it runs no pipeline."""
+        replaced: list[str | None] = []
+
+        def remember(head: str | None) -> bool:
+            replaced.append(head)
+            return True
+        async with self.heads.lock(repo, branch):
+            try:
+                await self.workers.run(self._move_sync, repo, branch, target, remember)
+            finally:
+                self.heads.changed(repo, branch)
+        return replaced[-1] if replaced else target
+
     def _move_sync(self, repo: str, branch: str, target: str,
                    may_move: Callable[[str | None], bool]) -> bool | None:
         """True: moved; None: another writer had moved it there already;
         False: ``may_move`` refused the head."""
         for attempt in range(CAS_ATTEMPTS):
-            if attempt:
-                time.sleep(random.uniform(0, min(0.5, 0.002 * 2 ** min(attempt, 8))))
+            _pause(attempt)
             head, version = self.refs.read_branch(repo, branch)
             if head == target:
                 return None
@@ -175,8 +197,7 @@ class CommitPath:
                      meta: CommitMeta) -> tuple[str, Commit]:
         info = self.refs.get_repo(repo)
         for attempt in range(CAS_ATTEMPTS):
-            if attempt:   # someone else won the swap: a random pause, growing, spreads the writers out
-                time.sleep(random.uniform(0, min(0.5, 0.002 * 2 ** min(attempt, 8))))
+            _pause(attempt)
             head, version = self.refs.read_branch(repo, branch)
             if isinstance(change, HeadChecked):
                 change.check_head(head)

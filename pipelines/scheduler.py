@@ -64,7 +64,7 @@ from ..store.store import Store
 from .datums import Datum, MergeConflict, OutputBudget, UnsafeOutput, cut_datums, datum_hash, datum_paths, \
     store_merged, store_output
 from .inputs import JOB_DIR_PREFIX, DatumInputs, Run, clear_stale_binds, remove_tree
-from .jobs import CANCELLED, FAILED, QUEUED, RUNNING, SUCCEEDED, DatumCounts, DatumLog, Job, JobInput, \
+from .jobs import CANCELLED, FAILED, RUNNING, SUCCEEDED, DatumCounts, DatumLog, Job, JobInput, \
     JobRetention, JobStore, JobTable, new_job_id
 from .leases import Lease, LeaseLost, Leases
 from .order import input_order, superseded_by
@@ -345,6 +345,10 @@ class JobScheduler:
             job.state, job.error = state, error
         job.finished = job.finished or time.time()
         self.jobs.add(job)
+        await self._close(job)
+
+    async def _close(self, job: Job) -> None:
+        """A finished job's final record, then its open marker and any cancel request."""
         await self._persist(job)
         await self.run_sync(self.records.closed, job.id)
         try:
@@ -596,12 +600,7 @@ class JobScheduler:
                     self._held.pop(job.id, None)
                     self._take(await self.work(self.records.load_one, job.id), job.id)
                 else:
-                    await self._persist(job)
-                    await self.run_sync(self.records.closed, job.id)
-                    try:
-                        await self._lease_op(self.leases.clear_cancel, job.id)
-                    except (TrunkError, OSError):
-                        pass
+                    await self._close(job)
 
     def _crashed(self, job: Job, exc: BaseException) -> None:
         job.state, job.error = FAILED, f"internal error: {exc!r}"

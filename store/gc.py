@@ -99,6 +99,7 @@ class Collector:
         self.extra_trees = extra_trees    # and the trees its renamed directories keep
         self.report = GcReport(dry_run, grace)
         self.kept: set[str] = set()       # the live commits, once marked
+        self._commit_times: dict[str, float] = {}   # every indexed commit's time (read once)
 
     def run(self) -> GcReport:
         t0 = time.monotonic()
@@ -145,6 +146,7 @@ class Collector:
                 commit = self.store.read_commit(cid.hex())
             except (NotFound, IntegrityError):
                 continue
+            self._commit_times[cid.hex()] = commit.time
             if commit.time > young_after:
                 roots.append((cid.hex(), rules.rule_for(by_repo.get(commit.repo, []), None)))
         return roots
@@ -219,15 +221,8 @@ class Collector:
         store = self.store
         horizon = time.time() - self.grace - margin(self.grace)
         expired = []
-        for cid in store.index.commit_ids():
-            hexid = cid.hex()
-            if hexid in self.kept:
-                continue
-            try:
-                commit = store.read_commit(hexid)
-            except (NotFound, IntegrityError):
-                continue
-            if commit.time <= horizon:
+        for hexid, when in self._commit_times.items():
+            if hexid not in self.kept and when <= horizon:
                 expired.append(hexid)
         self.report.expired_commits = len(expired)
         if self.dry_run:
@@ -257,8 +252,7 @@ class Collector:
             if parsed is not None:
                 records[parsed[0]] = (key, parsed[1], parsed[2])
         now = time.time()
-        if not self.dry_run and self.max_unused < 1:
-            self._repack(packs, live_bytes, records, bloom, now)
+        if not self.dry_run and self.max_unused < 1 and self._repack(packs, live_bytes, records, bloom, now):
             packs = {pid: size for pid, size, _ in store.index.packs()}
             live = {loc.pack_id for bid, loc in store.index.blobs() if bid in bloom}
             for key in store.backend.list(CONDEMNED_PREFIX):     # with the repacked ones
@@ -319,7 +313,7 @@ class Collector:
             store.backend.delete(f"{REPACKED_PREFIX}{pid.hex()}")
 
     def _repack(self, packs: dict[bytes, int], live_bytes: dict[bytes, int], records: dict,
-                bloom: BloomFilter, now: float) -> None:
+                bloom: BloomFilter, now: float) -> int:
         """Copy the live blobs of packs that are mostly garbage (older than
         the grace period) into new packs, and condemn the old ones: they go
         once the copies are known everywhere (``_all_dead``).  The blobs are
@@ -363,6 +357,7 @@ class Collector:
                 self._finish_repack(writer, sources, now)
             else:
                 writer.abort()
+        return self.report.repacked
 
     def _finish_repack(self, writer: PackWriter, sources: list[bytes], now: float) -> None:
         store = self.store

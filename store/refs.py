@@ -95,9 +95,13 @@ class Refs:
     # -- branches --------------------------------------------------------------
 
     def list_branches(self, repo: str) -> dict[str, str | None]:
+        return self._named_commits("refs", repo)
+
+    def _named_commits(self, kind: str, repo: str) -> dict[str, str | None]:
+        """Name -> commit of every branch (``refs``) or tag (``tags``) of a repo."""
         self.get_repo(repo)
         out: dict[str, str | None] = {}
-        for key in sorted(self.backend.list(f"refs/{repo}/")):
+        for key in sorted(self.backend.list(f"{kind}/{repo}/")):
             found = self.backend.get_versioned(key)
             if found is not None:
                 out[key.rsplit("/", 1)[-1]] = decode_ref(found[0], key)
@@ -153,13 +157,7 @@ class Refs:
         return None if found is None else decode_ref(found[0], key)
 
     def list_tags(self, repo: str) -> dict[str, str | None]:
-        self.get_repo(repo)
-        out: dict[str, str | None] = {}
-        for key in sorted(self.backend.list(f"tags/{repo}/")):
-            found = self.backend.get_versioned(key)
-            if found is not None:
-                out[key.rsplit("/", 1)[-1]] = decode_ref(found[0], key)
-        return out
+        return self._named_commits("tags", repo)
 
     def delete_tag(self, repo: str, tag: str) -> None:
         check_name(tag, "tag")

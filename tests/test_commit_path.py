@@ -9,27 +9,18 @@ import os
 import pytest
 import trio
 
-from trunkfs.daemon.commits import CommitPath
+from tests.inprocess import CommitParts
 from trunkfs.store.changes import CommitMeta, Edit, ReplaceRoot, author_of
-from trunkfs.daemon.events import EventBus
-from trunkfs.daemon.heads import BranchHeads
-from trunkfs.daemon.workers import Workers
 from trunkfs.store import walk
 from trunkfs.store.errors import Conflict, NothingToCommit
-from trunkfs.store.refs import Refs
 from trunkfs.store.store import Store
 from trunkfs.store.treeedit import TreeEditor
 from trunkfs.store.writer import WriteSession
 
 
-class Parts:
+class Parts(CommitParts):
     def __init__(self, store: Store) -> None:
-        self.store = store
-        self.refs = Refs(store)
-        self.workers = Workers(4)
-        self.heads = BranchHeads(self.refs, self.workers)
-        self.events = EventBus()
-        self.commits = CommitPath(store, self.refs, self.heads, self.events, self.workers)
+        super().__init__(store)
         self.moves: list[tuple[str, str | None]] = []
         self.heads.add_listener(lambda repo, branch: self.moves.append((repo, branch)))
 

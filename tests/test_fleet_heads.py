@@ -20,15 +20,11 @@ import pytest
 import trio
 
 from tests.conftest import open_local_store, wait_for
+from tests.inprocess import CommitParts
 from trunkfs.client.pipeline_results import CommitEvent
-from trunkfs.daemon.commits import CommitPath
-from trunkfs.daemon.events import EventBus
 from trunkfs.daemon.headwatch import HeadWatch
-from trunkfs.daemon.heads import BranchHeads
-from trunkfs.daemon.workers import Workers
 from trunkfs.store.changes import CommitMeta, author_of
 from trunkfs.store.backends.factory import open_backend
-from trunkfs.store.refs import Refs
 from trunkfs.store.store import Store
 from trunkfs.store.treeedit import TreeEditor
 from trunkfs.store.writer import WriteSession
@@ -128,17 +124,12 @@ def test_commit_views_do_not_move_and_other_branches_follow(daemon_factory, work
 
 # -- the head watcher in-process: two stores on one directory ---------------------------------
 
-class Daemonish:
+class Daemonish(CommitParts):
     """The parts of one daemon that the head watcher touches, over its own
     store (its own index) on the shared directory."""
 
     def __init__(self, store: Store, interval: float = 0.05) -> None:
-        self.store = store
-        self.refs = Refs(store)
-        self.workers = Workers(4)
-        self.heads = BranchHeads(self.refs, self.workers)
-        self.events = EventBus()
-        self.commits = CommitPath(store, self.refs, self.heads, self.events, self.workers)
+        super().__init__(store)
         self.watch = HeadWatch(self.refs, store, self.heads, self.events, self.workers, interval)
         self.commits.add_trigger(self.watch.local)
         self.planned: list[str] = []     # what a pipeline scheduler would plan jobs for

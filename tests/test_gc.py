@@ -99,6 +99,18 @@ def test_gc_beside_a_writer_on_another_daemon(daemon_factory, workdir):
         assert d.cli("fsck", "--read-data", "--json").json()["problems"] == []
 
 
+@pytest.fixture
+def two_stores(workdir: Path):
+    """Two stores on one directory, as two daemons with their own indexes."""
+    a = open_local_store(workdir)
+    b = Store(a.backend, str(workdir / "b-index"), str(workdir / "b-tmp")).open()
+    try:
+        yield a, b
+    finally:
+        b.close()
+        a.close()
+
+
 def _commit_file(store: Store, refs: Refs, repo: str, data: bytes) -> str:
     session = store.session()
     head, version = refs.read_branch(repo, "main")
@@ -116,38 +128,33 @@ def _commit_file(store: Store, refs: Refs, repo: str, data: bytes) -> str:
     return cid
 
 
-def test_a_session_that_reuses_a_condemned_pack_past_its_deadline_may_not_commit(workdir):
-    a = open_local_store(workdir)
-    b = Store(a.backend, str(workdir / "b-index"), str(workdir / "b-tmp")).open()
-    try:
-        refs = Refs(a)
-        refs.create_repo("r")
-        data = os.urandom(300_000)
-        _commit_file(a, refs, "r", data)
-        b.sync_index()
-        session = b.session()                       # B knows of no condemned pack yet
-        session.put_bytes(data)
-        session.flush()
-        (pack,) = session.packs_used()
-        a.backend.put(condemned_key(pack, time.time(), 3600), b"")
-        b.check_session(session)                    # condemned, but before its deadline: fine
-        a.backend.delete(condemned_key(pack, time.time(), 3600))
-        a.backend.put(condemned_key(pack, time.time() - 10, 5), b"")
-        b._condemned_read = -1e9                    # (as after CONDEMNED_CHECK seconds)
-        with pytest.raises(SessionExpired):
-            b.check_session(session)
-        fresh = b.session()                         # a new session does not reuse it: stores anew
-        chunks, _ = fresh.put_bytes(data)
-        fresh.flush()
-        assert fresh.data.new_blobs == len(chunks) and session.data.new_blobs == 0
-        assert pack not in fresh.packs_used()
-        b.session_limit = 0.01
-        time.sleep(0.05)
-        with pytest.raises(SessionExpired):
-            b.check_session(fresh)
-    finally:
-        b.close()
-        a.close()
+def test_a_session_that_reuses_a_condemned_pack_past_its_deadline_may_not_commit(two_stores):
+    a, b = two_stores
+    refs = Refs(a)
+    refs.create_repo("r")
+    data = os.urandom(300_000)
+    _commit_file(a, refs, "r", data)
+    b.sync_index()
+    session = b.session()                       # B knows of no condemned pack yet
+    session.put_bytes(data)
+    session.flush()
+    (pack,) = session.packs_used()
+    a.backend.put(condemned_key(pack, time.time(), 3600), b"")
+    b.check_session(session)                    # condemned, but before its deadline: fine
+    a.backend.delete(condemned_key(pack, time.time(), 3600))
+    a.backend.put(condemned_key(pack, time.time() - 10, 5), b"")
+    b._condemned_read = -1e9                    # (as after CONDEMNED_CHECK seconds)
+    with pytest.raises(SessionExpired):
+        b.check_session(session)
+    fresh = b.session()                         # a new session does not reuse it: stores anew
+    chunks, _ = fresh.put_bytes(data)
+    fresh.flush()
+    assert fresh.data.new_blobs == len(chunks) and session.data.new_blobs == 0
+    assert pack not in fresh.packs_used()
+    b.session_limit = 0.01
+    time.sleep(0.05)
+    with pytest.raises(SessionExpired):
+        b.check_session(fresh)
 
 
 _COLLECT = """
@@ -227,44 +234,39 @@ def test_retention_rules_per_branch_and_by_age_choose_the_commits_that_expire(wo
         store.close()
 
 
-def test_a_mostly_garbage_pack_is_repacked_and_another_daemon_still_reads_its_live_blobs(workdir):
-    a = open_local_store(workdir)
-    b = Store(a.backend, str(workdir / "b-index"), str(workdir / "b-tmp")).open()
-    try:
-        refs = Refs(a)
-        refs.create_repo("r")
-        keep, drop = os.urandom(100_000), os.urandom(900_000)
-        session = a.session()                       # one session: both files in one pack
-        ed = TreeEditor(a, None)
-        for name, data in (("keep", keep), ("drop", drop)):
-            chunks, size = session.put_bytes(data)
-            ed.put(f"/{name}", {"type": FILE, "mode": 0o644, "mtime": 1, "size": size, "chunks": chunks})
-        root = ed.write(session)
-        session.flush()
-        info = refs.get_repo("r")
-        first = a.write_commit(Commit(repo="r", repo_id=info.id, tree=root["tree"], parents=[],
-                                      packs=session.pack_ids(), time=time.time() - 10))
-        _, version = refs.read_branch("r", "main")
-        refs.move_branch("r", "main", first, version)
-        session = a.session()
-        ed = TreeEditor(a, root["tree"])
-        ed.remove("/drop")
-        root2 = ed.write(session)
-        session.flush()
-        second = a.write_commit(Commit(repo="r", repo_id=info.id, tree=root2["tree"], parents=[first],
-                                       packs=session.pack_ids()))
-        _, version = refs.read_branch("r", "main")
-        refs.move_branch("r", "main", second, version)
-        RetentionRules(a.backend).change("r", RetentionRule(None, keep_last=1), None)
-        b.sync_index()                              # B's index points at the old pack
-        entry = b.tree_index(root2["tree"])["keep"]
-        report = Collector(a, grace=0).run()
-        assert report.repacked >= 1 and report.deleted >= 1
-        assert 0.9 <= report.live_blob_bytes / (report.live_pack_bytes or 1)
-        assert b"".join(a.iter_file(entry)) == keep
-        assert b"".join(b.iter_file(entry)) == keep  # B finds the copy (the tombstone names it)
-        from trunkfs.store.fsck import fsck
-        assert fsck(a, read_data=True).problems == [] and fsck(b, read_data=True).problems == []
-    finally:
-        b.close()
-        a.close()
+def test_a_mostly_garbage_pack_is_repacked_and_another_daemon_still_reads_its_live_blobs(two_stores):
+    a, b = two_stores
+    refs = Refs(a)
+    refs.create_repo("r")
+    keep, drop = os.urandom(100_000), os.urandom(900_000)
+    session = a.session()                       # one session: both files in one pack
+    ed = TreeEditor(a, None)
+    for name, data in (("keep", keep), ("drop", drop)):
+        chunks, size = session.put_bytes(data)
+        ed.put(f"/{name}", {"type": FILE, "mode": 0o644, "mtime": 1, "size": size, "chunks": chunks})
+    root = ed.write(session)
+    session.flush()
+    info = refs.get_repo("r")
+    first = a.write_commit(Commit(repo="r", repo_id=info.id, tree=root["tree"], parents=[],
+                                  packs=session.pack_ids(), time=time.time() - 10))
+    _, version = refs.read_branch("r", "main")
+    refs.move_branch("r", "main", first, version)
+    session = a.session()
+    ed = TreeEditor(a, root["tree"])
+    ed.remove("/drop")
+    root2 = ed.write(session)
+    session.flush()
+    second = a.write_commit(Commit(repo="r", repo_id=info.id, tree=root2["tree"], parents=[first],
+                                   packs=session.pack_ids()))
+    _, version = refs.read_branch("r", "main")
+    refs.move_branch("r", "main", second, version)
+    RetentionRules(a.backend).change("r", RetentionRule(None, keep_last=1), None)
+    b.sync_index()                              # B's index points at the old pack
+    entry = b.tree_index(root2["tree"])["keep"]
+    report = Collector(a, grace=0).run()
+    assert report.repacked >= 1 and report.deleted >= 1
+    assert 0.9 <= report.live_blob_bytes / (report.live_pack_bytes or 1)
+    assert b"".join(a.iter_file(entry)) == keep
+    assert b"".join(b.iter_file(entry)) == keep  # B finds the copy (the tombstone names it)
+    from trunkfs.store.fsck import fsck
+    assert fsck(a, read_data=True).problems == [] and fsck(b, read_data=True).problems == []

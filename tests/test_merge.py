@@ -10,61 +10,22 @@ import random
 import pytest
 import trio
 
-from trunkfs.daemon.commits import CommitPath
-from trunkfs.daemon.events import EventBus
-from trunkfs.daemon.heads import BranchHeads
-from trunkfs.daemon.workers import Workers
+from tests.inprocess import CommitParts, PutFiles
 from trunkfs.store import history, walk
 from trunkfs.store.changes import CommitMeta, author_of
 from trunkfs.store.errors import InvalidArgument, NothingToCommit, NotFound
 from trunkfs.store.objects import EMPTY_TREE_ID, Commit
 from trunkfs.store.merge import MergeConflict, is_ancestor, merge_base
 from trunkfs.store.mergechange import MergeChange, RevertChange
-from trunkfs.store.refs import Refs
 from trunkfs.store.store import Store
-from trunkfs.store.treeedit import TreeEditor
-from trunkfs.store.writer import WriteSession
 
 REPO = "r"
 BAD_NAME = os.fsdecode(b"caf\xe9.txt")   # not UTF-8: a lone surrogate in memory
 
 
-class Files:
-    """A change putting files (bytes) and removing paths (None) over the head."""
-
-    def __init__(self, store: Store, files: dict[str, bytes | None]) -> None:
-        self.store, self.files = store, files
-        self.entries: dict[str, dict | None] = {}
-
-    async def prepare(self, session: WriteSession) -> None:
-        for path, data in self.files.items():
-            if data is None:
-                self.entries[path] = None
-                continue
-            ingest = session.ingest()
-            ingest.write(data)
-            chunks, size = ingest.finish()
-            self.entries[path] = {"type": "file", "mode": 0o644, "mtime": 1, "size": size,
-                                  "chunks": chunks}
-
-    def build(self, base: dict | None, session: WriteSession) -> dict:
-        editor = TreeEditor(self.store, base["tree"] if base else None)
-        for path, entry in self.entries.items():
-            if entry is None:
-                editor.remove(path)
-            else:
-                editor.put(path, entry)
-        return editor.write(session)
-
-
-class Repo:
+class Repo(CommitParts):
     def __init__(self, store: Store) -> None:
-        self.store = store
-        self.refs = Refs(store)
-        self.workers = Workers(2)
-        self.heads = BranchHeads(self.refs, self.workers)
-        self.events = EventBus()
-        self.commits = CommitPath(store, self.refs, self.heads, self.events, self.workers)
+        super().__init__(store, workers=2)
         self.refs.create_repo(REPO)
         self.author = author_of(os.getuid())
 
@@ -75,7 +36,7 @@ class Repo:
         self.refs.create_branch(REPO, name, self.head(start))
 
     async def write(self, files: dict[str, bytes | None], branch: str = "main") -> str:
-        done = await self.commits.commit(REPO, branch, Files(self.store, files),
+        done = await self.commits.commit(REPO, branch, PutFiles(self.store, files),
                                          CommitMeta(message=f"write {sorted(files)}", author=self.author))
         return done.id
 

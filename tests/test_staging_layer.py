@@ -14,11 +14,8 @@ import pytest
 import trio
 import trio.testing
 
-from trunkfs.daemon.commits import CommitPath
+from tests.inprocess import CommitParts, PutFiles
 from trunkfs.store.changes import CommitMeta, Edit, author_of
-from trunkfs.daemon.events import EventBus
-from trunkfs.daemon.heads import BranchHeads
-from trunkfs.daemon.workers import Workers
 from trunkfs.staging import build
 from trunkfs.staging.area import StagingArea
 from trunkfs.staging.commit import StagedChange
@@ -30,49 +27,19 @@ from trunkfs.staging.status import changes
 from trunkfs.store import walk
 from trunkfs.store.backends.factory import open_backend
 from trunkfs.store.errors import NothingToCommit
-from trunkfs.store.refs import Refs
 from trunkfs.store.store import Store
-from trunkfs.store.treeedit import TreeEditor
-from trunkfs.store.writer import WriteSession
 
 MiB = 1 << 20
 REPO, BRANCH = "r", "main"
 
 
-class PutFiles:
-    """A commit change that writes files into the head's tree directly (as
-    ``trunkfs put`` does), not through staging."""
-
-    def __init__(self, store: Store, files: dict[str, bytes]) -> None:
-        self.store, self.files = store, files
-        self.entries: dict[str, dict] = {}
-
-    async def prepare(self, session: WriteSession) -> None:
-        for path, data in self.files.items():
-            ingest = session.ingest()
-            ingest.write(data)
-            chunks, size = ingest.finish()
-            self.entries[path] = {"type": "file", "mode": 0o644, "mtime": 1, "size": size,
-                                  "chunks": chunks}
-
-    def build(self, base: dict | None, session: WriteSession) -> dict:
-        editor = TreeEditor(self.store, base["tree"] if base else None)
-        for path, entry in self.entries.items():
-            editor.put(path, entry)
-        return editor.write(session)
-
-
-class Layer:
+class Layer(CommitParts):
     """A real store, the commit path and a staging manager over one state directory."""
 
     def __init__(self, workdir: Path) -> None:
         self.workdir = workdir
-        self.store = Store(open_backend(f"file://{workdir / 'store'}"), str(workdir / "index"),
-                           str(workdir / "tmp")).open()
-        self.refs = Refs(self.store)
-        self.workers = Workers(4)
-        self.heads = BranchHeads(self.refs, self.workers)
-        self.commits = CommitPath(self.store, self.refs, self.heads, EventBus(), self.workers)
+        super().__init__(Store(open_backend(f"file://{workdir / 'store'}"), str(workdir / "index"),
+                               str(workdir / "tmp")).open())
         self.refs.create_repo(REPO)
         self.manager = self.open_manager()
 

@@ -86,17 +86,9 @@ async def branch_reset(req: Request) -> dict:
     svc = req.service
     repo = req.repo()
     branch = check_name(req.arg("branch"), "branch")
-    target = req.arg("to", str)
     await req.require(repo, ADMIN)
-    commit, _ = await svc.workers.run(svc.refs.resolve, repo, target)
-    if commit is None:
-        raise InvalidArgument(f"branch.reset: {target!r} names a branch without commits")
-    async with svc.heads.lock(repo, branch):
-        try:
-            before, version = await svc.workers.run(svc.refs.read_branch, repo, branch)
-            await svc.workers.run(svc.refs.move_branch, repo, branch, commit, version)
-        finally:
-            svc.heads.changed(repo, branch)
+    commit = await _commit_of(req, repo, req.arg("to", str))
+    before = await svc.commits.reset(repo, branch, commit)
     log.info("branch %s@%s reset from %s to %s by uid %d", repo, branch, (before or "-")[:12],
              commit[:12], req.conn.uid)
     return {"repo": repo, "branch": branch, "head": commit, "before": before}
@@ -107,11 +99,8 @@ async def tag_create(req: Request) -> dict:
     svc = req.service
     repo = req.repo()
     tag = check_name(req.arg("tag"), "tag")
-    ref = req.arg("ref", str, "main")
     await req.require(repo, WRITE)
-    commit, _ = await svc.workers.run(svc.refs.resolve, repo, ref)
-    if commit is None:
-        raise InvalidArgument(f"tag.create: {ref!r} names a branch without commits")
+    commit = await _commit_of(req, repo, req.arg("ref", str, "main"))
     await svc.workers.run(svc.refs.create_tag, repo, tag, commit)
     return {"repo": repo, "tag": tag, "commit": commit}
 
@@ -165,6 +154,14 @@ async def retention_clear(req: Request) -> dict:
     rules = await req.service.workers.run(RetentionRules(req.service.store.backend).change, repo, None,
                                           branch)
     return {"repo": repo, "rules": [r.to_json() for r in rules]}
+
+
+async def _commit_of(req: Request, repo: str, ref: str) -> str:
+    """The commit ``ref`` names (InvalidArgument for a branch without commits)."""
+    commit, _ = await req.service.workers.run(req.service.refs.resolve, repo, ref)
+    if commit is None:
+        raise InvalidArgument(f"{req.op}: {ref!r} names a branch without commits")
+    return commit
 
 
 def _strings(req: Request, name: str) -> list[str]:

@@ -173,24 +173,24 @@ class LocalBackend(Backend):
         except OSError as exc:
             raise self._error(exc, "read", key) from exc
 
-    def stat(self, key: str) -> int | None:
+    def _object_stat(self, key: str) -> os.stat_result | None:
+        """The stat of ``key``'s file, None when there is no such object (a
+        directory is only a prefix of other keys, not an object, as on S3)."""
         try:
             st = os.stat(self._path(key))
         except (FileNotFoundError, NotADirectoryError):
             return None
         except OSError as exc:
             raise self._error(exc, "stat", key) from exc
-        # a directory is only a prefix of other keys, not an object (as on S3)
-        return st.st_size if stat.S_ISREG(st.st_mode) else None
+        return st if stat.S_ISREG(st.st_mode) else None
+
+    def stat(self, key: str) -> int | None:
+        st = self._object_stat(key)
+        return None if st is None else st.st_size
 
     def modified(self, key: str) -> float | None:
-        try:
-            st = os.stat(self._path(key))
-        except (FileNotFoundError, NotADirectoryError):
-            return None
-        except OSError as exc:
-            raise self._error(exc, "stat", key) from exc
-        return st.st_mtime if stat.S_ISREG(st.st_mode) else None
+        st = self._object_stat(key)
+        return None if st is None else st.st_mtime
 
     def list(self, prefix: str = "") -> Iterator[str]:
         base = prefix.rsplit("/", 1)[0] if "/" in prefix else ""

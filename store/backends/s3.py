@@ -243,10 +243,10 @@ class S3Backend(Backend):
             data = data[offset:] if length is None else data[offset:offset + length]
         return data
 
-    def stat(self, key: str) -> int | None:
-        full = self._key(key)
+    def _head(self, key: str) -> dict | None:
+        """HEAD of ``key`` (None: no such object)."""
         try:
-            response = self._client.head_object(Bucket=self.bucket, Key=full)
+            return self._client.head_object(Bucket=self.bucket, Key=self._key(key))
         except ClientError as exc:
             code, status, _ = _details(exc)
             if _is_missing(code, status):
@@ -254,19 +254,14 @@ class S3Backend(Backend):
             raise self._error(exc, "stat", key) from exc
         except _CLIENT_ERRORS as exc:
             raise self._error(exc, "stat", key) from exc
-        return int(response["ContentLength"])
+
+    def stat(self, key: str) -> int | None:
+        response = self._head(key)
+        return None if response is None else int(response["ContentLength"])
 
     def modified(self, key: str) -> float | None:
-        try:
-            response = self._client.head_object(Bucket=self.bucket, Key=self._key(key))
-        except ClientError as exc:
-            code, status, _ = _details(exc)
-            if _is_missing(code, status):
-                return None
-            raise self._error(exc, "stat", key) from exc
-        except _CLIENT_ERRORS as exc:
-            raise self._error(exc, "stat", key) from exc
-        when = response.get("LastModified")
+        response = self._head(key)
+        when = response.get("LastModified") if response is not None else None
         return when.timestamp() if when is not None else None
 
     def list(self, prefix: str = "") -> Iterator[str]:
