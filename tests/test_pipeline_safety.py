@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
 import pwd
 import socket
 import stat
@@ -461,3 +462,45 @@ def test_job_output_limit_from_the_config_file(daemon_factory, workdir: Path) ->
     assert job["state"] == "failed" and "job_output_limit" in job["error"], job
     assert "4096" in job["error"]
     assert d.cli("log", "fat", "--json").json() == []
+
+
+def test_the_job_directories_a_daemon_clears_at_start_never_reach_through_what_a_user_planted(
+        store: Store, workdir: Path) -> None:
+    """At start a daemon removes the job directories it left when it died,
+    by name in the temporary directory.  A user who knows the daemon's id
+    (commits show it) plants names with its prefix: a symlink to a
+    directory of root's, a FIFO, and a directory holding a hard link to a
+    root file.  Nothing of root's is followed, opened or deleted."""
+    import tempfile
+    ident = "0123456789abcdef"
+    prefix = f"trunkfs-job-{ident[:8]}-"
+    tmp = Path(tempfile.gettempdir())
+    canary = workdir / "roots-dir"
+    canary.mkdir()
+    (canary / "keep").write_bytes(b"root's")
+    secret = workdir / "roots-file"
+    secret.write_bytes(b"root only")
+    os.chmod(secret, 0o600)
+    planted = [tmp / f"{prefix}link", tmp / f"{prefix}fifo", tmp / f"{prefix}dir"]
+    try:
+        planted[0].symlink_to(canary)
+        os.mkfifo(planted[1])
+        planted[2].mkdir()
+        os.link(secret, planted[2] / "hard")
+        os.lchown(planted[0], NOBODY, NOBODY)
+        os.chown(planted[1], NOBODY, NOBODY)
+        os.chown(planted[2], NOBODY, NOBODY)
+        refs = Refs(store)
+        workers = Workers(2)
+        events = EventBus()
+        commits = CommitPath(store, refs, BranchHeads(refs, workers), events, workers)
+        JobScheduler(store, PipelineRegistry(refs), commits, events.publish, workers.run,
+                     daemon_id=ident).load()
+        assert (canary / "keep").read_bytes() == b"root's"
+        assert secret.read_bytes() == b"root only" and os.stat(secret).st_nlink >= 1
+    finally:
+        for p in planted:
+            if p.is_symlink() or p.is_fifo():
+                p.unlink()
+            elif p.exists():
+                shutil.rmtree(p)
