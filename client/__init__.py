@@ -34,8 +34,8 @@ if TYPE_CHECKING:  # at run time these come from __getattr__, on first use
 
     from .history_results import (Author, Change, CommitInfo, Diff, Entry, Listing, Origin,
                                   ProvenanceRef, ProvenanceStep, Status)
-    from .pipeline_results import (CommitEvent, DatumCounts, DatumLog, Event, JobEvent, JobInfo,
-                                   JobInput, JobLogs, OtherEvent, PipelineInfo)
+    from .pipeline_results import (CommitEvent, DatumCounts, DatumLog, DatumStats, Event, ExecutorInfo,
+                                   JobEvent, JobInfo, JobInput, JobLogs, OtherEvent, PipelineInfo)
 
 __all__ = [
     "Client", "Watch", "Connection", "FRAME_SIZE", "default_socket_path", "Progress",
@@ -46,15 +46,16 @@ __all__ = [
     "ProvenanceRef", "CommitInfo", "Change", "Diff", "Status", "Entry", "Listing", "PutResult",
     "RmResult", "CommitResult", "MergeResult", "RevertResult", "DiscardResult", "GetResult", "FleetMember",
     "FsckReport", "CacheStats", "StatsInfo", "TagInfo", "ProvenanceStep", "PipelineInfo", "DatumCounts",
-    "JobInput", "JobInfo",
+    "JobInput", "JobInfo", "DatumStats", "ExecutorInfo",
     "DatumLog", "JobLogs", "CommitEvent", "JobEvent", "OtherEvent", "Event",
 ]
 
 _LAZY = {
     **dict.fromkeys(("Author", "Change", "CommitInfo", "Diff", "Entry", "Listing", "Origin",
                      "ProvenanceRef", "ProvenanceStep", "Status"), "history_results"),
-    **dict.fromkeys(("CommitEvent", "DatumCounts", "DatumLog", "Event", "JobEvent", "JobInfo",
-                     "JobInput", "JobLogs", "OtherEvent", "PipelineInfo"), "pipeline_results"),
+    **dict.fromkeys(("CommitEvent", "DatumCounts", "DatumLog", "DatumStats", "Event", "ExecutorInfo",
+                     "JobEvent", "JobInfo", "JobInput", "JobLogs", "OtherEvent", "PipelineInfo"),
+                    "pipeline_results"),
 }
 
 

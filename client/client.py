@@ -32,7 +32,7 @@ if TYPE_CHECKING:  # only the type checker needs these (the CLI starts faster wi
     from typing import Any, BinaryIO
 
     from .history_results import CommitInfo, Diff, Listing, ProvenanceStep, Status
-    from .pipeline_results import Event, JobInfo, JobLogs, PipelineInfo
+    from .pipeline_results import Event, ExecutorInfo, JobInfo, JobLogs, PipelineInfo
 
 
 class Client:
@@ -325,6 +325,11 @@ class Client:
         from .pipeline_results import PipelineInfo
         return PipelineInfo.from_raw(self.call("pipeline.update", spec=spec,
                                                reprocess=True if reprocess else None))
+
+    def executor_list(self) -> list[ExecutorInfo]:
+        """The executors pipelines may name, and whether each answers now."""
+        from .pipeline_results import ExecutorInfo
+        return [ExecutorInfo.from_raw(e) for e in self.call("executor.list")]
 
     def pipeline_list(self) -> list[PipelineInfo]:
         from .pipeline_results import PipelineInfo

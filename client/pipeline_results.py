@@ -83,7 +83,7 @@ class JobInput(Result):
 
 class JobInfo(Result):
     __slots__ = ("id", "pipeline", "state", "input", "output", "output_commit", "datums", "error",
-                 "version", "duration", "daemon", "restarts")
+                 "version", "duration", "daemon", "restarts", "stats", "datum_stats")
     id: str
     pipeline: str
     state: str       # queued, running, succeeded, failed, cancelled
@@ -96,6 +96,8 @@ class JobInfo(Result):
     duration: float | None  # seconds, once started
     daemon: str | None      # the id of the daemon that runs it, or ran it last
     restarts: int           # times it was taken up again after its daemon stopped
+    stats: dict             # totals of its datums' stats (download/process/upload, workers)
+    datum_stats: dict[str, DatumStats]   # ``job show``: each datum's, by label
 
     def __init__(self, id: str, pipeline: str, state: str, input: JobInput, output: str | None,
                  output_commit: str | None, datums: DatumCounts, error: str | None = None,
@@ -105,6 +107,12 @@ class JobInfo(Result):
         self.output, self.output_commit, self.datums = output, output_commit, datums
         self.error, self.version, self.duration, self.raw = error, version, duration, raw
         self.daemon, self.restarts = daemon, restarts
+        self.stats: dict = as_dict(as_dict(raw).get("stats"))
+        self.datum_stats: dict[str, DatumStats] = {}
+        for label, st in as_dict(as_dict(raw).get("datum_stats")).items():
+            found = DatumStats.from_raw(st)
+            if found is not None:
+                self.datum_stats[str(label)] = found
 
     @property
     def finished(self) -> bool:
@@ -122,8 +130,58 @@ class JobInfo(Result):
                    restarts=r["restarts"] if isinstance(r.get("restarts"), int) else 0, raw=r)
 
 
+def _num(v: Any) -> float:
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else 0.0
+
+
+class DatumStats(Result):
+    """What a datum cost: its input, its command, its output, and where it ran."""
+    __slots__ = ("worker", "download_s", "download_bytes", "process_s", "upload_s", "upload_bytes")
+    worker: str
+    download_s: float
+    download_bytes: int
+    process_s: float
+    upload_s: float
+    upload_bytes: int
+
+    def __init__(self, worker: str, download_s: float, download_bytes: int, process_s: float,
+                 upload_s: float, upload_bytes: int, *, raw: Any = None) -> None:
+        self.worker, self.download_s, self.download_bytes = worker, download_s, download_bytes
+        self.process_s, self.upload_s, self.upload_bytes, self.raw = process_s, upload_s, upload_bytes, raw
+
+    @classmethod
+    def from_raw(cls, r: Any) -> DatumStats | None:
+        if not isinstance(r, dict):
+            return None
+        return cls(str(r.get("worker") or ""), _num(r.get("download_s")), as_int(r.get("download_bytes")),
+                   _num(r.get("process_s")), _num(r.get("upload_s")), as_int(r.get("upload_bytes")), raw=r)
+
+
+class ExecutorInfo(Result):
+    """An executor pipelines may name, and whether it answers now."""
+    __slots__ = ("name", "type", "scheduler", "answers", "workers", "threads", "error")
+    name: str
+    type: str            # local or dask
+    scheduler: str | None
+    answers: bool
+    workers: int
+    threads: int
+    error: str | None
+
+    def __init__(self, name: str, type: str, scheduler: str | None, answers: bool, workers: int,
+                 threads: int, error: str | None = None, *, raw: Any = None) -> None:
+        self.name, self.type, self.scheduler, self.answers = name, type, scheduler, answers
+        self.workers, self.threads, self.error, self.raw = workers, threads, error, raw
+
+    @classmethod
+    def from_raw(cls, r: dict) -> ExecutorInfo:
+        return cls(str(r.get("name", "")), str(r.get("type", "")), opt_str(r.get("scheduler")),
+                   r.get("answers") is True, as_int(r.get("workers")), as_int(r.get("threads")),
+                   opt_str(r.get("error")), raw=r)
+
+
 class DatumLog(Result):
-    __slots__ = ("paths", "exit", "attempts", "stdout", "stderr", "error")
+    __slots__ = ("paths", "exit", "attempts", "stdout", "stderr", "error", "stats")
     paths: list[str]
     exit: int | None
     attempts: int | None
@@ -131,10 +189,13 @@ class DatumLog(Result):
     stderr: str
     error: str | None
 
+    stats: DatumStats | None
+
     def __init__(self, paths: list[str], exit: int | None, attempts: int | None, stdout: str,
-                 stderr: str, error: str | None, *, raw: Any = None) -> None:
+                 stderr: str, error: str | None, stats: DatumStats | None = None, *, raw: Any = None) -> None:
         self.paths, self.exit, self.attempts = paths, exit, attempts
         self.stdout, self.stderr, self.error, self.raw = stdout, stderr, error, raw
+        self.stats = stats
 
     @classmethod
     def from_raw(cls, r: Any) -> DatumLog:
@@ -142,7 +203,8 @@ class DatumLog(Result):
         code, attempts = r.get("exit"), r.get("attempts")
         return cls(str_list(r.get("paths")), code if isinstance(code, int) else None,
                    attempts if isinstance(attempts, int) else None, str(r.get("stdout") or ""),
-                   str(r.get("stderr") or ""), opt_str(r.get("error")), raw=r)
+                   str(r.get("stderr") or ""), opt_str(r.get("error")), DatumStats.from_raw(r.get("stats")),
+                   raw=r)
 
 
 class JobLogs(Result):

@@ -19,7 +19,7 @@ import sys
 
 from ..client import Client, ClientError
 from .commands import (UsageError, cmd_branch, cmd_cat, cmd_commit, cmd_daemon, cmd_diff,
-                       cmd_discard, cmd_fsck, cmd_gc, cmd_get, cmd_job, cmd_log, cmd_ls, cmd_merge, cmd_pipeline,
+                       cmd_discard, cmd_executor, cmd_fsck, cmd_gc, cmd_get, cmd_job, cmd_log, cmd_ls, cmd_merge, cmd_pipeline,
                        cmd_fleet, cmd_provenance, cmd_put, cmd_repo, cmd_retention, cmd_revert, cmd_rm, cmd_show,
                        cmd_stats, cmd_status, cmd_tag,
                        cmd_umount, cmd_watch, parse_spec)
@@ -60,6 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--no-jobs", dest="run_jobs", action="store_false", default=None,
                    help="run no pipeline jobs here (other daemons on the store run them): "
                         "a read-only replica, a laptop")
+    d.add_argument("--executor", action="append", metavar="NAME=tcp://HOST:PORT",
+                   help="a Dask cluster pipelines may name as their executor (its scheduler's address); "
+                        "repeatable; [executors.NAME] tables in the config file say more")
     d.set_defaults(func=None)
 
     r = sub.add_parser("repo", parents=[common], help="create, list, delete repos; their access lists")
@@ -241,6 +244,12 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("id")
     x.add_argument("--datum", help="only this datum's logs")
     jb.set_defaults(func=cmd_job)
+
+    ex = sub.add_parser("executor", parents=[common],
+                        help="where pipelines may run: the executors this daemon lists, and whether they answer")
+    exs = ex.add_subparsers(dest="action", required=True)
+    exs.add_parser("list", parents=[common])
+    ex.set_defaults(func=cmd_executor)
 
     x = sub.add_parser("watch", parents=[common], help="stream new commits and job changes, one line each")
     x.add_argument("spec", metavar="REPO[@BRANCH]")

@@ -409,6 +409,12 @@ def cmd_job(args: argparse.Namespace, c: Client) -> int:
     return 0
 
 
+def cmd_executor(args: argparse.Namespace, c: Client) -> int:
+    executors = c.executor_list()
+    emit(args, executors, "\n".join(fmt.executor_line(e) for e in executors))
+    return 0
+
+
 def cmd_watch(args: argparse.Namespace, c: Client) -> int:
     repo, branch, _ = parse_spec(args.spec, want_path=False)
     try:
@@ -434,7 +440,7 @@ def cmd_daemon(args: argparse.Namespace) -> int:
         "socket_group": args.socket_group, "compression_level": args.compression_level,
         "log_level": args.log_level, "allow_other": args.allow_other,
         "cache_size": args.cache_size, "cache_local": args.cache_local,
-        "uid": args.uid, "gid": args.gid, "run_jobs": args.run_jobs})
+        "uid": args.uid, "gid": args.gid, "run_jobs": args.run_jobs, "executor": args.executor})
     return run_daemon(config)
 
 

@@ -22,6 +22,12 @@ Keys of the file are the long flag names with ``_`` for ``-``, e.g.::
     head_poll_interval = 1.0       # seconds between reads of branch heads other daemons may move (0: off)
     run_jobs = true                # false: this daemon makes jobs for its commits but runs none
     job_lease_seconds = 30         # a job whose daemon is silent this long is run by another daemon
+
+    [executors.cluster]            # a Dask cluster pipelines may name (executor = "cluster")
+    type = "dask"
+    scheduler = "tcp://10.0.0.5:8786"
+    wait_seconds = 300             # a job waits this long for an unreachable scheduler, then fails
+    datums_per_task = 0            # datums per Dask task when a spec does not say (0: chosen per job)
 """
 
 from __future__ import annotations
@@ -57,7 +63,8 @@ class Config:
                 "cache_local", "uid", "gid", "s3_endpoint", "s3_region", "compression_level",
                 "pack_size_mib", "threads", "bulk_threads", "log_level", "max_connections_per_uid", "idle_timeout",
                 "job_output_limit", "job_log_limit", "job_keep_days", "job_keep_count",
-                "staging_quota", "head_poll_interval", "run_jobs", "job_lease_seconds")
+                "staging_quota", "head_poll_interval", "run_jobs", "job_lease_seconds", "executors",
+                "executor")
 
     def __init__(self, state: str | None = None, store: str = "", socket: str | None = None,
                  socket_group: str | None = None, mount: str | None = None,
@@ -71,7 +78,8 @@ class Config:
                  job_log_limit: str | int = "1M", job_keep_days: float = 30.0,
                  job_keep_count: int = 1000, staging_quota: str | int = "100G",
                  head_poll_interval: float = 1.0, run_jobs: bool = True,
-                 job_lease_seconds: float = 30.0) -> None:
+                 job_lease_seconds: float = 30.0, executors: dict | None = None,
+                 executor: list[str] | None = None) -> None:
         self.state: str = default_state_dir() if state is None else state
         self.store: str = store                   # default: file://<state>/store
         self.socket: str = default_socket_path() if socket is None else socket
@@ -99,6 +107,8 @@ class Config:
         self.head_poll_interval = head_poll_interval  # s between reads of heads moved elsewhere; 0: off
         self.run_jobs = run_jobs                  # False: jobs are made here, run by other daemons
         self.job_lease_seconds = job_lease_seconds  # silence after which another daemon takes a job
+        self.executors = executors or {}          # [executors.NAME] tables: Dask clusters pipelines may use
+        self.executor = list(executor or [])      # --executor NAME=ADDRESS flags (a Dask scheduler each)
         self.finish()
 
     def __repr__(self) -> str:
@@ -147,10 +157,18 @@ class Config:
         if isinstance(self.job_lease_seconds, bool) or not isinstance(self.job_lease_seconds, (int, float)) \
                 or not 1 <= self.job_lease_seconds <= 3600:
             raise InvalidArgument("job_lease_seconds must be a number of seconds from 1 to 3600")
+        if self.executors or self.executor:
+            self.executor_configs()   # refuses a malformed table now, at start
         if self.mount:
             self.mount = os.path.abspath(os.path.expanduser(self.mount))
         if self.cache_size not in (None, ""):
             parse_size(self.cache_size)
+
+    def executor_configs(self) -> dict:
+        """The executors pipelines may name: ``local`` and the Dask clusters
+        listed (``pipelines.executorconfig.ExecutorConfig`` by name)."""
+        from ..pipelines.executorconfig import parse_executors   # only when some are listed
+        return parse_executors(self.executors, self.executor)
 
     @property
     def cache_dir(self) -> str:

@@ -18,7 +18,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:  # only the type checker needs these: every command imports this module
     from collections.abc import Iterable, Sequence
 
-    from ..client import (BranchInfo, Change, CommitInfo, Entry, Event, FleetMember, FsckReport, JobEvent,
+    from ..client import (BranchInfo, Change, CommitInfo, DatumStats, Entry, Event, ExecutorInfo, FleetMember,
+                          FsckReport, JobEvent,
                           JobInfo, JobLogs, Listing, MergeResult, Origin, PipelineInfo, ProvenanceRef,
                           ProvenanceStep, RepoAcl, RepoInfo, RevertResult, StatsInfo)
 
@@ -250,9 +251,42 @@ def jobs_text(jobs: Sequence[JobInfo]) -> str:
     return "\n".join(job_line(j, id_len) for j in jobs)
 
 
+DATUM_ROWS = 50   # datums whose stats ``job show`` lists (``--json`` has them all)
+
+
+def datum_stats_text(st: DatumStats) -> str:
+    """``in 0.012s 4.0 KiB, run 0.503s, out 0.004s 120 B, on host tcp://10.0.0.7:40123``"""
+    return (f"in {st.download_s:.3f}s {human(st.download_bytes)}, run {st.process_s:.3f}s, "
+            f"out {st.upload_s:.3f}s {human(st.upload_bytes)}, on {st.worker or '?'}")
+
+
 def job_text(j: JobInfo) -> str:
-    """``job show``, ``wait`` and ``cancel``: the job's line and its error."""
-    return job_line(j) + (f"\nerror: {j.error}" if j.error else "")
+    """``job show``, ``wait`` and ``cancel``: the job's line, its error, the
+    totals of its datums' stats, and (``job show``) each datum's."""
+    lines = [job_line(j)] + ([f"error: {j.error}"] if j.error else [])
+    t = j.stats
+    if t:
+        found = t.get("workers")
+        workers: dict = found if isinstance(found, dict) else {}
+        lines.append(f"datums ran: input {float(t.get('download_s') or 0):.3f}s "
+                     f"{human(int(t.get('download_bytes') or 0))}, command {float(t.get('process_s') or 0):.3f}s, "
+                     f"output {float(t.get('upload_s') or 0):.3f}s {human(int(t.get('upload_bytes') or 0))}; "
+                     f"on {len(workers)} worker{'s' if len(workers) != 1 else ''}: "
+                     + ", ".join(f"{w} ({n})" for w, n in sorted(workers.items())))
+    rows = sorted(j.datum_stats.items(), key=lambda kv: int(kv[0]) if kv[0].isdigit() else 0)
+    for label, st in rows[:DATUM_ROWS]:
+        lines.append(f"  datum {label}: {datum_stats_text(st)}")
+    if len(rows) > DATUM_ROWS:
+        lines.append(f"  ... and {len(rows) - DATUM_ROWS} more datums (--json lists them all)")
+    return "\n".join(lines)
+
+
+def executor_line(e: ExecutorInfo) -> str:
+    """``cluster  dask   tcp://10.0.0.5:8786  answers: 2 workers, 4 threads``"""
+    where = e.scheduler or "this daemon's machine"
+    state = (f"answers: {e.workers} worker{'s' if e.workers != 1 else ''}, {e.threads} thread"
+             f"{'s' if e.threads != 1 else ''}") if e.answers else f"does not answer: {e.error or '?'}"
+    return f"{e.name:<12} {e.type:<6} {where}  {state}"
 
 
 def job_logs_text(r: JobLogs) -> str:
@@ -260,6 +294,8 @@ def job_logs_text(r: JobLogs) -> str:
     for label, e in r.logs.items():
         lines.append(f"--- datum {label} ({', '.join(e.paths)}): exit {e.exit}, attempts {e.attempts}"
                      + (f", {e.error}" if e.error else ""))
+        if e.stats is not None:
+            lines.append(datum_stats_text(e.stats))
         if e.stdout:
             lines.append("stdout:\n" + e.stdout.rstrip("\n"))
         if e.stderr:

@@ -18,6 +18,8 @@ from .. import __version__
 from ..cache.chunkcache import ChunkCache, default_cache_limit
 from ..mountfs.operations import TrunkOperations
 from ..pipelines.cgroups import DatumCgroups
+from ..pipelines.executorconfig import DASK
+from ..pipelines.executors import Executor
 from ..pipelines.jobs import JobRetention
 from ..pipelines.registry import PipelineRegistry
 from ..pipelines.runner import Sandbox
@@ -62,6 +64,7 @@ async def build_service(config: Config, store: Store, mountpoint: str | None) ->
         except NotFound:
             return None
         return store.read_commit(head).tree if head else None
+    executors = build_executors(config)
     quota = StagingQuota(config.staging_quota_bytes())
     staging = await trio.to_thread.run_sync(StagingManager, config.state, head_tree, quota)
     jobs = JobScheduler(store, registry, commits, events.publish, workers.run, mountpoint=mountpoint,
@@ -70,7 +73,8 @@ async def build_service(config: Config, store: Store, mountpoint: str | None) ->
                         output_limit=config.job_output_limit_bytes(),
                         sandbox=Sandbox(config.job_log_limit_bytes(),
                                         await trio.to_thread.run_sync(DatumCgroups.setup)),
-                        retention=JobRetention(config.job_keep_days, config.job_keep_count))
+                        retention=JobRetention(config.job_keep_days, config.job_keep_count),
+                        executors=executors)
     commits.add_trigger(jobs)
     await trio.to_thread.run_sync(jobs.load)
     cache = None
@@ -85,6 +89,20 @@ async def build_service(config: Config, store: Store, mountpoint: str | None) ->
                    heads=heads, events=events,
                    commits=commits, pipelines=registry, staging=staging, jobs=jobs, cache=cache,
                    file_owner=owner)
+
+
+def build_executors(config: Config) -> dict[str, Executor]:
+    """The Dask executors the configuration lists (``local`` is the
+    scheduler's own); their workers open the store as this daemon does."""
+    found = config.executor_configs() if (config.executors or config.executor) else {}
+    remote = [c for c in found.values() if c.type == DASK]
+    if not remote:
+        return {}
+    from ..pipelines.dask_executor import DaskExecutor
+    from ..pipelines.remote import StoreOptions
+    options = StoreOptions(config.store, config.s3_endpoint, config.s3_region, int(config.compression_level),
+                           int(config.pack_size_mib) << 20)
+    return {c.name: DaskExecutor(c, options, config.job_output_limit_bytes()) for c in remote}
 
 
 def open_cache(config: Config, store: Store) -> ChunkCache:

@@ -20,7 +20,7 @@ from ..store import walk
 from ..store.access import Caller
 from ..store.codec import blob_id
 from ..store.errors import TrunkError
-from ..store.objects import DIR, FILE, SYMLINK, canonical, unprivileged_mode
+from ..store.objects import DIR, FILE, SYMLINK, canonical, entry_size, unprivileged_mode
 from ..store.store import Store
 from ..store.treeedit import TreeEditor
 from ..store.writer import WriteSession
@@ -168,8 +168,9 @@ class _OutputReader:
                                    "target": os.readlink(name, dir_fd=fd)})
         elif stat.S_ISDIR(st.st_mode):
             sub = os.open(name, _DIR_FLAGS, dir_fd=fd)
-            try:
-                self.editor.mkdir(path)
+            try:   # as the command left it, so that the same output makes the same tree
+                mode = stat.S_IMODE(st.st_mode)
+                self.editor.mkdir(path, mode if self.privileged else unprivileged_mode(mode), st.st_mtime_ns)
                 self.directory(sub, path, depth + 1)
             finally:
                 os.close(sub)
@@ -242,12 +243,21 @@ def merge_outputs(store: Store, session: WriteSession, trees: list[str]) -> dict
 def store_output(store: Store, directory: str, owner_uid: int | None = None, owner_gid: int | None = None,
                  budget: OutputBudget | None = None, packs: set[str] | None = None) -> str:
     """Store what a datum wrote in ``directory`` (its own write session,
-    flushed); return the tree id.  ``owner_uid`` and ``owner_gid`` are whom
-    the datum ran as; by default the owner of ``directory`` (the runner
-    chowns it to them, and a non-root process cannot give it to root).
-    Only a datum run as root keeps setuid and setgid bits of its files, and
-    stores files its user could not read.  Nothing is stored when it fails.
-    The ids of the packs its blobs are in are added to ``packs``."""
+    flushed); return the tree id (:func:`store_output_root` says more)."""
+    return str(store_output_root(store, directory, owner_uid, owner_gid, budget, packs)["tree"])
+
+
+def store_output_root(store: Store, directory: str, owner_uid: int | None = None,
+                      owner_gid: int | None = None, budget: OutputBudget | None = None,
+                      packs: set[str] | None = None) -> dict:
+    """Store what a datum wrote in ``directory`` (its own write session,
+    flushed); return its root entry (tree id, size, files).  ``owner_uid``
+    and ``owner_gid`` are whom the datum ran as; by default the owner of
+    ``directory`` (the runner chowns it to them, and a non-root process
+    cannot give it to root).  Only a datum run as root keeps setuid and
+    setgid bits of its files, and stores files its user could not read.
+    Nothing is stored when it fails.  The ids of the packs its blobs are in
+    are added to ``packs``."""
     if owner_uid is None or owner_gid is None:
         st = os.lstat(directory)
         owner_uid = st.st_uid if owner_uid is None else owner_uid
@@ -262,7 +272,12 @@ def store_output(store: Store, directory: str, owner_uid: int | None = None, own
         raise
     if packs is not None:
         packs.update(session.pack_ids())
-    return str(root["tree"])
+    return root
+
+
+def datum_bytes(datum: Datum) -> int:
+    """The bytes of a datum's input (its files, and everything below its directories)."""
+    return sum(entry_size(e) for _, e in datum)
 
 
 def store_merged(store: Store, trees: list[str], packs: set[str] | None = None) -> dict:

@@ -18,7 +18,7 @@ import errno
 import logging
 import os
 import stat
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -96,11 +96,19 @@ def clear_stale_binds(prefix: str = JOB_DIR_PREFIX) -> int:
     return count
 
 
-def materialize(store: Store, datum: Datum, root: str, owner: tuple[int, int] | None = None) -> None:
+ReadFile = Callable[[dict], Iterable[bytes]]   # a file entry's bytes, chunk by chunk
+
+
+def materialize(store: Store, datum: Datum, root: str, owner: tuple[int, int] | None = None,
+                read: ReadFile | None = None) -> None:
     """Copy a datum's files out of the store under ``root`` at their paths,
     read-only.  With ``owner`` (uid, gid: the daemon is root), ``root``
     becomes theirs, mode 0500, so no other local user can read the copies
-    while the job runs; what is inside keeps its (read-only) modes."""
+    while the job runs; what is inside keeps its (read-only) modes.
+    ``read`` reads a file's bytes (default: straight from the store; a
+    Dask worker reads through its chunk cache)."""
+    read = read or store.iter_file
+
     def put(path: str, e: dict) -> None:
         target = os.path.join(root, path.lstrip("/"))
         if e["type"] == DIR:
@@ -109,7 +117,7 @@ def materialize(store: Store, datum: Datum, root: str, owner: tuple[int, int] | 
             os.symlink(e.get("target", ""), target)
         else:
             with open(target, "wb") as f:
-                for data in store.iter_file(e):
+                for data in read(e):
                     f.write(data)
             os.chmod(target, 0o444)
 
@@ -188,10 +196,11 @@ class DatumInputs:
     """Prepares each attempt of a datum: fresh input and output directories,
     the input bound from the mount or copied from the store."""
 
-    def __init__(self, store: Store, run: Run, mountpoint: str | None) -> None:
+    def __init__(self, store: Store, run: Run, mountpoint: str | None, read: ReadFile | None = None) -> None:
         self.store = store
         self.run = run
         self.mountpoint = mountpoint  # when the daemon mounts: inputs come through it
+        self.read = read              # how copied files are read (default: from the store)
 
     @asynccontextmanager
     async def attempt(self, base: str, repo: str, commit: str, datum: Datum,
@@ -215,9 +224,9 @@ class DatumInputs:
                 log.info("datum input through the mount failed (%s); copying instead", exc)
                 await self.run(remove_tree, dirs.input)
                 os.makedirs(dirs.input)
-                await self.run(materialize, self.store, datum, dirs.input, owner)
+                await self.run(materialize, self.store, datum, dirs.input, owner, self.read)
         else:
-            await self.run(materialize, self.store, datum, dirs.input, owner)
+            await self.run(materialize, self.store, datum, dirs.input, owner, self.read)
         try:
             yield dirs
         finally:

@@ -120,12 +120,37 @@ class DatumCounts:
 
 
 @dataclass
+class DatumStats:
+    """What running one datum cost, as Pachyderm records it: getting its
+    input (time, bytes), running its command, storing its output (time,
+    bytes), and where it ran."""
+    worker: str = ""
+    download_s: float = 0.0
+    download_bytes: int = 0
+    process_s: float = 0.0
+    upload_s: float = 0.0
+    upload_bytes: int = 0
+
+    def to_json(self) -> dict:
+        return {"worker": self.worker, "download_s": round(self.download_s, 6),
+                "download_bytes": self.download_bytes, "process_s": round(self.process_s, 6),
+                "upload_s": round(self.upload_s, 6), "upload_bytes": self.upload_bytes}
+
+    @classmethod
+    def from_json(cls, obj: dict) -> "DatumStats":
+        return cls(str(obj.get("worker") or ""), float(obj.get("download_s") or 0),
+                   int(obj.get("download_bytes") or 0), float(obj.get("process_s") or 0),
+                   float(obj.get("upload_s") or 0), int(obj.get("upload_bytes") or 0))
+
+
+@dataclass
 class DatumLog:
     """A datum that ran: its paths, how many attempts so far, and how the
     last one ended (None while the first runs).  A :class:`runner.AttemptLog`."""
     paths: list[str]
     attempts: int = 0
     last: RunResult | None = None
+    stats: DatumStats | None = None
 
     def attempt_started(self, attempt: int) -> None:
         self.attempts = attempt
@@ -142,6 +167,8 @@ class DatumLog:
         if self.last is not None:
             out.update(exit=self.last.exit, stdout=self.last.stdout, stderr=self.last.stderr,
                        error=self.last.error)
+        if self.stats is not None:
+            out["stats"] = self.stats.to_json()
         return out
 
     @classmethod
@@ -151,7 +178,9 @@ class DatumLog:
             code = obj["exit"]
             last = RunResult(None if code is None else int(code), str(obj.get("stdout") or ""),
                              str(obj.get("stderr") or ""), _opt_str(obj.get("error")))
-        return cls([str(p) for p in obj.get("paths", [])], int(obj.get("attempts", 0)), last)
+        stats = obj.get("stats")
+        return cls([str(p) for p in obj.get("paths", [])], int(obj.get("attempts", 0)), last,
+                   DatumStats.from_json(stats) if isinstance(stats, dict) else None)
 
 
 @dataclass
@@ -225,14 +254,38 @@ class Job:
     def logs_json(self) -> dict:
         return {label: entry.to_json() for label, entry in self.logs.items()}
 
-    def summary(self) -> dict:
+    def summary(self, datum_stats: bool = False) -> dict:
         """What ``job.list``, ``show``, ``wait`` and ``cancel`` reply: the record
-        without the logs, with the duration once it started."""
+        without the logs, with the duration once it started and the totals of
+        its datums' stats; with ``datum_stats`` (``job.show``) each datum's
+        stats too, by label."""
         out = self.to_json(logs=False)
         duration = self.duration()
         if duration is not None:
             out["duration"] = duration
+        totals = self.stats_totals()
+        if totals is not None:
+            out["stats"] = totals
+        if datum_stats:
+            out["datum_stats"] = {label: dict(e.stats.to_json(), paths=e.paths[:3], attempts=e.attempts,
+                                              error=e.error)
+                                  for label, e in self.logs.items() if e.stats is not None}
         return out
+
+    def stats_totals(self) -> dict | None:
+        """The sums of its datums' stats and the datums each worker ran
+        (None when no datum recorded stats)."""
+        found = [e.stats for e in self.logs.values() if e.stats is not None]
+        if not found:
+            return None
+        workers: dict[str, int] = {}
+        for st in found:
+            workers[st.worker] = workers.get(st.worker, 0) + 1
+        return {"download_s": round(sum(s.download_s for s in found), 6),
+                "download_bytes": sum(s.download_bytes for s in found),
+                "process_s": round(sum(s.process_s for s in found), 6),
+                "upload_s": round(sum(s.upload_s for s in found), 6),
+                "upload_bytes": sum(s.upload_bytes for s in found), "workers": workers}
 
     def event(self) -> dict:
         """The ``watch`` event of the job's current state."""

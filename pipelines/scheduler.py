@@ -50,8 +50,7 @@ import os
 import pwd
 import tempfile
 import time
-from contextlib import AbstractAsyncContextManager
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
@@ -61,16 +60,18 @@ from ..store.changes import Change, CommitMeta, author_of
 from ..store.access import READ, WRITE, Caller, allows
 from ..store.errors import NotFound, TrunkError
 from ..store.store import Store
-from .datums import Datum, MergeConflict, OutputBudget, UnsafeOutput, cut_datums, datum_hash, datum_paths, \
-    store_merged, store_output
+from .datums import Datum, MergeConflict, OutputBudget, cut_datums, datum_hash, store_merged
+from .executors import DatumOutcome, Executor, JobWork
 from .inputs import JOB_DIR_PREFIX, DatumInputs, Run, clear_stale_binds, remove_tree
+from .local import LocalExecutor
 from .jobs import CANCELLED, FAILED, RUNNING, SUCCEEDED, DatumCounts, DatumLog, Job, JobInput, \
     JobRetention, JobStore, JobTable, new_job_id
 from .leases import Lease, LeaseLost, Leases
 from .order import input_order, superseded_by
 from .output import AlreadyCommitted, JobOutput
 from .registry import Pipeline, PipelineRegistry
-from .runner import AttemptDirs, Command, RunResult, Sandbox, run_datum
+from .runner import RunResult, Sandbox
+from .spec import LOCAL
 
 log = logging.getLogger(__name__)
 
@@ -110,11 +111,8 @@ class _JobRun:
     """What the datums of one running job share."""
     job: Job
     pipeline: Pipeline
-    work: str                          # the job's work directory
-    limiter: trio.CapacityLimiter      # the pipeline's parallelism
     outputs: list[str | None]          # each datum's output tree, by index
     packs: set[str]                    # the packs their blobs are in (hex ids)
-    owner: Caller                      # whom the datums run as
     budget: OutputBudget               # the bytes the job's datums may store
     log_cap: int = 0                   # output kept in the job's record, all datums (0: no cap)
     log_bytes: int = 0                 # kept so far
@@ -175,7 +173,8 @@ class JobScheduler:
                  publish: Publish, run: Run, mountpoint: str | None = None,
                  daemon_id: str = "", output_limit: int = 0, threads: int = PIPELINE_THREADS,
                  sandbox: Sandbox | None = None, retention: JobRetention | None = None,
-                 run_jobs: bool = True, lease_seconds: float = LEASE_SECONDS) -> None:
+                 run_jobs: bool = True, lease_seconds: float = LEASE_SECONDS,
+                 executors: Mapping[str, Executor] | None = None) -> None:
         # the start of the daemon's id (store/fleet.py) is in the name of every job
         # directory, so that at start a daemon detaches the datum binds it
         # left, never those of another daemon on the machine
@@ -198,6 +197,11 @@ class JobScheduler:
         self.records = JobStore(store.backend, retention)
         self.jobs = JobTable()
         self.inputs = DatumInputs(store, self.work, mountpoint)
+        # where datums run: this daemon's subprocesses, and the Dask clusters its admin listed
+        self.executors: dict[str, Executor] = {
+            LOCAL: LocalExecutor(self.inputs, self.sandbox, self.work, self.work_prefix, daemon_id)}
+        self.executors.update({k: v for k, v in (executors or {}).items() if k != LOCAL})
+        self._unrunnable: set[str] = set()    # pipelines of executors this daemon lacks (logged once)
         self._wake: dict[str, trio.Event] = {}
         self._changed = trio.Event()
         self._cancel: dict[str, trio.CancelScope] = {}
@@ -410,14 +414,19 @@ class JobScheduler:
 
     async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Run queued jobs until cancelled (the daemon's nursery)."""
-        async with trio.open_nursery() as nursery:
-            self._nursery = nursery
-            for name in {j.pipeline for j in self.jobs.list() if not j.done}:
-                self._kick(name)
-            if self.run_jobs:
-                nursery.start_soon(self._poller)
-            task_status.started()
-            await trio.sleep_forever()
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                for name in {j.pipeline for j in self.jobs.list() if not j.done}:
+                    self._kick(name)
+                if self.run_jobs:
+                    nursery.start_soon(self._poller)
+                task_status.started()
+                await trio.sleep_forever()
+        finally:
+            with trio.CancelScope(shield=True):
+                for executor in self.executors.values():   # a Dask client's connection
+                    await executor.aclose()
 
     async def _poller(self) -> None:
         """Find the jobs other daemons made or run, every poll interval, while
@@ -441,6 +450,11 @@ class JobScheduler:
             if all(j.done for j in self.jobs.list(pipeline)):
                 event = self._wake[pipeline] = trio.Event()
                 await event.wait()
+                continue
+            if not await self._runnable_here(pipeline):   # a daemon with its executor runs it
+                event = self._wake[pipeline] = trio.Event()
+                with trio.move_on_after(self.poll_interval):
+                    await event.wait()
                 continue
             try:
                 lease = await self._lease_op(self.leases.claim, _lease_name(pipeline))
@@ -466,6 +480,22 @@ class JobScheduler:
                 await self.work(self.records.prune, self.jobs, pipeline)
             except Exception:
                 log.exception("pruning the jobs of pipeline %s failed", pipeline)
+
+    async def _runnable_here(self, name: str) -> bool:
+        """Whether this daemon has the pipeline's executor (a deleted or
+        unreadable pipeline counts as runnable: its job then ends here)."""
+        try:
+            pipeline, _ = await self.run_sync(self.registry.get, name)
+        except (TrunkError, OSError):
+            return True
+        if pipeline.spec.executor in self.executors:
+            self._unrunnable.discard(name)
+            return True
+        if name not in self._unrunnable:
+            self._unrunnable.add(name)
+            log.warning("pipeline %s runs on executor %r, which this daemon's configuration does not "
+                        "list: its jobs wait for a daemon that has it", name, pipeline.spec.executor)
+        return False
 
     async def _hold(self, pipeline: str, hold: "_Holding") -> None:
         """Under the pipeline's lease (renewed meanwhile): run its open jobs,
@@ -631,21 +661,33 @@ class JobScheduler:
 
     async def _execute(self, job: Job, pipeline: Pipeline, lease: Lease | None = None) -> None:
         spec = pipeline.spec
+        executor = self.executors.get(spec.executor)
+        if executor is None:
+            raise TrunkError(f"executor {spec.executor!r} of pipeline {pipeline.name!r} is not one of "
+                             f"this daemon's ({', '.join(sorted(self.executors))})")
         owner = await self.work(self.owner_of, pipeline)
         commit = await self.work(self.store.read_commit, job.input.commit)
         datums = await self.work(cut_datums, self.store, commit.tree, spec.glob)
         job.datums.total = len(datums)
-        work = tempfile.mkdtemp(prefix=f"{self.work_prefix}{job.id[-12:]}-")
-        os.chmod(work, 0o711)
-        run = _JobRun(job, pipeline, work, trio.CapacityLimiter(spec.parallelism), [None] * len(datums),
-                      set(), owner, OutputBudget(self.output_limit), log_cap=JOB_LOGS_FACTOR * self.sandbox.log_limit)
-        try:
-            async with trio.open_nursery() as nursery:
-                for i, datum in enumerate(datums):
-                    nursery.start_soon(self._datum, run, i, datum)
-        finally:
-            with trio.CancelScope(shield=True):
-                await self.work(remove_tree, work)
+        run = _JobRun(job, pipeline, [None] * len(datums), set(), OutputBudget(self.output_limit),
+                      log_cap=JOB_LOGS_FACTOR * self.sandbox.log_limit)
+        keys = [self._reuse_key(pipeline, datum) for datum in datums]
+        pending: builtins.list[tuple[int, Datum]] = []
+        for index, (datum, reused) in enumerate(zip(datums, await self.work(self._reusable_all, keys))):
+            if reused is None:
+                pending.append((index, datum))
+                continue
+            tree, named = reused
+            run.packs.update(named)
+            run.outputs[index] = tree
+            job.datums.skipped += 1
+
+        async def record(index: int, datum: Datum, outcome: DatumOutcome) -> None:
+            await self._record(run, index, keys[index], outcome)
+
+        if pending:
+            await executor.run(JobWork(self.store, job, pipeline, owner, run.budget, self.sandbox.log_limit),
+                               pending, record)
         if run.failures:
             raise TrunkError(f"{len(run.failures)} datum(s) failed: {run.failures[0]}")
         root = await self.work(store_merged, self.store, [t for t in run.outputs if t is not None], run.packs)
@@ -659,6 +701,12 @@ class JobScheduler:
         log.info("job %s of pipeline %s succeeded: %s@%s", job.id, pipeline.name, spec.output,
                  result.id[:12])
 
+    @staticmethod
+    def _reuse_key(pipeline: Pipeline, datum: Datum) -> str:
+        """Where the output of a datum of this content, processed by this
+        pipeline (its id, not its name) and version, is recorded."""
+        return f"datums/{pipeline.id}/{pipeline.version}/{datum_hash(datum)}"
+
     def _reusable(self, reuse_key: str) -> tuple[str, builtins.list[str]] | None:
         """The output tree (and the packs it is in, indexed here) that a datum
         of the same content left under ``reuse_key``, on any daemon."""
@@ -670,50 +718,23 @@ class JobScheduler:
         self.store.index_packs(named)
         return str(record["tree"]), named
 
-    async def _datum(self, run: _JobRun, index: int, datum: Datum) -> None:
-        """One datum: its earlier output if its content was processed by this
-        pipeline (its id) and version before, else a run of the command (with
-        retries) and its output stored."""
-        job, pipeline = run.job, run.pipeline
-        spec = pipeline.spec
-        reuse_key = f"datums/{pipeline.id}/{pipeline.version}/{datum_hash(datum)}"
-        async with run.limiter:
-            reused = await self.work(self._reusable, reuse_key)
-            if reused is not None:
-                tree, named = reused
-                run.packs.update(named)
-                run.outputs[index] = tree
-                job.datums.skipped += 1
-                return
-            entry = job.logs[str(index)] = DatumLog(datum_paths(datum))
-            command = Command(spec.cmd, spec.env, spec.stdin, spec.timeout, run.owner.uid, run.owner.gid)
-            root = os.geteuid() == 0
-            env = {"TRUNKFS_DATUM": "\n".join(entry.paths), "TRUNKFS_JOB": job.id,
-                   "TRUNKFS_PIPELINE": pipeline.name, "TRUNKFS_INPUT_COMMIT": job.input.commit}
+    def _reusable_all(self, keys: builtins.list[str]) -> builtins.list[tuple[str, builtins.list[str]] | None]:
+        """:meth:`_reusable` of every key, several at once (a round trip each on S3)."""
+        return builtins.list(self.store.io_pool.map(self._reusable, keys))
 
-            def prepare(attempt: int) -> AbstractAsyncContextManager[AttemptDirs]:
-                return self.inputs.attempt(os.path.join(run.work, f"d{index}-{attempt}"),
-                                           spec.input_repo, job.input.commit, datum,
-                                           (command.uid, command.gid) if root else None)
-            ran = await run_datum(command, spec.retries, prepare, entry, env, self.sandbox)
-            run.bound_log(entry)
-            if not ran.ok:
-                job.datums.failed += 1
-                run.failures.append(f"datum {index} ({', '.join(entry.paths[:3])}): {entry.error}")
-                return
-            ran_as = (command.uid, command.gid) if root else (os.geteuid(), os.getegid())  # the runner's rule
-            try:
-                packs: set[str] = set()
-                tree = await self.work(store_output, self.store, ran.dirs.output, *ran_as, run.budget, packs)
-            except (UnsafeOutput, OSError) as exc:
-                message = str(exc) if isinstance(exc, UnsafeOutput) else f"cannot store its output: {exc}"
-                kept = entry.last or ran.result
-                entry.attempt_ended(RunResult(kept.exit, kept.stdout, kept.stderr, message))
-                job.datums.failed += 1
-                run.failures.append(f"datum {index} ({', '.join(entry.paths[:3])}): {message}")
-                return
-            run.outputs[index] = tree
-            run.packs.update(packs)
-            job.datums.processed += 1
-            await self.work(self.store.backend.put, reuse_key,
-                            json.dumps({"tree": tree, "packs": sorted(packs)}).encode())
+    async def _record(self, run: _JobRun, index: int, reuse_key: str, outcome: DatumOutcome) -> None:
+        """A datum's outcome, as its executor hands it back: its log (within
+        the job's cap), its output for the merge, and its output recorded
+        for reuse."""
+        job, entry = run.job, outcome.log
+        job.logs[str(index)] = entry
+        run.bound_log(entry)
+        if outcome.error is not None or outcome.tree is None:
+            job.datums.failed += 1
+            run.failures.append(f"datum {index} ({', '.join(entry.paths[:3])}): {outcome.error}")
+            return
+        run.outputs[index] = outcome.tree
+        run.packs.update(outcome.packs)
+        job.datums.processed += 1
+        await self.work(self.store.backend.put, reuse_key,
+                        json.dumps({"tree": outcome.tree, "packs": sorted(outcome.packs)}).encode())

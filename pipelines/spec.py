@@ -21,7 +21,10 @@ T = TypeVar("T")
 
 GLOBS = ("/", "/*", "/*/*", "/**")
 DEFAULT_TIMEOUT = 3600.0
-_TOP = {"name", "input", "transform", "output", "parallelism", "timeout", "retries"}
+_TOP = {"name", "input", "transform", "output", "parallelism", "timeout", "retries", "executor",
+        "datums_per_task"}
+LOCAL = "local"            # the executor every daemon has: its own subprocesses
+MAX_DATUMS_PER_TASK = 10_000
 _INPUT = {"repo", "branch", "glob"}
 _TRANSFORM = {"cmd", "env", "stdin"}
 
@@ -39,16 +42,23 @@ class PipelineSpec:
     parallelism: int = 1
     timeout: float = DEFAULT_TIMEOUT
     retries: int = 0
+    executor: str = LOCAL          # where its datums run (pipelines/executors.py)
+    datums_per_task: int = 0       # datums per Dask task; 0: chosen per job
 
     def to_json(self) -> dict:
         """The spec in the form a user writes it."""
         transform: dict = {"cmd": self.cmd, "env": self.env}
         if self.stdin is not None:
             transform["stdin"] = self.stdin
-        return {"name": self.name,
-                "input": {"repo": self.input_repo, "branch": self.input_branch, "glob": self.glob},
-                "transform": transform, "output": self.output,
-                "parallelism": self.parallelism, "timeout": self.timeout, "retries": self.retries}
+        out = {"name": self.name,
+               "input": {"repo": self.input_repo, "branch": self.input_branch, "glob": self.glob},
+               "transform": transform, "output": self.output,
+               "parallelism": self.parallelism, "timeout": self.timeout, "retries": self.retries}
+        if self.executor != LOCAL:      # specs of the local executor read as they always did
+            out["executor"] = self.executor
+        if self.datums_per_task:
+            out["datums_per_task"] = self.datums_per_task
+        return out
 
     def flat(self) -> dict:
         return asdict(self)
@@ -135,6 +145,11 @@ def validate_spec(data: object) -> PipelineSpec:
         raise InvalidArgument("pipeline spec: 'retries' must be between 0 and 10")
     if output == repo:
         raise InvalidArgument(f"pipeline spec: output repo {output!r} is its own input (a cycle)")
+    executor = check_name(_want(data.get("executor", LOCAL), str, "'executor'"), "executor")
+    per_task = _want(data.get("datums_per_task", 0), int, "'datums_per_task'")
+    if not 0 <= per_task <= MAX_DATUMS_PER_TASK:
+        raise InvalidArgument(f"pipeline spec: 'datums_per_task' must be between 1 and {MAX_DATUMS_PER_TASK} "
+                              "(0 or absent: chosen per job)")
     return PipelineSpec(name=name, input_repo=repo, input_branch=branch, glob=glob, cmd=list(cmd),
                         env=dict(env), stdin=stdin, output=output, parallelism=parallelism,
-                        timeout=timeout, retries=retries)
+                        timeout=timeout, retries=retries, executor=executor, datums_per_task=per_task)

@@ -93,8 +93,10 @@ class Store:
 
     # -- lifecycle -------------------------------------------------------------
 
-    def open(self) -> "Store":
-        """Read (or create) the store's config and bring the index up to date."""
+    def open(self, sync: bool = True) -> "Store":
+        """Read (or create) the store's config and bring the index up to date
+        (unless ``sync`` is False: a reader that finds what it needs through
+        the commits it reads, which name their packs)."""
         found = self.backend.get_versioned("config")
         if found is None:
             self.config = {"v": STORE_FORMAT, "id": uuid.uuid4().hex, "created": time.time(),
@@ -112,9 +114,10 @@ class Store:
                     f"this trunkfs reads format {STORE_FORMAT}")
             self.params = ChunkerParams.from_json(self.config["chunker"])
         clean = getattr(self.backend, "clean_tmp", None)
-        if clean is not None:
+        if clean is not None and sync:
             clean()
-        self.sync_index()
+        if sync:
+            self.sync_index()
         return self
 
     def close(self) -> None:

@@ -637,3 +637,18 @@ def test_open_backend_s3_wraps_retries(s3_bucket: tuple[str, str]) -> None:
     assert b.url == f"s3://{bucket}/{PREFIX}"
     assert b.staging_dir() is None
     assert b.describe()["bucket"] == bucket
+
+
+def test_clean_tmp_leaves_the_temp_files_other_writers_write_now(tmp_path: Path) -> None:
+    """Daemons and Dask workers on one shared directory store all write
+    their packs through its tmp/: a daemon that starts removes only what a
+    killed writer left long ago, never a file another writer fills now."""
+    local = LocalBackend(str(tmp_path / "store"))
+    busy = Path(local.staging_dir() or "") / "put-busy"
+    busy.write_bytes(b"half a pack")
+    left = Path(local.staging_dir() or "") / "put-left"
+    left.write_bytes(b"a killed writer's")
+    old = time.time() - 2 * 86400
+    os.utime(left, (old, old))
+    assert local.clean_tmp() == 1
+    assert busy.exists() and not left.exists()

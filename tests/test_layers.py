@@ -15,7 +15,7 @@ ALLOWED = {
     "cache": {"cache", "store"},
     "staging": {"staging", "store"},
     "mountfs": {"mountfs", "cache", "staging", "store"},
-    "pipelines": {"pipelines", "store"},
+    "pipelines": {"pipelines", "cache", "store"},
     "client": {"client"},
     "daemon": {"daemon", "store", "cache", "staging", "mountfs", "pipelines", "client"},
 }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import trio
 
+from ...pipelines.executorconfig import check_executor
 from ...pipelines.jobs import Job
 from ...pipelines.registry import Pipeline
 from ...pipelines.spec import PipelineSpec
@@ -80,6 +81,7 @@ async def pipeline_create(req: Request) -> dict:
     caller = await req.who()
 
     def authorize(spec: PipelineSpec, old: Pipeline | None) -> None:
+        check_executor(spec.executor, svc.jobs.executors)
         _may_use(svc.refs, caller, spec, "pipeline.create")
     pipeline = await svc.workers.run(svc.pipelines.create, req.arg("spec", dict), _owner(req), authorize)
     svc.heads.changed(pipeline.spec.output, None)
@@ -95,6 +97,7 @@ async def pipeline_update(req: Request) -> dict:
 
     def authorize(spec: PipelineSpec, old: Pipeline | None) -> None:
         assert old is not None
+        check_executor(spec.executor, svc.jobs.executors)
         _may_manage(svc.refs, caller, old, "pipeline.update")
         _may_use(svc.refs, caller, spec, "pipeline.update")
         _may_use(svc.refs, _owner_caller(old), spec, f"pipeline.update (run as its owner, uid {old.owner.get('uid')})")
@@ -107,6 +110,21 @@ async def pipeline_update(req: Request) -> dict:
         head, _ = await svc.workers.run(svc.refs.read_branch, spec.input_repo, spec.input_branch)
         out["jobs"] = [await svc.jobs.enqueue(pipeline, head)] if head else []
     return out
+
+
+@op("executor.list")
+async def executor_list(req: Request) -> list[dict]:
+    """The executors this daemon's pipelines may name, and whether each
+    answers now (workers, threads); every caller may look."""
+    executors = req.service.jobs.executors
+    found: dict[str, dict] = {}
+
+    async def one(name: str) -> None:
+        found[name] = await executors[name].describe()
+    async with trio.open_nursery() as nursery:
+        for name in executors:
+            nursery.start_soon(one, name)
+    return [found[name] for name in sorted(executors, key=lambda n: (n != "local", n))]
 
 
 @op("pipeline.list")
@@ -167,7 +185,7 @@ async def job_list(req: Request) -> list:
 @op("job.show")
 async def job_show(req: Request) -> dict:
     await req.service.jobs.refresh()
-    return req.service.jobs.get(req.arg("id")).summary()
+    return req.service.jobs.get(req.arg("id")).summary(datum_stats=True)
 
 
 @op("job.logs")

@@ -17,6 +17,7 @@ import shutil
 import stat
 import tempfile
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Iterator
 
@@ -28,6 +29,7 @@ from .base import Backend
 log = logging.getLogger(__name__)
 
 MAX_OPEN_PACKS = 64
+TMP_LEFTOVER_AGE = 86400.0   # seconds: a temp file untouched this long was left by a killed writer
 
 
 def _version_of(data: bytes) -> str:
@@ -267,12 +269,18 @@ class LocalBackend(Backend):
     def staging_dir(self) -> str | None:
         return self._tmp
 
-    def clean_tmp(self) -> int:
-        """Remove temp files left by a killed writer; returns how many."""
+    def clean_tmp(self, older_than: float = TMP_LEFTOVER_AGE) -> int:
+        """Remove temp files left by a killed writer (untouched for
+        ``older_than`` seconds: other daemons and Dask workers sharing the
+        directory write their packs here now); returns how many."""
         removed = 0
+        horizon = time.time() - older_than
         for name in os.listdir(self._tmp):
             with contextlib.suppress(OSError):
-                os.unlink(os.path.join(self._tmp, name))
+                path = os.path.join(self._tmp, name)
+                if os.lstat(path).st_mtime > horizon:
+                    continue
+                os.unlink(path)
                 removed += 1
         if removed:
             log.info("removed %d unfinished temp files from %s", removed, self._tmp)
