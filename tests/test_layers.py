@@ -1,6 +1,6 @@
 """The layers of docs/architecture.md, checked on the source: a module imports
 only its own folder and the layers below it (store <- cache <- mountfs,
-store <- staging <- mountfs, store <- pipelines, everything <- daemon; the
+store <- staging <- mountfs, store <- cache <- pipelines, everything <- daemon; the
 client stands alone)."""
 
 from __future__ import annotations
