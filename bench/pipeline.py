@@ -35,7 +35,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchlib import bench_daemon, cleanup, log
+from benchlib import bench_daemon, cleanup, log, peak_rss_mib
 
 from tests.daskcluster import DaskCluster
 
@@ -119,6 +119,7 @@ def dask_figures(tmp: Path, src: Path, n: int, sleepers: int) -> tuple[float, fl
     try:
         cluster.start()
         d.extra += ["--executor", f"cluster={cluster.address}"]
+        url = d.store_url
         d.start()
         d.cli("repo", "create", "raw")
         spec = tmp / "dask-spec.json"
@@ -141,6 +142,7 @@ def dask_figures(tmp: Path, src: Path, n: int, sleepers: int) -> tuple[float, fl
             if len(cluster.live_workers()) < workers:
                 cluster.add_workers(workers - len(cluster.live_workers()))
             cluster.wait_for_workers(workers)
+            cluster.open_store(url)    # as long-lived workers are: trunkfs imported, the store open
             spec.write_text(json.dumps({"name": "nap", "input": {"repo": "naps", "glob": "/*"},
                                         "transform": {"cmd": ["sleep", "0.5"]}, "executor": "cluster",
                                         "datums_per_task": 1, "parallelism": 1}))
@@ -153,6 +155,7 @@ def dask_figures(tmp: Path, src: Path, n: int, sleepers: int) -> tuple[float, fl
                 log(f"{sleepers} datums of sleep 0.5 on 4 workers")
                 put = d.cli("pipeline", "update", "-f", str(spec), "--reprocess", "--json").json()
                 times.append(timed_job(d, put, sleepers))
+        log(f"daemon peak RSS over the Dask runs (VmHWM): {peak_rss_mib(d):.0f} MiB")
         return dask_ms, times[0], times[1]
     finally:
         d.stop()

@@ -94,7 +94,14 @@ class DaskExecutor:
 
     def _new_client(self, timeout: float) -> Any:
         from distributed import Client   # imported when a Dask executor is first used
-        return Client(self.config.scheduler, timeout=timeout, set_as_default=False)
+
+        from .warmup import StoreWarmup
+        client = Client(self.config.scheduler, timeout=timeout, set_as_default=False)
+        try:   # every worker, and every worker that joins, opens the store before its first task
+            client.register_plugin(StoreWarmup(self.store_options.to_json()))
+        except Exception as exc:    # the batches open it then
+            log.info("%s: cannot register the store warm-up on the workers: %r", self.where, exc)
+        return client
 
     @staticmethod
     def _close_client(client: Any) -> None:
@@ -158,7 +165,7 @@ class DaskExecutor:
 
     # -- a job ----------------------------------------------------------------------
 
-    def _request(self, work: JobWork, batch: int, generation: int, datums: list[tuple[int, Datum]]) -> dict:
+    def _request(self, work: JobWork, batch: int, generation: str, datums: list[tuple[int, Datum]]) -> dict:
         spec, job = work.pipeline.spec, work.job
         return {"protocol": PROTOCOL, "store": self.store_options.to_json(),
                 "job": job.id, "pipeline": work.pipeline.name, "batch": f"{batch}.{generation}",
@@ -179,12 +186,14 @@ class DaskExecutor:
         remaining = {b: pending[i:i + size] for b, i in enumerate(range(0, len(pending), size))}
         log.info("job %s: %d datums in %d tasks of up to %d on %s", work.job.id, len(pending),
                  len(remaining), size, self.where)
-        generation = 0
+        # run claims are per submission: a job taken up again (its daemon
+        # restarted) or a round after an outage never meets older claims
+        generation, token = 0, secrets.token_hex(4)
         try:
             while remaining:
                 generation += 1
                 client = await self._connect(self.config.wait_seconds)
-                await self._round(client, work, remaining, generation, record)
+                await self._round(client, work, remaining, f"{token}-{generation}", record)
         finally:
             with trio.CancelScope(shield=True):
                 try:
@@ -193,7 +202,7 @@ class DaskExecutor:
                     log.warning("job %s: cannot remove its run claims: %s", work.job.id, exc)
 
     async def _round(self, client: Any, work: JobWork, remaining: dict[int, list[tuple[int, Datum]]],
-                     generation: int, record: Record) -> None:
+                     generation: str, record: Record) -> None:
         """Submit every remaining batch and take their manifests as they
         come; returns when none is left, or when the scheduler went away
         (the caller reconnects and submits what is left again)."""

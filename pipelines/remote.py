@@ -205,6 +205,12 @@ def worker_store(options: StoreOptions) -> WorkerStore:
         return found
 
 
+def open_on_worker(options: dict) -> str:
+    """Open the store on this worker now (the warm-up plugin; ``client.run``);
+    returns the slot directory it uses."""
+    return worker_store(StoreOptions.from_json(options)).slot
+
+
 def close_worker_stores() -> None:
     """Close every store this process opened (tests; a worker just exits)."""
     with _stores_lock:

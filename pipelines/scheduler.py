@@ -51,6 +51,7 @@ import pwd
 import tempfile
 import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
@@ -115,6 +116,7 @@ class _JobRun:
     packs: set[str]                    # the packs their blobs are in (hex ids)
     budget: OutputBudget               # the bytes the job's datums may store
     log_cap: int = 0                   # output kept in the job's record, all datums (0: no cap)
+    writes: list[Future] = field(default_factory=list)   # reuse records being written
     log_bytes: int = 0                 # kept so far
     failures: list[str] = field(default_factory=list)
 
@@ -686,8 +688,12 @@ class JobScheduler:
             await self._record(run, index, keys[index], outcome)
 
         if pending:
-            await executor.run(JobWork(self.store, job, pipeline, owner, run.budget, self.sandbox.log_limit),
-                               pending, record)
+            try:
+                await executor.run(JobWork(self.store, job, pipeline, owner, run.budget, self.sandbox.log_limit),
+                                   pending, record)
+            finally:
+                with trio.CancelScope(shield=True):
+                    await self.work(self._reuse_records_written, run)
         if run.failures:
             raise TrunkError(f"{len(run.failures)} datum(s) failed: {run.failures[0]}")
         root = await self.work(store_merged, self.store, [t for t in run.outputs if t is not None], run.packs)
@@ -736,5 +742,19 @@ class JobScheduler:
         run.outputs[index] = outcome.tree
         run.packs.update(outcome.packs)
         job.datums.processed += 1
-        await self.work(self.store.backend.put, reuse_key,
-                        json.dumps({"tree": outcome.tree, "packs": sorted(outcome.packs)}).encode())
+        # recorded for reuse in the background (a round trip each on S3); the job waits for
+        # them before it merges (:meth:`_reuse_records_written`)
+        run.writes.append(self.store.io_pool.submit(
+            self.store.backend.put, reuse_key,
+            json.dumps({"tree": outcome.tree, "packs": sorted(outcome.packs)}).encode()))
+
+    @staticmethod
+    def _reuse_records_written(run: _JobRun) -> None:
+        """Wait for the reuse records of the job's datums; one that could not
+        be written only means that datum runs again next time."""
+        for write in run.writes:
+            try:
+                write.result()
+            except (TrunkError, OSError) as exc:
+                log.warning("job %s: a datum's output could not be recorded for reuse: %s", run.job.id, exc)
+        run.writes.clear()

@@ -99,6 +99,15 @@ class DaskCluster:
         with Client(self.address, timeout=20, set_as_default=False) as c:
             c.wait_for_workers(n, timeout=timeout)
 
+    def open_store(self, url: str) -> None:
+        """Have every worker import trunkfs and open the store now (what the
+        daemon's warm-up plugin does in the background when a worker joins)."""
+        from distributed import Client
+
+        from trunkfs.pipelines.remote import StoreOptions, open_on_worker
+        with Client(self.address, timeout=20, set_as_default=False) as c:
+            c.run(open_on_worker, StoreOptions(url).to_json())
+
     def kill(self, proc: subprocess.Popen, sig: int = signal.SIGKILL) -> None:
         if proc.poll() is None:
             os.kill(proc.pid, sig)

@@ -107,6 +107,9 @@ def test_the_dask_executor_gives_the_local_executors_output(daemon_factory, work
     text = d.cli("job", "show", done["there"]["id"]).out
     assert "datum 0: in " in text and "tcp://127.0.0.1:" in text
     assert d.cli("cat", "there-out:/_top.bin/sizes").out == "70000\n"
+    if url.startswith("s3://"):     # the workers read the chunks through their own disk caches
+        cached = [p for p in (cluster.base / "worker-state").glob("*/slot-*/cache/*/*") if p.is_file()]
+        assert cached, "no chunk in the workers' caches"
 
 
 def test_reused_datums_never_reach_the_cluster(daemon_factory, workdir, cluster):
