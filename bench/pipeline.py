@@ -45,6 +45,9 @@ def main() -> int:
     ap.add_argument("--datums", type=int, default=1000)
     ap.add_argument("--sleepers", type=int, default=32, help="datums of `sleep 0.5` for the fan-out")
     ap.add_argument("--no-dask", action="store_true", help="only the local executor")
+    ap.add_argument("--batch-sweep", metavar="N,N,...",
+                    help="also time the 1,000 datums on 2 Dask workers at these datums_per_task "
+                         "(how the automatic batch size was chosen)")
     ap.add_argument("--keep", action="store_true")
     args = ap.parse_args()
     n = args.datums
@@ -82,7 +85,8 @@ def main() -> int:
             subprocess.run(["true"], check=True)
         spawn_ms = (time.perf_counter() - t) / n * 1000
         d.stop()
-        dask = None if args.no_dask else dask_figures(tmp, src, n, args.sleepers)
+        sweep = [int(x) for x in args.batch_sweep.split(",")] if args.batch_sweep else []
+        dask = None if args.no_dask else dask_figures(tmp, src, n, args.sleepers, sweep)
     finally:
         d.stop()
         cleanup(tmp, args.keep)
@@ -112,8 +116,9 @@ def timed_job(d, put: dict, expect: int) -> float:
     return float(job["duration"])
 
 
-def dask_figures(tmp: Path, src: Path, n: int, sleepers: int) -> tuple[float, float, float]:
-    """(dask_per_datum_ms, sleepers on 1 worker s, sleepers on 4 workers s)."""
+def dask_figures(tmp: Path, src: Path, n: int, sleepers: int, sweep: list[int]) -> tuple[float, float, float]:
+    """(dask_per_datum_ms, sleepers on 1 worker s, sleepers on 4 workers s);
+    with ``sweep``, the 1,000 datums again at each datums_per_task, printed."""
     cluster = DaskCluster(tmp / "dask", workers=2)
     d = bench_daemon(tmp / "dask-daemon")
     try:
@@ -129,6 +134,13 @@ def dask_figures(tmp: Path, src: Path, n: int, sleepers: int) -> tuple[float, fl
         log(f"the {n} datums on 2 Dask workers")
         dask_ms = timed_job(d, d.cli("put", "raw", *[str(p) for p in sorted(src.iterdir())], "--json").json(),
                             n) / n * 1000
+
+        for size in sweep:     # a new version each time: every datum runs again
+            spec.write_text(json.dumps({"name": "noop", "input": {"repo": "raw", "glob": "/*"},
+                                        "transform": {"cmd": ["true"]}, "executor": "cluster",
+                                        "datums_per_task": size}))
+            put = d.cli("pipeline", "update", "-f", str(spec), "--reprocess", "--json").json()
+            print(f"datums_per_task={size:<5} {timed_job(d, put, n) / n * 1000:7.2f} ms per datum", flush=True)
 
         d.cli("repo", "create", "naps")
         naps = tmp / "naps"

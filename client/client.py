@@ -186,6 +186,30 @@ class Client:
         result.skipped_reasons = skipped
         return result
 
+    def put_files(self, repo: str, files: Sequence[tuple[str, str]], *, branch: str | None = None,
+                  remove: Sequence[str] = (), message: str = "") -> PutResult:
+        """One commit that removes ``remove`` and writes each local file of
+        ``files`` (``(path in the repo, local path)``) at its path, mode 0644."""
+        self.conn.send_request("put", {"repo": repo, "branch": branch, "dest": "/", "message": message,
+                                       "remove": list(remove)})
+        try:
+            for path, local in files:
+                with open(local, "rb") as f:
+                    self.conn.send({"entry": {"path": path, "type": "file", "mode": 0o644,
+                                              "mtime": os.fstat(f.fileno()).st_mtime_ns}})
+                    while data := f.read(1 << 20):
+                        self.conn.send_data(data)
+                self.conn.send({"eof": True})
+            self.conn.send({"end": True})
+        except (BrokenPipeError, ConnectionResetError):
+            exc = self.conn.reply_after_broken_pipe()
+            self._stream_failed()
+            raise exc from None
+        except BaseException:
+            self._stream_failed()
+            raise
+        return PutResult.from_raw(self.conn.read_reply())
+
     def rm(self, repo: str, paths: Sequence[str], *, branch: str | None = None,
            message: str = "") -> RmResult:
         return RmResult.from_raw(self.call("rm", repo=repo, branch=branch, paths=list(paths),
@@ -253,6 +277,22 @@ class Client:
         except BaseException:
             self._stream_failed()
             raise
+
+    def read(self, repo: str, path: str, *, ref: str | None = None, offset: int = 0,
+             length: int = 64 << 20) -> tuple[bytes, dict]:
+        """``length`` bytes of a file from ``offset`` (fewer at its end; at
+        most 64 MiB a call), and what the daemon says of the file: its
+        ``commit``, ``size`` and ``content`` id."""
+        self.conn.send_request("read", {"repo": repo, "ref": ref, "path": path, "offset": offset,
+                                        "length": length})
+        info = self.conn.read_reply()
+        buf = io.BytesIO()
+        try:
+            receive_file(self.conn, buf.write)
+        except BaseException:
+            self._stream_failed()
+            raise
+        return buf.getvalue(), info
 
     def cat(self, repo: str, path: str, *, ref: str | None = None) -> bytes:
         """The bytes of one file."""

@@ -29,28 +29,22 @@ its command within a fraction of a second.
 
 from __future__ import annotations
 
-import fcntl
-import hashlib
 import json
 import logging
 import os
 import secrets
-import shutil
 import socket
 import tempfile
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from typing import Any
 
 import trio
 
-from ..cache.disk import DiskCache, default_cache_limit
-from ..store.backends.factory import open_backend
+from ..cache.opened import OpenedStore, StoreOptions, parse_cache_size
 from ..store.errors import Conflict, TrunkError
-from ..store.store import Store
 from .datums import Datum, OutputBudget, UnsafeOutput, datum_bytes, datum_paths, ingest_dir
 from .inputs import DatumInputs, remove_tree
 from .jobs import DatumLog, DatumStats
@@ -71,33 +65,6 @@ def run_key(job: str, batch: str, run: int) -> str:
 # -- the worker's stores ------------------------------------------------------------
 
 
-@dataclass
-class StoreOptions:
-    """How a worker opens the store: the daemon's own names for these settings."""
-    url: str
-    s3_endpoint: str | None = None
-    s3_region: str | None = None
-    compression_level: int = 1
-    pack_size: int = 32 << 20
-
-    def to_json(self) -> dict:
-        return {"url": self.url, "s3_endpoint": self.s3_endpoint, "s3_region": self.s3_region,
-                "compression_level": self.compression_level, "pack_size": self.pack_size}
-
-    @classmethod
-    def from_json(cls, obj: dict) -> "StoreOptions":
-        return cls(str(obj["url"]), obj.get("s3_endpoint"), obj.get("s3_region"),
-                   int(obj.get("compression_level") or 1), int(obj.get("pack_size") or 32 << 20))
-
-    @property
-    def is_local(self) -> bool:
-        return self.url.startswith("file:") or self.url.startswith("/")
-
-    def key(self) -> str:
-        seed = json.dumps([self.url, self.s3_endpoint, self.s3_region]).encode()
-        return hashlib.blake2b(seed, digest_size=8).hexdigest()
-
-
 def worker_dir() -> str:
     base = os.environ.get("TRUNKFS_WORKER_DIR")
     if base:
@@ -106,89 +73,12 @@ def worker_dir() -> str:
     return os.path.join(cache, "trunkfs-worker")
 
 
-class WorkerStore:
-    """One store opened by a worker process, in a slot directory it holds."""
+class WorkerStore(OpenedStore):
+    """The store as a worker process opens it (``TRUNKFS_WORKER_DIR``,
+    ``TRUNKFS_WORKER_CACHE``)."""
 
     def __init__(self, options: StoreOptions) -> None:
-        self.options = options
-        base = os.path.join(worker_dir(), options.key())
-        os.makedirs(base, mode=0o700, exist_ok=True)
-        self.slot, self._lock_fd = self._take_slot(base)
-        self.work_dir = os.path.join(self.slot, "work")
-        shutil.rmtree(self.work_dir, ignore_errors=True)   # what the slot's last process left
-        os.makedirs(self.work_dir, mode=0o700)
-        backend = open_backend(options.url, s3_endpoint=options.s3_endpoint, s3_region=options.s3_region)
-        tmp = os.path.join(self.slot, "tmp")
-        os.makedirs(tmp, exist_ok=True)
-        self.store = Store(backend, os.path.join(self.slot, "index"), tmp,
-                           compression_level=options.compression_level, pack_size=options.pack_size)
-        try:
-            self.store.open(sync=False)    # the packs it needs come from the commits it reads
-        except BaseException:
-            self.store.close()
-            raise
-        self.cache: DiskCache | None = None
-        limit = self._cache_limit()
-        if limit > 0:
-            self.cache = DiskCache(self.store, os.path.join(self.slot, "cache"), limit)
-            self.cache.open()
-
-    def _cache_limit(self) -> int:
-        if self.options.is_local:      # its packs are on this machine already (daemon.wiring says why)
-            return 0
-        raw = os.environ.get("TRUNKFS_WORKER_CACHE")
-        if raw:
-            text = raw.strip().lower().rstrip("b").rstrip("i")
-            units = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
-            try:
-                return int(float(text[:-1]) * units[text[-1]]) if text and text[-1] in units else int(text)
-            except ValueError:
-                log.warning("TRUNKFS_WORKER_CACHE=%r is not a size; using the default", raw)
-        return default_cache_limit(os.path.join(self.slot, "cache"))
-
-    @staticmethod
-    def _take_slot(base: str) -> tuple[str, int]:
-        """The first slot directory no other process holds (flock)."""
-        for n in range(1024):
-            slot = os.path.join(base, f"slot-{n}")
-            os.makedirs(slot, mode=0o700, exist_ok=True)
-            fd = os.open(os.path.join(slot, "lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                os.close(fd)
-                continue
-            return slot, fd
-        raise TrunkError(f"every worker slot under {base} is held by another process")
-
-    def read_file(self, entry: dict) -> Iterator[bytes]:
-        """A file's bytes, chunk by chunk, through the chunk cache."""
-        cache = self.cache
-        if cache is None:
-            yield from self.store.iter_file(entry)
-            return
-
-        def fetch(hexid: str) -> bytes:
-            bid = bytes.fromhex(hexid)
-            data = cache.read(bid)
-            if data is None:
-                data = self.store.read_blob(bid)
-                cache.add(bid, data)
-            return data
-        ahead = 4
-        futures = []
-        for i, (hexid, _length) in enumerate(entry.get("chunks", [])):
-            futures.append(self.store.io_pool.submit(fetch, hexid))
-            if i >= ahead:
-                yield futures.pop(0).result()
-        for fut in futures:
-            yield fut.result()
-
-    def close(self) -> None:
-        if self.cache is not None:
-            self.cache.close()
-        self.store.close()
-        os.close(self._lock_fd)
+        super().__init__(options, worker_dir(), parse_cache_size(os.environ.get("TRUNKFS_WORKER_CACHE")))
 
 
 _stores: dict[str, WorkerStore] = {}

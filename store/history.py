@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from . import walk
+from .codec import blob_id
 from .diff import diff_trees
 from .errors import IntegrityError, InvalidArgument, NotFound
 from .names import join_path
@@ -83,10 +84,39 @@ def lookup_file(store: Store, at: Resolved, parts: list[str]) -> dict:
 
 # -- listing and reading -----------------------------------------------------------
 
+def content_id(entry: dict) -> str:
+    """The identity of a file's bytes (of its chunk list: the same bytes
+    chunked the same way have the same id, in any commit or repo); 32 hex
+    digits.  What caches key on (``checksum``/``ukey`` of the fsspec
+    filesystem), so that they know when data changed without reading it."""
+    seed = ",".join(f"{c[0]}:{c[1]}" for c in entry.get("chunks") or []).encode()
+    return blob_id(seed).hex()[:32]
+
+
+def read_range(entry: dict, offset: int, length: int, read_blob: Callable[[bytes], bytes]) -> bytes:
+    """``length`` bytes of a file entry from ``offset`` (fewer at its end),
+    reading only the chunks that cover them (``read_blob`` verifies each)."""
+    if offset < 0 or length < 0:
+        raise InvalidArgument("a read needs an offset and a length of 0 or more")
+    end = min(offset + length, int(entry.get("size", 0)))
+    parts: list[bytes] = []
+    pos = 0
+    for hexid, size in entry.get("chunks") or []:
+        if pos >= end:
+            break
+        if pos + size > offset:
+            data = read_blob(bytes.fromhex(hexid))
+            parts.append(data[max(0, offset - pos):min(size, end - pos)])
+        pos += size
+    return b"".join(parts)
+
+
 def entry_summary(entry: dict) -> dict:
     """What ``ls`` says of one entry."""
     out = {"name": entry["name"], "type": entry["type"], "mode": entry.get("mode"),
            "mtime": entry.get("mtime")}
+    if entry["type"] == FILE:
+        out["content"] = content_id(entry)
     if entry["type"] in (FILE, DIR):
         out["size"] = entry.get("size", 0)
     if entry["type"] == DIR:

@@ -93,11 +93,13 @@ class Store:
 
     # -- lifecycle -------------------------------------------------------------
 
-    def open(self, sync: bool = True) -> "Store":
-        """Read (or create) the store's config and bring the index up to date
-        (unless ``sync`` is False: a reader that finds what it needs through
-        the commits it reads, which name their packs)."""
+    def open(self, sync: bool = True, create: bool = True) -> "Store":
+        """Read (or, with ``create``, make) the store's config and bring the
+        index up to date (unless ``sync`` is False: a reader that finds what
+        it needs through the commits it reads, which name their packs)."""
         found = self.backend.get_versioned("config")
+        if found is None and not create:
+            raise NotFound(f"there is no trunkfs store at {self.backend.url} (it has no config object)")
         if found is None:
             self.config = {"v": STORE_FORMAT, "id": uuid.uuid4().hex, "created": time.time(),
                            "chunker": self.params.to_json()}

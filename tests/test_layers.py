@@ -16,6 +16,7 @@ ALLOWED = {
     "staging": {"staging", "store"},
     "mountfs": {"mountfs", "cache", "staging", "store"},
     "pipelines": {"pipelines", "cache", "store"},
+    "datafs": {"datafs", "client", "cache", "store"},
     "client": {"client"},
     "daemon": {"daemon", "store", "cache", "staging", "mountfs", "pipelines", "client"},
 }

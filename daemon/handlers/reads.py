@@ -11,6 +11,7 @@ import itertools
 from collections.abc import Callable, Iterator
 
 from ...store import history
+from ...store.errors import InvalidArgument
 from ...store.names import join_path, split_path
 from ...store.objects import DIR, FILE, SYMLINK
 from .. import protocol
@@ -63,6 +64,56 @@ async def ls(req: Request) -> dict:
         raise _refuse(req, at, join_path(parts), "the directory is not readable")
     listing = await svc.workers.run(history.list_path, svc.store, at, parts)
     return listing.to_json()
+
+
+@op("resolve")
+async def resolve(req: Request) -> dict:
+    """The commit a ref (branch, tag, commit id or prefix) names now; None
+    for a branch without commits."""
+    at = await _resolve(req)
+    return {"repo": at.repo, "commit": at.commit, "branch": at.branch}
+
+
+@op("stat")
+async def stat(req: Request) -> dict:
+    """The one entry at a path (``ls`` of a directory lists what it holds),
+    reached as the kernel's path walk would for the caller, as stat(2)."""
+    at = await _resolve(req)
+    parts = split_path(req.arg("path", str, "/"))
+    entry = await _lookup(req, at, parts)
+    return {"commit": at.commit, "path": join_path(parts), "entry": history.entry_summary(entry)}
+
+
+READ_MAX = 64 << 20    # bytes one ``read`` returns at most
+READ_FRAME = 1 << 20   # bytes per data frame of a ``read`` reply
+
+
+@op("read")
+async def read(req: Request) -> None:
+    """Reply with a file's size and content id, then stream ``length``
+    bytes of it from ``offset`` (fewer at its end; at most READ_MAX), reading
+    only the chunks that cover them: ranged reads for the Python data stack
+    (a Parquet footer, one column) without the rest of the file."""
+    svc = req.service
+    at = await _resolve(req)
+    parts = split_path(req.arg("path", str, "/"))
+    offset, length = req.arg("offset", int, 0), req.arg("length", int, READ_MAX)
+    if isinstance(offset, bool) or isinstance(length, bool) or offset < 0 or not 0 <= length <= READ_MAX:
+        raise InvalidArgument(f"read: offset must be 0 or more and length from 0 to {READ_MAX}")
+    entry = await _lookup(req, at, parts)
+    if entry["type"] != FILE:
+        entry = await svc.workers.run(history.lookup_file, svc.store, at, parts)  # its error
+    if not _readable(req.caller, entry, svc.file_owner):
+        raise _refuse(req, at, join_path(parts), "the file is not readable")
+    data = await svc.bulk.run(history.read_range, entry, offset, length, svc.store.read_blob)
+    conn = req.conn
+    await conn.send(protocol.ok_reply({"commit": at.commit, "size": entry.get("size", 0),
+                                       "content": history.content_id(entry), "offset": offset,
+                                       "length": len(data)}))
+    req.started = True
+    for start in range(0, len(data), READ_FRAME):
+        await conn.send_data(data[start:start + READ_FRAME])
+    await conn.send({"end": True})
 
 
 def _next_batch(entries: Iterator[tuple[str, dict]]) -> list[tuple[str, dict]]:

@@ -7,7 +7,7 @@ from typing import Any
 
 import trio
 
-from ...store.errors import InvalidArgument
+from ...store.errors import InvalidArgument, NotFound
 from ...store.names import join_path, split_path
 from ...store.objects import DIR, FILE, SYMLINK, unprivileged_mode
 from ...store.treeedit import TreeEditor
@@ -69,9 +69,10 @@ class ReceivedEntries:
     connection (``prepare``, chunked into the commit's write session as they
     arrive), placed over the head under ``dest`` (``build``)."""
 
-    def __init__(self, req: Request, dest: list[str], meta: CommitMeta) -> None:
+    def __init__(self, req: Request, dest: list[str], meta: CommitMeta, removes: list[str] | None = None) -> None:
         self.req = req
         self.dest = dest
+        self.removes = removes or []   # paths removed first, in the same commit (a transaction of trunkfs://)
         self.meta = meta          # its message is filled in when the caller gave none
         self.edits: list[tuple[str, str, Any]] = []   # (kind, path, entry or (mode, mtime))
         self.files = 0
@@ -106,7 +107,7 @@ class ReceivedEntries:
         except BaseExceptionGroup as group:
             raise first_error(group) from None
         if not self.meta.message:
-            self.meta.message = f"put {self.files} files"
+            self.meta.message = f"put {self.files} files" + (f", removed {len(self.removes)}" if self.removes else "")
 
     async def _receive(self, session: WriteSession,
                        work: trio.MemorySendChannel[tuple[str, Any, Any]]) -> None:
@@ -152,6 +153,11 @@ class ReceivedEntries:
 
     def build(self, base: dict | None, session: WriteSession) -> dict:
         editor = TreeEditor(session.store, base["tree"] if base else None)
+        for path in self.removes:
+            try:
+                editor.remove(path)
+            except NotFound:      # gone already: the result is the one asked for
+                pass
         for kind, path, value in self.edits:
             if kind == "dir":
                 editor.mkdir(path, *value)
@@ -166,8 +172,11 @@ async def put(req: Request) -> dict:
     svc = req.service
     repo, branch = await req.branch_args(WRITE)
     dest = split_path(req.arg("dest", str, "/"))
+    removes = req.arg("remove", list, [])
+    if not all(isinstance(p, str) and split_path(p) for p in removes):
+        raise InvalidArgument("put: 'remove' must be a list of paths below the root")
     meta = CommitMeta(message=req.arg("message", str, ""), author=req.author)
-    change = ReceivedEntries(req, dest, meta)
+    change = ReceivedEntries(req, dest, meta, [join_path(split_path(p)) for p in removes])
     done = await svc.commits.commit(repo, branch, change, meta)
     return {"commit": done.id, "branch": branch, "files": change.files, "bytes": change.bytes,
             "new_bytes": done.new_bytes, "size": done.commit.size, "jobs": done.jobs}

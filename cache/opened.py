@@ -1,0 +1,158 @@
+"""A store opened by a process that is not a daemon: a Dask worker running
+datums (:mod:`trunkfs.pipelines.remote`), or a program reading through the
+``trunkfs://`` filesystem without a daemon (:mod:`trunkfs.datafs`).
+
+Such a process opens the store from its URL with its own credentials, in a
+state directory of its own: ``<base>/<store key>/slot-N``, held by an
+flock for the process's life, so that several processes on one machine
+never share a RocksDB index and a restarted one finds its index and chunk
+cache again.  It does not list the store at open: the commits it reads
+name their packs.  File bytes come through a disk cache of chunks
+(:class:`~trunkfs.cache.disk.DiskCache`, verified on every hit); a
+``file://`` store needs none (its packs are on this machine already).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import shutil
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from ..store.backends.factory import open_backend
+from ..store.errors import TrunkError
+from ..store.store import Store
+from .disk import DiskCache, default_cache_limit
+
+log = logging.getLogger(__name__)
+
+_UNITS = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+
+
+@dataclass
+class StoreOptions:
+    """How to open a store: the daemon's own names for these settings."""
+    url: str
+    s3_endpoint: str | None = None
+    s3_region: str | None = None
+    compression_level: int = 1
+    pack_size: int = 32 << 20
+
+    def to_json(self) -> dict:
+        return {"url": self.url, "s3_endpoint": self.s3_endpoint, "s3_region": self.s3_region,
+                "compression_level": self.compression_level, "pack_size": self.pack_size}
+
+    @classmethod
+    def from_json(cls, obj: dict) -> "StoreOptions":
+        return cls(str(obj["url"]), obj.get("s3_endpoint"), obj.get("s3_region"),
+                   int(obj.get("compression_level") or 1), int(obj.get("pack_size") or 32 << 20))
+
+    @property
+    def is_local(self) -> bool:
+        return self.url.startswith("file:") or self.url.startswith("/")
+
+    def key(self) -> str:
+        seed = json.dumps([self.url, self.s3_endpoint, self.s3_region]).encode()
+        return hashlib.blake2b(seed, digest_size=8).hexdigest()
+
+
+def parse_cache_size(raw: str | None) -> int | None:
+    """``"2G"``, ``"512MiB"``, ``"4096"`` -> bytes; None when absent or not a size."""
+    if not raw:
+        return None
+    text = raw.strip().lower().rstrip("b").rstrip("i")
+    try:
+        if text and text[-1] in _UNITS:
+            return int(float(text[:-1]) * _UNITS[text[-1]])
+        return int(text)
+    except ValueError:
+        log.warning("%r is not a size; using the default cache size", raw)
+        return None
+
+
+class OpenedStore:
+    """One store opened by this process, in a slot directory it holds."""
+
+    def __init__(self, options: StoreOptions, base: str, cache_limit: int | None = None) -> None:
+        self.options = options
+        root = os.path.join(base, options.key())
+        os.makedirs(root, mode=0o700, exist_ok=True)
+        self.slot, self._lock_fd = self._take_slot(root)
+        self.work_dir = os.path.join(self.slot, "work")
+        shutil.rmtree(self.work_dir, ignore_errors=True)   # what the slot's last process left
+        os.makedirs(self.work_dir, mode=0o700)
+        backend = open_backend(options.url, s3_endpoint=options.s3_endpoint, s3_region=options.s3_region)
+        tmp = os.path.join(self.slot, "tmp")
+        os.makedirs(tmp, exist_ok=True)
+        self.store = Store(backend, os.path.join(self.slot, "index"), tmp,
+                           compression_level=options.compression_level, pack_size=options.pack_size)
+        try:
+            self.store.open(sync=False, create=False)   # the packs it needs come from the commits it reads
+        except BaseException:
+            self.store.close()
+            os.close(self._lock_fd)
+            raise
+        self.fetched_chunks = 0      # chunks read from the store (not the cache)
+        self.fetched_bytes = 0
+        self.cache_hits = 0
+        self._count_lock = threading.Lock()
+        self.cache: DiskCache | None = None
+        limit = 0 if options.is_local else (
+            cache_limit if cache_limit is not None else default_cache_limit(os.path.join(self.slot, "cache")))
+        if limit > 0:
+            self.cache = DiskCache(self.store, os.path.join(self.slot, "cache"), limit)
+            self.cache.open()
+
+    @staticmethod
+    def _take_slot(base: str) -> tuple[str, int]:
+        """The first slot directory no other process holds (flock)."""
+        for n in range(1024):
+            slot = os.path.join(base, f"slot-{n}")
+            os.makedirs(slot, mode=0o700, exist_ok=True)
+            fd = os.open(os.path.join(slot, "lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                continue
+            return slot, fd
+        raise TrunkError(f"every slot under {base} is held by another process")
+
+    def read_blob(self, bid: bytes) -> bytes:
+        """A chunk's bytes: from the disk cache, else from the store (then cached)."""
+        cache = self.cache
+        data = cache.read(bid) if cache is not None else None
+        if data is not None:
+            with self._count_lock:
+                self.cache_hits += 1
+            return data
+        data = self.store.read_blob(bid)
+        with self._count_lock:
+            self.fetched_chunks += 1
+            self.fetched_bytes += len(data)
+        if cache is not None:
+            cache.add(bid, data)
+        return data
+
+    def read_file(self, entry: dict) -> Iterator[bytes]:
+        """A file's bytes, chunk by chunk, through the chunk cache (a few
+        chunks fetched ahead)."""
+        ahead = 4
+        futures = []
+        for i, (hexid, _length) in enumerate(entry.get("chunks", [])):
+            futures.append(self.store.io_pool.submit(self.read_blob, bytes.fromhex(hexid)))
+            if i >= ahead:
+                yield futures.pop(0).result()
+        for fut in futures:
+            yield fut.result()
+
+    def close(self) -> None:
+        if self.cache is not None:
+            self.cache.close()
+        self.store.close()
+        os.close(self._lock_fd)
