@@ -210,6 +210,32 @@ class Client:
             raise
         return PutResult.from_raw(self.conn.read_reply())
 
+    def stage_files(self, repo: str, files: Sequence[tuple[str, str]], *, branch: str | None = None,
+                    mode: int = 0o644) -> dict:
+        """Stage local files on a branch at their paths (``(path in the repo,
+        local path)``), as writes through the mount do; nothing is committed."""
+        self.conn.send_request("stage.put", {"repo": repo, "branch": branch})
+        try:
+            for path, local in files:
+                with open(local, "rb") as f:
+                    self.conn.send({"entry": {"path": path, "type": "file", "mode": mode}})
+                    while data := f.read(1 << 20):
+                        self.conn.send_data(data)
+                self.conn.send({"eof": True})
+            self.conn.send({"end": True})
+        except (BrokenPipeError, ConnectionResetError):
+            exc = self.conn.reply_after_broken_pipe()
+            self._stream_failed()
+            raise exc from None
+        except BaseException:
+            self._stream_failed()
+            raise
+        return dict(self.conn.read_reply())
+
+    def stage_rm(self, repo: str, paths: Sequence[str], *, branch: str | None = None) -> dict:
+        """Stage the removal of files on a branch; nothing is committed."""
+        return dict(self.call("stage.rm", repo=repo, branch=branch, paths=list(paths)))
+
     def rm(self, repo: str, paths: Sequence[str], *, branch: str | None = None,
            message: str = "") -> RmResult:
         return RmResult.from_raw(self.call("rm", repo=repo, branch=branch, paths=list(paths),

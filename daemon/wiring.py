@@ -125,4 +125,5 @@ def build_operations(config: Config, service: Service) -> TrunkOperations:
     ops = TrunkOperations(service.store, service.refs, service.heads, service.workers.run,
                           service.cache, service.staging, uid=config.uid, gid=config.gid)
     service.heads.add_listener(ops.branch_changed)
+    service.staging.add_listener(ops.staged_changed)
     return ops

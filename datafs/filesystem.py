@@ -46,7 +46,8 @@ class TrunkFileSystem(AbstractFileSystem):
     def __init__(self, socket: str | None = None, store: str | None = None, s3_endpoint: str | None = None,
                  s3_region: str | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.pending = Pending()          # changes closed outside a transaction, until commit()
+        self.pending = Pending()          # what the running transaction wrote and removed
+        self.staged: set[tuple[str, str]] = set()   # (repo, branch) staged on outside a transaction
         self.source: Source
         if store:
             self.source = StoreSource(StoreOptions(store, s3_endpoint, s3_region))
@@ -171,25 +172,40 @@ class TrunkFileSystem(AbstractFileSystem):
         self._transaction = TrunkTransaction(self, message)
         return self._transaction
 
+    def stage_written(self, loc: Location, branch: str, local: str) -> None:
+        """Stage a file closed outside a transaction on its branch."""
+        assert isinstance(self.source, DaemonSource)
+        self.source.stage_file(loc.repo, branch, loc.path, local)
+        self.staged.add((loc.repo, branch))
+        self.invalidate_cache()
+
     def commit(self, message: str = "") -> dict[str, str]:
-        """Commit what is pending (files closed and paths removed outside a
-        transaction): one commit per branch; returns ``{"REPO@BRANCH": commit}``."""
+        """Commit what this filesystem staged outside a transaction (with
+        whatever else is staged on those branches): one commit per branch;
+        returns ``{"REPO@BRANCH": commit}``."""
+        assert isinstance(self.source, DaemonSource)
+        done: dict[str, str] = {}
+        staged, self.staged = sorted(self.staged), set()
+        for repo, branch in staged:
+            made = self.source.commit_staged(repo, branch, message or "trunkfs:// write")
+            if made is not None:
+                done[f"{repo}@{branch}"] = made
+        self.invalidate_cache()
+        return done
+
+    def commit_pending(self, message: str) -> dict[str, str]:
+        """A transaction's end: one commit per branch with exactly what it
+        wrote and removed."""
         assert isinstance(self.source, DaemonSource)
         done: dict[str, str] = {}
         for changes in self.pending.take():
             try:
                 done[f"{changes.repo}@{changes.branch}"] = self.source.commit_files(
-                    changes.repo, changes.branch, sorted(changes.files.items()), sorted(changes.removed),
-                    message or "trunkfs:// write")
+                    changes.repo, changes.branch, sorted(changes.files.items()), sorted(changes.removed), message)
             finally:
                 changes.drop()
         self.invalidate_cache()
         return done
-
-    def discard(self) -> None:
-        """Drop what is pending, uncommitted."""
-        for changes in self.pending.take():
-            changes.drop()
 
     def rm_file(self, path: str) -> None:
         loc, branch = self._branch_of(path)
@@ -198,7 +214,10 @@ class TrunkFileSystem(AbstractFileSystem):
         if self._intrans and isinstance(self._transaction, TrunkTransaction):
             self._transaction.removed.append((loc.repo, branch, loc.path))
         else:
-            self.pending.of(loc.repo, branch).remove(loc.path)
+            assert isinstance(self.source, DaemonSource)
+            self.source.stage_rm(loc.repo, branch, loc.path)
+            self.staged.add((loc.repo, branch))
+            self.invalidate_cache()
 
     def rm(self, path: Any, recursive: bool = False, maxdepth: int | None = None) -> None:
         paths = self.expand_path(path, recursive=recursive, maxdepth=maxdepth)

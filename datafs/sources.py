@@ -134,6 +134,27 @@ class DaemonSource:
             raise as_os_error(exc, f"{repo}@{commit[:12]}/{path}") from exc
         return data
 
+    def stage_file(self, repo: str, branch: str, path: str, local: str) -> None:
+        try:
+            self.client().stage_files(repo, [(path, local)], branch=branch)
+        except ClientError as exc:
+            raise as_os_error(exc, f"{repo}@{branch}/{path}") from exc
+
+    def stage_rm(self, repo: str, branch: str, path: str) -> None:
+        try:
+            self.client().stage_rm(repo, [path], branch=branch)
+        except ClientError as exc:
+            raise as_os_error(exc, f"{repo}@{branch}/{path}") from exc
+
+    def commit_staged(self, repo: str, branch: str, message: str) -> str | None:
+        """Commit a branch's staged changes; None when nothing was staged."""
+        try:
+            return self.client().commit(repo, branch=branch, message=message).commit
+        except ClientError as exc:
+            if exc.code == "nothing_to_commit":
+                return None
+            raise as_os_error(exc, f"{repo}@{branch}") from exc
+
     def close(self) -> None:
         with self._lock:
             clients, self._clients = self._clients, []

@@ -6,13 +6,14 @@ temporary file.  When it is closed:
 * inside a transaction (``with fs.transaction:``, or
   ``with fs.commit_on_exit("message"):``) it waits for the end of the
   transaction, and everything the transaction wrote and removed lands in
-  **one commit per branch** when it ends (nothing, when it fails);
-* outside one, it joins the filesystem's pending changes, which
-  ``fs.commit("message")`` commits (one commit per branch).
+  **one commit per branch** when it ends, with nothing else (a ``put`` with
+  removals; nothing at all when the transaction fails);
+* outside one, it is staged on the branch through the daemon (``stage.put``,
+  as a write through the mount is: ``trunkfs status`` shows it, the branch
+  view serves it), and ``fs.commit("message")`` commits the branches this
+  filesystem staged on (``trunkfs commit`` would too).
 
-Writing to a commit or a tag is refused: they never change.  Pending
-changes live in this process until committed (``fs.pending()`` lists them;
-``fs.discard()`` drops them).
+Writing to a commit or a tag is refused: they never change.
 """
 
 from __future__ import annotations
@@ -114,8 +115,15 @@ class TrunkWriteFile(AbstractBufferedFile):
         return True
 
     def commit(self) -> None:
-        """Hand the written file to the branch's pending changes."""
-        self.fs.pending.of(self.target.repo, self.branch).write(self.target.path, self.local)
+        """Closed outside a transaction: stage it now.  At the end of a
+        transaction: hand it to the transaction's changes."""
+        if self.autocommit:
+            try:
+                self.fs.stage_written(self.target, self.branch, self.local)
+            finally:
+                _unlink(self.local)
+        else:
+            self.fs.pending.of(self.target.repo, self.branch).write(self.target.path, self.local)
 
     def discard(self) -> None:
         if not self._out.closed:
@@ -146,7 +154,7 @@ class TrunkTransaction(Transaction):
             f.commit()
         for repo, branch, path in removed:
             self.fs.pending.of(repo, branch).remove(path)
-        self.fs.commit(self.message or "trunkfs:// transaction")
+        self.fs.commit_pending(self.message or "trunkfs:// transaction")
 
 
 def refuse_write(path: str, what: str) -> PermissionError:

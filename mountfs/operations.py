@@ -119,6 +119,10 @@ class TrunkOperations(pyfuse3.Operations):
         """A branch moved or went away (a ``BranchHeads`` listener)."""
         self.root.branch_moved(repo, branch)
 
+    def staged_changed(self, repo: str, branch: str, paths: list[list[str]]) -> None:
+        """Paths were staged through the socket (a ``StagingManager`` listener)."""
+        self.root.paths_staged(repo, branch, paths)
+
     # -- names and attributes -----------------------------------------------------------
 
     @fuse_errors

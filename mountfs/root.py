@@ -162,6 +162,27 @@ class RootDir(View):
                     log.debug("cannot invalidate %s", inode.name)
 
 
+    def paths_staged(self, repo: str, branch: str, paths: list[list[str]]) -> None:
+        """Drop the kernel's entries along paths staged other than through
+        the mount (the socket's ``stage.*``) in a branch's views, so that the
+        next path walk looks them up again (new sizes, new names, names gone)."""
+        inodes = self.parts.inodes
+        for view_inode in inodes.children(ROOT_INODE):
+            view = view_inode.view
+            if not (isinstance(view, BranchView) and view.repo == repo and view.branch == branch):
+                continue
+            for parts in paths:
+                parent: Inode | None = view_inode
+                for name in parts:
+                    if parent is None:
+                        break
+                    try:
+                        pyfuse3.invalidate_entry_async(parent.ino, os.fsencode(name), ignore_enoent=True)
+                    except Exception:  # the kernel may not know the entry
+                        log.debug("cannot invalidate %s", name)
+                    parent = inodes.at(parent.ino, name)
+
+
 def _names_a_tag(name: str, inode: Inode) -> bool:
     """Whether ``<repo>@<ref>`` resolved to a commit view through a tag (not a commit id)."""
     ref = name.partition("@")[2]

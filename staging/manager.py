@@ -43,7 +43,21 @@ class StagingManager:
         self.datafiles = DataFiles(os.path.join(self.dir, "data"))
         self.journal = Journal(os.path.join(self.dir, "journal"))
         self.areas: dict[tuple[str, str], StagingArea] = {}
+        # told of paths staged other than through the mount (the socket's
+        # stage.*): the mount drops what the kernel caches of them
+        self._listeners: list[Callable[[str, str, list[list[str]]], None]] = []
         self._clean_data()
+
+    def add_listener(self, fn: Callable[[str, str, list[list[str]]], None]) -> None:
+        self._listeners.append(fn)
+
+    def changed(self, repo: str, branch: str, paths: list[list[str]]) -> None:
+        """Paths of a branch were staged other than through the mount."""
+        for fn in self._listeners:
+            try:
+                fn(repo, branch, paths)
+            except Exception:   # a listener must not fail the change
+                log.exception("staging listener failed for %s@%s", repo, branch)
 
     def _clean_data(self) -> None:
         """Remove data files no journaled node owns (left by a crash)."""

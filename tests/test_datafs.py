@@ -201,10 +201,15 @@ def test_a_transaction_is_one_commit_and_a_failed_one_is_none(daemon_factory, wo
             raise RuntimeError("boom")
     assert len(d.cli("log", "raw", "--json").json()) == before + 1      # nothing of it
     assert not fs.exists("raw/tables/half.csv")
-    # outside a transaction each closed file waits for fs.commit
+    # outside a transaction each closed file is staged on the branch, and fs.commit commits it
     with fs.open("raw/later.txt", "wb") as f:
         f.write(b"later")
-    assert not fs.exists("raw/later.txt") and fs.pending.listing() == {"raw@main": ["later.txt"]}
+    fs.rm("raw/tables/t.csv")
+    assert not fs.exists("raw/later.txt")
+    status = d.cli("status", "raw", "--json").json()["changes"]
+    assert {(c["status"], c["path"]) for c in status} == {("A", "/later.txt"), ("D", "/tables/t.csv")}
     done = fs.commit("one more")
     assert list(done) == ["raw@main"] and fs.cat_file("raw/later.txt") == b"later"
+    assert not fs.exists("raw/tables/t.csv")
     assert d.cli("log", "raw", "--json").json()[0]["message"] == "one more"
+    assert d.cli("status", "raw", "--json").json()["changes"] == []

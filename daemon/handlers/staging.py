@@ -6,12 +6,18 @@ import logging
 
 import trio
 
+from ...staging import pathops
 from ...staging.area import StagingArea
 from ...staging.status import changes
 from ...staging.commit import Progress, StagedChange
-from ...store.errors import InvalidArgument, NothingToCommit
+from ...store import walk
+from ...staging.quota import QuotaExceeded
+from ...store.errors import InvalidArgument, NoSpace, NothingToCommit, TrunkError
+from ...store.names import join_path, split_path
 from ...store.changes import CommitMeta
+from .. import protocol
 from ..auth import READ, WRITE
+from ..connection import ProtocolError
 from ..commits import CommitResult
 from ..service import Service
 from .base import Request, first_error, op
@@ -98,3 +104,93 @@ async def discard(req: Request) -> dict:
     svc.heads.changed(repo, branch)
     return {"repo": repo, "branch": branch, "discarded": dropped}
 
+
+
+async def _path_ops(req: Request, area: StagingArea) -> tuple[dict | None, pathops.Listing]:
+    """The branch head's root entry and a listing of committed directories
+    (in a worker thread), for :mod:`trunkfs.staging.pathops`."""
+    svc = req.service
+    head = await svc.heads.head(area.repo, area.branch)
+    head_root = (await svc.workers.run(svc.store.read_commit, head)).root_entry() if head else None
+
+    async def listing(entry: dict | None) -> dict[str, dict]:
+        return await svc.workers.run(walk.listing, svc.store, entry)
+    return head_root, listing
+
+
+@op("stage.put")
+async def stage_put(req: Request) -> dict:
+    """Stage files on a branch by path (as writes through the mount do):
+    ``{"entry": {"path", "type": "file", "mode"}}``, its data frames and
+    ``{"eof": true}`` for each, then ``{"end": true}``.  Nothing is
+    committed: ``trunkfs commit`` (or ``status``) sees them."""
+    svc = req.service
+    repo, branch = await req.branch_args(WRITE)
+    area = svc.staging.area(repo, branch)
+    conn, uid, gid = req.conn, req.conn.uid, req.conn.gid
+    staged: list[str] = []
+    written = 0
+    refused: Exception | None = None    # the rest of the stream is read, then this is the reply
+    while True:
+        msg = await conn.read_message()
+        if msg is None:
+            raise ProtocolError(protocol.BAD_REQUEST, "client hung up before the end of stage.put", fatal=True)
+        if msg.get("end") is True:
+            break
+        head = msg.get("entry")
+        if not isinstance(head, dict) or head.get("type") != "file" or not isinstance(head.get("path"), str):
+            raise ProtocolError(protocol.BAD_REQUEST, "stage.put: expected a file entry or end", fatal=True)
+        node = None
+        if refused is None:
+            try:
+                parts = split_path(head["path"])
+                mode = head.get("mode", 0o644)
+                if isinstance(mode, bool) or not isinstance(mode, int) or not 0 <= mode <= 0o777:
+                    raise InvalidArgument(f"stage.put: {head['path']}: mode must be permission bits (0 to 0o777)")
+                async with area.mutation():
+                    head_root, listing = await _path_ops(req, area)
+                    node = await pathops.new_file(area, head_root, parts, listing, uid, gid, mode)
+            except TrunkError as exc:
+                refused = exc
+        offset = 0
+        while True:
+            frame = await conn.read_message()
+            if frame is None:
+                raise ProtocolError(protocol.BAD_REQUEST, "client hung up in the middle of a file", fatal=True)
+            if frame.get("eof") is True:
+                break
+            data = await conn.read_frame_body(frame)
+            if node is not None and refused is None:
+                try:
+                    async with area.mutation():
+                        offset += await svc.workers.run(area.write, node, offset, data, uid)
+                except TrunkError as exc:
+                    refused = exc
+                except QuotaExceeded as exc:
+                    refused = NoSpace(f"stage.put: {join_path(parts)}: {exc}")
+        if node is not None:
+            async with area.mutation():
+                area.save(node)
+            staged.append(join_path(parts))
+            written += offset
+            svc.staging.changed(repo, branch, [parts])
+    if refused is not None:
+        raise refused
+    return {"repo": repo, "branch": branch, "staged": staged, "bytes": written}
+
+
+@op("stage.rm")
+async def stage_rm(req: Request) -> dict:
+    """Stage the removal of files (or symlinks) on a branch by path."""
+    svc = req.service
+    repo, branch = await req.branch_args(WRITE)
+    paths = req.arg("paths", list)
+    if not paths or not all(isinstance(p, str) and split_path(p) for p in paths):
+        raise InvalidArgument("stage.rm: 'paths' must be a non-empty list of paths below the root")
+    area = svc.staging.area(repo, branch)
+    async with area.mutation():
+        head_root, listing = await _path_ops(req, area)
+        for p in paths:
+            await pathops.remove(area, head_root, split_path(p), listing)
+    svc.staging.changed(repo, branch, [split_path(p) for p in paths])
+    return {"repo": repo, "branch": branch, "removed": [join_path(split_path(p)) for p in paths]}
