@@ -14,6 +14,7 @@ name their packs.  File bytes come through a disk cache of chunks
 
 from __future__ import annotations
 
+import atexit
 import fcntl
 import hashlib
 import json
@@ -107,6 +108,10 @@ class OpenedStore:
         if limit > 0:
             self.cache = DiskCache(self.store, os.path.join(self.slot, "cache"), limit)
             self.cache.open()
+        self._closed = False
+        # RocksDB aborts the process at exit when its database is still open
+        # (its threads outlive the interpreter): a program that just ends closes it here
+        atexit.register(self.close)
 
     @staticmethod
     def _take_slot(base: str) -> tuple[str, int]:
@@ -139,6 +144,24 @@ class OpenedStore:
             cache.add(bid, data)
         return data
 
+    def read_blobs(self, bids: list[bytes]) -> list[bytes]:
+        """Several chunks: those in the disk cache from it, the others from
+        the store in as few requests as their places in packs allow."""
+        cache = self.cache
+        found: list[bytes | None] = [cache.read(b) if cache is not None else None for b in bids]
+        missing = [i for i, data in enumerate(found) if data is None]
+        if missing:
+            fetched = self.store.read_blobs([bids[i] for i in missing], self.store.io_pool)
+            for i, data in zip(missing, fetched):
+                found[i] = data
+                if cache is not None:
+                    cache.add(bids[i], data)
+        with self._count_lock:
+            self.cache_hits += len(bids) - len(missing)
+            self.fetched_chunks += len(missing)
+            self.fetched_bytes += sum(len(found[i] or b"") for i in missing)
+        return [data for data in found if data is not None]
+
     def read_file(self, entry: dict) -> Iterator[bytes]:
         """A file's bytes, chunk by chunk, through the chunk cache (a few
         chunks fetched ahead)."""
@@ -152,6 +175,10 @@ class OpenedStore:
             yield fut.result()
 
     def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        atexit.unregister(self.close)
         if self.cache is not None:
             self.cache.close()
         self.store.close()

@@ -33,6 +33,10 @@ from .sources import DaemonSource, Source, StoreSource
 from .writes import Pending, TrunkTransaction, TrunkWriteFile, refuse_write
 
 DIRECTORY, FILE = "directory", "file"
+# bytes a read fetches at least: about one content-defined chunk (1 MiB on
+# average), the unit the store verifies; a larger read asks for what it needs,
+# so a Parquet column read fetches the chunks of its pages, not 5 MiB beyond each
+READ_BLOCK = 1 << 20
 _TYPES = {"dir": DIRECTORY, "file": FILE}
 
 
@@ -246,7 +250,7 @@ class TrunkFileSystem(AbstractFileSystem):
         found = self.info(path)
         if found["type"] != FILE:
             raise IsADirectoryError(errno.EISDIR, f"trunkfs://{found['name']}: not a file")
-        return TrunkFile(self, path, mode, block_size=block_size or "default", autocommit=autocommit,
+        return TrunkFile(self, path, mode, block_size=block_size or READ_BLOCK, autocommit=autocommit,
                          cache_options=cache_options, size=int(found["size"]), commit=str(found["commit"]),
                          **kwargs)
 

@@ -212,7 +212,7 @@ class StoreSource:
         where = f"{repo}@{commit[:12]}/{path}"
         try:
             entry = history.lookup_file(self.store, history.Resolved(repo, commit, None), split_path(path))
-            return history.read_range(entry, offset, length, self.opened.read_blob)
+            return history.read_range(entry, offset, length, self.opened.read_blobs)
         except TrunkError as exc:
             raise as_os_error(exc, where) from exc
 

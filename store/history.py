@@ -93,22 +93,24 @@ def content_id(entry: dict) -> str:
     return blob_id(seed).hex()[:32]
 
 
-def read_range(entry: dict, offset: int, length: int, read_blob: Callable[[bytes], bytes]) -> bytes:
+def read_range(entry: dict, offset: int, length: int, read_blobs: Callable[[list[bytes]], list[bytes]]) -> bytes:
     """``length`` bytes of a file entry from ``offset`` (fewer at its end),
-    reading only the chunks that cover them (``read_blob`` verifies each)."""
+    reading only the chunks that cover them, all in one call of
+    ``read_blobs`` (``Store.read_blobs``: neighbours in a pack come in one
+    request, each blob verified)."""
     if offset < 0 or length < 0:
         raise InvalidArgument("a read needs an offset and a length of 0 or more")
     end = min(offset + length, int(entry.get("size", 0)))
-    parts: list[bytes] = []
+    wanted: list[tuple[bytes, int, int]] = []    # chunk id, slice start, slice end
     pos = 0
     for hexid, size in entry.get("chunks") or []:
         if pos >= end:
             break
         if pos + size > offset:
-            data = read_blob(bytes.fromhex(hexid))
-            parts.append(data[max(0, offset - pos):min(size, end - pos)])
+            wanted.append((bytes.fromhex(hexid), max(0, offset - pos), min(size, end - pos)))
         pos += size
-    return b"".join(parts)
+    blobs = read_blobs([bid for bid, _, _ in wanted]) if wanted else []
+    return b"".join(data[a:b] for data, (_, a, b) in zip(blobs, wanted))
 
 
 def entry_summary(entry: dict) -> dict:

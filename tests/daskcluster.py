@@ -47,6 +47,7 @@ class DaskCluster:
         self.workers: list[subprocess.Popen] = []
         self._logs: list[IO[bytes]] = []
         self.env = dict(os.environ, **AWS_ENV, TRUNKFS_WORKER_DIR=str(base / "worker-state"),
+                        TRUNKFS_CLIENT_DIR=str(base / "client-state"),
                         PYTHONUNBUFFERED="1")
         for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"):
             self.env.pop(name, None)

@@ -213,3 +213,25 @@ def test_a_transaction_is_one_commit_and_a_failed_one_is_none(daemon_factory, wo
     assert not fs.exists("raw/tables/t.csv")
     assert d.cli("log", "raw", "--json").json()[0]["message"] == "one more"
     assert d.cli("status", "raw", "--json").json()["changes"] == []
+
+
+def test_dask_dataframe_reads_a_version_across_a_dask_cluster(two_versions, workdir, monkeypatch):
+    """Each Dask worker opens trunkfs:// itself (straight from the store: a
+    worker has no daemon) and reads its partitions' row groups."""
+    dd = pytest.importorskip("dask.dataframe")
+    from distributed import Client
+
+    from tests.daskcluster import DaskCluster
+    d, direct, c1, c2 = two_versions
+    cluster = DaskCluster(workdir / "dask", workers=2)
+    try:
+        cluster.start()
+        with Client(cluster.address, set_as_default=False) as client:
+            for commit, version in ((c1, 1), (c2, 2)):
+                frame = dd.read_parquet(f"trunkfs://raw@{commit}/events", storage_options=direct)
+                total, rows = client.compute([frame["n"].sum(), frame.shape[0]], sync=True)
+                assert rows == 4000 and total == version * sum(range(4000))
+            seen = client.run(lambda: sorted(os.listdir(os.environ["TRUNKFS_CLIENT_DIR"])))
+            assert len(seen) == 2 and all(found for found in seen.values())   # each worker read itself
+    finally:
+        cluster.stop()

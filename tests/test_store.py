@@ -228,3 +228,33 @@ def test_fsck_reports_missing_and_corrupt(tmp_path):
         assert not report.ok and any("missing" in p for p in report.problems)
     finally:
         s.close()
+
+
+def test_read_blobs_coalesces_neighbours_and_keeps_the_order(store):
+    """Several blobs read at once come back verified, in the order asked,
+    whatever packs they are in; neighbours in a pack come in one request."""
+    import random
+    from concurrent.futures import ThreadPoolExecutor
+
+    blobs = [os.urandom(random.randint(1, 300_000)) for _ in range(40)]
+    ids = []
+    for part in (blobs[:25], blobs[25:]):          # two packs
+        session = store.session()
+        for data in part:
+            ingest = session.ingest()
+            ingest.write(data)
+            chunks, _ = ingest.finish()
+            ids += [bytes.fromhex(c[0]) for c in chunks]
+        session.flush()
+    calls = []
+    real_get = store.backend.get
+    store.backend.get = lambda key, offset=0, length=None: calls.append(key) or real_get(key, offset, length)
+    try:
+        order = list(range(len(ids)))
+        random.shuffle(order)
+        with ThreadPoolExecutor(4) as pool:
+            got = store.read_blobs([ids[i] for i in order], pool)
+    finally:
+        del store.backend.get
+    assert got == [store.read_blob(ids[i]) for i in order]
+    assert len(calls) < len(ids) / 2, calls

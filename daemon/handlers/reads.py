@@ -105,7 +105,9 @@ async def read(req: Request) -> None:
         entry = await svc.workers.run(history.lookup_file, svc.store, at, parts)  # its error
     if not _readable(req.caller, entry, svc.file_owner):
         raise _refuse(req, at, join_path(parts), "the file is not readable")
-    data = await svc.bulk.run(history.read_range, entry, offset, length, svc.store.read_blob)
+    store = svc.store
+    data = await svc.bulk.run(history.read_range, entry, offset, length,
+                              lambda bids: store.read_blobs(bids, store.io_pool))
     conn = req.conn
     await conn.send(protocol.ok_reply({"commit": at.commit, "size": entry.get("size", 0),
                                        "content": history.content_id(entry), "offset": offset,
