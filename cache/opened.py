@@ -111,7 +111,7 @@ class OpenedStore:
         self._closed = False
         # RocksDB aborts the process at exit when its database is still open
         # (its threads outlive the interpreter): a program that just ends closes it here
-        atexit.register(self.close)
+        atexit.register(self._close_at_exit)
 
     @staticmethod
     def _take_slot(base: str) -> tuple[str, int]:
@@ -174,11 +174,17 @@ class OpenedStore:
         for fut in futures:
             yield fut.result()
 
+    def _close_at_exit(self) -> None:
+        try:
+            self.close()
+        except Exception as exc:   # its directory went away under it: nothing left to keep
+            log.debug("closing the store opened at %s: %s", self.slot, exc)
+
     def close(self) -> None:
         if self._closed:
             return
         self._closed = True
-        atexit.unregister(self.close)
+        atexit.unregister(self._close_at_exit)
         if self.cache is not None:
             self.cache.close()
         self.store.close()

@@ -61,9 +61,29 @@ def two_versions(daemon_factory, workdir: Path, shared_store):
     return d, direct, c1, c2
 
 
+@pytest.fixture(autouse=True)
+def close_filesystems(workdir):
+    """Every trunkfs:// filesystem a test made is closed with it (its store
+    and cache live in the test's directory)."""
+    yield
+    for fs in list(TrunkFileSystem._cache.values()) + _made:
+        fs.source.close()
+    TrunkFileSystem.clear_instance_cache()
+    _made.clear()
+
+
+_made: list[TrunkFileSystem] = []
+
+
+def make_fs(**options: object) -> TrunkFileSystem:
+    fs = TrunkFileSystem(**options, skip_instance_cache=True)
+    _made.append(fs)
+    return fs
+
+
 def _filesystems(d, direct: dict) -> dict[str, TrunkFileSystem]:
-    return {"socket": TrunkFileSystem(socket=d.socket, skip_instance_cache=True),
-            "store": TrunkFileSystem(**direct, skip_instance_cache=True)}
+    return {"socket": make_fs(socket=d.socket),
+            "store": make_fs(**direct)}
 
 
 def test_pandas_and_pyarrow_read_each_version(two_versions, workdir, monkeypatch):
@@ -98,7 +118,7 @@ def test_a_filter_reads_only_what_it_needs(two_versions, workdir, monkeypatch):
     d, direct, c1, c2 = two_versions
     monkeypatch.setenv("TRUNKFS_CLIENT_DIR", str(workdir / "client"))
     monkeypatch.setenv("TRUNKFS_CLIENT_CACHE", "0")      # every chunk counted as fetched
-    fs = TrunkFileSystem(**direct, skip_instance_cache=True)
+    fs = make_fs(**direct)
     opened = fs.source.opened
     dataset = ds.dataset(f"raw@{c2}/events", filesystem=fs, format="parquet", partitioning="hive")
     total = fs.du(f"raw@{c2}/events")
@@ -116,7 +136,7 @@ def test_an_open_file_reads_the_commit_it_was_opened_at(daemon_factory, workdir)
     first = os.urandom(3 << 20)
     big.write_bytes(first)
     c1 = d.cli("put", "raw", str(big), "--json").json()["commit"]
-    fs = TrunkFileSystem(socket=d.socket, skip_instance_cache=True)
+    fs = make_fs(socket=d.socket)
     at_branch = fs.open("raw/big.bin", block_size=1 << 20)
     at_commit = fs.open(f"raw@{c1}/big.bin", block_size=1 << 20)
     assert at_branch.read(1000) == first[:1000]
@@ -131,7 +151,7 @@ def test_polars_and_duckdb_read_through_trunkfs(two_versions, workdir):
     polars = pytest.importorskip("polars")
     duckdb = pytest.importorskip("duckdb")
     d, _direct, c1, _c2 = two_versions
-    fs = TrunkFileSystem(socket=d.socket, skip_instance_cache=True)
+    fs = make_fs(socket=d.socket)
     part = fs.glob(f"raw@{c1}/events/day=d1/*.parquet")[0]
     frame = polars.read_parquet(fs.open(part))
     assert frame.height == 1000 and frame["n"].max() == 3997
@@ -148,7 +168,7 @@ def test_errors_say_what_is_wrong(daemon_factory, workdir, monkeypatch):
     d.cli("repo", "create", "raw")
     (workdir / "a.txt").write_text("a")
     c1 = d.cli("put", "raw", str(workdir / "a.txt"), "--json").json()["commit"]
-    fs = TrunkFileSystem(socket=d.socket, skip_instance_cache=True)
+    fs = make_fs(socket=d.socket)
     with pytest.raises(FileNotFoundError, match="nope"):
         fs.open("nope/a.txt")
     with pytest.raises(FileNotFoundError, match="b.txt"):
@@ -169,7 +189,7 @@ def test_errors_say_what_is_wrong(daemon_factory, workdir, monkeypatch):
     with pytest.raises(FileNotFoundError):
         fs.rm("raw/none.txt")
     with pytest.raises(ConnectionError, match="no daemon answers"):
-        TrunkFileSystem(socket=str(workdir / "no-such.sock"), skip_instance_cache=True).ls("raw")
+        make_fs(socket=str(workdir / "no-such.sock")).ls("raw")
     monkeypatch.setenv("TRUNKFS_CLIENT_DIR", str(workdir / "client"))
     with pytest.raises(OSError, match="store"):
         TrunkFileSystem(store=str(workdir / "not-a-store" / "x"), skip_instance_cache=True).ls("raw")
