@@ -283,3 +283,24 @@ async def test_tags_need_write_to_make_and_admin_to_delete_and_reset_needs_admin
     await refused(nobody.call, "branch.reset", repo="rel", branch="main", to="v1")
     assert (await root.call("branch.reset", repo="rel", branch="main", to="v1"))["head"] == first
     assert await root.call("tag.delete", repo="rel", tag="v1") == {"repo": "rel", "deleted": "v1"}
+
+
+async def test_ranged_reads_stat_and_staging_by_path_obey_the_same_rules(users: Users) -> None:
+    """The operations of trunkfs:// (read, stat, resolve, stage.put, stage.rm)
+    check what ls, get and put check: a file's mode, search permission on
+    every directory on the way, and write on the repo."""
+    root, nobody = users.as_user(0, 0), users.as_user(*NOBODY)
+    await root.call("repo.create", name="data")
+    await root.put("data", [file("secret", b"root only", 0o600), file("public", b"for all"),
+                            directory("private", 0o700), file("private/x", b"x")])
+    message = await refused(nobody.call, "read", repo="data", path="secret", offset=0, length=4)
+    assert "data:/secret" in message
+    await refused(nobody.call, "read", repo="data", path="private/x")         # no x on private
+    await refused(nobody.call, "stat", repo="data", path="private/x")
+    assert (await nobody.call("stat", repo="data", path="public"))["entry"]["size"] == 7
+    head = (await nobody.call("resolve", repo="data"))["commit"]
+    assert head == (await root.call("show", repo="data"))["id"]
+    await refused(nobody.call, "stage.put", repo="data")     # before any byte is read
+    await refused(nobody.call, "stage.rm", repo="data", paths=["public"])
+    await refused(nobody.call, "put", repo="data", remove=["public"])
+    assert (await root.call("status", repo="data"))["changes"] == []

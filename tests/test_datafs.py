@@ -144,6 +144,10 @@ def test_an_open_file_reads_the_commit_it_was_opened_at(daemon_factory, workdir)
     d.cli("put", "raw", str(big))
     assert at_branch.read() == first[1000:]           # still the commit it was opened at
     assert at_commit.read() == first
+    at_commit.seek(-100, 2)                            # random access: the last 100 bytes
+    assert at_commit.read() == first[-100:]
+    at_commit.seek(1 << 20)
+    assert at_commit.read(10) == first[1 << 20:(1 << 20) + 10]
     assert fs.open("raw/big.bin").read(1000) != first[:1000]   # a new open sees the new head
 
 
