@@ -190,12 +190,23 @@ class Client:
                   remove: Sequence[str] = (), message: str = "") -> PutResult:
         """One commit that removes ``remove`` and writes each local file of
         ``files`` (``(path in the repo, local path)``) at its path, mode 0644."""
-        self.conn.send_request("put", {"repo": repo, "branch": branch, "dest": "/", "message": message,
-                                       "remove": list(remove)})
+        reply = self._send_files("put", {"repo": repo, "branch": branch, "dest": "/", "message": message,
+                                         "remove": list(remove)}, files, 0o644)
+        return PutResult.from_raw(reply)
+
+    def stage_files(self, repo: str, files: Sequence[tuple[str, str]], *, branch: str | None = None,
+                    mode: int = 0o644) -> dict:
+        """Stage local files on a branch at their paths (``(path in the repo,
+        local path)``), as writes through the mount do; nothing is committed."""
+        return dict(self._send_files("stage.put", {"repo": repo, "branch": branch}, files, mode))
+
+    def _send_files(self, op: str, args: dict, files: Sequence[tuple[str, str]], mode: int) -> Any:
+        """A request, then a stream of whole local files at their paths, then its reply."""
+        self.conn.send_request(op, args)
         try:
             for path, local in files:
                 with open(local, "rb") as f:
-                    self.conn.send({"entry": {"path": path, "type": "file", "mode": 0o644,
+                    self.conn.send({"entry": {"path": path, "type": "file", "mode": mode,
                                               "mtime": os.fstat(f.fileno()).st_mtime_ns}})
                     while data := f.read(1 << 20):
                         self.conn.send_data(data)
@@ -208,29 +219,7 @@ class Client:
         except BaseException:
             self._stream_failed()
             raise
-        return PutResult.from_raw(self.conn.read_reply())
-
-    def stage_files(self, repo: str, files: Sequence[tuple[str, str]], *, branch: str | None = None,
-                    mode: int = 0o644) -> dict:
-        """Stage local files on a branch at their paths (``(path in the repo,
-        local path)``), as writes through the mount do; nothing is committed."""
-        self.conn.send_request("stage.put", {"repo": repo, "branch": branch})
-        try:
-            for path, local in files:
-                with open(local, "rb") as f:
-                    self.conn.send({"entry": {"path": path, "type": "file", "mode": mode}})
-                    while data := f.read(1 << 20):
-                        self.conn.send_data(data)
-                self.conn.send({"eof": True})
-            self.conn.send({"end": True})
-        except (BrokenPipeError, ConnectionResetError):
-            exc = self.conn.reply_after_broken_pipe()
-            self._stream_failed()
-            raise exc from None
-        except BaseException:
-            self._stream_failed()
-            raise
-        return dict(self.conn.read_reply())
+        return self.conn.read_reply()
 
     def stage_rm(self, repo: str, paths: Sequence[str], *, branch: str | None = None) -> dict:
         """Stage the removal of files on a branch; nothing is committed."""
