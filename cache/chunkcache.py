@@ -183,6 +183,56 @@ class ChunkCache:
             self._memory_hits += 1
         return data
 
+    async def get_many(self, chunk_ids: list[bytes]) -> list[bytes]:
+        """Several chunks, in the order asked: memory hits at once, disk hits
+        read, and every other one in one coalesced read of the store
+        (``Store.read_blobs``: neighbours in a pack in one request), each
+        remembered here as :meth:`get` remembers; a chunk another task is
+        loading is waited for (single-flight).  The socket's ``read``."""
+        if not self._opened or self._closed:
+            raise RuntimeError("the chunk cache is not open")
+        found: dict[bytes, bytes] = {}
+        mine: list[bytes] = []
+        theirs: list[bytes] = []
+        for bid in dict.fromkeys(chunk_ids):
+            data = self._mem.get(bid)
+            if data is not None:
+                self._mem.move_to_end(bid)
+                self._memory_hits += 1
+                found[bid] = data
+            elif bid in self._inflight:
+                theirs.append(bid)
+            else:
+                mine.append(bid)
+        flights = {bid: _Flight() for bid in mine}
+        self._inflight.update(flights)
+        try:
+            if mine:
+                loaded = await trio.to_thread.run_sync(self._fetch_many, mine, self._take_touched(),
+                                                       limiter=self._fetch_limiter)
+                for bid, (data, source) in zip(mine, loaded):
+                    flights[bid].data, flights[bid].source = data, source
+                    self._remember(bid, data)
+                    found[bid] = data
+                    if source == "disk":
+                        self._disk_hits += 1
+                    else:
+                        self._misses += 1
+                        self._fetches += 1
+                        self._fetched_bytes += len(data)
+        except Exception as exc:
+            for flight in flights.values():
+                flight.error = exc
+            raise
+        finally:
+            for bid, flight in flights.items():
+                if self._inflight.get(bid) is flight:
+                    del self._inflight[bid]
+                flight.done.set()
+        for bid in theirs:
+            found[bid] = await self.get(bid)
+        return [found[bid] for bid in chunk_ids]
+
     async def _obtain(self, bid: bytes) -> tuple[bytes, str]:
         """Load ``bid`` once however many tasks ask at the same time."""
         while True:
@@ -306,6 +356,28 @@ class ChunkCache:
         if disk is not None:
             disk.add(bid, data)
         return data
+
+    def _fetch_many(self, bids: list[bytes], touched: set[bytes]) -> list[tuple[bytes, str]]:
+        """Chunks from the disk layer where it has them, the rest in one
+        coalesced read of the store (kept on disk); each with where it came from."""
+        disk = self.disk
+        if disk is not None and touched:
+            disk.touch(touched)
+        out: list[tuple[bytes, str] | None] = [None] * len(bids)
+        missing: list[int] = []
+        for i, bid in enumerate(bids):
+            data = disk.read(bid) if disk is not None and bid in disk else None
+            if data is not None:
+                out[i] = (data, "disk")
+            else:
+                missing.append(i)
+        if missing:
+            fetched = self.store.read_blobs([bids[i] for i in missing], self.store.io_pool)
+            for i, data in zip(missing, fetched):
+                if disk is not None:
+                    disk.add(bids[i], data)
+                out[i] = (data, "store")
+        return [item for item in out if item is not None]
 
     def flush_writes(self) -> None:
         """Wait until every cache file written behind a read is on disk."""

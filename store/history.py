@@ -93,15 +93,16 @@ def content_id(entry: dict) -> str:
     return blob_id(seed).hex()[:32]
 
 
-def read_range(entry: dict, offset: int, length: int, read_blobs: Callable[[list[bytes]], list[bytes]]) -> bytes:
-    """``length`` bytes of a file entry from ``offset`` (fewer at its end),
-    reading only the chunks that cover them, all in one call of
-    ``read_blobs`` (``Store.read_blobs``: neighbours in a pack come in one
-    request, each blob verified)."""
+Span = tuple[bytes, int, int]   # a chunk id and the slice of its bytes wanted
+
+
+def covering_chunks(entry: dict, offset: int, length: int) -> list[Span]:
+    """The chunks of a file entry that cover ``length`` bytes from
+    ``offset`` (fewer at its end), each with the slice of it wanted."""
     if offset < 0 or length < 0:
         raise InvalidArgument("a read needs an offset and a length of 0 or more")
     end = min(offset + length, int(entry.get("size", 0)))
-    wanted: list[tuple[bytes, int, int]] = []    # chunk id, slice start, slice end
+    wanted: list[Span] = []
     pos = 0
     for hexid, size in entry.get("chunks") or []:
         if pos >= end:
@@ -109,8 +110,21 @@ def read_range(entry: dict, offset: int, length: int, read_blobs: Callable[[list
         if pos + size > offset:
             wanted.append((bytes.fromhex(hexid), max(0, offset - pos), min(size, end - pos)))
         pos += size
-    blobs = read_blobs([bid for bid, _, _ in wanted]) if wanted else []
+    return wanted
+
+
+def assemble(blobs: list[bytes], wanted: list[Span]) -> bytes:
+    """The bytes :func:`covering_chunks` asked for, from those chunks' bytes."""
     return b"".join(data[a:b] for data, (_, a, b) in zip(blobs, wanted))
+
+
+def read_range(entry: dict, offset: int, length: int, read_blobs: Callable[[list[bytes]], list[bytes]]) -> bytes:
+    """``length`` bytes of a file entry from ``offset`` (fewer at its end),
+    reading only the chunks that cover them, all in one call of
+    ``read_blobs`` (``Store.read_blobs``: neighbours in a pack come in one
+    request, each blob verified)."""
+    wanted = covering_chunks(entry, offset, length)
+    return assemble(read_blobs([bid for bid, _, _ in wanted]) if wanted else [], wanted)
 
 
 def entry_summary(entry: dict) -> dict:

@@ -105,6 +105,8 @@ def test_pandas_and_pyarrow_read_each_version(two_versions, workdir, monkeypatch
         assert len(fs.find("raw@v1/events")) == len(fs.glob("raw@v1/events/day=*/*.parquet")) == 4
         assert fs.du("raw@v1/events") == sum(fs.info(p)["size"] for p in fs.find("raw@v1/events"))
         assert fs.exists("raw@v1/labels.csv") and not fs.exists("raw@v1/nothing")
+        walked = [(top, files) for top, _dirs, files in fs.walk("raw@v1/events") if files]
+        assert len(walked) == 4 and all(files == ["part-0.parquet"] for _, files in walked)
         whole = fs.cat_file("raw@v1/labels.csv")
         assert fs.cat_file("raw@v1/labels.csv", 3, 20) == whole[3:20]
         assert fs.cat_file("raw@v1/labels.csv", -10) == whole[-10:]
@@ -212,11 +214,14 @@ def test_a_transaction_is_one_commit_and_a_failed_one_is_none(daemon_factory, wo
         with fs.open("raw/tables/t.csv", "wb") as f:
             f.write(frame.to_csv(index=False).encode())
         fs.rm("raw/old.csv")
+        (workdir / "blob.bin").write_bytes(b"\0" * 5000)
+        fs.put_file(str(workdir / "blob.bin"), "raw/tables/blob.bin")
         assert not fs.exists("raw/tables/t.csv")           # nothing lands before the end
     log = d.cli("log", "raw", "--json").json()
     assert len(log) == before + 1 and log[0]["message"] == "write the tables"
     assert pd.read_parquet("trunkfs://raw/tables/t.parquet", storage_options={"socket": d.socket}).equals(frame)
     assert pd.read_csv(fs.open("raw/tables/t.csv")).equals(frame)
+    assert fs.cat_file("raw/tables/blob.bin") == b"\0" * 5000
     assert not fs.exists("raw/old.csv")
     with pytest.raises(RuntimeError, match="boom"):
         with fs.transaction:
@@ -259,3 +264,42 @@ def test_dask_dataframe_reads_a_version_across_a_dask_cluster(two_versions, work
             assert len(seen) == 2 and all(found for found in seen.values())   # each worker read itself
     finally:
         cluster.stop()
+
+
+def test_reads_through_the_socket_share_the_daemons_chunk_cache(daemon_factory, workdir):
+    """A mounted daemon serves trunkfs:// reads through the mount's chunk
+    cache: what one reader fetched, the next one (or the mount) finds there."""
+    d = daemon_factory(mount=True, extra=["--cache-local"])
+    d.cli("repo", "create", "raw")
+    data = os.urandom(6 << 20)
+    (workdir / "big.bin").write_bytes(data)
+    d.cli("put", "raw", str(workdir / "big.bin"))
+    fs = make_fs(socket=d.socket)
+
+    def cache() -> dict:
+        return d.cli("stats", "--json").json()["cache"]
+    before = cache()
+    assert fs.cat_file("raw/big.bin") == data
+    first = cache()
+    assert first["misses"] > before["misses"] and first["fetched_bytes"] - before["fetched_bytes"] >= len(data)
+    assert fs.cat_file("raw/big.bin", 1000, 3 << 20) == data[1000:3 << 20]
+    second = cache()
+    assert second["misses"] == first["misses"] and second["hits"] > first["hits"]
+    assert (d.mount / "raw" / "big.bin").read_bytes() == data
+    assert cache()["misses"] == first["misses"]      # the mount found them too
+
+
+def test_a_parquet_footer_is_read_without_the_file_body(daemon_factory, workdir, monkeypatch):
+    d = daemon_factory()
+    d.cli("repo", "create", "raw")
+    import numpy as np
+    rng = np.random.default_rng(1)
+    table = pa.table({f"c{i}": rng.random(120_000) for i in range(8)})
+    pq.write_table(table, str(workdir / "wide.parquet"), row_group_size=10_000, compression="none")
+    size = (workdir / "wide.parquet").stat().st_size
+    d.cli("put", "raw", str(workdir / "wide.parquet"))
+    monkeypatch.setenv("TRUNKFS_CLIENT_DIR", str(workdir / "client"))
+    fs = make_fs(store=d.store_url)
+    meta = pq.read_metadata(fs.open("raw/wide.parquet"))
+    assert meta.num_rows == 120_000 and meta.num_row_groups == 12
+    assert 0 < fs.source.opened.fetched_bytes < size / 3, (fs.source.opened.fetched_bytes, size)

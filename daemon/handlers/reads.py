@@ -105,9 +105,13 @@ async def read(req: Request) -> None:
         entry = await svc.workers.run(history.lookup_file, svc.store, at, parts)  # its error
     if not _readable(req.caller, entry, svc.file_owner):
         raise _refuse(req, at, join_path(parts), "the file is not readable")
-    store = svc.store
-    data = await svc.bulk.run(history.read_range, entry, offset, length,
-                              lambda bids: store.read_blobs(bids, store.io_pool))
+    wanted = history.covering_chunks(entry, offset, length)
+    if svc.cache is not None:      # the mount's chunk cache: one cache for every reader
+        blobs = await svc.cache.get_many([bid for bid, _, _ in wanted])
+    else:
+        store = svc.store
+        blobs = await svc.bulk.run(store.read_blobs, [bid for bid, _, _ in wanted], store.io_pool)
+    data = history.assemble(blobs, wanted)
     conn = req.conn
     await conn.send(protocol.ok_reply({"commit": at.commit, "size": entry.get("size", 0),
                                        "content": history.content_id(entry), "offset": offset,
