@@ -168,8 +168,10 @@ async def test_put_then_read_it_back(peer: Peer) -> None:
     assert [(e["name"], e["type"], e.get("files")) for e in top["entries"]] == [
         ("data", "dir", 2), ("readme.txt", "file", None)]
     sub = await peer.call("ls", repo="raw", path="/data")
-    assert {e["name"]: e for e in sub["entries"]}["a.csv"] == {
-        "name": "a.csv", "type": "file", "mode": 0o600, "mtime": 1_700_000_000_000_000_000, "size": 8}
+    listed = {e["name"]: e for e in sub["entries"]}["a.csv"]
+    assert listed == {"name": "a.csv", "type": "file", "mode": 0o600, "mtime": 1_700_000_000_000_000_000,
+                      "size": 8, "content": listed["content"]}
+    assert len(listed["content"]) == 32
     assert {e["name"]: e for e in sub["entries"]}["link"]["target"] == "a.csv"
     assert (await peer.call("ls", repo="raw", path="data/a.csv", ref=cid[:8]))["entries"][0]["size"] == 8
 

@@ -200,7 +200,9 @@ def test_resolve_lookup_and_listing(store: Store, refs: Refs) -> None:
     assert listing.to_json() == {"commit": cid, "path": "/a", "entries": [
         {"name": "sub", "type": DIR, "mode": 0o755, "mtime": listing.entries[0]["mtime"],
          "size": 3, "files": 1},
-        {"name": "x", "type": FILE, "mode": 0o644, "mtime": 3, "size": 2}]}
+        {"name": "x", "type": FILE, "mode": 0o644, "mtime": 3, "size": 2,
+         "content": history.content_id(history.lookup(store, at, ["a", "x"]))}]}
+    assert len(listing.entries[1]["content"]) == 32        # a file's content id: its chunk list's
     assert history.list_path(store, at, ["l"]).entries == [
         {"name": "l", "type": SYMLINK, "mode": 0o777, "mtime": 5, "target": "a/x"}]
     assert [e["name"] for e in history.list_path(store, at, []).entries] == ["a", "b", "c", "l"]
