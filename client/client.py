@@ -187,11 +187,12 @@ class Client:
         return result
 
     def put_files(self, repo: str, files: Sequence[tuple[str, str]], *, branch: str | None = None,
-                  remove: Sequence[str] = (), message: str = "") -> PutResult:
-        """One commit that removes ``remove`` and writes each local file of
-        ``files`` (``(path in the repo, local path)``) at its path, mode 0644."""
+                  remove: Sequence[str] = (), dirs: Sequence[str] = (), message: str = "") -> PutResult:
+        """One commit that removes ``remove``, makes the directories ``dirs``
+        and writes each local file of ``files`` (``(path in the repo, local
+        path)``) at its path, mode 0644."""
         reply = self._send_files("put", {"repo": repo, "branch": branch, "dest": "/", "message": message,
-                                         "remove": list(remove)}, files, 0o644)
+                                         "remove": list(remove)}, files, 0o644, dirs)
         return PutResult.from_raw(reply)
 
     def stage_files(self, repo: str, files: Sequence[tuple[str, str]], *, branch: str | None = None,
@@ -200,10 +201,14 @@ class Client:
         local path)``), as writes through the mount do; nothing is committed."""
         return dict(self._send_files("stage.put", {"repo": repo, "branch": branch}, files, mode))
 
-    def _send_files(self, op: str, args: dict, files: Sequence[tuple[str, str]], mode: int) -> Any:
-        """A request, then a stream of whole local files at their paths, then its reply."""
+    def _send_files(self, op: str, args: dict, files: Sequence[tuple[str, str]], mode: int,
+                    dirs: Sequence[str] = ()) -> Any:
+        """A request, then a stream of directories and whole local files at
+        their paths, then its reply."""
         self.conn.send_request(op, args)
         try:
+            for path in dirs:
+                self.conn.send({"entry": {"path": path, "type": "dir", "mode": 0o755}})
             for path, local in files:
                 with open(local, "rb") as f:
                     self.conn.send({"entry": {"path": path, "type": "file", "mode": mode,
@@ -220,6 +225,10 @@ class Client:
             self._stream_failed()
             raise
         return self.conn.read_reply()
+
+    def stage_mkdir(self, repo: str, paths: Sequence[str], *, branch: str | None = None) -> dict:
+        """Stage directories (and their parents) on a branch; nothing is committed."""
+        return dict(self.call("stage.mkdir", repo=repo, branch=branch, paths=list(paths)))
 
     def stage_rm(self, repo: str, paths: Sequence[str], *, branch: str | None = None) -> dict:
         """Stage the removal of files on a branch; nothing is committed."""

@@ -205,7 +205,8 @@ class TrunkFileSystem(AbstractFileSystem):
         for changes in self.pending.take():
             try:
                 done[f"{changes.repo}@{changes.branch}"] = self.source.commit_files(
-                    changes.repo, changes.branch, sorted(changes.files.items()), sorted(changes.removed), message)
+                    changes.repo, changes.branch, sorted(changes.files.items()), sorted(changes.removed), message,
+                    sorted(changes.dirs))
             finally:
                 changes.drop()
         self.invalidate_cache()
@@ -231,10 +232,22 @@ class TrunkFileSystem(AbstractFileSystem):
             self.rm_file(p)
 
     def mkdir(self, path: str, create_parents: bool = True, **kwargs: Any) -> None:
-        self._branch_of(path)   # directories come with the files written into them
+        """A directory (with its parents): staged now, or made by the
+        transaction's commit.  Files written into a path make its
+        directories anyway."""
+        loc, branch = self._branch_of(path)
+        if self._intrans and isinstance(self._transaction, TrunkTransaction):
+            self._transaction.made.append((loc.repo, branch, loc.path))
+            return
+        assert isinstance(self.source, DaemonSource)
+        self.source.stage_mkdir(loc.repo, branch, loc.path)
+        self.staged.add((loc.repo, branch))
+        self.invalidate_cache()
 
     def makedirs(self, path: str, exist_ok: bool = False) -> None:
-        self._branch_of(path)
+        if not exist_ok and self.exists(path):
+            raise FileExistsError(errno.EEXIST, f"trunkfs://{strip_protocol(path)}: exists")
+        self.mkdir(path)
 
     def _open(self, path: str, mode: str = "rb", block_size: Any = None, autocommit: bool = True,
               cache_options: Any = None, **kwargs: Any) -> Any:

@@ -103,10 +103,12 @@ class DaemonSource:
         return found.get("commit"), found.get("branch")
 
     def commit_files(self, repo: str, branch: str, files: list[tuple[str, str]], remove: list[str],
-                     message: str) -> str:
-        """One commit on a branch: ``remove`` removed, then ``files`` ((path, local file)) written."""
+                     message: str, dirs: list[str] | None = None) -> str:
+        """One commit on a branch: ``remove`` removed, then ``dirs`` made and
+        ``files`` ((path, local file)) written."""
         try:
-            done = self.client().put_files(repo, files, branch=branch, remove=remove, message=message)
+            done = self.client().put_files(repo, files, branch=branch, remove=remove, dirs=dirs or [],
+                                           message=message)
         except ClientError as exc:
             raise as_os_error(exc, f"{repo}@{branch}") from exc
         return done.commit
@@ -137,6 +139,12 @@ class DaemonSource:
     def stage_file(self, repo: str, branch: str, path: str, local: str) -> None:
         try:
             self.client().stage_files(repo, [(path, local)], branch=branch)
+        except ClientError as exc:
+            raise as_os_error(exc, f"{repo}@{branch}/{path}") from exc
+
+    def stage_mkdir(self, repo: str, branch: str, path: str) -> None:
+        try:
+            self.client().stage_mkdir(repo, [path], branch=branch)
         except ClientError as exc:
             raise as_os_error(exc, f"{repo}@{branch}/{path}") from exc
 

@@ -40,6 +40,7 @@ class BranchChanges:
     branch: str
     files: dict[str, str] = field(default_factory=dict)
     removed: set[str] = field(default_factory=set)
+    dirs: set[str] = field(default_factory=set)
 
     def write(self, path: str, local: str) -> None:
         self.removed.discard(path)
@@ -59,6 +60,7 @@ class BranchChanges:
             _unlink(local)
         self.files.clear()
         self.removed.clear()
+        self.dirs.clear()
 
 
 def _unlink(path: str) -> None:
@@ -81,7 +83,7 @@ class Pending:
 
     def take(self) -> list[BranchChanges]:
         with self._lock:
-            out = [b for b in self.branches.values() if b.files or b.removed]
+            out = [b for b in self.branches.values() if b.files or b.removed or b.dirs]
             self.branches = {}
         return out
 
@@ -139,11 +141,13 @@ class TrunkTransaction(Transaction):
         super().__init__(fs, **kwargs)
         self.message = message
         self.removed: list[tuple[str, str, str]] = []   # (repo, branch, path)
+        self.made: list[tuple[str, str, str]] = []      # directories: (repo, branch, path)
 
     def complete(self, commit: bool = True) -> None:
         files: list[Any] = list(self.files)
         self.files.clear()
         removed, self.removed = self.removed, []
+        made, self.made = self.made, []
         self.fs._intrans = False
         self.fs._transaction = None
         if not commit:
@@ -154,6 +158,8 @@ class TrunkTransaction(Transaction):
             f.commit()
         for repo, branch, path in removed:
             self.fs.pending.of(repo, branch).remove(path)
+        for repo, branch, path in made:
+            self.fs.pending.of(repo, branch).dirs.add(path)
         self.fs.commit_pending(self.message or "trunkfs:// transaction")
 
 

@@ -302,5 +302,6 @@ async def test_ranged_reads_stat_and_staging_by_path_obey_the_same_rules(users: 
     assert head == (await root.call("show", repo="data"))["id"]
     await refused(nobody.call, "stage.put", repo="data")     # before any byte is read
     await refused(nobody.call, "stage.rm", repo="data", paths=["public"])
+    await refused(nobody.call, "stage.mkdir", repo="data", paths=["new"])
     await refused(nobody.call, "put", repo="data", remove=["public"])
     assert (await root.call("status", repo="data"))["changes"] == []

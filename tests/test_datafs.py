@@ -216,12 +216,14 @@ def test_a_transaction_is_one_commit_and_a_failed_one_is_none(daemon_factory, wo
         fs.rm("raw/old.csv")
         (workdir / "blob.bin").write_bytes(b"\0" * 5000)
         fs.put_file(str(workdir / "blob.bin"), "raw/tables/blob.bin")
+        fs.mkdir("raw/empty/inner")
         assert not fs.exists("raw/tables/t.csv")           # nothing lands before the end
     log = d.cli("log", "raw", "--json").json()
     assert len(log) == before + 1 and log[0]["message"] == "write the tables"
     assert pd.read_parquet("trunkfs://raw/tables/t.parquet", storage_options={"socket": d.socket}).equals(frame)
     assert pd.read_csv(fs.open("raw/tables/t.csv")).equals(frame)
     assert fs.cat_file("raw/tables/blob.bin") == b"\0" * 5000
+    assert fs.isdir("raw/empty/inner") and fs.ls("raw/empty/inner") == []
     assert not fs.exists("raw/old.csv")
     with pytest.raises(RuntimeError, match="boom"):
         with fs.transaction:
@@ -234,12 +236,14 @@ def test_a_transaction_is_one_commit_and_a_failed_one_is_none(daemon_factory, wo
     with fs.open("raw/later.txt", "wb") as f:
         f.write(b"later")
     fs.rm("raw/tables/t.csv")
+    fs.makedirs("raw/made", exist_ok=True)
     assert not fs.exists("raw/later.txt")
     status = d.cli("status", "raw", "--json").json()["changes"]
-    assert {(c["status"], c["path"]) for c in status} == {("A", "/later.txt"), ("D", "/tables/t.csv")}
+    assert {(c["status"], c["path"]) for c in status} == {("A", "/later.txt"), ("D", "/tables/t.csv"),
+                                                          ("A", "/made/")}
     done = fs.commit("one more")
     assert list(done) == ["raw@main"] and fs.cat_file("raw/later.txt") == b"later"
-    assert not fs.exists("raw/tables/t.csv")
+    assert not fs.exists("raw/tables/t.csv") and fs.isdir("raw/made")
     assert d.cli("log", "raw", "--json").json()[0]["message"] == "one more"
     assert d.cli("status", "raw", "--json").json()["changes"] == []
 

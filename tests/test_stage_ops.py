@@ -81,4 +81,8 @@ def test_bad_targets_are_refused_and_change_nothing(daemon, workdir, path, why):
             c.stage_rm("raw", ["dir"])
         with pytest.raises(ClientError):
             c.stage_rm("raw", [])
+        with pytest.raises(InvalidArgumentError, match="not a directory"):
+            c.stage_mkdir("raw", ["f.txt/sub"])
+        with pytest.raises(InvalidArgumentError, match="'..'"):
+            c.stage_mkdir("raw", ["../up"])
         assert c.status("raw").changes == []

@@ -179,6 +179,25 @@ async def stage_put(req: Request) -> dict:
     return {"repo": repo, "branch": branch, "staged": staged, "bytes": written}
 
 
+@op("stage.mkdir")
+async def stage_mkdir(req: Request) -> dict:
+    """Stage directories (with their parents) on a branch by path; one that
+    is there already is fine, a file in the way is refused."""
+    svc = req.service
+    repo, branch = await req.branch_args(WRITE)
+    paths = req.arg("paths", list)
+    if not paths or not all(isinstance(p, str) and split_path(p) for p in paths):
+        raise InvalidArgument("stage.mkdir: 'paths' must be a non-empty list of paths below the root")
+    area = svc.staging.area(repo, branch)
+    conn = req.conn
+    async with area.mutation():
+        head_root, listing = await _path_ops(req, area)
+        for p in paths:
+            await pathops.directory(area, head_root, split_path(p), listing, conn.uid, conn.gid, create=True)
+    svc.staging.changed(repo, branch, [split_path(p) for p in paths])
+    return {"repo": repo, "branch": branch, "made": [join_path(split_path(p)) for p in paths]}
+
+
 @op("stage.rm")
 async def stage_rm(req: Request) -> dict:
     """Stage the removal of files (or symlinks) on a branch by path."""
