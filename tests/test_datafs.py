@@ -271,8 +271,8 @@ def test_dask_dataframe_reads_a_version_across_a_dask_cluster(two_versions, work
 
 
 def test_reads_through_the_socket_share_the_daemons_chunk_cache(daemon_factory, workdir):
-    """A mounted daemon serves trunkfs:// reads through the mount's chunk
-    cache: what one reader fetched, the next one (or the mount) finds there."""
+    """A mounted daemon serves trunkfs:// reads and `trunkfs cat` through the
+    mount's chunk cache: what one reader fetched, the next one finds there."""
     d = daemon_factory(mount=True, extra=["--cache-local"])
     d.cli("repo", "create", "raw")
     data = os.urandom(6 << 20)
@@ -291,6 +291,8 @@ def test_reads_through_the_socket_share_the_daemons_chunk_cache(daemon_factory, 
     assert second["misses"] == first["misses"] and second["hits"] > first["hits"]
     assert (d.mount / "raw" / "big.bin").read_bytes() == data
     assert cache()["misses"] == first["misses"]      # the mount found them too
+    assert d.cli("cat", "raw:/big.bin").stdout == data
+    assert cache()["misses"] == first["misses"]      # and so did `trunkfs cat`
 
 
 def test_a_parquet_footer_is_read_without_the_file_body(daemon_factory, workdir, monkeypatch):

@@ -16,6 +16,7 @@ from ...store.names import join_path, split_path
 from ...store.objects import DIR, FILE, SYMLINK
 from .. import protocol
 from ..auth import READ, R_OK, X_OK, Caller, FileOwner, PermissionDenied, may
+from ..service import Service
 from .base import Request, op
 
 GET_BATCH = 256   # entries of a get stream read per worker-thread call
@@ -106,12 +107,7 @@ async def read(req: Request) -> None:
     if not _readable(req.caller, entry, svc.file_owner):
         raise _refuse(req, at, join_path(parts), "the file is not readable")
     wanted = history.covering_chunks(entry, offset, length)
-    if svc.cache is not None:      # the mount's chunk cache: one cache for every reader
-        blobs = await svc.cache.get_many([bid for bid, _, _ in wanted])
-    else:
-        store = svc.store
-        blobs = await svc.bulk.run(store.read_blobs, [bid for bid, _, _ in wanted], store.io_pool)
-    data = history.assemble(blobs, wanted)
+    data = history.assemble(await _chunks(svc, [bid for bid, _, _ in wanted]), wanted)
     conn = req.conn
     await conn.send(protocol.ok_reply({"commit": at.commit, "size": entry.get("size", 0),
                                        "content": history.content_id(entry), "offset": offset,
@@ -120,6 +116,19 @@ async def read(req: Request) -> None:
     for start in range(0, len(data), READ_FRAME):
         await conn.send_data(data[start:start + READ_FRAME])
     await conn.send({"end": True})
+
+
+GET_CHUNKS = 8   # chunks of a file a get reads at once (one coalesced store read, or cache hits)
+
+
+async def _chunks(svc: Service, bids: list[bytes]) -> list[bytes]:
+    """Chunks for the socket's readers: through the mount's chunk cache when
+    the daemon mounts (one cache, single-flight, for every reader), else
+    from the store; either way neighbours in a pack come in one request."""
+    if svc.cache is not None:
+        return await svc.cache.get_many(bids)
+    store = svc.store
+    return await svc.bulk.run(store.read_blobs, bids, store.io_pool)
 
 
 def _next_batch(entries: Iterator[tuple[str, dict]]) -> list[tuple[str, dict]]:
@@ -159,9 +168,10 @@ async def get(req: Request) -> None:
                 head["size"] = e.get("size", 0)
             await conn.send({"entry": head})
             if e["type"] == FILE:
-                chunks = svc.store.iter_file(e)
-                while (data := await svc.bulk.run(next, chunks, None)) is not None:
-                    await conn.send_data(data)
+                chunks = [bytes.fromhex(c[0]) for c in e.get("chunks") or []]
+                for start in range(0, len(chunks), GET_CHUNKS):
+                    for data in await _chunks(svc, chunks[start:start + GET_CHUNKS]):
+                        await conn.send_data(data)
                 await conn.send({"eof": True})
     end: dict = {"end": True}
     if skipped:
