@@ -18,7 +18,7 @@ from tests.harness import TRUNKFS, DaemonProcess  # noqa: E402
 T0 = time.perf_counter()
 MiB = 1 << 20
 __all__ = ["TRUNKFS", "DaemonProcess", "bench_daemon", "peak_rss_mib", "log", "cleanup",
-           "make_random", "unmount", "mounts_under", "BenchError", "run", "timed"]
+           "make_random", "unmount", "mounts_under", "BenchError", "run", "timed", "drop_caches"]
 
 
 def log(msg: str) -> None:
@@ -41,6 +41,13 @@ def unmount(path: Path | str) -> None:
     """Lazily unmount a FUSE mount (ours: made under the bench's temp dir)."""
     subprocess.run(["fusermount3", "-u", "-z", str(path)], check=False,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def drop_caches() -> None:
+    """Write back and drop the kernel's page cache, dentries and inodes (root)."""
+    subprocess.run(["sync"], check=True)
+    with open("/proc/sys/vm/drop_caches", "w") as f:
+        f.write("3\n")
 
 
 def make_random(path: Path, size: int) -> None:

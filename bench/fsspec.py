@@ -36,10 +36,9 @@ import subprocess
 import sys
 import tempfile
 import textwrap
-import time
 from pathlib import Path
 
-from benchlib import DaemonProcess, cleanup, log, peak_rss_mib
+from benchlib import DaemonProcess, cleanup, drop_caches, log, peak_rss_mib
 from fleet import AWS_ENV, start_moto
 
 from tests import s3server
@@ -69,11 +68,6 @@ with (open({path!r}, "rb", buffering=0) if fs is None else fs.open({path!r}, "rb
 assert n == {size}, n
 print(time.perf_counter() - t)
 """
-
-
-def drop_caches() -> None:
-    subprocess.run(["sync"], check=True)
-    Path("/proc/sys/vm/drop_caches").write_text("3\n")
 
 
 def s3fs_python() -> str:

@@ -35,16 +35,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchlib import bench_daemon, cleanup, log, make_random, peak_rss_mib
+from benchlib import bench_daemon, cleanup, drop_caches, log, make_random, peak_rss_mib
 
 MiB = 1 << 20
 GiB = 1 << 30
-
-
-def drop_caches() -> None:
-    subprocess.run(["sync"], check=True)
-    with open("/proc/sys/vm/drop_caches", "w") as f:
-        f.write("3\n")
 
 
 def read_file(path: Path, block: int = 1 * MiB) -> int:

@@ -28,7 +28,7 @@ from collections import OrderedDict
 import trio
 
 from ..store.store import Store
-from .disk import DiskCache, default_cache_limit, remove_cache_files
+from .disk import DiskCache, default_cache_limit, read_through, remove_cache_files
 
 __all__ = ["ChunkCache", "default_cache_limit"]
 
@@ -210,11 +210,11 @@ class ChunkCache:
             if mine:
                 loaded = await trio.to_thread.run_sync(self._fetch_many, mine, self._take_touched(),
                                                        limiter=self._fetch_limiter)
-                for bid, (data, source) in zip(mine, loaded):
-                    flights[bid].data, flights[bid].source = data, source
+                for bid, (data, fetched) in zip(mine, loaded):
+                    flights[bid].data, flights[bid].source = data, "store" if fetched else "disk"
                     self._remember(bid, data)
                     found[bid] = data
-                    if source == "disk":
+                    if not fetched:
                         self._disk_hits += 1
                     else:
                         self._misses += 1
@@ -357,27 +357,11 @@ class ChunkCache:
             disk.add(bid, data)
         return data
 
-    def _fetch_many(self, bids: list[bytes], touched: set[bytes]) -> list[tuple[bytes, str]]:
-        """Chunks from the disk layer where it has them, the rest in one
-        coalesced read of the store (kept on disk); each with where it came from."""
-        disk = self.disk
-        if disk is not None and touched:
-            disk.touch(touched)
-        out: list[tuple[bytes, str] | None] = [None] * len(bids)
-        missing: list[int] = []
-        for i, bid in enumerate(bids):
-            data = disk.read(bid) if disk is not None and bid in disk else None
-            if data is not None:
-                out[i] = (data, "disk")
-            else:
-                missing.append(i)
-        if missing:
-            fetched = self.store.read_blobs([bids[i] for i in missing], self.store.io_pool)
-            for i, data in zip(missing, fetched):
-                if disk is not None:
-                    disk.add(bids[i], data)
-                out[i] = (data, "store")
-        return [item for item in out if item is not None]
+    def _fetch_many(self, bids: list[bytes], touched: set[bytes]) -> list[tuple[bytes, bool]]:
+        """Chunks through the disk layer, each with whether it came from the store."""
+        if self.disk is not None and touched:
+            self.disk.touch(touched)
+        return read_through(self.disk, self.store, bids)
 
     def flush_writes(self) -> None:
         """Wait until every cache file written behind a read is on disk."""

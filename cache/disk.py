@@ -102,6 +102,26 @@ def _remove_quietly(path: str) -> int:
         return 0
 
 
+def read_through(disk: "DiskCache | None", store: Store, bids: list[bytes]) -> list[tuple[bytes, bool]]:
+    """Chunks from the disk layer where it has them, the rest in one
+    coalesced read of the store (``Store.read_blobs``), kept on disk; each
+    with whether it came from the store.  In the order asked."""
+    out: list[tuple[bytes, bool] | None] = [None] * len(bids)
+    missing: list[int] = []
+    for i, bid in enumerate(bids):
+        data = disk.read(bid) if disk is not None and bid in disk else None
+        if data is not None:
+            out[i] = (data, False)
+        else:
+            missing.append(i)
+    if missing:
+        for i, data in zip(missing, store.read_blobs([bids[i] for i in missing], store.io_pool)):
+            if disk is not None:
+                disk.add(bids[i], data)
+            out[i] = (data, True)
+    return [item for item in out if item is not None]
+
+
 class _DiskEntry:
     __slots__ = ("size", "stamp")
 

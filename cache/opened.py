@@ -26,14 +26,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from ..store.backends.factory import open_backend
-from ..store.errors import TrunkError
+from ..store.errors import InvalidArgument, TrunkError
+from ..store.sizes import parse_size
 from ..store.store import Store
-from .disk import DiskCache, default_cache_limit
+from .disk import DiskCache, default_cache_limit, read_through
 
 log = logging.getLogger(__name__)
 
-_UNITS = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
-
+READ_CHUNKS = 8   # chunks of a file read at once (one coalesced store read, or cache hits)
 
 @dataclass
 class StoreOptions:
@@ -63,17 +63,25 @@ class StoreOptions:
 
 
 def parse_cache_size(raw: str | None) -> int | None:
-    """``"2G"``, ``"512MiB"``, ``"4096"`` -> bytes; None when absent or not a size."""
+    """A cache bound from an environment variable (``"2G"``); None when
+    absent or not a size (then the default applies)."""
     if not raw:
         return None
-    text = raw.strip().lower().rstrip("b").rstrip("i")
     try:
-        if text and text[-1] in _UNITS:
-            return int(float(text[:-1]) * _UNITS[text[-1]])
-        return int(text)
-    except ValueError:
+        return parse_size(raw)
+    except InvalidArgument:
         log.warning("%r is not a size; using the default cache size", raw)
         return None
+
+
+def state_dir(env: str, name: str) -> str:
+    """Where a process that is not a daemon keeps its opened stores: ``$env``,
+    else ``$XDG_CACHE_HOME/<name>`` (``~/.cache/<name>``)."""
+    base = os.environ.get(env)
+    if base:
+        return os.path.abspath(base)
+    cache = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
+    return os.path.join(cache, name)
 
 
 class OpenedStore:
@@ -128,51 +136,22 @@ class OpenedStore:
             return slot, fd
         raise TrunkError(f"every slot under {base} is held by another process")
 
-    def read_blob(self, bid: bytes) -> bytes:
-        """A chunk's bytes: from the disk cache, else from the store (then cached)."""
-        cache = self.cache
-        data = cache.read(bid) if cache is not None else None
-        if data is not None:
-            with self._count_lock:
-                self.cache_hits += 1
-            return data
-        data = self.store.read_blob(bid)
-        with self._count_lock:
-            self.fetched_chunks += 1
-            self.fetched_bytes += len(data)
-        if cache is not None:
-            cache.add(bid, data)
-        return data
-
     def read_blobs(self, bids: list[bytes]) -> list[bytes]:
         """Several chunks: those in the disk cache from it, the others from
         the store in as few requests as their places in packs allow."""
-        cache = self.cache
-        found: list[bytes | None] = [cache.read(b) if cache is not None else None for b in bids]
-        missing = [i for i, data in enumerate(found) if data is None]
-        if missing:
-            fetched = self.store.read_blobs([bids[i] for i in missing], self.store.io_pool)
-            for i, data in zip(missing, fetched):
-                found[i] = data
-                if cache is not None:
-                    cache.add(bids[i], data)
+        got = read_through(self.cache, self.store, bids)
+        fetched = [data for data, from_store in got if from_store]
         with self._count_lock:
-            self.cache_hits += len(bids) - len(missing)
-            self.fetched_chunks += len(missing)
-            self.fetched_bytes += sum(len(found[i] or b"") for i in missing)
-        return [data for data in found if data is not None]
+            self.cache_hits += len(got) - len(fetched)
+            self.fetched_chunks += len(fetched)
+            self.fetched_bytes += sum(map(len, fetched))
+        return [data for data, _ in got]
 
     def read_file(self, entry: dict) -> Iterator[bytes]:
-        """A file's bytes, chunk by chunk, through the chunk cache (a few
-        chunks fetched ahead)."""
-        ahead = 4
-        futures = []
-        for i, (hexid, _length) in enumerate(entry.get("chunks", [])):
-            futures.append(self.store.io_pool.submit(self.read_blob, bytes.fromhex(hexid)))
-            if i >= ahead:
-                yield futures.pop(0).result()
-        for fut in futures:
-            yield fut.result()
+        """A file's bytes, READ_CHUNKS chunks at a time, through the chunk cache."""
+        bids = [bytes.fromhex(c[0]) for c in entry.get("chunks", [])]
+        for start in range(0, len(bids), READ_CHUNKS):
+            yield from self.read_blobs(bids[start:start + READ_CHUNKS])
 
     def _close_at_exit(self) -> None:
         try:

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from .history_results import Origin
-from .results import Result, as_dict, as_int, opt_str, str_list
+from .results import Result, as_dict, as_float, as_int, opt_str, str_list
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing is only needed by the type checker
@@ -130,10 +130,6 @@ class JobInfo(Result):
                    restarts=r["restarts"] if isinstance(r.get("restarts"), int) else 0, raw=r)
 
 
-def _num(v: Any) -> float:
-    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else 0.0
-
-
 class DatumStats(Result):
     """What a datum cost: its input, its command, its output, and where it ran."""
     __slots__ = ("worker", "download_s", "download_bytes", "process_s", "upload_s", "upload_bytes")
@@ -153,8 +149,8 @@ class DatumStats(Result):
     def from_raw(cls, r: Any) -> DatumStats | None:
         if not isinstance(r, dict):
             return None
-        return cls(str(r.get("worker") or ""), _num(r.get("download_s")), as_int(r.get("download_bytes")),
-                   _num(r.get("process_s")), _num(r.get("upload_s")), as_int(r.get("upload_bytes")), raw=r)
+        return cls(str(r.get("worker") or ""), as_float(r.get("download_s")), as_int(r.get("download_bytes")),
+                   as_float(r.get("process_s")), as_float(r.get("upload_s")), as_int(r.get("upload_bytes")), raw=r)
 
 
 class ExecutorInfo(Result):

@@ -37,6 +37,10 @@ def as_int(value: Any) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
+def as_float(value: Any) -> float:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else 0.0
+
+
 def opt_str(value: Any) -> str | None:
     return value if isinstance(value, str) else None
 
@@ -112,10 +116,9 @@ class FleetMember(Result):
 
     @classmethod
     def from_raw(cls, r: dict) -> FleetMember:
-        def num(v: Any) -> float:
-            return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else 0.0
         return cls(str(r.get("id", "")), str(r.get("host", "")), as_int(r.get("pid")), str(r.get("version", "")),
-                   num(r.get("seen")), num(r.get("ago")), r.get("up") is True, r.get("self") is True, raw=r)
+                   as_float(r.get("seen")), as_float(r.get("ago")), r.get("up") is True, r.get("self") is True,
+                   raw=r)
 
 
 class Deleted(Result):

@@ -36,6 +36,9 @@ import os
 
 from ..client.connection import default_socket_path
 from ..store.errors import InvalidArgument
+from ..store.sizes import parse_size
+
+__all__ = ["Config", "load_config", "parse_size", "default_state_dir", "default_config_file"]
 
 
 def default_state_dir() -> str:
@@ -201,26 +204,6 @@ class Config:
     @property
     def tmp_dir(self) -> str:
         return os.path.join(self.state, "tmp")
-
-
-_UNITS = {"": 1, "b": 1, "k": 1 << 10, "kb": 1 << 10, "kib": 1 << 10, "m": 1 << 20, "mb": 1 << 20,
-          "mib": 1 << 20, "g": 1 << 30, "gb": 1 << 30, "gib": 1 << 30, "t": 1 << 40, "tb": 1 << 40,
-          "tib": 1 << 40}
-
-
-def parse_size(value: str | int) -> int:
-    """``"10G"``, ``"512MiB"``, ``4096`` -> bytes."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    num = text.rstrip("kmgtib")
-    unit = text[len(num):]
-    try:
-        if unit not in _UNITS:
-            raise ValueError
-        return int(float(num) * _UNITS[unit])
-    except ValueError:
-        raise InvalidArgument(f"not a size: {value!r} (use e.g. 4096, 512M, 10G)") from None
 
 
 def load_config(path: str | None, overrides: dict) -> Config:

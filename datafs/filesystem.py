@@ -110,9 +110,7 @@ class TrunkFileSystem(AbstractFileSystem):
         loc, commit = self._locate(path)
         if loc is None:
             return {"name": "", "size": 0, "type": DIRECTORY}
-        if not loc.path:
-            if loc.repo not in self.source.repos():
-                raise FileNotFoundError(errno.ENOENT, f"trunkfs://{loc.repo}: no such repo")
+        if not loc.path:        # the repo's root (a missing repo failed to resolve)
             return {"name": loc.full(), "size": 0, "type": DIRECTORY, "commit": commit}
         return self._detail(loc, "", self.source.stat(loc.repo, commit, loc.path), commit)
 

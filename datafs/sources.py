@@ -12,7 +12,7 @@ import os
 import threading
 from typing import Protocol
 
-from ..cache.opened import OpenedStore, StoreOptions, parse_cache_size
+from ..cache.opened import OpenedStore, StoreOptions, parse_cache_size, state_dir
 from ..client import Client, ClientError
 from ..store import history
 from ..store.errors import AccessDenied, InvalidArgument, NotFound, TrunkError
@@ -170,14 +170,6 @@ class DaemonSource:
             c.close()
 
 
-def client_dir() -> str:
-    base = os.environ.get("TRUNKFS_CLIENT_DIR")
-    if base:
-        return os.path.abspath(base)
-    cache = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
-    return os.path.join(cache, "trunkfs-client")
-
-
 class StoreSource:
     """Straight from the store, read-only: refs and commits read from it,
     chunks verified by hash, through a chunk cache of its own
@@ -188,7 +180,8 @@ class StoreSource:
 
     def __init__(self, options: StoreOptions) -> None:
         try:
-            self.opened = OpenedStore(options, client_dir(), parse_cache_size(os.environ.get("TRUNKFS_CLIENT_CACHE")))
+            self.opened = OpenedStore(options, state_dir("TRUNKFS_CLIENT_DIR", "trunkfs-client"),
+                                      parse_cache_size(os.environ.get("TRUNKFS_CLIENT_CACHE")))
         except (TrunkError, OSError) as exc:
             raise as_os_error(exc, f"trunkfs store {options.url}") from exc
         self.store = self.opened.store

@@ -87,11 +87,6 @@ class Pending:
             self.branches = {}
         return out
 
-    def listing(self) -> dict[str, list[str]]:
-        with self._lock:
-            return {f"{r}@{b}": sorted(c.files) + [f"-{p}" for p in sorted(c.removed)]
-                    for (r, b), c in self.branches.items() if c.files or c.removed}
-
 
 class TrunkWriteFile(AbstractBufferedFile):
     """A file being written to a branch: its bytes go to a local temporary

@@ -36,10 +36,10 @@ from typing import Any, TypeVar
 import trio
 
 from ..store.errors import TrunkError
-from .datums import Datum, UnsafeOutput
+from .datums import Datum, UnsafeOutput, datum_paths
 from .executorconfig import DASK, ExecutorConfig
 from .executors import DatumOutcome, JobWork, Record
-from .jobs import DatumLog, DatumStats
+from .jobs import DatumLog
 from .remote import PROTOCOL, RUNS_PREFIX, StoreOptions, run_batch
 from .runner import RunResult
 
@@ -315,7 +315,7 @@ class DaskExecutor:
     async def _fail_all(self, datums: list[tuple[int, Datum]], record: Record, message: str) -> None:
         log.warning("%d datums failed on %s: %s", len(datums), self.where, message)
         for index, datum in datums:
-            entry = DatumLog([p for p, _ in datum], 0, RunResult(None, "", "", message), DatumStats(self.name))
+            entry = DatumLog.failed(datum_paths(datum), message, self.name)
             await record(index, datum, DatumOutcome(entry, error=message))
 
     @staticmethod

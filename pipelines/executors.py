@@ -9,15 +9,18 @@ one's :class:`DatumOutcome` back as it ends.  Two exist: ``local``
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from ..store.access import Caller
 from ..store.store import Store
 from .datums import Datum, OutputBudget
-from .jobs import DatumLog, Job
+from .jobs import DatumLog, DatumStats, Job
 from .registry import Pipeline
+from .runner import AttemptDirs
 
 
 @dataclass
@@ -59,3 +62,14 @@ class Executor(Protocol):
     async def aclose(self) -> None: ...
 
 
+
+
+@asynccontextmanager
+async def timed_attempt(stats: DatumStats, attempt: AbstractAsyncContextManager[AttemptDirs]) \
+        -> AsyncIterator[AttemptDirs]:
+    """An attempt's directories, the time taken to prepare them (the copy or
+    the binds of its input) added to the datum's download time."""
+    started = time.perf_counter()
+    async with attempt as dirs:
+        stats.download_s += time.perf_counter() - started
+        yield dirs

@@ -152,6 +152,11 @@ class DatumLog:
     last: RunResult | None = None
     stats: DatumStats | None = None
 
+    @classmethod
+    def failed(cls, paths: list[str], message: str, worker: str) -> "DatumLog":
+        """The log of a datum that failed before its command could run (on ``worker``)."""
+        return cls(list(paths), 0, RunResult(None, "", "", message), DatumStats(worker))
+
     def attempt_started(self, attempt: int) -> None:
         self.attempts = attempt
 

@@ -15,14 +15,14 @@ import os
 import socket
 import tempfile
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from typing import Any, TypeVar
 
 import trio
 
 from .datums import Datum, UnsafeOutput, datum_bytes, datum_paths, store_output_root
-from .executors import DatumOutcome, JobWork, Record
+from .executors import DatumOutcome, JobWork, Record, timed_attempt
 from .inputs import DatumInputs, remove_tree
 from .jobs import DatumLog, DatumStats
 from .runner import AttemptDirs, Command, RunResult, Sandbox, run_datum
@@ -77,7 +77,7 @@ class LocalExecutor:
                    "TRUNKFS_PIPELINE": pipeline.name, "TRUNKFS_INPUT_COMMIT": job.input.commit}
 
             def prepare(attempt: int) -> AbstractAsyncContextManager[AttemptDirs]:
-                return self._timed(stats, self.inputs.attempt(
+                return timed_attempt(stats, self.inputs.attempt(
                     os.path.join(base, f"d{index}-{attempt}"), spec.input_repo, job.input.commit, datum,
                     (command.uid, command.gid) if root else None))
 
@@ -102,14 +102,3 @@ class LocalExecutor:
             stats.upload_bytes = int(out.get("size") or 0)
             await record(index, datum, DatumOutcome(entry, str(out["tree"]), sorted(packs),
                                                     output_bytes=stats.upload_bytes))
-
-    @staticmethod
-    @asynccontextmanager
-    async def _timed(stats: DatumStats, attempt: AbstractAsyncContextManager[AttemptDirs]) \
-            -> AsyncIterator[AttemptDirs]:
-        """An attempt's directories, the time taken to prepare them added to
-        the datum's download time."""
-        started = time.perf_counter()
-        async with attempt as dirs:
-            stats.download_s += time.perf_counter() - started
-            yield dirs

@@ -37,15 +37,15 @@ import socket
 import tempfile
 import threading
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import trio
 
-from ..cache.opened import OpenedStore, StoreOptions, parse_cache_size
+from ..cache.opened import OpenedStore, StoreOptions, parse_cache_size, state_dir
 from ..store.errors import Conflict, TrunkError
 from .datums import Datum, OutputBudget, UnsafeOutput, datum_bytes, datum_paths, ingest_dir
+from .executors import timed_attempt
 from .inputs import DatumInputs, remove_tree
 from .jobs import DatumLog, DatumStats
 from .runner import AttemptDirs, Command, RunResult, Sandbox, run_datum
@@ -65,20 +65,13 @@ def run_key(job: str, batch: str, run: int) -> str:
 # -- the worker's stores ------------------------------------------------------------
 
 
-def worker_dir() -> str:
-    base = os.environ.get("TRUNKFS_WORKER_DIR")
-    if base:
-        return os.path.abspath(base)
-    cache = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
-    return os.path.join(cache, "trunkfs-worker")
-
-
 class WorkerStore(OpenedStore):
     """The store as a worker process opens it (``TRUNKFS_WORKER_DIR``,
     ``TRUNKFS_WORKER_CACHE``)."""
 
     def __init__(self, options: StoreOptions) -> None:
-        super().__init__(options, worker_dir(), parse_cache_size(os.environ.get("TRUNKFS_WORKER_CACHE")))
+        super().__init__(options, state_dir("TRUNKFS_WORKER_DIR", "trunkfs-worker"),
+                         parse_cache_size(os.environ.get("TRUNKFS_WORKER_CACHE")))
 
 
 _stores: dict[str, WorkerStore] = {}
@@ -165,7 +158,7 @@ def run_batch(request: dict) -> dict:
 def _all_failed(datums: list[tuple[int, Datum]], who: str, message: str, run: int = 0) -> dict:
     results = []
     for index, datum in datums:
-        entry = DatumLog(datum_paths(datum), 0, RunResult(None, "", "", message), DatumStats(who))
+        entry = DatumLog.failed(datum_paths(datum), message, who)
         results.append({"index": index, "tree": None, "error": message, "log": entry.to_json(),
                         "output_bytes": 0})
     return {"protocol": PROTOCOL, "worker": who, "run": run, "packs": [], "cancelled": False,
@@ -233,13 +226,9 @@ class _Batch:
         env = {"TRUNKFS_DATUM": "\n".join(entry.paths), "TRUNKFS_JOB": str(req["job"]),
                "TRUNKFS_PIPELINE": str(req["pipeline"]), "TRUNKFS_INPUT_COMMIT": str(req["input_commit"])}
 
-        @asynccontextmanager
-        async def prepare(attempt: int) -> AsyncIterator[AttemptDirs]:
-            started = time.perf_counter()
-            async with inputs.attempt(os.path.join(base, f"d{index}-{attempt}"), str(req["input_repo"]),
-                                      str(req["input_commit"]), datum) as dirs:
-                stats.download_s += time.perf_counter() - started
-                yield dirs
+        def prepare(attempt: int) -> AbstractAsyncContextManager[AttemptDirs]:
+            return timed_attempt(stats, inputs.attempt(os.path.join(base, f"d{index}-{attempt}"),
+                                                       str(req["input_repo"]), str(req["input_commit"]), datum))
 
         started = time.perf_counter()
         try:

@@ -21,10 +21,9 @@ import time
 from pathlib import Path
 from typing import IO
 
+from tests.s3server import AWS_ENV, AWS_UNSET
+
 DASK = os.path.join(os.path.dirname(sys.executable), "dask")
-AWS_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-           "AWS_DEFAULT_REGION": "us-east-1", "AWS_CONFIG_FILE": os.devnull,
-           "AWS_SHARED_CREDENTIALS_FILE": os.devnull}
 
 
 def free_port() -> int:
@@ -49,7 +48,7 @@ class DaskCluster:
         self.env = dict(os.environ, **AWS_ENV, TRUNKFS_WORKER_DIR=str(base / "worker-state"),
                         TRUNKFS_CLIENT_DIR=str(base / "client-state"),
                         PYTHONUNBUFFERED="1")
-        for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"):
+        for name in AWS_UNSET:
             self.env.pop(name, None)
 
     def _spawn(self, args: list[str], log_name: str) -> subprocess.Popen:

@@ -34,14 +34,14 @@ import pytest
 HOST = "127.0.0.1"
 
 #: environment for boto3 in the tests: dummy credentials, no user profile
-_AWS_ENV = {
+AWS_ENV = {
     "AWS_ACCESS_KEY_ID": "testing",
     "AWS_SECRET_ACCESS_KEY": "testing",
     "AWS_DEFAULT_REGION": "us-east-1",
     "AWS_CONFIG_FILE": os.devnull,
     "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
 }
-_AWS_UNSET = ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_ENDPOINT_URL",
+AWS_UNSET = ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_ENDPOINT_URL",
               "AWS_ENDPOINT_URL_S3", "AWS_REGION")
 
 
@@ -129,9 +129,9 @@ def s3_server() -> Iterator[str]:
     """The endpoint URL of a moto S3 server that lives for the test session."""
     with pytest.MonkeyPatch.context() as env, \
             tempfile.NamedTemporaryFile(prefix="moto-", suffix=".log") as log:
-        for name, value in _AWS_ENV.items():
+        for name, value in AWS_ENV.items():
             env.setenv(name, value)
-        for name in _AWS_UNSET:
+        for name in AWS_UNSET:
             env.delenv(name, raising=False)
         levels = {name: logging.getLogger(name).level for name in _CHATTY_LOGGERS}
         for name, level in levels.items():

@@ -6,7 +6,6 @@ exceptions callers expect."""
 
 from __future__ import annotations
 
-import io
 import os
 from pathlib import Path
 

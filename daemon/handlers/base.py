@@ -8,7 +8,7 @@ handlers also read or write entries and data frames on the connection.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,7 +19,8 @@ from ...store.names import check_name
 from ...store.objects import RepoInfo
 from ...store.changes import author_of
 from ..auth import Caller, require
-from ..connection import Connection
+from .. import protocol
+from ..connection import Connection, ProtocolError
 from ..service import Service
 
 log = logging.getLogger(__name__)
@@ -123,3 +124,31 @@ def only_cancelled(group: BaseExceptionGroup) -> bool:
     """Whether every exception in the group is a Cancelled (it must propagate)."""
     return all(isinstance(exc, trio.Cancelled) for exc in _leaves(group))
 
+
+
+# -- the entry streams of put and stage.put (docs/protocol.md) --------------------------
+
+async def next_entry(conn: Connection, op_name: str) -> dict | None:
+    """The next ``{"entry": ...}`` head of an entry stream (with a string
+    ``path``), or None at its ``{"end": true}``; a hang-up or anything else
+    ends the connection."""
+    msg = await conn.read_message()
+    if msg is None:
+        raise ProtocolError(protocol.BAD_REQUEST, f"client hung up before the end of {op_name}", fatal=True)
+    if msg.get("end") is True:
+        return None
+    head = msg.get("entry")
+    if not isinstance(head, dict) or not isinstance(head.get("path"), str):
+        raise ProtocolError(protocol.BAD_REQUEST, "expected an entry, a data frame or end", fatal=True)
+    return head
+
+
+async def file_frames(conn: Connection) -> AsyncIterator[bytes]:
+    """The data frames of one file of an entry stream, up to its ``{"eof": true}``."""
+    while True:
+        frame = await conn.read_message()
+        if frame is None:
+            raise ProtocolError(protocol.BAD_REQUEST, "client hung up in the middle of a file", fatal=True)
+        if frame.get("eof") is True:
+            return
+        yield await conn.read_frame_body(frame)

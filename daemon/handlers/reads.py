@@ -53,6 +53,18 @@ async def _lookup(req: Request, at: history.Resolved, parts: list[str]) -> dict:
     return await svc.workers.run(history.lookup_through, svc.store, at, parts, _search(req, at))
 
 
+async def _readable_entry(req: Request, at: history.Resolved, parts: list[str], file_only: bool) -> dict:
+    """The entry at ``parts`` when the caller may read it (and, with
+    ``file_only``, when it is a file: otherwise the error saying what it is)."""
+    svc = req.service
+    entry = await _lookup(req, at, parts)
+    if file_only and entry["type"] != FILE:
+        entry = await svc.workers.run(history.lookup_file, svc.store, at, parts)  # its error
+    if not _readable(req.caller, entry, svc.file_owner):
+        raise _refuse(req, at, join_path(parts), f"the {entry['type']} is not readable")
+    return entry
+
+
 @op("ls")
 async def ls(req: Request) -> dict:
     """A directory's entries (``r`` and ``x`` on it: the entries' attributes
@@ -101,11 +113,7 @@ async def read(req: Request) -> None:
     offset, length = req.arg("offset", int, 0), req.arg("length", int, READ_MAX)
     if isinstance(offset, bool) or isinstance(length, bool) or offset < 0 or not 0 <= length <= READ_MAX:
         raise InvalidArgument(f"read: offset must be 0 or more and length from 0 to {READ_MAX}")
-    entry = await _lookup(req, at, parts)
-    if entry["type"] != FILE:
-        entry = await svc.workers.run(history.lookup_file, svc.store, at, parts)  # its error
-    if not _readable(req.caller, entry, svc.file_owner):
-        raise _refuse(req, at, join_path(parts), "the file is not readable")
+    entry = await _readable_entry(req, at, parts, file_only=True)
     wanted = history.covering_chunks(entry, offset, length)
     data = history.assemble(await _chunks(svc, [bid for bid, _, _ in wanted]), wanted)
     conn = req.conn
@@ -141,12 +149,8 @@ async def get(req: Request) -> None:
     svc = req.service
     at = await _resolve(req)
     parts = split_path(req.arg("path", str, "/"))
-    entry = await _lookup(req, at, parts)
-    if req.arg("file_only", bool, False) and entry["type"] != FILE:
-        entry = await svc.workers.run(history.lookup_file, svc.store, at, parts)  # its error
+    entry = await _readable_entry(req, at, parts, req.arg("file_only", bool, False))
     caller, owner = req.caller, svc.file_owner
-    if not _readable(caller, entry, owner):
-        raise _refuse(req, at, join_path(parts), f"the {entry['type']} is not readable")
     skipped: list[str] = []
 
     def keep(rel: str, e: dict) -> bool:  # what the caller may not read is left out, and counted

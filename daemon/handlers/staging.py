@@ -20,7 +20,7 @@ from ..auth import READ, WRITE
 from ..connection import ProtocolError
 from ..commits import CommitResult
 from ..service import Service
-from .base import Request, first_error, op
+from .base import Request, file_frames, first_error, next_entry, op
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +118,17 @@ async def _path_ops(req: Request, area: StagingArea) -> tuple[dict | None, patho
     return head_root, listing
 
 
+def _paths_arg(req: Request, op_name: str) -> list[list[str]]:
+    """The request's ``paths``: a non-empty list of paths below the root, split."""
+    paths = req.arg("paths", list)
+    if not paths or not all(isinstance(p, str) for p in paths):
+        raise InvalidArgument(f"{op_name}: 'paths' must be a non-empty list of paths below the root")
+    split = [split_path(p) for p in paths]
+    if not all(split):
+        raise InvalidArgument(f"{op_name}: 'paths' must be a non-empty list of paths below the root")
+    return split
+
+
 @op("stage.put")
 async def stage_put(req: Request) -> dict:
     """Stage files on a branch by path (as writes through the mount do):
@@ -131,14 +142,8 @@ async def stage_put(req: Request) -> dict:
     staged: list[str] = []
     written = 0
     refused: Exception | None = None    # the rest of the stream is read, then this is the reply
-    while True:
-        msg = await conn.read_message()
-        if msg is None:
-            raise ProtocolError(protocol.BAD_REQUEST, "client hung up before the end of stage.put", fatal=True)
-        if msg.get("end") is True:
-            break
-        head = msg.get("entry")
-        if not isinstance(head, dict) or head.get("type") != "file" or not isinstance(head.get("path"), str):
+    while (head := await next_entry(conn, "stage.put")) is not None:
+        if head.get("type") != "file":
             raise ProtocolError(protocol.BAD_REQUEST, "stage.put: expected a file entry or end", fatal=True)
         node = None
         if refused is None:
@@ -153,13 +158,7 @@ async def stage_put(req: Request) -> dict:
             except TrunkError as exc:
                 refused = exc
         offset = 0
-        while True:
-            frame = await conn.read_message()
-            if frame is None:
-                raise ProtocolError(protocol.BAD_REQUEST, "client hung up in the middle of a file", fatal=True)
-            if frame.get("eof") is True:
-                break
-            data = await conn.read_frame_body(frame)
+        async for data in file_frames(conn):     # read to its end even when refused
             if node is not None and refused is None:
                 try:
                     async with area.mutation():
@@ -185,17 +184,15 @@ async def stage_mkdir(req: Request) -> dict:
     is there already is fine, a file in the way is refused."""
     svc = req.service
     repo, branch = await req.branch_args(WRITE)
-    paths = req.arg("paths", list)
-    if not paths or not all(isinstance(p, str) and split_path(p) for p in paths):
-        raise InvalidArgument("stage.mkdir: 'paths' must be a non-empty list of paths below the root")
+    paths = _paths_arg(req, "stage.mkdir")
     area = svc.staging.area(repo, branch)
     conn = req.conn
     async with area.mutation():
         head_root, listing = await _path_ops(req, area)
-        for p in paths:
-            await pathops.directory(area, head_root, split_path(p), listing, conn.uid, conn.gid, create=True)
-    svc.staging.changed(repo, branch, [split_path(p) for p in paths])
-    return {"repo": repo, "branch": branch, "made": [join_path(split_path(p)) for p in paths]}
+        for parts in paths:
+            await pathops.directory(area, head_root, parts, listing, conn.uid, conn.gid, create=True)
+    svc.staging.changed(repo, branch, paths)
+    return {"repo": repo, "branch": branch, "made": [join_path(parts) for parts in paths]}
 
 
 @op("stage.rm")
@@ -203,13 +200,11 @@ async def stage_rm(req: Request) -> dict:
     """Stage the removal of files (or symlinks) on a branch by path."""
     svc = req.service
     repo, branch = await req.branch_args(WRITE)
-    paths = req.arg("paths", list)
-    if not paths or not all(isinstance(p, str) and split_path(p) for p in paths):
-        raise InvalidArgument("stage.rm: 'paths' must be a non-empty list of paths below the root")
+    paths = _paths_arg(req, "stage.rm")
     area = svc.staging.area(repo, branch)
     async with area.mutation():
         head_root, listing = await _path_ops(req, area)
-        for p in paths:
-            await pathops.remove(area, head_root, split_path(p), listing)
-    svc.staging.changed(repo, branch, [split_path(p) for p in paths])
-    return {"repo": repo, "branch": branch, "removed": [join_path(split_path(p)) for p in paths]}
+        for parts in paths:
+            await pathops.remove(area, head_root, parts, listing)
+    svc.staging.changed(repo, branch, paths)
+    return {"repo": repo, "branch": branch, "removed": [join_path(parts) for parts in paths]}

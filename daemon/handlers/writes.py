@@ -12,11 +12,9 @@ from ...store.names import join_path, split_path
 from ...store.objects import DIR, FILE, SYMLINK, unprivileged_mode
 from ...store.treeedit import TreeEditor
 from ...store.writer import WriteSession
-from .. import protocol
 from ...store.changes import CommitMeta, Edit
 from ..auth import WRITE
-from ..connection import ProtocolError
-from .base import Request, first_error, op
+from .base import Request, file_frames, first_error, next_entry, op
 
 
 @op("rm")
@@ -113,15 +111,7 @@ class ReceivedEntries:
                        work: trio.MemorySendChannel[tuple[str, Any, Any]]) -> None:
         conn = self.req.conn
         privileged = conn.uid == 0
-        while True:
-            msg = await conn.read_message()
-            if msg is None:
-                raise ProtocolError(protocol.BAD_REQUEST, "client hung up before the end of put", fatal=True)
-            if msg.get("end") is True:
-                return
-            head = msg.get("entry")
-            if not isinstance(head, dict) or not isinstance(head.get("path"), str):
-                raise ProtocolError(protocol.BAD_REQUEST, "expected an entry, a data frame or end", fatal=True)
+        while (head := await next_entry(conn, "put")) is not None:
             path = join_path(self.dest + split_path(head["path"]))
             kind = head.get("type")
             if kind == DIR:
@@ -137,13 +127,7 @@ class ReceivedEntries:
                     raise InvalidArgument("a file cannot be put at the repo's root path")
                 mode, mtime = _mode(head, 0o644, privileged, False), _mtime(head) or 0   # checked before its bytes come
                 ingest = session.ingest()
-                while True:
-                    frame = await conn.read_message()
-                    if frame is None:
-                        raise ProtocolError(protocol.BAD_REQUEST, "client hung up in the middle of a file", fatal=True)
-                    if frame.get("eof") is True:
-                        break
-                    data = await conn.read_frame_body(frame)
+                async for data in file_frames(conn):
                     self.bytes += len(data)
                     await work.send(("data", ingest, data))
                 await work.send(("finish", ingest, (path, mode, mtime)))
