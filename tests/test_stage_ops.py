@@ -6,6 +6,7 @@ paths, modes and targets are refused without changing anything."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -86,3 +87,27 @@ def test_bad_targets_are_refused_and_change_nothing(daemon, workdir, path, why):
         with pytest.raises(InvalidArgumentError, match="'..'"):
             c.stage_mkdir("raw", ["../up"])
         assert c.status("raw").changes == []
+
+
+def test_names_in_any_bytes_are_staged_by_path_and_shown_as_those_bytes(mounted, workdir):
+    """Paths staged through the socket are PEP 383 strings: Latin-1 bytes, a
+    newline, a backslash and bytes that are not UTF-8 reach the branch view,
+    the commit and a later read as exactly those bytes."""
+    from tests.test_byte_names import NAMES
+    d = mounted
+    d.cli("repo", "create", "raw")
+    with d.client() as c:
+        staged = [(os.fsdecode(b"d\xe9/" + name), _local(workdir, f"n{i}", name)) for i, name in enumerate(NAMES)]
+        c.stage_files("raw", staged)
+        c.stage_mkdir("raw", [os.fsdecode(b"d\xe9/empty-\xff")])
+        shown = set(os.listdir(os.fsencode(d.mount / "raw") + b"/d\xe9"))
+        assert shown == set(NAMES) | {b"empty-\xff"}
+        for name in NAMES:
+            with open(os.fsencode(d.mount / "raw") + b"/d\xe9/" + name, "rb") as f:
+                assert f.read() == name
+        c.stage_rm("raw", [os.fsdecode(b"d\xe9/" + NAMES[0])])
+        c.commit("raw", message="odd names")
+        for name in NAMES[1:]:
+            assert c.cat("raw", os.fsdecode(b"/d\xe9/" + name)) == name
+        with pytest.raises(NotFoundError):
+            c.cat("raw", os.fsdecode(b"/d\xe9/" + NAMES[0]))
