@@ -5,8 +5,9 @@ front of the store.
 * Single-flight: concurrent ``get`` calls for one chunk share one load (one
   store fetch); an error reaches every waiter and is not remembered, so a
   later ``get`` tries again.
-* Prefetch: ``run`` serves queued readahead requests with ``max_fetches``
-  workers; a full queue drops requests (readahead is a hint).
+* Prefetch: ``run`` serves queued readahead batches with ``max_fetches``
+  workers (the daemon's cap on readahead requests in flight), each batch in
+  one coalesced store read; a full queue drops batches (readahead is a hint).
 * Blocking work runs in worker threads behind capacity limiters; a memory
   hit is answered on the event loop without a thread hop.
 * The disk layer exists only when ``limit_bytes`` is above 0.  Without it
@@ -24,19 +25,21 @@ import copy
 import logging
 import os
 from collections import OrderedDict
+from collections.abc import Iterator
 
 import trio
 
 from ..store.store import Store
 from .disk import DiskCache, default_cache_limit, read_through, remove_cache_files
+from .readahead import BATCH_BYTES, INITIAL_WINDOW, MAX_WINDOW, SequentialReadahead
 
 __all__ = ["ChunkCache", "default_cache_limit"]
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MEMORY_BYTES = 32 << 20
+DEFAULT_MEMORY_BYTES = 96 << 20
 TOUCH_FLUSH_PERIOD = 5.0  # how often run() records memory hits on disk
-PREFETCH_QUEUE = 1024  # prefetch requests waiting; more are dropped
+PREFETCH_QUEUE = 256  # readahead batches waiting; more are dropped
 
 
 class _Flight:
@@ -69,15 +72,20 @@ class ChunkCache:
     """
 
     def __init__(self, store: Store, directory: str, limit_bytes: int, *,
-                 memory_bytes: int = DEFAULT_MEMORY_BYTES, max_fetches: int = 8,
+                 memory_bytes: int = DEFAULT_MEMORY_BYTES, max_fetches: int = 4,
+                 readahead_bytes: int = MAX_WINDOW, request_bytes: int = BATCH_BYTES,
                  write_behind: bool = True) -> None:
-        if limit_bytes < 0 or memory_bytes < 0 or max_fetches < 1:
-            raise ValueError("cache limits must be >= 0 and max_fetches >= 1")
+        if limit_bytes < 0 or memory_bytes < 0 or max_fetches < 1 or readahead_bytes < 0 or request_bytes < 1:
+            raise ValueError("cache limits and readahead must be >= 0, max_fetches and request_bytes >= 1")
         self.store = store
         self.directory = os.path.abspath(directory)
         self.limit = int(limit_bytes)
         self.memory_limit = int(memory_bytes)
         self.max_fetches = max_fetches
+        # what is read ahead waits in the memory layer: the window never
+        # outgrows half of it, so that it cannot evict what it fetched
+        self.readahead_bytes = min(readahead_bytes, self.memory_limit // 2)
+        self.request_bytes = request_bytes
         self.disk: DiskCache | None = (
             DiskCache(store, self.directory, self.limit, write_behind=write_behind)
             if self.limit > 0 else None)
@@ -89,8 +97,8 @@ class ChunkCache:
         self._mem_bytes = 0
         self._touched: set[bytes] = set()
         self._inflight: dict[bytes, _Flight] = {}
-        self._queued: set[bytes] = set()
-        self._send, self._recv = trio.open_memory_channel[bytes](PREFETCH_QUEUE)
+        self._prefetch_limiter = trio.CapacityLimiter(max_fetches)
+        self._send, self._recv = trio.open_memory_channel[dict[bytes, _Flight]](PREFETCH_QUEUE)
         self._pending = 0  # prefetch requests queued or running
         self._idle: trio.Event | None = None
         self._running = False
@@ -103,6 +111,8 @@ class ChunkCache:
         self._fetched_bytes = 0
         self._prefetched = 0
         self._prefetch_dropped = 0
+        self._prefetch_batches = 0
+        self._delivered_bytes = 0
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -150,6 +160,12 @@ class ChunkCache:
                 task_status.started()
         finally:
             self._running = False
+            while True:   # batches nobody will load now: their waiters load for themselves
+                try:
+                    self._release(self._recv.receive_nowait())
+                except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
+                    break
+                self._pending -= 1
             touched = self._take_touched()
             if touched and self._opened and self.disk is not None:
                 with trio.CancelScope(shield=True):
@@ -157,6 +173,19 @@ class ChunkCache:
                                                   limiter=self._disk_limiter)
 
     # -- reading -------------------------------------------------------------
+
+    def readahead(self, ids: list[bytes], lengths: list[int]) -> SequentialReadahead | None:
+        """The readahead policy for one open file of these chunks (None when
+        readahead is off, or the file is one chunk): batches by pack."""
+        if self.readahead_bytes < 1 or len(ids) < 2:
+            return None
+        index = self.store.index
+
+        def pack_of(i: int) -> bytes | None:
+            loc = index.blob(ids[i])
+            return loc.pack_id if loc is not None else None
+        return SequentialReadahead(lengths, initial=min(INITIAL_WINDOW, self.readahead_bytes),
+                                   maximum=self.readahead_bytes, batch=self.request_bytes, group=pack_of)
 
     async def get(self, chunk_id: bytes) -> bytes:
         """The plain bytes of a chunk, from memory, local disk or the store.
@@ -184,42 +213,87 @@ class ChunkCache:
         return data
 
     async def get_many(self, chunk_ids: list[bytes]) -> list[bytes]:
-        """Several chunks, in the order asked: memory hits at once, disk hits
-        read, and every other one in one coalesced read of the store
+        """Several chunks, in the order asked: memory hits at once, and every
+        other one through the disk layer or in one coalesced read of the store
         (``Store.read_blobs``: neighbours in a pack in one request), each
         remembered here as :meth:`get` remembers; a chunk another task is
-        loading is waited for (single-flight).  The socket's ``read``."""
+        loading is waited for (single-flight)."""
         if not self._opened or self._closed:
             raise RuntimeError("the chunk cache is not open")
         found: dict[bytes, bytes] = {}
-        mine: list[bytes] = []
+        flights, theirs = self._claim(chunk_ids, found)
+        if flights:
+            found.update(await self._load_batch(flights, self._fetch_limiter))
+        for bid in theirs:
+            found[bid] = await self.get(bid)
+        return [found[bid] for bid in chunk_ids]
+
+    def read_file_from_thread(self, entry: dict, group: int = 8) -> Iterator[bytes]:
+        """A committed file's bytes, chunk by chunk, for a worker thread the
+        trio loop started (pipeline inputs copied out of the store): through
+        this cache, ``group`` chunks at a time, reading ahead as the mount does."""
+        chunks = entry.get("chunks") or []
+        bids = [bytes.fromhex(c[0]) for c in chunks]
+        lengths = [int(c[1]) for c in chunks]
+        ahead = self.readahead(bids, lengths) if len(bids) > group else None
+        offset = 0
+        for start in range(0, len(bids), group):
+            size = sum(lengths[start:start + group])
+            batches = ahead.on_read(offset, size) if ahead is not None else []
+            yield from trio.from_thread.run(self._read_group, bids[start:start + group],
+                                            [[bids[i] for i in b] for b in batches], size)
+            offset += size
+
+    async def _read_group(self, ids: list[bytes], ahead: list[list[bytes]], size: int) -> list[bytes]:
+        for batch in ahead:
+            self.prefetch(batch)
+        self.delivered(size)
+        return await self.get_many(ids)
+
+    def _claim(self, chunk_ids: list[bytes], found: dict[bytes, bytes] | None) -> tuple[dict[bytes, _Flight], list[bytes]]:
+        """Split ``chunk_ids`` into memory hits (put in ``found``; skipped
+        when ``found`` is None), chunks another task loads, and the rest,
+        for which this task now holds a flight."""
+        flights: dict[bytes, _Flight] = {}
         theirs: list[bytes] = []
         for bid in dict.fromkeys(chunk_ids):
             data = self._mem.get(bid)
             if data is not None:
-                self._mem.move_to_end(bid)
-                self._memory_hits += 1
-                found[bid] = data
+                if found is not None:
+                    self._mem.move_to_end(bid)
+                    self._memory_hits += 1
+                    found[bid] = data
             elif bid in self._inflight:
                 theirs.append(bid)
             else:
-                mine.append(bid)
-        flights = {bid: _Flight() for bid in mine}
-        self._inflight.update(flights)
+                flights[bid] = self._inflight[bid] = _Flight()
+        return flights, theirs
+
+    async def _load_batch(self, flights: dict[bytes, _Flight], limiter: trio.CapacityLimiter,
+                          *, ahead: bool = False) -> dict[bytes, bytes]:
+        """Load the chunks of ``flights`` (held by this task) in one go:
+        disk hits, the rest in one coalesced store read; settle every flight.
+        A reader's load counts hits and misses; a readahead's (``ahead``)
+        counts what it prefetched."""
+        bids = list(flights)
+        got: dict[bytes, bytes] = {}
         try:
-            if mine:
-                loaded = await trio.to_thread.run_sync(self._fetch_many, mine, self._take_touched(),
-                                                       limiter=self._fetch_limiter)
-                for bid, (data, fetched) in zip(mine, loaded):
-                    flights[bid].data, flights[bid].source = data, "store" if fetched else "disk"
-                    self._remember(bid, data)
-                    found[bid] = data
-                    if not fetched:
-                        self._disk_hits += 1
-                    else:
-                        self._misses += 1
-                        self._fetches += 1
-                        self._fetched_bytes += len(data)
+            loaded = await trio.to_thread.run_sync(self._fetch_many, bids, self._take_touched(), ahead,
+                                                   limiter=limiter)
+            for bid, (data, fetched) in zip(bids, loaded):
+                flights[bid].data, flights[bid].source = data, "store" if fetched else "disk"
+                self._remember(bid, data)
+                got[bid] = data
+                if fetched:
+                    self._fetches += 1
+                    self._fetched_bytes += len(data)
+                if ahead:
+                    self._prefetched += fetched
+                elif fetched:
+                    self._misses += 1
+                else:
+                    self._disk_hits += 1
+            return got
         except Exception as exc:
             for flight in flights.values():
                 flight.error = exc
@@ -229,9 +303,6 @@ class ChunkCache:
                 if self._inflight.get(bid) is flight:
                     del self._inflight[bid]
                 flight.done.set()
-        for bid in theirs:
-            found[bid] = await self.get(bid)
-        return [found[bid] for bid in chunk_ids]
 
     async def _obtain(self, bid: bytes) -> tuple[bytes, str]:
         """Load ``bid`` once however many tasks ask at the same time."""
@@ -291,25 +362,34 @@ class ChunkCache:
     # -- prefetch ------------------------------------------------------------
 
     def prefetch(self, chunk_ids: list[bytes]) -> None:
-        """Queue chunks to load in the background (by ``run``); never blocks.
+        """Queue chunks to load in the background as one batch (one
+        coalesced store request where they neighbour in a pack); never blocks.
 
-        Chunks already in memory, loading or queued are skipped; when the
-        queue is full the rest is dropped (readahead is a hint).  Call from
-        the trio thread.
+        Chunks in memory or loading are skipped; the others are claimed at
+        once, so a reader that reaches one waits for this batch instead of
+        fetching it again.  When the queue is full the batch is dropped
+        (readahead is a hint).  Call from the trio thread while ``run`` runs.
         """
-        if self._closed:
+        if self._closed or not self._running:
             return
-        for bid in chunk_ids:
-            if bid in self._mem or bid in self._inflight or bid in self._queued:
-                continue
-            try:
-                self._send.send_nowait(bid)
-            except trio.WouldBlock:
-                self._prefetch_dropped += 1
-                log.debug("prefetch queue full; dropped a readahead request")
-                return
-            self._queued.add(bid)
-            self._pending += 1
+        flights, _ = self._claim(chunk_ids, None)
+        if not flights:
+            return
+        try:
+            self._send.send_nowait(flights)
+        except trio.WouldBlock:
+            self._prefetch_dropped += 1
+            log.debug("prefetch queue full; dropped a readahead batch")
+            self._release(flights)
+            return
+        self._pending += 1
+
+    def _release(self, flights: dict[bytes, _Flight]) -> None:
+        """Give up flights without loading: their waiters load for themselves."""
+        for bid, flight in flights.items():
+            if self._inflight.get(bid) is flight:
+                del self._inflight[bid]
+            flight.done.set()
 
     async def wait_idle(self) -> None:
         """Return once every queued prefetch has finished and its cache file
@@ -322,19 +402,24 @@ class ChunkCache:
             await trio.to_thread.run_sync(self.disk.flush_writes)
 
     async def _prefetch_worker(self) -> None:
-        async for bid in self._recv:
-            self._queued.discard(bid)
+        async for flights in self._recv:
             try:
-                if bid not in self._mem and not self._closed:
-                    _, source = await self._obtain(bid)
-                    if source == "store":
-                        self._prefetched += 1
+                if self._closed:
+                    self._release(flights)
+                    continue
+                await self._load_batch(flights, self._prefetch_limiter, ahead=True)
+                self._prefetch_batches += 1
             except Exception as exc:  # the reader's own get() reports it
-                log.debug("readahead of chunk %s failed: %s", bid.hex(), exc)
+                log.debug("readahead of %d chunks failed: %s", len(flights), exc)
             finally:
+                self._release(flights)   # no-op when loaded; cancelled: waiters load themselves
                 self._pending -= 1
                 if self._pending == 0 and self._idle is not None:
                     self._idle.set()
+
+    def delivered(self, nbytes: int) -> None:
+        """Count bytes handed to a reader (against the bytes fetched)."""
+        self._delivered_bytes += nbytes
 
     async def _touch_loop(self, disk: DiskCache) -> None:
         while True:
@@ -357,11 +442,11 @@ class ChunkCache:
             disk.add(bid, data)
         return data
 
-    def _fetch_many(self, bids: list[bytes], touched: set[bytes]) -> list[tuple[bytes, bool]]:
+    def _fetch_many(self, bids: list[bytes], touched: set[bytes], ahead: bool) -> list[tuple[bytes, bool]]:
         """Chunks through the disk layer, each with whether it came from the store."""
         if self.disk is not None and touched:
             self.disk.touch(touched)
-        return read_through(self.disk, self.store, bids)
+        return read_through(self.disk, self.store, bids, ahead=ahead)
 
     def flush_writes(self) -> None:
         """Wait until every cache file written behind a read is on disk."""
@@ -389,6 +474,8 @@ class ChunkCache:
             "prefetched": self._prefetched,
             "prefetch_dropped": self._prefetch_dropped,
             "prefetch_pending": self._pending,
+            "prefetch_batches": self._prefetch_batches,
+            "delivered_bytes": self._delivered_bytes,
             "evictions": disk["evictions"],
             "write_errors": disk["write_errors"],
             "write_skipped": disk["write_skipped"],

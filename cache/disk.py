@@ -31,7 +31,6 @@ import errno
 import logging
 import os
 import re
-import tempfile
 import threading
 import time
 from collections import OrderedDict
@@ -102,10 +101,12 @@ def _remove_quietly(path: str) -> int:
         return 0
 
 
-def read_through(disk: "DiskCache | None", store: Store, bids: list[bytes]) -> list[tuple[bytes, bool]]:
+def read_through(disk: "DiskCache | None", store: Store, bids: list[bytes], *,
+                 ahead: bool = False) -> list[tuple[bytes, bool]]:
     """Chunks from the disk layer where it has them, the rest in one
-    coalesced read of the store (``Store.read_blobs``), kept on disk; each
-    with whether it came from the store.  In the order asked."""
+    coalesced read of the store (``Store.read_blobs``), kept on disk (for
+    readahead, ``ahead``, waiting for room in the write-behind backlog);
+    each with whether it came from the store.  In the order asked."""
     out: list[tuple[bytes, bool] | None] = [None] * len(bids)
     missing: list[int] = []
     for i, bid in enumerate(bids):
@@ -117,7 +118,7 @@ def read_through(disk: "DiskCache | None", store: Store, bids: list[bytes]) -> l
     if missing:
         for i, data in zip(missing, store.read_blobs([bids[i] for i in missing], store.io_pool)):
             if disk is not None:
-                disk.add(bids[i], data)
+                disk.add(bids[i], data, wait=ahead)
             out[i] = (data, True)
     return [item for item in out if item is not None]
 
@@ -157,7 +158,7 @@ class DiskCache:
         self._writer = (ThreadPoolExecutor(1, thread_name_prefix="trunkfs-cache-write")
                         if write_behind else None)
         self._writes: set[Future] = set()
-        self._wb_lock = threading.Lock()
+        self._wb_lock = threading.Condition()
         self._backlog = 0
         self._write_skipped = 0
 
@@ -275,12 +276,20 @@ class DiskCache:
             self._forget_locked(bid, unlink=True)
         return None
 
-    def add(self, bid: bytes, data: bytes) -> None:
-        """Keep a verified chunk: behind the caller (write-behind), or now."""
+    def add(self, bid: bytes, data: bytes, *, wait: bool = False) -> None:
+        """Keep a verified chunk: behind the caller (write-behind), or now.
+
+        When the backlog is full, a reader's chunk is not cached (the reader
+        does not wait on the disk); with ``wait`` (readahead, which nobody
+        waits on yet) the caller waits for room instead, so that what is
+        read ahead is kept and the backlog stays bounded."""
         if self._writer is None:
             self._try_install(bid, data)
             return
         with self._wb_lock:
+            while wait and self._backlog and self._backlog + len(data) > WRITE_BEHIND_BYTES \
+                    and not self._closed:
+                self._wb_lock.wait(1.0)
             if self._backlog + len(data) > WRITE_BEHIND_BYTES or self._closed:
                 self._write_skipped += 1
                 return
@@ -292,6 +301,7 @@ class DiskCache:
             with self._wb_lock:
                 self._writes.discard(f)
                 self._backlog -= len(data)
+                self._wb_lock.notify_all()
         fut.add_done_callback(done)
 
     def flush_writes(self) -> None:
@@ -324,7 +334,10 @@ class DiskCache:
             log.info("chunk cache %s is writable again", self.directory)
 
     def _install(self, bid: bytes, data: bytes) -> None:
-        fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, dir=self.directory)
+        # a name of this chunk and thread (cheaper than mkstemp's random
+        # tries): two threads installing one chunk never share a temp file
+        tmp = os.path.join(self.directory, f"{TMP_PREFIX}{bid.hex()}-{threading.get_ident()}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
         try:
             try:
                 view = memoryview(data)

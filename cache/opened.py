@@ -23,6 +23,7 @@ import os
 import shutil
 import threading
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 from ..store.backends.factory import open_backend
@@ -109,7 +110,10 @@ class OpenedStore:
         self.fetched_chunks = 0      # chunks read from the store (not the cache)
         self.fetched_bytes = 0
         self.cache_hits = 0
+        self.shared_chunks = 0       # chunks another thread was loading (waited for, not fetched)
         self._count_lock = threading.Lock()
+        self._inflight: dict[bytes, Future] = {}
+        self._ahead = ThreadPoolExecutor(2, thread_name_prefix="trunkfs-readahead")
         self.cache: DiskCache | None = None
         limit = 0 if options.is_local else (
             cache_limit if cache_limit is not None else default_cache_limit(os.path.join(self.slot, "cache")))
@@ -138,20 +142,61 @@ class OpenedStore:
 
     def read_blobs(self, bids: list[bytes]) -> list[bytes]:
         """Several chunks: those in the disk cache from it, the others from
-        the store in as few requests as their places in packs allow."""
-        got = read_through(self.cache, self.store, bids)
+        the store in as few requests as their places in packs allow.  A
+        chunk another thread of this process is loading is waited for, not
+        fetched again (single-flight, as in the daemon's chunk cache)."""
+        mine: dict[bytes, Future] = {}
+        theirs: dict[bytes, Future] = {}
+        with self._count_lock:
+            for bid in dict.fromkeys(bids):
+                flight = self._inflight.get(bid)
+                if flight is None:
+                    mine[bid] = self._inflight[bid] = Future()
+                else:
+                    theirs[bid] = flight
+        found: dict[bytes, bytes] = {}
+        try:
+            got = read_through(self.cache, self.store, list(mine)) if mine else []
+        except BaseException as exc:
+            for flight in mine.values():
+                flight.set_exception(exc)
+            raise
+        finally:
+            with self._count_lock:
+                for bid, flight in mine.items():
+                    if self._inflight.get(bid) is flight:
+                        del self._inflight[bid]
+        for (bid, flight), (data, _) in zip(mine.items(), got):
+            flight.set_result(data)
+            found[bid] = data
         fetched = [data for data, from_store in got if from_store]
         with self._count_lock:
             self.cache_hits += len(got) - len(fetched)
             self.fetched_chunks += len(fetched)
             self.fetched_bytes += sum(map(len, fetched))
-        return [data for data, _ in got]
+            self.shared_chunks += len(theirs)
+        for bid, flight in theirs.items():
+            found[bid] = flight.result()
+        return [found[bid] for bid in bids]
 
     def read_file(self, entry: dict) -> Iterator[bytes]:
-        """A file's bytes, READ_CHUNKS chunks at a time, through the chunk cache."""
+        """A file's bytes, READ_CHUNKS chunks at a time, through the chunk
+        cache; the next chunks load while the caller takes these."""
         bids = [bytes.fromhex(c[0]) for c in entry.get("chunks", [])]
-        for start in range(0, len(bids), READ_CHUNKS):
-            yield from self.read_blobs(bids[start:start + READ_CHUNKS])
+        groups = [bids[start:start + READ_CHUNKS] for start in range(0, len(bids), READ_CHUNKS)]
+        if len(groups) < 2:
+            for group in groups:
+                yield from self.read_blobs(group)
+            return
+        pending = self._ahead.submit(self.read_blobs, groups[0])
+        try:
+            for nxt in groups[1:]:
+                current = pending.result()
+                pending = self._ahead.submit(self.read_blobs, nxt)
+                yield from current
+            yield from pending.result()
+        finally:
+            pending.cancel()
 
     def _close_at_exit(self) -> None:
         try:
@@ -164,6 +209,7 @@ class OpenedStore:
             return
         self._closed = True
         atexit.unregister(self._close_at_exit)
+        self._ahead.shutdown(wait=True, cancel_futures=True)
         if self.cache is not None:
             self.cache.close()
         self.store.close()

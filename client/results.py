@@ -408,28 +408,38 @@ class FsckReport(Result):
 
 
 class CacheStats(Result):
-    __slots__ = ("size", "limit", "entries", "hits", "misses", "fetched_bytes")
+    __slots__ = ("size", "limit", "entries", "hits", "misses", "fetched_bytes", "delivered_bytes",
+                 "prefetched", "memory_bytes", "memory_limit")
     size: int
     limit: int
     entries: int
     hits: int
     misses: int
-    fetched_bytes: int
+    fetched_bytes: int      # chunk bytes read from the store
+    delivered_bytes: int    # bytes handed to readers (the mount, get, cat, read, job inputs)
+    prefetched: int         # chunks read ahead of a sequential reader
+    memory_bytes: int
+    memory_limit: int
 
     def __init__(self, size: int, limit: int, entries: int, hits: int, misses: int,
-                 fetched_bytes: int, *, raw: Any = None) -> None:
+                 fetched_bytes: int, delivered_bytes: int = 0, prefetched: int = 0,
+                 memory_bytes: int = 0, memory_limit: int = 0, *, raw: Any = None) -> None:
         self.size, self.limit, self.entries = size, limit, entries
         self.hits, self.misses, self.fetched_bytes, self.raw = hits, misses, fetched_bytes, raw
+        self.delivered_bytes, self.prefetched = delivered_bytes, prefetched
+        self.memory_bytes, self.memory_limit = memory_bytes, memory_limit
 
     @classmethod
     def from_raw(cls, r: dict) -> CacheStats:
         return cls(as_int(r.get("size")), as_int(r.get("limit")), as_int(r.get("entries")),
-                   as_int(r.get("hits")), as_int(r.get("misses")), as_int(r.get("fetched_bytes")), raw=r)
+                   as_int(r.get("hits")), as_int(r.get("misses")), as_int(r.get("fetched_bytes")),
+                   as_int(r.get("delivered_bytes")), as_int(r.get("prefetched")),
+                   as_int(r.get("memory_bytes")), as_int(r.get("memory_limit")), raw=r)
 
 
 class StatsInfo(Result):
     __slots__ = ("store", "logical_bytes", "unique_bytes", "stored_bytes", "dedup_ratio", "chunks",
-                 "trees", "packs", "commits", "cache")
+                 "trees", "packs", "commits", "cache", "requests")
     store: str
     logical_bytes: int   # bytes of every commit, counted in full
     unique_bytes: int    # bytes of the distinct chunks
@@ -440,13 +450,15 @@ class StatsInfo(Result):
     packs: int
     commits: int
     cache: CacheStats | None
+    requests: dict   # the store's requests since the daemon started: {op: {requests, bytes_in, ...}}
 
     def __init__(self, store: str, logical_bytes: int, unique_bytes: int, stored_bytes: int,
                  dedup_ratio: float, chunks: int, trees: int, packs: int, commits: int,
-                 cache: CacheStats | None = None, *, raw: Any = None) -> None:
+                 cache: CacheStats | None = None, requests: dict | None = None, *, raw: Any = None) -> None:
         self.store, self.logical_bytes, self.unique_bytes = store, logical_bytes, unique_bytes
         self.stored_bytes, self.dedup_ratio, self.chunks = stored_bytes, dedup_ratio, chunks
         self.trees, self.packs, self.commits, self.cache, self.raw = trees, packs, commits, cache, raw
+        self.requests = requests or {}
 
     @classmethod
     def from_raw(cls, r: dict) -> StatsInfo:
@@ -456,4 +468,4 @@ class StatsInfo(Result):
                    as_int(r.get("stored_bytes")), float(ratio) if isinstance(ratio, (int, float)) else 0.0,
                    as_int(r.get("chunks")), as_int(r.get("trees")), as_int(r.get("packs")),
                    as_int(r.get("commits")), CacheStats.from_raw(cache) if isinstance(cache, dict) else None,
-                   raw=r)
+                   r.get("requests") if isinstance(r.get("requests"), dict) else None, raw=r)

@@ -440,6 +440,8 @@ def cmd_daemon(args: argparse.Namespace) -> int:
         "socket_group": args.socket_group, "compression_level": args.compression_level,
         "log_level": args.log_level, "allow_other": args.allow_other,
         "cache_size": args.cache_size, "cache_local": args.cache_local,
+        "cache_memory": args.cache_memory, "readahead": args.readahead,
+        "read_requests": args.read_requests, "read_request_size": args.read_request_size,
         "uid": args.uid, "gid": args.gid, "run_jobs": args.run_jobs, "executor": args.executor})
     return run_daemon(config)
 

@@ -63,7 +63,7 @@ class Config:
 
     # the settings, by their names in the config file (and on the command line)
     SETTINGS = ("state", "store", "socket", "socket_group", "mount", "allow_other", "cache_size",
-                "cache_local", "uid", "gid", "s3_endpoint", "s3_region", "compression_level",
+                "cache_local", "cache_memory", "readahead", "read_requests", "read_request_size", "uid", "gid", "s3_endpoint", "s3_region", "compression_level",
                 "pack_size_mib", "threads", "bulk_threads", "log_level", "max_connections_per_uid", "idle_timeout",
                 "job_output_limit", "job_log_limit", "job_keep_days", "job_keep_count",
                 "staging_quota", "head_poll_interval", "run_jobs", "job_lease_seconds", "executors",
@@ -72,7 +72,9 @@ class Config:
     def __init__(self, state: str | None = None, store: str = "", socket: str | None = None,
                  socket_group: str | None = None, mount: str | None = None,
                  allow_other: bool = False, cache_size: str | int | None = None,
-                 cache_local: bool = False, uid: int | None = None, gid: int | None = None,
+                 cache_local: bool = False, cache_memory: str | int = "96M",
+                 readahead: str | int = "48M", read_requests: int = 4,
+                 read_request_size: str | int = "40M", uid: int | None = None, gid: int | None = None,
                  s3_endpoint: str | None = None, s3_region: str | None = None,
                  compression_level: int = 1, pack_size_mib: int = 32, threads: int = 8,
                  bulk_threads: int = 4,
@@ -91,6 +93,10 @@ class Config:
         self.allow_other = allow_other
         self.cache_size = cache_size              # bytes or "10G"; default 10% of free disk, at most 10 GiB
         self.cache_local = cache_local            # keep a disk cache even when the store is a local directory
+        self.cache_memory = cache_memory          # the chunk cache's memory layer (bytes or "96M")
+        self.readahead = readahead                # most bytes read ahead of one sequential reader; 0: off
+        self.read_requests = read_requests        # readahead requests in flight at once, per daemon
+        self.read_request_size = read_request_size  # most bytes one read request asks for: a pack and its spill
         self.uid = uid                            # owner shown for files; default: the daemon's user
         self.gid = gid
         self.s3_endpoint = s3_endpoint
@@ -166,6 +172,15 @@ class Config:
             self.mount = os.path.abspath(os.path.expanduser(self.mount))
         if self.cache_size not in (None, ""):
             parse_size(self.cache_size)
+        if not 0 <= parse_size(self.cache_memory) <= 64 << 30:
+            raise InvalidArgument("cache_memory must be a size from 0 to 64G, e.g. 96M")
+        if not 0 <= parse_size(self.readahead) <= 16 << 30:
+            raise InvalidArgument("readahead must be a size from 0 (off) to 16G, e.g. 48M")
+        if not 64 << 10 <= parse_size(self.read_request_size) <= 1 << 30:
+            raise InvalidArgument("read_request_size must be a size from 64K to 1G, e.g. 40M")
+        if isinstance(self.read_requests, bool) or not isinstance(self.read_requests, int) \
+                or not 1 <= self.read_requests <= 256:
+            raise InvalidArgument("read_requests must be an integer between 1 and 256")
 
     def executor_configs(self) -> dict:
         """The executors pipelines may name: ``local`` and the Dask clusters

@@ -199,8 +199,17 @@ def stats_text(s: StatsInfo) -> str:
         f"chunks:        {s.chunks}  trees: {s.trees}  packs: {s.packs}  commits: {s.commits}"]
     if s.cache is not None:
         c = s.cache
-        lines.append(f"cache:         {human(c.size)} of {human(c.limit)} in {c.entries} chunks; "
-                     f"{c.hits} hits, {c.misses} misses, {human(c.fetched_bytes)} fetched")
+        lines.append(f"cache:         {human(c.size)} of {human(c.limit)} on disk in {c.entries} chunks, "
+                     f"{human(c.memory_bytes)} of {human(c.memory_limit)} in memory; "
+                     f"{c.hits} hits, {c.misses} misses, {c.prefetched} read ahead")
+        waste = f" ({c.fetched_bytes / c.delivered_bytes:.2f}x)" if c.delivered_bytes else ""
+        lines.append(f"reads:         {human(c.fetched_bytes)} fetched from the store for "
+                     f"{human(c.delivered_bytes)} delivered to readers{waste}")
+    for op, r in sorted(s.requests.items()):
+        if isinstance(r, dict):
+            moved = r.get("bytes_in", 0) or r.get("bytes_out", 0)
+            lines.append(f"store {op + ':':<8} {r.get('requests', 0)} requests, {human(int(moved))}, "
+                         f"{r.get('errors', 0)} errors, {r.get('seconds', 0)} s")
     return "\n".join(lines)
 
 

@@ -20,6 +20,7 @@ from ..store.backends.factory import open_backend
 from ..store.errors import TrunkError
 from ..store.store import Store
 from .config import Config
+from .malloc import pin_mmap_threshold
 from .server import ControlServer
 from .service import Service
 from .wiring import build_operations, build_service
@@ -70,6 +71,8 @@ async def _serve(config: Config, service: Service, mountpoint: str | None) -> No
                            idle_timeout=float(config.idle_timeout))
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async with trio.open_nursery() as nursery:
+            if service.cache is not None:
+                await nursery.start(service.cache.run)
             await nursery.start(server.serve)
             await nursery.start(service.jobs.run)
             await nursery.start(service.staging.run)
@@ -78,7 +81,6 @@ async def _serve(config: Config, service: Service, mountpoint: str | None) -> No
             if service.headwatch is not None:
                 await nursery.start(service.headwatch.run)
             if mountpoint is not None and service.cache is not None:
-                await nursery.start(service.cache.run)
                 ops = build_operations(config, service)
 
                 async def mount_then_stop(task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -127,6 +129,7 @@ def setup_logging(level_name: str) -> None:
 def run_daemon(config: Config) -> int:
     setup_logging(config.log_level)
     _raise_fd_limit()
+    pin_mmap_threshold()
     try:
         lock_fd = _lock_state(config.state)
     except (TrunkError, OSError) as exc:

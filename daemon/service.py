@@ -38,7 +38,7 @@ class Service:
     pipelines: PipelineRegistry
     staging: StagingManager
     jobs: "JobScheduler"
-    cache: "ChunkCache | None" = None   # the mount's chunk cache, when the daemon mounts
+    cache: "ChunkCache | None" = None   # the chunk cache of every reader: mount, get/cat/read, job inputs
     stop_requested: trio.Event = field(default_factory=trio.Event)
     # whose committed entries without an owner are (as the mount shows them): the
     # daemon's --uid/--gid, by default its own user

@@ -29,6 +29,7 @@ from ..staging.quota import StagingQuota
 from ..store.errors import NotFound
 from ..store.fleet import Beacon, check_shareable, daemon_id
 from ..store.refs import Refs
+from ..store.sizes import parse_size
 from ..store.store import Store
 from .auth import FileOwner
 from .beacon import BeaconTask
@@ -67,6 +68,8 @@ async def build_service(config: Config, store: Store, mountpoint: str | None) ->
     executors = build_executors(config)
     quota = StagingQuota(config.staging_quota_bytes())
     staging = await trio.to_thread.run_sync(StagingManager, config.state, head_tree, quota)
+    # one chunk cache for every reader of this daemon: the mount, get/cat/read, job inputs
+    cache = await trio.to_thread.run_sync(open_cache, config, store)
     jobs = JobScheduler(store, registry, commits, events.publish, workers.run, mountpoint=mountpoint,
                         daemon_id=ident, run_jobs=config.run_jobs,
                         lease_seconds=config.job_lease_seconds,
@@ -74,12 +77,9 @@ async def build_service(config: Config, store: Store, mountpoint: str | None) ->
                         sandbox=Sandbox(config.job_log_limit_bytes(),
                                         await trio.to_thread.run_sync(DatumCgroups.setup)),
                         retention=JobRetention(config.job_keep_days, config.job_keep_count),
-                        executors=executors)
+                        executors=executors, read_file=cache.read_file_from_thread)
     commits.add_trigger(jobs)
     await trio.to_thread.run_sync(jobs.load)
-    cache = None
-    if mountpoint is not None:
-        cache = await trio.to_thread.run_sync(open_cache, config, store)
     # entries without an owner (from put) belong to whom the mount shows them as
     owner = FileOwner(os.getuid() if config.uid is None else config.uid,
                       os.getgid() if config.gid is None else config.gid)
@@ -114,7 +114,10 @@ def open_cache(config: Config, store: Store) -> ChunkCache:
         # disk cache would only copy the store.  The memory layer stays.
         log.info("chunk cache: memory only (the store is local; --cache-local keeps a disk cache)")
         limit = 0
-    cache = ChunkCache(store, config.cache_dir, limit)
+    store.coalesce_span = max(parse_size(config.read_request_size), 1 << 20)
+    cache = ChunkCache(store, config.cache_dir, limit, memory_bytes=parse_size(config.cache_memory),
+                       max_fetches=config.read_requests, readahead_bytes=parse_size(config.readahead),
+                       request_bytes=parse_size(config.read_request_size))
     cache.open()
     return cache
 

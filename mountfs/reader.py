@@ -11,7 +11,6 @@ import itertools
 from collections.abc import Sequence
 
 from ..cache.chunkcache import ChunkCache
-from ..cache.readahead import SequentialReadahead
 
 
 class ChunkReader:
@@ -22,8 +21,9 @@ class ChunkReader:
         self.cache = cache
         self.size = size
         self.ids = [bytes.fromhex(c[0]) for c in chunks]
-        self.starts = [0, *itertools.accumulate(c[1] for c in chunks)][:-1] if chunks else []
-        self.readahead = SequentialReadahead(chunks)
+        lengths = [int(c[1]) for c in chunks]
+        self.starts = [0, *itertools.accumulate(lengths)][:-1] if chunks else []
+        self.readahead = cache.readahead(self.ids, lengths)
 
     @classmethod
     def of_entry(cls, cache: ChunkCache, entry: dict) -> "ChunkReader":
@@ -34,19 +34,21 @@ class ChunkReader:
         if off >= self.size or size <= 0:
             return b""
         end = min(off + size, self.size)
-        wanted = self.readahead.on_read(off, end - off)
-        if wanted:
-            self.cache.prefetch([self.ids[i] for i in wanted])
-        i = bisect.bisect_right(self.starts, off) - 1
-        data = await self.cache.get(self.ids[i])
-        start = self.starts[i]
-        if end - start <= len(data):  # within one chunk: no copy (pyfuse3 takes any buffer)
+        cache = self.cache
+        if self.readahead is not None:
+            for batch in self.readahead.on_read(off, end - off):
+                cache.prefetch([self.ids[i] for i in batch])
+        first = bisect.bisect_right(self.starts, off) - 1
+        last = bisect.bisect_right(self.starts, end - 1) - 1
+        cache.delivered(end - off)
+        start = self.starts[first]
+        if first == last:  # within one chunk: no copy (pyfuse3 takes any buffer)
+            data = await cache.get(self.ids[first])
             return memoryview(data)[off - start:end - start]
-        parts = [memoryview(data)[off - start:]]
-        pos = start + len(data)
-        while pos < end:
-            i += 1
-            data = await self.cache.get(self.ids[i])
+        datas = await cache.get_many(self.ids[first:last + 1])   # one request where they neighbour
+        parts = [memoryview(datas[0])[off - start:]]
+        pos = start + len(datas[0])
+        for data in datas[1:]:
             parts.append(memoryview(data)[:end - pos])
             pos += len(data)
         return b"".join(parts)

@@ -63,7 +63,7 @@ from ..store.errors import NotFound, TrunkError
 from ..store.store import Store
 from .datums import Datum, MergeConflict, OutputBudget, cut_datums, datum_hash, store_merged
 from .executors import DatumOutcome, Executor, JobWork
-from .inputs import JOB_DIR_PREFIX, DatumInputs, Run, clear_stale_binds, remove_tree
+from .inputs import JOB_DIR_PREFIX, DatumInputs, ReadFile, Run, clear_stale_binds, remove_tree
 from .local import LocalExecutor
 from .jobs import CANCELLED, FAILED, RUNNING, SUCCEEDED, DatumCounts, DatumLog, Job, JobInput, \
     JobRetention, JobStore, JobTable, new_job_id
@@ -176,7 +176,10 @@ class JobScheduler:
                  daemon_id: str = "", output_limit: int = 0, threads: int = PIPELINE_THREADS,
                  sandbox: Sandbox | None = None, retention: JobRetention | None = None,
                  run_jobs: bool = True, lease_seconds: float = LEASE_SECONDS,
-                 executors: Mapping[str, Executor] | None = None) -> None:
+                 executors: Mapping[str, Executor] | None = None,
+                 read_file: ReadFile | None = None) -> None:
+        """``read_file`` reads the bytes of input files copied out of the
+        store (the daemon's chunk cache; default: straight from the store)."""
         # the start of the daemon's id (store/fleet.py) is in the name of every job
         # directory, so that at start a daemon detaches the datum binds it
         # left, never those of another daemon on the machine
@@ -198,7 +201,7 @@ class JobScheduler:
         self.sandbox = sandbox or Sandbox()  # log limit and cgroups of datum processes
         self.records = JobStore(store.backend, retention)
         self.jobs = JobTable()
-        self.inputs = DatumInputs(store, self.work, mountpoint)
+        self.inputs = DatumInputs(store, self.work, mountpoint, read_file)
         # where datums run: this daemon's subprocesses, and the Dask clusters its admin listed
         self.executors: dict[str, Executor] = {
             LOCAL: LocalExecutor(self.inputs, self.sandbox, self.work, self.work_prefix, daemon_id)}

@@ -41,7 +41,7 @@ CONDEMNED_REFRESH = 60.0   # writers read the condemned packs at least this ofte
 CONDEMNED_CHECK = 5.0      # and at most this long before a commit names its packs
 SESSION_LIMIT = 86400.0    # a write session older than the collector's default grace may not commit
 COALESCE_GAP = 256 * 1024       # blobs of one pack this close are read in one request (read_blobs)
-COALESCE_SPAN = 16 * 1024 * 1024   # a coalesced read covers at most this many bytes
+COALESCE_SPAN = 32 * 1024 * 1024   # a coalesced read covers at most this many bytes (a pack, by default)
 
 
 class SessionExpired(Conflict):
@@ -76,6 +76,7 @@ class Store:
         workers = threads or max(2, os.cpu_count() or 2)
         self.cpu_pool = ThreadPoolExecutor(workers, thread_name_prefix="trunkfs-cpu")
         self.io_pool = ThreadPoolExecutor(2 * workers, thread_name_prefix="trunkfs-io")
+        self.coalesce_span = COALESCE_SPAN   # the most bytes one coalesced read (read_blobs) asks for
         self._tree_cache: OrderedDict[bytes, tuple[list[dict], int]] = OrderedDict()
         self._tree_cache_bytes = 0
         self._tree_lock = threading.Lock()
@@ -274,7 +275,7 @@ class Store:
     def read_blobs(self, blob_ids: list[bytes], pool: Executor | None = None) -> list[bytes]:
         """The bytes of several blobs, verified, in the order asked.  Blobs
         that lie close together in one pack (gaps of at most COALESCE_GAP,
-        runs of at most COALESCE_SPAN) come in one ranged read: one request
+        runs of at most ``coalesce_span``) come in one ranged read: one request
         instead of one per chunk on S3.  With ``pool`` the runs are read at
         once.  A blob the index does not place, or a run whose pack is gone,
         is read alone (:meth:`read_blob` knows how to find it again)."""
@@ -293,7 +294,7 @@ class Store:
             run = runs[-1] if runs else None
             if run is not None and run[0][0] == item[0]:
                 start, end = run[0][1], run[-1][1] + run[-1][3].stored_len
-                if item[1] - end <= COALESCE_GAP and item[1] + item[3].stored_len - start <= COALESCE_SPAN:
+                if item[1] - end <= COALESCE_GAP and item[1] + item[3].stored_len - start <= self.coalesce_span:
                     run.append(item)
                     continue
             runs.append([item])

@@ -25,7 +25,7 @@ from trunkfs.store.backends.base import Backend
 from trunkfs.store.backends.factory import open_backend
 from trunkfs.store.backends.local import LocalBackend
 from trunkfs.store.backends.s3 import S3Backend
-from trunkfs.store.backends.wrappers import LoggingBackend, RetryingBackend, TransientBackendError
+from trunkfs.store.backends.wrappers import LoggingBackend, MeteredBackend, RetryingBackend, TransientBackendError
 from trunkfs.store.errors import AccessDenied, BackendError, Conflict, InvalidArgument, ObjectMissing
 
 MiB = 1024 * 1024
@@ -607,6 +607,32 @@ def test_logging_backend_logs_each_call(caplog: pytest.LogCaptureFixture) -> Non
     assert any("get 'missing'" in m and "ObjectMissing" in m for m in lines)
 
 
+def test_metered_backend_counts_each_request_by_op_and_area() -> None:
+    """A retry is one more request (the meter is innermost); a missing
+    object is an answer, not an error; a failure is counted as an error."""
+    inner = MemoryBackend()
+    metered = MeteredBackend(inner)
+    backend = retrying(metered, [])
+    backend.put("packs/ab/p1", b"0123456789")
+    inner.fail_before["get"] = [TransientBackendError("slow down")]
+    assert backend.get("packs/ab/p1", 2, 4) == b"2345"
+    with pytest.raises(ObjectMissing):
+        backend.get("packs/ab/gone")
+    assert backend.get_versioned("refs/r/main") is None
+    assert sorted(backend.list("packs/")) == ["packs/ab/p1"]
+    inner.fail_before["delete"] = [BackendError("denied")]
+    with pytest.raises(BackendError):
+        backend.delete("packs/ab/p1")
+    counts = metered.counts()
+    assert counts["get"]["requests"] == 4 and counts["get"]["bytes_in"] == 4
+    assert counts["get"]["errors"] == 1   # the transient failure, retried
+    assert counts["get"]["areas"]["packs"] == {**counts["get"]["areas"]["packs"], "requests": 3, "bytes_in": 4}
+    assert counts["get"]["areas"]["refs"]["requests"] == 1
+    assert counts["put"]["requests"] == 1 and counts["put"]["bytes_out"] == 10
+    assert counts["list"]["requests"] == 1 and counts["delete"]["errors"] == 1
+    assert backend.counts() == counts   # reachable through the decorators above it
+
+
 # -- the factory -----------------------------------------------------------------
 
 def test_open_backend_local_forms(tmp_path: Path) -> None:
@@ -615,7 +641,8 @@ def test_open_backend_local_forms(tmp_path: Path) -> None:
              f"file://{tmp_path}/with%20space": tmp_path / "with space"}
     for url, path in forms.items():
         b = open_backend(url)
-        assert isinstance(b, LoggingBackend) and isinstance(b.inner, LocalBackend)
+        assert isinstance(b, LoggingBackend) and isinstance(b.inner, MeteredBackend)
+        assert isinstance(b.inner.inner, LocalBackend)
         assert b.url == f"file://{path}"
         b.put("k", url.encode())
         assert (path / "k").read_bytes() == url.encode()
@@ -633,7 +660,7 @@ def test_open_backend_s3_wraps_retries(s3_bucket: tuple[str, str]) -> None:
     endpoint, bucket = s3_bucket
     b = open_backend(f"s3://{bucket}/{PREFIX}/", s3_endpoint=endpoint, s3_region="us-east-1")
     assert isinstance(b, LoggingBackend) and isinstance(b.inner, RetryingBackend)
-    assert isinstance(b.inner.inner, S3Backend)
+    assert isinstance(b.inner.inner, MeteredBackend) and isinstance(b.inner.inner.inner, S3Backend)
     assert b.url == f"s3://{bucket}/{PREFIX}"
     assert b.staging_dir() is None
     assert b.describe()["bucket"] == bucket

@@ -18,7 +18,9 @@ import trio
 
 from trunkfs.cache.chunkcache import ChunkCache, default_cache_limit
 from trunkfs.cache.readahead import SequentialReadahead
+from trunkfs.store.backends.factory import open_backend
 from trunkfs.store.backends.local import LocalBackend
+from trunkfs.store.backends.wrappers import MeteredBackend
 from trunkfs.store.errors import IntegrityError, ObjectMissing
 from trunkfs.store.packs import pack_key
 from trunkfs.store.store import Store
@@ -36,6 +38,7 @@ class CountingStore(Store):
         self.delay = 0.0
         self.active = 0
         self.peak = 0
+        self.calls = 0   # read_blobs calls: one per coalesced batch
         self._count_lock = threading.Lock()
 
     def read_blob(self, bid: bytes) -> bytes:
@@ -51,6 +54,21 @@ class CountingStore(Store):
             with self._count_lock:
                 self.active -= 1
 
+    def read_blobs(self, blob_ids: list[bytes], pool=None) -> list[bytes]:
+        with self._count_lock:
+            self.calls += 1
+            for bid in blob_ids:
+                self.reads[bid] += 1
+            self.active += 1
+            self.peak = max(self.peak, self.active)
+        try:
+            if self.delay:
+                time.sleep(self.delay)
+            return super().read_blobs(blob_ids, pool)
+        finally:
+            with self._count_lock:
+                self.active -= 1
+
     @property
     def total_reads(self) -> int:
         return sum(self.reads.values())
@@ -58,7 +76,7 @@ class CountingStore(Store):
 
 @pytest.fixture
 def store(workdir: Path):
-    s = CountingStore(LocalBackend(str(workdir / "store")), str(workdir / "index"),
+    s = CountingStore(MeteredBackend(LocalBackend(str(workdir / "store"))), str(workdir / "index"),
                       str(workdir / "tmp")).open()
     yield s
     s.close()
@@ -375,8 +393,9 @@ async def test_prefetch_loads_in_the_background_with_bounded_concurrency(store, 
     cache = make_cache(max_fetches=4)
     async with trio.open_nursery() as nursery:
         await nursery.start(cache.run)
-        cache.prefetch([bid for bid, _ in pieces])
-        cache.prefetch([pieces[0][0]])  # already queued: not asked twice
+        for bid, _ in pieces:   # twelve batches of one chunk
+            cache.prefetch([bid])
+        cache.prefetch([pieces[0][0]])  # already loading: not asked twice
         with trio.fail_after(10):
             await cache.wait_idle()
         assert store.total_reads == 12 and set(store.reads.values()) == {1}
@@ -391,21 +410,59 @@ async def test_prefetch_loads_in_the_background_with_bounded_concurrency(store, 
         nursery.cancel_scope.cancel()
 
 
+async def test_a_prefetched_batch_is_one_coalesced_read_and_readers_wait_for_it(store, make_cache):
+    """A batch of chunks that neighbour in a pack is one request to the
+    backend; a reader that asks for one of them meanwhile waits for that
+    request instead of making its own."""
+    pieces = put_chunks(store, [64 * KIB] * 8, seed=9)
+    store.delay = 0.1
+    cache = make_cache()
+    before = store.backend.counts().get("get", {"areas": {}})["areas"].get("packs", {}).get("requests", 0)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(cache.run)
+        cache.prefetch([bid for bid, _ in pieces])
+        got = await cache.get_many([pieces[5][0], pieces[2][0]])
+        assert got == [pieces[5][1], pieces[2][1]]
+        assert await cache.get(pieces[7][0]) == pieces[7][1]
+        await cache.wait_idle()
+        nursery.cancel_scope.cancel()
+    assert store.calls == 1 and set(store.reads.values()) == {1}
+    assert store.backend.counts()["get"]["areas"]["packs"]["requests"] - before == 1
+    st = cache.stats()
+    assert st["prefetch_batches"] == 1 and st["prefetched"] == 8 and st["fetched_bytes"] == 8 * 64 * KIB
+
+
+async def test_prefetch_after_run_stops_asks_nothing_and_leaves_no_waiter_behind(store, make_cache):
+    pieces = put_chunks(store, [16 * KIB] * 3, seed=10)
+    cache = make_cache()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(cache.run)
+        nursery.cancel_scope.cancel()
+    cache.prefetch([bid for bid, _ in pieces])   # not running: a no-op
+    with trio.fail_after(5):
+        assert await cache.get(pieces[1][0]) == pieces[1][1]
+    assert store.total_reads == 1
+
+
 async def test_a_sequential_read_with_readahead_overlaps_fetches(store, make_cache):
     pieces = put_chunks(store, [40 * KIB] * 16, seed=3)
     data = b"".join(d for _, d in pieces)
-    chunks = [[bid.hex(), len(d)] for bid, d in pieces]
     ids = [bid for bid, _ in pieces]
     starts = [i * 40 * KIB for i in range(16)]
     store.delay = 0.02
-    cache = make_cache()
-    ra = SequentialReadahead(chunks)
+    # a small window in batches of two chunks: several requests in flight
+    cache = make_cache(readahead_bytes=160 * KIB, request_bytes=80 * KIB)
+    ra = cache.readahead(ids, [40 * KIB] * 16)
+    assert ra is not None
     out = bytearray()
+    batches = []
     async with trio.open_nursery() as nursery:
         await nursery.start(cache.run)
         for off in range(0, len(data), 16 * KIB):  # what the FUSE layer does per read
             size = min(16 * KIB, len(data) - off)
-            cache.prefetch([ids[i] for i in ra.on_read(off, size)])
+            for batch in ra.on_read(off, size):
+                batches.append(batch)
+                cache.prefetch([ids[i] for i in batch])
             i = off // (40 * KIB)
             chunk = await cache.get(ids[i])
             piece = chunk[off - starts[i]:off - starts[i] + size]
@@ -415,49 +472,79 @@ async def test_a_sequential_read_with_readahead_overlaps_fetches(store, make_cac
         nursery.cancel_scope.cancel()
     assert bytes(out) == data
     assert set(store.reads.values()) == {1} and len(store.reads) == 16
+    assert all(len(b) <= 2 for b in batches) and sum(map(len, batches)) == 15
     assert store.peak > 1
-    assert cache.stats()["prefetched"] >= 10
+    assert cache.stats()["prefetched"] == 15
 
 
 def test_readahead_window_grows_on_sequential_reads():
-    ra = SequentialReadahead([["00" * 32, 100]] * 20)
-    assert ra.on_read(0, 50) == [1, 2]
+    ra = SequentialReadahead([100] * 40, initial=200, maximum=800, batch=300, trigger=300)
+    assert ra.on_read(0, 50) == [[1, 2, 3]]  # a first batch, filled to the batch size
     assert ra.on_read(50, 50) == []  # same chunk, already asked for
-    assert ra.on_read(100, 50) == [3, 4, 5]  # window 4
-    assert ra.on_read(150, 50) == []
-    assert ra.on_read(200, 100) == [6, 7, 8, 9, 10]  # window 8
-    assert ra.on_read(300, 100) == [11]  # stays at 8 chunks ahead
-    assert ra.window == 8
-    assert ra.on_read(1500, 10) == []  # random access
-    assert ra.window == 2
-    assert ra.on_read(1510, 10) == [16, 17]  # sequential again, from a small window
-    assert ra.on_read(1520, 180) == [18, 19]  # never past the last chunk
-    assert ra.on_read(1700, 300) == []
-    assert ra.on_read(2000, 10) == []  # at EOF
+    assert ra.on_read(100, 100) == [[4, 5, 6]]  # window 400
+    assert ra.on_read(200, 100) == [[7, 8, 9], [10, 11, 12]]  # window 800: two batches in flight
+    assert ra.window == 800
+    assert ra.on_read(3000, 10) == []  # a seek: the window resets
+    assert ra.window == 200
+    assert ra.on_read(3010, 10) == []  # not from the start: streams only after 300 bytes
+    assert ra.on_read(3020, 100) == []
+    assert ra.on_read(3120, 100) == []
+    assert ra.on_read(3220, 100) == [[34, 35, 36]]
+    assert ra.on_read(3320, 100) == [[37, 38, 39]]  # never past the last chunk
+    assert ra.on_read(3420, 580) == []
+    assert ra.on_read(4000, 10) == []  # at EOF
+
+
+def test_readahead_batches_end_where_the_pack_ends():
+    ra = SequentialReadahead([100] * 10, initial=100, maximum=1000, batch=10_000, group=lambda i: i // 3)
+    assert ra.on_read(0, 100) == [[1, 2]]  # up to the end of the first pack
+    assert ra.on_read(100, 100) == [[3, 4, 5]]  # the next pack whole
+    assert ra.on_read(200, 100) == [[6, 7, 8]]
+    assert ra.on_read(300, 100) == [[9]]
+
+
+def test_readahead_asks_for_each_pack_once_when_its_chunks_interleave():
+    """A put appends chunks to packs in the order its threads finish, so at
+    a pack boundary a few chunks of each pack sit among the other's: each
+    pack is still one batch."""
+    packs = ["B" if i == 8 else "A" if i < 10 or i == 11 else "B" for i in range(20)]
+    ra = SequentialReadahead([100] * 20, initial=1000, maximum=4000, batch=1000, group=packs.__getitem__)
+    batches = ra.on_read(0, 100)
+    assert batches == [[1, 2, 3, 4, 5, 6, 7, 9, 11], [8, 10, 12, 13, 14, 15, 16, 17, 18, 19]]
+    assert [packs[i] for i in batches[0]] == ["A"] * 9
+    assert ra.on_read(100, 1900) == []   # everything is asked for
 
 
 def test_readahead_ignores_random_access_and_empty_files():
-    ra = SequentialReadahead([["00" * 32, 1000]] * 10)
-    assert ra.on_read(5000, 100) == []  # a first read not at 0
-    assert ra.on_read(300, 100) == []
-    assert ra.on_read(7000, 100) == []
+    ra = SequentialReadahead([1000] * 100, initial=2000, maximum=8000, batch=2000, trigger=4000)
+    rng = random.Random(4)
+    prev = -100_000
+    for _ in range(50):   # reads of 2.5 chunks, none next to the one before, each split into three
+        off = rng.randrange(0, 97_000)
+        while abs(off - prev) < 10_000:
+            off = rng.randrange(0, 97_000)
+        prev = off
+        for part, size in ((0, 1000), (1000, 1000), (2000, 500)):
+            assert ra.on_read(off + part, size) == []
     assert ra.on_read(0, 0) == []
     assert SequentialReadahead([]).on_read(0, 4096) == []
-    # a read that spans several chunks asks for the later ones it spans too
-    assert SequentialReadahead([["00" * 32, 1000]] * 10).on_read(0, 2500) == [1, 2, 3, 4]
+    # a read that spans several chunks leaves them to the reader
+    assert SequentialReadahead([1000] * 10, initial=1000, batch=1000).on_read(0, 2500) == [[3]]
 
 
 def test_readahead_never_asks_twice_in_a_sequential_pass():
     rng = random.Random(5)
     lengths = [rng.randint(1, 5000) for _ in range(200)]
-    ra = SequentialReadahead([["00" * 32, n] for n in lengths])
+    ra = SequentialReadahead(lengths, initial=4000, maximum=40_000, batch=12_000)
     asked: list[int] = []
     off, total = 0, sum(lengths)
     while off < total:
         size = rng.randint(1, 20000)
-        asked += ra.on_read(off, size)
+        for batch in ra.on_read(off, size):
+            assert batch == list(range(batch[0], batch[-1] + 1))
+            asked += batch
         off += size
-    assert asked == list(range(1, 200))
+    assert asked == sorted(set(asked)) and len(asked) > 150
 
 
 # -- a full cache disk ------------------------------------------------------------
@@ -564,3 +651,84 @@ async def test_without_a_disk_layer_an_earlier_disk_cache_is_removed(store, make
     second.open()
     second.close()
     assert cached_ids(d) == set() and (d / "notes.txt").read_text() == "not the cache's"
+
+
+# -- a store opened by a process without a daemon ----------------------------------
+
+class SlowBackend(MeteredBackend):
+    """The store's own backend, metered, with a network's latency on reads,
+    so that readers in several threads really overlap."""
+
+    delay = 0.2
+
+    def get(self, key: str, offset: int = 0, length: int | None = None) -> bytes:
+        time.sleep(self.delay)
+        return super().get(key, offset, length)
+
+
+def test_threads_of_one_process_share_each_chunk_load(workdir):
+    """OpenedStore (a Dask worker, trunkfs:// without a daemon): threads that
+    want the same chunks at once wait for one load, and a file read
+    sequentially loads its next chunks while the caller takes these."""
+    from trunkfs.cache.opened import OpenedStore, StoreOptions
+    writer = Store(open_backend(f"file://{workdir / 'store'}"), str(workdir / "windex"),
+                   str(workdir / "wtmp")).open()
+    try:
+        session = writer.session()
+        data = random.Random(12).randbytes(12 << 20)
+        chunks, _ = session.put_bytes(data)
+        session.flush()
+    finally:
+        writer.close()
+    opened = OpenedStore(StoreOptions(f"file://{workdir / 'store'}"), str(workdir / "client"))
+    try:
+        bids = [bytes.fromhex(c[0]) for c in chunks]
+        opened.store.sync_index()   # what a reader learns from the commits it reads
+        assert all(opened.store.index.blob(b) is not None for b in bids)
+        slow = SlowBackend(opened.store.backend)
+        opened.store.backend = slow
+        results: list[bytes] = []
+        threads = [threading.Thread(target=lambda: results.append(b"".join(opened.read_blobs(bids))))
+                   for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        assert results == [data] * 4
+        assert slow.counts()["get"]["areas"]["packs"]["requests"] == 1   # one coalesced load for all four
+        assert opened.shared_chunks == 3 * len(bids) and opened.fetched_bytes == len(data)
+        t0 = time.monotonic()
+        assert b"".join(opened.read_file({"chunks": chunks})) == data   # from the store again (no disk layer)
+        took = time.monotonic() - t0
+        groups = -(-len(bids) // 8)
+        assert slow.counts()["get"]["areas"]["packs"]["requests"] == 1 + groups
+        assert took < (groups + 0.5) * SlowBackend.delay or groups < 2
+    finally:
+        opened.close()
+
+
+def test_the_read_settings_have_defaults_and_are_checked(store, workdir):
+    from trunkfs.daemon.config import Config, load_config
+    from trunkfs.daemon.wiring import open_cache
+    from trunkfs.store.errors import InvalidArgument
+    cache = open_cache(Config(state=str(workdir / "s")), store)
+    try:
+        assert (cache.memory_limit, cache.readahead_bytes, cache.request_bytes, cache.max_fetches) == \
+            (96 << 20, 48 << 20, 40 << 20, 4)
+        assert store.coalesce_span == 40 << 20
+    finally:
+        cache.close()
+    path = workdir / "config.toml"
+    path.write_text('cache_memory = "32M"\nreadahead = "64M"\nread_requests = 16\nread_request_size = "8M"\n')
+    cache = open_cache(load_config(str(path), {"state": str(workdir / "s")}), store)
+    try:   # the window never outgrows half of the memory layer
+        assert (cache.memory_limit, cache.readahead_bytes, cache.request_bytes, cache.max_fetches) == \
+            (32 << 20, 16 << 20, 8 << 20, 16)
+        assert store.coalesce_span == 8 << 20
+    finally:
+        cache.close()
+    for bad in ('cache_memory = "lots"', 'readahead = "-1"', "read_requests = 0", "read_requests = true",
+                'read_request_size = "1K"', 'read_request_size = "2G"'):
+        path.write_text(bad + "\n")
+        with pytest.raises(InvalidArgument):
+            load_config(str(path), {"state": str(workdir / "s")})

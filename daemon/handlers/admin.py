@@ -36,6 +36,9 @@ async def stats(req: Request) -> dict:
     out = await req.service.workers.run(req.service.store.stats)
     if req.service.cache is not None:
         out["cache"] = req.service.cache.stats()
+    counts = getattr(req.service.store.backend, "counts", None)   # MeteredBackend, under the decorators
+    if counts is not None:
+        out["requests"] = counts()
     out["gc"] = await req.service.workers.run(_last_gc, req.service.store.backend)
     return out
 

@@ -16,6 +16,7 @@ from ...store.names import join_path, split_path
 from ...store.objects import DIR, FILE, SYMLINK
 from .. import protocol
 from ..auth import READ, R_OK, X_OK, Caller, FileOwner, PermissionDenied, may
+from ..connection import Connection
 from ..service import Service
 from .base import Request, op
 
@@ -116,6 +117,8 @@ async def read(req: Request) -> None:
     entry = await _readable_entry(req, at, parts, file_only=True)
     wanted = history.covering_chunks(entry, offset, length)
     data = history.assemble(await _chunks(svc, [bid for bid, _, _ in wanted]), wanted)
+    if svc.cache is not None:
+        svc.cache.delivered(len(data))
     conn = req.conn
     await conn.send(protocol.ok_reply({"commit": at.commit, "size": entry.get("size", 0),
                                        "content": history.content_id(entry), "offset": offset,
@@ -137,6 +140,28 @@ async def _chunks(svc: Service, bids: list[bytes]) -> list[bytes]:
         return await svc.cache.get_many(bids)
     store = svc.store
     return await svc.bulk.run(store.read_blobs, bids, store.io_pool)
+
+
+async def _send_file(svc: Service, conn: Connection, chunks: list) -> None:
+    """Stream a file's bytes, GET_CHUNKS chunks at a time, reading ahead of
+    the sender as the mount reads ahead of a sequential reader (same window,
+    same pack-sized requests): the next chunks load while these are sent."""
+    bids = [bytes.fromhex(c[0]) for c in chunks]
+    lengths = [int(c[1]) for c in chunks]
+    cache = svc.cache
+    ahead = cache.readahead(bids, lengths) if cache is not None and len(bids) > GET_CHUNKS else None
+    offset = 0
+    for start in range(0, len(bids), GET_CHUNKS):
+        group = bids[start:start + GET_CHUNKS]
+        size = sum(lengths[start:start + GET_CHUNKS])
+        if ahead is not None and cache is not None:
+            for batch in ahead.on_read(offset, size):
+                cache.prefetch([bids[i] for i in batch])
+        for data in await _chunks(svc, group):
+            await conn.send_data(data)
+        if cache is not None:
+            cache.delivered(size)
+        offset += size
 
 
 def _next_batch(entries: Iterator[tuple[str, dict]]) -> list[tuple[str, dict]]:
@@ -172,10 +197,7 @@ async def get(req: Request) -> None:
                 head["size"] = e.get("size", 0)
             await conn.send({"entry": head})
             if e["type"] == FILE:
-                chunks = [bytes.fromhex(c[0]) for c in e.get("chunks") or []]
-                for start in range(0, len(chunks), GET_CHUNKS):
-                    for data in await _chunks(svc, chunks[start:start + GET_CHUNKS]):
-                        await conn.send_data(data)
+                await _send_file(svc, conn, e.get("chunks") or [])
                 await conn.send({"eof": True})
     end: dict = {"end": True}
     if skipped:

@@ -1,4 +1,4 @@
-"""Decorators around any :class:`Backend`: retries and call logging.
+"""Decorators around any :class:`Backend`: retries, call logging and counts.
 
 They live outside the backends so that every backend gets the same retry
 policy and the same log lines, and so that a backend's own code states only
@@ -15,11 +15,12 @@ import contextlib
 import logging
 import os
 import random
+import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
-from ..errors import BackendError, Conflict
+from ..errors import BackendError, Conflict, ObjectMissing
 from .base import Backend
 
 log = logging.getLogger(__name__)
@@ -275,6 +276,98 @@ class LoggingBackend(_Forwarding):
     def put_if(self, key: str, data: bytes, expected: str | None) -> str:
         return self._call("put_if", key, lambda: self.inner.put_if(key, data, expected),
                           sent=len(data))
+
+    def delete_if(self, key: str, expected: str) -> None:
+        self._call("delete_if", key, lambda: self.inner.delete_if(key, expected))
+
+
+class MeteredBackend(_Forwarding):
+    """Count every call that reaches the store, by operation and by the
+    area of the store it touches (the key's first part: ``packs``,
+    ``refs`` ...): requests, bytes received and sent, errors and seconds.
+    Innermost of the decorators, so that each retry is one more request;
+    ``trunkfs stats`` shows the counts (:meth:`counts`), and tests read them
+    to check how many requests a read made."""
+
+    def __init__(self, inner: Backend) -> None:
+        super().__init__(inner)
+        self._lock = threading.Lock()
+        # (op, area) -> [requests, bytes in, bytes out, errors, seconds]
+        self._counts: dict[tuple[str, str], list[float]] = {}
+
+    def counts(self) -> dict[str, dict]:
+        """``{op: {requests, bytes_in, bytes_out, errors, seconds, areas: {area: {...}}}}``
+        since the store was opened."""
+        def figures(c: list[float]) -> dict:
+            return {"requests": int(c[0]), "bytes_in": int(c[1]), "bytes_out": int(c[2]),
+                    "errors": int(c[3]), "seconds": round(c[4], 3)}
+        out: dict[str, dict] = {}
+        with self._lock:
+            items = sorted((k, list(v)) for k, v in self._counts.items())
+        for (op, area), c in items:
+            total = out.setdefault(op, {"figures": [0, 0, 0, 0, 0.0], "areas": {}})
+            total["figures"] = [a + b for a, b in zip(total["figures"], c)]
+            total["areas"][area] = figures(c)
+        return {op: {**figures(t["figures"]), "areas": t["areas"]} for op, t in out.items()}
+
+    def _add(self, op: str, key: str, got: int, sent: int, failed: bool, seconds: float) -> None:
+        area = key.partition("/")[0] if "/" in key else "top"
+        with self._lock:
+            c = self._counts.setdefault((op, area), [0, 0, 0, 0, 0.0])
+            c[0] += 1
+            c[1] += got
+            c[2] += sent
+            c[3] += failed
+            c[4] += seconds
+
+    def _call(self, op: str, key: str, fn: Callable[[], T], got: Callable[[T], int] | None = None,
+              sent: int = 0) -> T:
+        start = time.monotonic()
+        try:
+            result = fn()
+        except ObjectMissing:   # an answer, not a failure of the store
+            self._add(op, key, 0, sent, False, time.monotonic() - start)
+            raise
+        except Exception:
+            self._add(op, key, 0, sent, True, time.monotonic() - start)
+            raise
+        self._add(op, key, got(result) if got is not None else 0, sent, False, time.monotonic() - start)
+        return result
+
+    def put(self, key: str, data: bytes) -> None:
+        self._call("put", key, lambda: self.inner.put(key, data), sent=len(data))
+
+    def put_file(self, key: str, path: str) -> None:
+        try:
+            nbytes = os.stat(path).st_size
+        except OSError:
+            nbytes = 0
+        self._call("put", key, lambda: self.inner.put_file(key, path), sent=nbytes)
+
+    def get(self, key: str, offset: int = 0, length: int | None = None) -> bytes:
+        return self._call("get", key, lambda: self.inner.get(key, offset, length), len)
+
+    def stat(self, key: str) -> int | None:
+        return self._call("stat", key, lambda: self.inner.stat(key))
+
+    def list(self, prefix: str = "") -> Iterator[str]:
+        start = time.monotonic()
+        failed = True
+        try:
+            yield from self.inner.list(prefix)
+            failed = False
+        finally:
+            self._add("list", prefix, 0, 0, failed, time.monotonic() - start)
+
+    def delete(self, key: str) -> None:
+        self._call("delete", key, lambda: self.inner.delete(key))
+
+    def get_versioned(self, key: str) -> tuple[bytes, str] | None:
+        return self._call("get", key, lambda: self.inner.get_versioned(key),
+                          lambda r: len(r[0]) if r is not None else 0)
+
+    def put_if(self, key: str, data: bytes, expected: str | None) -> str:
+        return self._call("put_if", key, lambda: self.inner.put_if(key, data, expected), sent=len(data))
 
     def delete_if(self, key: str, expected: str) -> None:
         self._call("delete_if", key, lambda: self.inner.delete_if(key, expected))
