@@ -51,13 +51,13 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--cache-size", help="chunk cache bound, e.g. 10G (default 10%% of free disk, at most 10G)")
     d.add_argument("--cache-local", action="store_true", default=None,
                    help="keep the disk cache even for a local store (default: memory only)")
-    d.add_argument("--cache-memory", help="the chunk cache's memory layer (default 96M)")
+    d.add_argument("--cache-memory", help="the chunk cache's memory layer (default 96M on S3, 32M on a local store)")
     d.add_argument("--readahead", help="most bytes read ahead of one sequential reader "
-                                       "(default 48M; at most half of --cache-memory; 0: off)")
+                                       "(default 48M on S3, 16M local; at most half of --cache-memory; 0: off)")
     d.add_argument("--read-requests", type=int,
-                   help="readahead requests to the store in flight at once, per daemon (default 4)")
+                   help="readahead requests to the store in flight at once, per daemon (default 4 on S3, 8 local)")
     d.add_argument("--read-request-size", help="most bytes one read request to the store asks for "
-                                               "(default 40M: a pack and its spill)")
+                                               "(default 40M on S3: a pack and its spill; 4M local)")
     d.add_argument("--uid", type=int, help="owner uid shown for files (default: the daemon's)")
     d.add_argument("--gid", type=int, help="owner gid shown for files")
     d.add_argument("--s3-endpoint", help="endpoint URL of an S3-compatible server")

@@ -33,12 +33,14 @@ Keys of the file are the long flag names with ``_`` for ``-``, e.g.::
 from __future__ import annotations
 
 import os
+from typing import NamedTuple
 
 from ..client.connection import default_socket_path
 from ..store.errors import InvalidArgument
 from ..store.sizes import parse_size
 
-__all__ = ["Config", "load_config", "parse_size", "default_state_dir", "default_config_file"]
+__all__ = ["Config", "ReadSettings", "READ_DEFAULTS", "load_config", "parse_size", "default_state_dir",
+           "default_config_file"]
 
 
 def default_state_dir() -> str:
@@ -72,9 +74,9 @@ class Config:
     def __init__(self, state: str | None = None, store: str = "", socket: str | None = None,
                  socket_group: str | None = None, mount: str | None = None,
                  allow_other: bool = False, cache_size: str | int | None = None,
-                 cache_local: bool = False, cache_memory: str | int = "96M",
-                 readahead: str | int = "48M", read_requests: int = 4,
-                 read_request_size: str | int = "40M", uid: int | None = None, gid: int | None = None,
+                 cache_local: bool = False, cache_memory: str | int | None = None,
+                 readahead: str | int | None = None, read_requests: int | None = None,
+                 read_request_size: str | int | None = None, uid: int | None = None, gid: int | None = None,
                  s3_endpoint: str | None = None, s3_region: str | None = None,
                  compression_level: int = 1, pack_size_mib: int = 32, threads: int = 8,
                  bulk_threads: int = 4,
@@ -93,10 +95,11 @@ class Config:
         self.allow_other = allow_other
         self.cache_size = cache_size              # bytes or "10G"; default 10% of free disk, at most 10 GiB
         self.cache_local = cache_local            # keep a disk cache even when the store is a local directory
+        # how committed data is read (defaults by store kind: read_settings)
         self.cache_memory = cache_memory          # the chunk cache's memory layer (bytes or "96M")
         self.readahead = readahead                # most bytes read ahead of one sequential reader; 0: off
         self.read_requests = read_requests        # readahead requests in flight at once, per daemon
-        self.read_request_size = read_request_size  # most bytes one read request asks for: a pack and its spill
+        self.read_request_size = read_request_size  # most bytes one read request asks for
         self.uid = uid                            # owner shown for files; default: the daemon's user
         self.gid = gid
         self.s3_endpoint = s3_endpoint
@@ -172,15 +175,26 @@ class Config:
             self.mount = os.path.abspath(os.path.expanduser(self.mount))
         if self.cache_size not in (None, ""):
             parse_size(self.cache_size)
-        if not 0 <= parse_size(self.cache_memory) <= 64 << 30:
+        self.read_settings()   # refuses a bad value now, at start
+
+    def read_settings(self) -> ReadSettings:
+        """How committed data is read: what the file or the flags say, else
+        the defaults measured for the kind of store (``READ_DEFAULTS``)."""
+        base = READ_DEFAULTS["local" if self.store_is_local else "remote"]
+        memory = parse_size(self.cache_memory) if self.cache_memory not in (None, "") else base.memory
+        ahead = parse_size(self.readahead) if self.readahead not in (None, "") else base.readahead
+        size = parse_size(self.read_request_size) if self.read_request_size not in (None, "") \
+            else base.request_size
+        requests = self.read_requests if self.read_requests is not None else base.requests
+        if not 0 <= memory <= 64 << 30:
             raise InvalidArgument("cache_memory must be a size from 0 to 64G, e.g. 96M")
-        if not 0 <= parse_size(self.readahead) <= 16 << 30:
+        if not 0 <= ahead <= 16 << 30:
             raise InvalidArgument("readahead must be a size from 0 (off) to 16G, e.g. 48M")
-        if not 64 << 10 <= parse_size(self.read_request_size) <= 1 << 30:
+        if not 64 << 10 <= size <= 1 << 30:
             raise InvalidArgument("read_request_size must be a size from 64K to 1G, e.g. 40M")
-        if isinstance(self.read_requests, bool) or not isinstance(self.read_requests, int) \
-                or not 1 <= self.read_requests <= 256:
+        if isinstance(requests, bool) or not isinstance(requests, int) or not 1 <= requests <= 256:
             raise InvalidArgument("read_requests must be an integer between 1 and 256")
+        return ReadSettings(memory, ahead, requests, size)
 
     def executor_configs(self) -> dict:
         """The executors pipelines may name: ``local`` and the Dask clusters
@@ -219,6 +233,22 @@ class Config:
     @property
     def tmp_dir(self) -> str:
         return os.path.join(self.state, "tmp")
+
+
+class ReadSettings(NamedTuple):
+    memory: int         # bytes of the chunk cache's memory layer
+    readahead: int      # most bytes read ahead of one sequential reader (0: off)
+    requests: int       # readahead requests in flight at once, per daemon
+    request_size: int   # most bytes one request asks for (coalesced chunks)
+
+
+# Measured with bench/s3read.py (S3: few large requests, one per pack, a
+# window of several) and bench/read.py (a local store: a request is a pread,
+# small batches come back sooner and many run at once); docs/reads.md.
+READ_DEFAULTS = {
+    "remote": ReadSettings(96 << 20, 48 << 20, 4, 40 << 20),
+    "local": ReadSettings(32 << 20, 16 << 20, 8, 4 << 20),
+}
 
 
 def load_config(path: str | None, overrides: dict) -> Config:

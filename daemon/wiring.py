@@ -29,7 +29,6 @@ from ..staging.quota import StagingQuota
 from ..store.errors import NotFound
 from ..store.fleet import Beacon, check_shareable, daemon_id
 from ..store.refs import Refs
-from ..store.sizes import parse_size
 from ..store.store import Store
 from .auth import FileOwner
 from .beacon import BeaconTask
@@ -114,10 +113,10 @@ def open_cache(config: Config, store: Store) -> ChunkCache:
         # disk cache would only copy the store.  The memory layer stays.
         log.info("chunk cache: memory only (the store is local; --cache-local keeps a disk cache)")
         limit = 0
-    store.coalesce_span = max(parse_size(config.read_request_size), 1 << 20)
-    cache = ChunkCache(store, config.cache_dir, limit, memory_bytes=parse_size(config.cache_memory),
-                       max_fetches=config.read_requests, readahead_bytes=parse_size(config.readahead),
-                       request_bytes=parse_size(config.read_request_size))
+    reads = config.read_settings()
+    store.coalesce_span = max(reads.request_size, 1 << 20)
+    cache = ChunkCache(store, config.cache_dir, limit, memory_bytes=reads.memory, max_fetches=reads.requests,
+                       readahead_bytes=reads.readahead, request_bytes=reads.request_size)
     cache.open()
     return cache
 

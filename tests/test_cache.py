@@ -711,11 +711,14 @@ def test_the_read_settings_have_defaults_and_are_checked(store, workdir):
     from trunkfs.daemon.config import Config, load_config
     from trunkfs.daemon.wiring import open_cache
     from trunkfs.store.errors import InvalidArgument
-    cache = open_cache(Config(state=str(workdir / "s")), store)
+    # an S3 store: few large requests (about one per pack), several in flight
+    assert tuple(Config(state=str(workdir / "s"), store="s3://bucket/p").read_settings()) == \
+        (96 << 20, 48 << 20, 4, 40 << 20)
+    cache = open_cache(Config(state=str(workdir / "s")), store)   # a local store: small batches, more at once
     try:
         assert (cache.memory_limit, cache.readahead_bytes, cache.request_bytes, cache.max_fetches) == \
-            (96 << 20, 48 << 20, 40 << 20, 4)
-        assert store.coalesce_span == 40 << 20
+            (32 << 20, 16 << 20, 4 << 20, 8)
+        assert store.coalesce_span == 4 << 20
     finally:
         cache.close()
     path = workdir / "config.toml"
