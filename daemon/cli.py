@@ -58,6 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="readahead requests to the store in flight at once, per daemon (default 4 on S3, 8 local)")
     d.add_argument("--read-request-size", help="most bytes one read request to the store asks for "
                                                "(default 40M on S3: a pack and its spill; 4M local)")
+    d.add_argument("--http", metavar="HOST:PORT",
+                   help="serve Prometheus metrics at http://HOST:PORT/metrics (a loopback address)")
     d.add_argument("--uid", type=int, help="owner uid shown for files (default: the daemon's)")
     d.add_argument("--gid", type=int, help="owner gid shown for files")
     d.add_argument("--s3-endpoint", help="endpoint URL of an S3-compatible server")

@@ -442,7 +442,8 @@ def cmd_daemon(args: argparse.Namespace) -> int:
         "cache_size": args.cache_size, "cache_local": args.cache_local,
         "cache_memory": args.cache_memory, "readahead": args.readahead,
         "read_requests": args.read_requests, "read_request_size": args.read_request_size,
-        "uid": args.uid, "gid": args.gid, "run_jobs": args.run_jobs, "executor": args.executor})
+        "uid": args.uid, "gid": args.gid, "run_jobs": args.run_jobs, "executor": args.executor,
+        "http": args.http})
     return run_daemon(config)
 
 

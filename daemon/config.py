@@ -69,7 +69,7 @@ class Config:
                 "pack_size_mib", "threads", "bulk_threads", "log_level", "max_connections_per_uid", "idle_timeout",
                 "job_output_limit", "job_log_limit", "job_keep_days", "job_keep_count",
                 "staging_quota", "head_poll_interval", "run_jobs", "job_lease_seconds", "executors",
-                "executor")
+                "executor", "http")
 
     def __init__(self, state: str | None = None, store: str = "", socket: str | None = None,
                  socket_group: str | None = None, mount: str | None = None,
@@ -86,7 +86,7 @@ class Config:
                  job_keep_count: int = 1000, staging_quota: str | int = "100G",
                  head_poll_interval: float = 1.0, run_jobs: bool = True,
                  job_lease_seconds: float = 30.0, executors: dict | None = None,
-                 executor: list[str] | None = None) -> None:
+                 executor: list[str] | None = None, http: str | None = None) -> None:
         self.state: str = default_state_dir() if state is None else state
         self.store: str = store                   # default: file://<state>/store
         self.socket: str = default_socket_path() if socket is None else socket
@@ -121,6 +121,7 @@ class Config:
         self.job_lease_seconds = job_lease_seconds  # silence after which another daemon takes a job
         self.executors = executors or {}          # [executors.NAME] tables: Dask clusters pipelines may use
         self.executor = list(executor or [])      # --executor NAME=ADDRESS flags (a Dask scheduler each)
+        self.http = http                          # HOST:PORT (loopback) of /metrics; None: no listener
         self.finish()
 
     def __repr__(self) -> str:
@@ -176,6 +177,9 @@ class Config:
         if self.cache_size not in (None, ""):
             parse_size(self.cache_size)
         self.read_settings()   # refuses a bad value now, at start
+        if self.http:
+            from .http import parse_listen   # refuses a bad address now
+            parse_listen(str(self.http))
 
     def read_settings(self) -> ReadSettings:
         """How committed data is read: what the file or the flags say, else

@@ -73,6 +73,11 @@ async def _serve(config: Config, service: Service, mountpoint: str | None) -> No
         async with trio.open_nursery() as nursery:
             if service.cache is not None:
                 await nursery.start(service.cache.run)
+            if config.http:
+                from .http import serve_http
+                from .metrics import DaemonMetrics
+                service.metrics = DaemonMetrics(service)
+                await nursery.start(serve_http, config.http, service.metrics)
             await nursery.start(server.serve)
             await nursery.start(service.jobs.run)
             await nursery.start(service.staging.run)
@@ -82,6 +87,8 @@ async def _serve(config: Config, service: Service, mountpoint: str | None) -> No
                 await nursery.start(service.headwatch.run)
             if mountpoint is not None and service.cache is not None:
                 ops = build_operations(config, service)
+                if service.metrics is not None:
+                    service.metrics.fuse = ops.opstats
 
                 async def mount_then_stop(task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
                     await serve_mount(ops, mountpoint, mount_options(config.allow_other),

@@ -21,6 +21,7 @@ import grp
 import logging
 import os
 import socket
+import time
 
 import trio
 
@@ -145,14 +146,26 @@ class ControlServer:
                 continue
             if msg is None:
                 return
+            start = time.perf_counter()
+            name = msg.get("op")
+            op = name if isinstance(name, str) and name in HANDLERS else "unknown"
             try:
                 reply = await self._dispatch(conn, msg)
             except ProtocolError as exc:
+                self._count(op, exc.code, start)
                 if await self._reply_error(conn, exc):
                     return
                 continue
+            self._count(op, "ok" if reply is None or reply.get("ok") else str(reply.get("error", {}).get("code")),
+                        start)
             if reply is not None:
                 await self._send_reply(conn, msg.get("op"), reply)
+
+    def _count(self, op: str, code: str, start: float) -> None:
+        """Count a request by op and reply code (``/metrics``), when the daemon serves metrics."""
+        metrics = getattr(self.service, "metrics", None)   # no service: a test serving a bare handler
+        if metrics is not None:
+            metrics.request(op, code, time.perf_counter() - start)
 
     async def _reply_error(self, conn: Connection, exc: ProtocolError) -> bool:
         """Send the error reply of ``exc``; True when the connection must end."""

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from .beacon import BeaconTask
     from .headwatch import HeadWatch
     from ..cache.chunkcache import ChunkCache
+    from .metrics import DaemonMetrics
     from ..pipelines.scheduler import JobScheduler
 
 
@@ -39,6 +40,7 @@ class Service:
     staging: StagingManager
     jobs: "JobScheduler"
     cache: "ChunkCache | None" = None   # the chunk cache of every reader: mount, get/cat/read, job inputs
+    metrics: "DaemonMetrics | None" = None   # what /metrics serves (only with --http)
     stop_requested: trio.Event = field(default_factory=trio.Event)
     # whose committed entries without an owner are (as the mount shows them): the
     # daemon's --uid/--gid, by default its own user

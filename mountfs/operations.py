@@ -35,6 +35,7 @@ from ..store.store import Store
 from .access import RepoGate
 from .attrs import NAME_MAX
 from .handles import HandleTable, OpenDir
+from .opstats import OpStats
 from .inodes import Inode, InodeTable
 from .root import RootDir
 from .view import Heads, Run, ViewParts, fuse_error
@@ -62,8 +63,12 @@ def fuse_errors(fn: Callable[P, Awaitable[T]]) -> Callable[P, Coroutine[Any, Any
 
     @functools.wraps(fn)
     async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+        start = time.perf_counter()
+        failed = True
         try:
-            return await fn(*args, **kwargs)
+            result = await fn(*args, **kwargs)
+            failed = False
+            return result
         except pyfuse3.FUSEError:
             raise
         except QuotaExceeded as exc:   # the user's limit, not a fault of ours
@@ -84,6 +89,10 @@ def fuse_errors(fn: Callable[P, Awaitable[T]]) -> Callable[P, Coroutine[Any, Any
         except Exception:
             log.exception("internal error in %s%r", name, args[1:3])
             raise pyfuse3.FUSEError(errno.EIO) from None
+        finally:
+            stats = getattr(args[0], "opstats", None)
+            if stats is not None:
+                stats.observe(name, time.perf_counter() - start, failed)
     return wrapper
 
 
@@ -96,6 +105,7 @@ class TrunkOperations(pyfuse3.Operations):
         super().__init__()
         self.store = store
         self.run = run
+        self.opstats = OpStats()   # counts and latencies by operation (the daemon's /metrics)
         self.inodes = InodeTable()
         self.handles = HandleTable()
         self.parts = ViewParts(store, heads, run, cache, self.inodes, self.handles,

@@ -1,0 +1,102 @@
+"""Prometheus metrics at ``--http``'s ``/metrics``, scraped from a real
+daemon before and after writes, reads, commits and a job: the counters move
+by the right amounts.  The listener binds to loopback only."""
+
+from __future__ import annotations
+
+import json
+import random
+import socket
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from trunkfs.daemon.http import parse_listen
+from trunkfs.store.errors import InvalidArgument
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def scrape(port: int) -> dict[tuple[str, tuple], float]:
+    """Every sample of /metrics by (name, sorted labels)."""
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}
+
+
+def value(samples: dict, name: str, **labels: str) -> float:
+    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
+
+
+def wait_for_jobs(d, n: int) -> list[dict]:
+    """Wait until ``n`` jobs exist and none is queued or running."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        jobs = d.cli("job", "list", "--json").json()
+        if len(jobs) >= n and all(j["state"] not in ("queued", "running") for j in jobs):
+            return jobs
+        time.sleep(0.2)
+    raise AssertionError("the jobs did not finish")
+
+
+def test_metrics_move_with_reads_writes_commits_and_jobs(daemon_factory, workdir):
+    port = free_port()
+    d = daemon_factory(extra=["--http", f"127.0.0.1:{port}"], mount=True)
+    d.cli("repo", "create", "raw")
+    spec = {"name": "count", "input": {"repo": "raw", "glob": "/*"},
+            "transform": {"cmd": ["/bin/sh", "-c", 'for f in "$TRUNKFS_INPUT"/*; do '
+                                           'wc -c < "$f" > "$TRUNKFS_OUTPUT/$(basename "$f").n"; done']}}
+    (workdir / "p.json").write_text(json.dumps(spec))
+    d.cli("pipeline", "create", "-f", str(workdir / "p.json"))
+    before = scrape(port)
+    data = random.Random(17).randbytes(1_000_000)   # does not compress
+    (workdir / "f.bin").write_bytes(data)
+    d.cli("put", "raw", str(workdir / "f.bin"))
+    assert (d.mount / "raw" / "f.bin").read_bytes() == data
+    (d.mount / "raw" / "new.txt").write_bytes(b"through the mount\n")
+    d.cli("commit", "raw", "-m", "one file")
+    jobs = wait_for_jobs(d, 2)   # one for the put's commit, one for the mount's
+    assert [j["state"] for j in jobs] == ["succeeded", "succeeded"]
+    after = scrape(port)
+
+    def moved(name: str, **labels: str) -> float:
+        return value(after, name, **labels) - value(before, name, **labels)
+
+    assert moved("trunkfs_socket_requests_total", op="put", code="ok") == 1
+    assert moved("trunkfs_socket_requests_total", op="commit", code="ok") == 1
+    assert moved("trunkfs_socket_request_seconds_count", op="put") == 1
+    assert moved("trunkfs_fuse_operation_seconds_count", op="read") >= 1
+    assert moved("trunkfs_fuse_operation_seconds_count", op="write") >= 1
+    assert moved("trunkfs_cache_delivered_bytes_total") >= len(data)
+    assert moved("trunkfs_store_requests_total", op="put", area="packs") >= 2   # the put and the commit
+    assert moved("trunkfs_store_bytes_total", op="put", area="packs", direction="out") >= len(data)
+    assert value(after, "trunkfs_jobs", state="succeeded") == 2
+    assert moved("trunkfs_datums_total", outcome="processed") == 2   # f.bin, then new.txt
+    assert moved("trunkfs_datums_total", outcome="reused") == 1      # f.bin the second time
+    # a failed request is counted by its code
+    d.cli("ls", "nosuchrepo", check=False)
+    assert value(scrape(port), "trunkfs_socket_requests_total", op="ls", code="not_found") == 1
+    # nothing else is served
+    for path in ("/", "/metrics/../etc/passwd", "/console"):
+        with pytest.raises(urllib.error.HTTPError) as info:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10)
+        assert info.value.code == 404
+
+
+def test_http_listens_on_loopback_only(daemon_factory):
+    for good in ("127.0.0.1:8300", "[::1]:8300", "localhost:1"):
+        assert parse_listen(good)[1] in (8300, 1)
+    for bad in ("0.0.0.0:8300", "10.1.2.3:80", "127.0.0.1", "127.0.0.1:0", "127.0.0.1:99999", "x:y", ""):
+        with pytest.raises(InvalidArgument):
+            parse_listen(bad)
+    d = daemon_factory(start=False, extra=["--http", "0.0.0.0:8300"])
+    with pytest.raises(RuntimeError) as info:   # the daemon refuses to start, saying why
+        d.start(timeout=30)
+    assert "loopback" in str(info.value)
