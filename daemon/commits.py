@@ -90,6 +90,8 @@ class CommitPath:
         self.events = events
         self.workers = workers
         self._triggers: list[CommitTrigger] = []
+        self.made: dict[str, int] = {}          # commits cut here, by repo (``/metrics``)
+        self.new_bytes: dict[str, int] = {}     # bytes they added to the store, by repo
 
     def add_trigger(self, trigger: CommitTrigger) -> None:
         self._triggers.append(trigger)
@@ -107,6 +109,8 @@ class CommitPath:
         except BaseException:
             session.abort()
             raise
+        self.made[repo] = self.made.get(repo, 0) + 1
+        self.new_bytes[repo] = self.new_bytes.get(repo, 0) + session.new_bytes
         jobs = await self._announce(repo, branch, cid, commit)
         return CommitResult(cid, commit, jobs, session.new_bytes)
 

@@ -55,6 +55,7 @@ class _Figures(Collector):
         yield from self._fuse()
         yield from self._jobs()
         yield from self._staging()
+        yield from self._commits()
 
     def _store(self) -> Iterator[Metric]:
         counts: Any = getattr(self.service.store.backend, "counts", None)
@@ -129,6 +130,16 @@ class _Figures(Collector):
         datums.add_metric(["reused"], reused)
         datums.add_metric(["failed"], failed)
         yield datums
+
+    def _commits(self) -> Iterator[Metric]:
+        path = self.service.commits
+        made = CounterMetricFamily("trunkfs_commits", "Commits this daemon cut, by repo", labels=["repo"])
+        added = CounterMetricFamily("trunkfs_commit_new_bytes", "Bytes commits added to the store, by repo",
+                                    labels=["repo"])
+        for repo, n in sorted(path.made.items()):
+            made.add_metric([repo], n)
+            added.add_metric([repo], path.new_bytes.get(repo, 0))
+        yield from (made, added)
 
     def _staging(self) -> Iterator[Metric]:
         usage = self.service.staging.quota.usage()

@@ -114,6 +114,9 @@ class ControlServer:
                                            "already (max_connections_per_uid); try again")
                 return
             self._per_uid[uid] = self._per_uid.get(uid, 0) + 1
+            metrics = getattr(self.service, "metrics", None)
+            if metrics is not None:
+                metrics.connections.inc()
             try:
                 await self.serve_connection(conn)
             except PeerGone:

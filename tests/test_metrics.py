@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import socket
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -77,9 +79,18 @@ def test_metrics_move_with_reads_writes_commits_and_jobs(daemon_factory, workdir
     assert moved("trunkfs_cache_delivered_bytes_total") >= len(data)
     assert moved("trunkfs_store_requests_total", op="put", area="packs") >= 2   # the put and the commit
     assert moved("trunkfs_store_bytes_total", op="put", area="packs", direction="out") >= len(data)
+    assert moved("trunkfs_commits_total", repo="raw") == 2
+    assert moved("trunkfs_commit_new_bytes_total", repo="raw") >= len(data)
+    assert moved("trunkfs_socket_connections_total") >= 3   # put, commit, job list: one each at least
     assert value(after, "trunkfs_jobs", state="succeeded") == 2
     assert moved("trunkfs_datums_total", outcome="processed") == 2   # f.bin, then new.txt
     assert moved("trunkfs_datums_total", outcome="reused") == 1      # f.bin the second time
+    # every series the Grafana dashboard draws is one /metrics serves
+    dashboard = json.loads((Path(__file__).parent.parent / "docs" / "grafana-dashboard.json").read_text())
+    drawn = {name for panel in dashboard["panels"] for target in panel["targets"]
+             for name in re.findall(r"trunkfs_[a-z_]+", target["expr"])}
+    served = {name for name, _ in after}
+    assert len(drawn) >= 10 and drawn <= served, drawn - served
     # a failed request is counted by its code
     d.cli("ls", "nosuchrepo", check=False)
     assert value(scrape(port), "trunkfs_socket_requests_total", op="ls", code="not_found") == 1
