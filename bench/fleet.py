@@ -48,6 +48,20 @@ def start_moto(tmp: Path) -> tuple[subprocess.Popen, str]:
     return proc, endpoint
 
 
+def s3_daemon_with(base: Path, store: str, endpoint: str, src: Path, extra: list[str] | None = None) -> DaemonProcess:
+    """A mounting daemon on an S3 store of the moto server at ``endpoint``,
+    ``src`` put into a new repo ``raw`` (and removed from the local disk)."""
+    d = DaemonProcess(base, store, ["--s3-endpoint", endpoint, "--log-level", "WARNING", *(extra or [])],
+                      mount=True)
+    d.env.update(AWS_ENV)
+    d.start()
+    d.cli("repo", "create", "raw")
+    log("trunkfs put")
+    d.cli("put", "raw", str(src))
+    src.unlink()
+    return d
+
+
 def puts(d: DaemonProcess, src: Path, branch: str, tag: str, n: int) -> None:
     """``n`` puts of one small file into ``r@branch``, through the Python client
     (one connection: the figure is the daemons' and the store's, not the CLI's start)."""

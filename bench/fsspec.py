@@ -39,7 +39,7 @@ import textwrap
 from pathlib import Path
 
 from benchlib import DaemonProcess, cleanup, drop_caches, log, peak_rss_mib
-from fleet import AWS_ENV, start_moto
+from fleet import AWS_ENV, s3_daemon_with, start_moto
 
 from tests import s3server
 
@@ -129,13 +129,7 @@ def main() -> int:
         log("uploading it as one object (for s3fs)")
         s3.upload_file(str(src), "fsspec", "plain/data.parquet")
         store = "s3://fsspec/trunkfs"
-        d = DaemonProcess(tmp / "d", store, ["--s3-endpoint", endpoint, "--log-level", "WARNING"], mount=True)
-        d.env.update(AWS_ENV)
-        d.start()
-        d.cli("repo", "create", "raw")
-        log("trunkfs put")
-        d.cli("put", "raw", str(src))
-        src.unlink()
+        d = s3_daemon_with(tmp / "d", store, endpoint, src)
         python = s3fs_python()
 
         def cold_daemon() -> None:

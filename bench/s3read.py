@@ -48,7 +48,7 @@ import time
 from pathlib import Path
 
 from benchlib import DaemonProcess, cleanup, drop_caches, log, make_random, mounts_under, peak_rss_mib, unmount
-from fleet import AWS_ENV, start_moto
+from fleet import s3_daemon_with, start_moto
 
 from tests import s3server
 
@@ -217,14 +217,7 @@ def main() -> int:
         if not args.only:
             log("uploading it as one object (for rclone, s3fs and ranged GETs)")
             s3.upload_file(str(src), BUCKET, "plain/data.bin")
-        d = DaemonProcess(tmp / "d", f"s3://{BUCKET}/trunkfs",
-                          ["--s3-endpoint", endpoint, "--log-level", "WARNING", *args.daemon_arg], mount=True)
-        d.env.update(AWS_ENV)
-        d.start()
-        d.cli("repo", "create", "raw")
-        log("trunkfs put")
-        d.cli("put", "raw", str(src))
-        src.unlink()
+        d = s3_daemon_with(tmp / "d", f"s3://{BUCKET}/trunkfs", endpoint, src, args.daemon_arg)
         assert d.mount is not None
         on_mount = d.mount / "raw" / "data.bin"
 

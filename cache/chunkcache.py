@@ -228,11 +228,10 @@ class ChunkCache:
             found[bid] = await self.get(bid)
         return [found[bid] for bid in chunk_ids]
 
-    def read_file_from_thread(self, entry: dict, group: int = 8) -> Iterator[bytes]:
-        """A committed file's bytes, chunk by chunk, for a worker thread the
-        trio loop started (pipeline inputs copied out of the store): through
-        this cache, ``group`` chunks at a time, reading ahead as the mount does."""
-        chunks = entry.get("chunks") or []
+    def plan(self, chunks: list, group: int = 8) -> Iterator[tuple[list[bytes], list[list[bytes]], int]]:
+        """A whole file read in order, ``group`` chunks at a time (``get``,
+        ``cat``, pipeline inputs): for each group, its chunk ids, the
+        readahead batches to queue first (the mount's policy) and its bytes."""
         bids = [bytes.fromhex(c[0]) for c in chunks]
         lengths = [int(c[1]) for c in chunks]
         ahead = self.readahead(bids, lengths) if len(bids) > group else None
@@ -240,15 +239,22 @@ class ChunkCache:
         for start in range(0, len(bids), group):
             size = sum(lengths[start:start + group])
             batches = ahead.on_read(offset, size) if ahead is not None else []
-            yield from trio.from_thread.run(self._read_group, bids[start:start + group],
-                                            [[bids[i] for i in b] for b in batches], size)
+            yield bids[start:start + group], [[bids[i] for i in b] for b in batches], size
             offset += size
 
-    async def _read_group(self, ids: list[bytes], ahead: list[list[bytes]], size: int) -> list[bytes]:
+    async def read_group(self, ids: list[bytes], ahead: list[list[bytes]], size: int) -> list[bytes]:
+        """One group of :meth:`plan`: queue its readahead, then its chunks."""
         for batch in ahead:
             self.prefetch(batch)
         self.delivered(size)
         return await self.get_many(ids)
+
+    def read_file_from_thread(self, entry: dict) -> Iterator[bytes]:
+        """A committed file's bytes, chunk by chunk, through this cache, for
+        a worker thread the trio loop started (pipeline inputs copied out of
+        the store)."""
+        for ids, ahead, size in self.plan(entry.get("chunks") or []):
+            yield from trio.from_thread.run(self.read_group, ids, ahead, size)
 
     def _claim(self, chunk_ids: list[bytes], found: dict[bytes, bytes] | None) -> tuple[dict[bytes, _Flight], list[bytes]]:
         """Split ``chunk_ids`` into memory hits (put in ``found``; skipped

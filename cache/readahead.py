@@ -44,7 +44,6 @@ TRIGGER_BYTES = 8 * MiB
 # out of order: a read within this many read sizes of the furthest end seen
 # still streams.
 SEQUENTIAL_SLACK_READS = 4
-_FULL = [1 << 62, [-1]]   # a pack whose batch is closed (nothing more fits)
 
 
 class SequentialReadahead:
@@ -145,24 +144,27 @@ class SequentialReadahead:
         with those of its chunks that follow within one more batch."""
         horizon = self._ends[target] + self._batch
         current: dict = {}              # pack -> its batch being filled: [bytes, indexes]
+        closed: set = set()             # packs that get nothing more in this call
         made: list[list] = []
         run = self._run
-        i = self._next
-        while i < len(self._ends) and (i <= target or self._start(i) < horizon):
-            if self._asked[i] != run:
-                key = self._group(i) if self._group is not None else None
-                length = self._ends[i] - self._start(i)
-                batch = current.get(key)
-                if batch is None or (batch[1] and batch[0] + length > self._batch):
-                    if i > target:   # past the window only a pack already begun grows, and
-                        current[key] = _FULL   # what does not fit waits for its own batch
-                        i += 1
-                        continue
-                    batch = current[key] = [0, []]
-                    made.append(batch)
-                batch[0] += length
-                batch[1].append(i)
+        i = self._next - 1
+        while i + 1 < len(self._ends) and (i + 1 <= target or self._ends[i] < horizon):
             i += 1
+            if self._asked[i] == run:
+                continue
+            key = self._group(i) if self._group is not None else None
+            if key in closed:
+                continue
+            length = self._ends[i] - self._start(i)
+            batch = current.get(key)
+            if batch is None or (batch[1] and batch[0] + length > self._batch):
+                if i > target:   # past the window only a pack already begun grows, and
+                    closed.add(key)   # what does not fit waits for its own batch
+                    continue
+                batch = current[key] = [0, []]
+                made.append(batch)
+            batch[0] += length
+            batch[1].append(i)
         batches = [indexes for _, indexes in made]
         for batch in batches:
             for i in batch:

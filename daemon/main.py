@@ -60,8 +60,7 @@ async def serve(config: Config, store: Store) -> None:
     try:
         await _serve(config, service, mountpoint)
     finally:
-        if service.cache is not None:
-            service.cache.close()
+        service.cache.close()
         service.staging.close()
 
 
@@ -71,8 +70,7 @@ async def _serve(config: Config, service: Service, mountpoint: str | None) -> No
                            idle_timeout=float(config.idle_timeout))
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async with trio.open_nursery() as nursery:
-            if service.cache is not None:
-                await nursery.start(service.cache.run)
+            await nursery.start(service.cache.run)
             if config.http:
                 from .http import serve_http
                 from .metrics import DaemonMetrics
@@ -85,7 +83,7 @@ async def _serve(config: Config, service: Service, mountpoint: str | None) -> No
                 await nursery.start(service.beacon.run)
             if service.headwatch is not None:
                 await nursery.start(service.headwatch.run)
-            if mountpoint is not None and service.cache is not None:
+            if mountpoint is not None:
                 ops = build_operations(config, service)
                 if service.metrics is not None:
                     service.metrics.fuse = ops.opstats

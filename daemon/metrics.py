@@ -79,10 +79,7 @@ class _Figures(Collector):
         yield from (requests, errors, moved, seconds)
 
     def _cache(self) -> Iterator[Metric]:
-        cache = self.service.cache
-        if cache is None:
-            return
-        st = cache.stats()
+        st = self.service.cache.stats()
         for name, key, text in (("hits", "hits", "Chunk reads answered by the cache (memory or disk)"),
                                 ("misses", "misses", "Chunk reads that went to the store"),
                                 ("evictions", "evictions", "Chunks evicted from the disk layer"),

@@ -39,7 +39,7 @@ class Service:
     pipelines: PipelineRegistry
     staging: StagingManager
     jobs: "JobScheduler"
-    cache: "ChunkCache | None" = None   # the chunk cache of every reader: mount, get/cat/read, job inputs
+    cache: "ChunkCache"                 # the chunk cache of every reader: mount, get/cat/read, job inputs
     metrics: "DaemonMetrics | None" = None   # what /metrics serves (only with --http)
     stop_requested: trio.Event = field(default_factory=trio.Event)
     # whose committed entries without an owner are (as the mount shows them): the

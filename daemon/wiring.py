@@ -123,7 +123,6 @@ def open_cache(config: Config, store: Store) -> ChunkCache:
 
 def build_operations(config: Config, service: Service) -> TrunkOperations:
     """The mount's Operations over the service's parts; it follows branch moves."""
-    assert service.cache is not None
     ops = TrunkOperations(service.store, service.refs, service.heads, service.workers.run,
                           service.cache, service.staging, uid=config.uid, gid=config.gid)
     service.heads.add_listener(ops.branch_changed)

@@ -12,10 +12,11 @@ LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0
 
 
 class OpFigures:
-    __slots__ = ("count", "errors", "seconds", "buckets")
+    """One operation's figures; how many there were is the sum of ``buckets``."""
+
+    __slots__ = ("errors", "seconds", "buckets")
 
     def __init__(self) -> None:
-        self.count = 0
         self.errors = 0       # answered with an errno
         self.seconds = 0.0
         self.buckets = [0] * (len(LATENCY_BUCKETS) + 1)   # the last: above every bound
@@ -31,7 +32,6 @@ class OpStats:
         figures = self.ops.get(op)
         if figures is None:
             figures = self.ops[op] = OpFigures()
-        figures.count += 1
         figures.errors += failed
         figures.seconds += seconds
         figures.buckets[bisect.bisect_left(LATENCY_BUCKETS, seconds)] += 1

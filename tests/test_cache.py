@@ -3,6 +3,7 @@ restarts, damaged data, prefetch and readahead, a full cache disk."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import random
@@ -11,6 +12,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -41,33 +43,30 @@ class CountingStore(Store):
         self.calls = 0   # read_blobs calls: one per coalesced batch
         self._count_lock = threading.Lock()
 
-    def read_blob(self, bid: bytes) -> bytes:
+    @contextlib.contextmanager
+    def _counted(self, bids: list[bytes]) -> Iterator[None]:
         with self._count_lock:
-            self.reads[bid] += 1
-            self.active += 1
-            self.peak = max(self.peak, self.active)
-        try:
-            if self.delay:
-                time.sleep(self.delay)
-            return super().read_blob(bid)
-        finally:
-            with self._count_lock:
-                self.active -= 1
-
-    def read_blobs(self, blob_ids: list[bytes], pool=None) -> list[bytes]:
-        with self._count_lock:
-            self.calls += 1
-            for bid in blob_ids:
+            for bid in bids:
                 self.reads[bid] += 1
             self.active += 1
             self.peak = max(self.peak, self.active)
         try:
             if self.delay:
                 time.sleep(self.delay)
-            return super().read_blobs(blob_ids, pool)
+            yield
         finally:
             with self._count_lock:
                 self.active -= 1
+
+    def read_blob(self, bid: bytes) -> bytes:
+        with self._counted([bid]):
+            return super().read_blob(bid)
+
+    def read_blobs(self, blob_ids: list[bytes], pool=None) -> list[bytes]:
+        with self._count_lock:
+            self.calls += 1
+        with self._counted(blob_ids):
+            return super().read_blobs(blob_ids, pool)
 
     @property
     def total_reads(self) -> int:

@@ -34,8 +34,7 @@ async def daemon_stop(req: Request) -> dict:
 @op("stats")
 async def stats(req: Request) -> dict:
     out = await req.service.workers.run(req.service.store.stats)
-    if req.service.cache is not None:
-        out["cache"] = req.service.cache.stats()
+    out["cache"] = req.service.cache.stats()
     counts = getattr(req.service.store.backend, "counts", None)   # MeteredBackend, under the decorators
     if counts is not None:
         out["requests"] = counts()

@@ -116,9 +116,8 @@ async def read(req: Request) -> None:
         raise InvalidArgument(f"read: offset must be 0 or more and length from 0 to {READ_MAX}")
     entry = await _readable_entry(req, at, parts, file_only=True)
     wanted = history.covering_chunks(entry, offset, length)
-    data = history.assemble(await _chunks(svc, [bid for bid, _, _ in wanted]), wanted)
-    if svc.cache is not None:
-        svc.cache.delivered(len(data))
+    data = history.assemble(await svc.cache.get_many([bid for bid, _, _ in wanted]), wanted)
+    svc.cache.delivered(len(data))
     conn = req.conn
     await conn.send(protocol.ok_reply({"commit": at.commit, "size": entry.get("size", 0),
                                        "content": history.content_id(entry), "offset": offset,
@@ -132,36 +131,15 @@ async def read(req: Request) -> None:
 GET_CHUNKS = 8   # chunks of a file a get reads at once (one coalesced store read, or cache hits)
 
 
-async def _chunks(svc: Service, bids: list[bytes]) -> list[bytes]:
-    """Chunks for the socket's readers: through the mount's chunk cache when
-    the daemon mounts (one cache, single-flight, for every reader), else
-    from the store; either way neighbours in a pack come in one request."""
-    if svc.cache is not None:
-        return await svc.cache.get_many(bids)
-    store = svc.store
-    return await svc.bulk.run(store.read_blobs, bids, store.io_pool)
-
-
 async def _send_file(svc: Service, conn: Connection, chunks: list) -> None:
     """Stream a file's bytes, GET_CHUNKS chunks at a time, reading ahead of
     the sender as the mount reads ahead of a sequential reader (same window,
-    same pack-sized requests): the next chunks load while these are sent."""
-    bids = [bytes.fromhex(c[0]) for c in chunks]
-    lengths = [int(c[1]) for c in chunks]
+    same pack-sized requests), through the daemon's one chunk cache: the
+    next chunks load while these are sent."""
     cache = svc.cache
-    ahead = cache.readahead(bids, lengths) if cache is not None and len(bids) > GET_CHUNKS else None
-    offset = 0
-    for start in range(0, len(bids), GET_CHUNKS):
-        group = bids[start:start + GET_CHUNKS]
-        size = sum(lengths[start:start + GET_CHUNKS])
-        if ahead is not None and cache is not None:
-            for batch in ahead.on_read(offset, size):
-                cache.prefetch([bids[i] for i in batch])
-        for data in await _chunks(svc, group):
+    for ids, ahead, size in cache.plan(chunks, GET_CHUNKS):
+        for data in await cache.read_group(ids, ahead, size):
             await conn.send_data(data)
-        if cache is not None:
-            cache.delivered(size)
-        offset += size
 
 
 def _next_batch(entries: Iterator[tuple[str, dict]]) -> list[tuple[str, dict]]:

@@ -222,24 +222,16 @@ class RetryingBackend(_Forwarding):
         return {**self.inner.describe(), "retry_attempts": self.attempts}
 
 
-class LoggingBackend(_Forwarding):
-    """Log every call at DEBUG: operation, key, bytes moved, duration."""
+class _PerCall(_Forwarding):
+    """The interface's calls, each run through ``_call`` (and listings
+    through ``_listed``), for the decorators that watch every call."""
 
-    def _call(self, op: str, key: str, fn: Callable[[], T], size: Callable[[T], int] | None = None,
-              sent: int | None = None) -> T:
-        if not log.isEnabledFor(logging.DEBUG):
-            return fn()
-        start = time.monotonic()
-        try:
-            result = fn()
-        except Exception as exc:
-            log.debug("%s %r in %s failed after %.3f s: %s: %s", op, key, self.url,
-                      time.monotonic() - start, type(exc).__name__, exc)
-            raise
-        nbytes = sent if sent is not None else (size(result) if size is not None else 0)
-        log.debug("%s %r in %s: %d bytes, %.3f s", op, key, self.url, nbytes,
-                  time.monotonic() - start)
-        return result
+    def _call(self, op: str, key: str, fn: Callable[[], T], got: Callable[[T], int] | None = None,
+              sent: int = 0) -> T:
+        raise NotImplementedError
+
+    def _listed(self, prefix: str, count: int, seconds: float, failed: bool) -> None:
+        raise NotImplementedError
 
     def put(self, key: str, data: bytes) -> None:
         self._call("put", key, lambda: self.inner.put(key, data), sent=len(data))
@@ -260,11 +252,17 @@ class LoggingBackend(_Forwarding):
     def list(self, prefix: str = "") -> Iterator[str]:
         start = time.monotonic()
         count = 0
-        for key in self.inner.list(prefix):
-            count += 1
-            yield key
-        log.debug("list %r in %s: %d keys, %.3f s", prefix, self.url, count,
-                  time.monotonic() - start)
+        failed = True
+        try:
+            for key in self.inner.list(prefix):
+                count += 1
+                yield key
+            failed = False
+        except GeneratorExit:   # the caller stopped early: not a failure
+            failed = False
+            raise
+        finally:
+            self._listed(prefix, count, time.monotonic() - start, failed)
 
     def delete(self, key: str) -> None:
         self._call("delete", key, lambda: self.inner.delete(key))
@@ -274,14 +272,37 @@ class LoggingBackend(_Forwarding):
                           lambda r: len(r[0]) if r is not None else 0)
 
     def put_if(self, key: str, data: bytes, expected: str | None) -> str:
-        return self._call("put_if", key, lambda: self.inner.put_if(key, data, expected),
-                          sent=len(data))
+        return self._call("put_if", key, lambda: self.inner.put_if(key, data, expected), sent=len(data))
 
     def delete_if(self, key: str, expected: str) -> None:
         self._call("delete_if", key, lambda: self.inner.delete_if(key, expected))
 
 
-class MeteredBackend(_Forwarding):
+class LoggingBackend(_PerCall):
+    """Log every call at DEBUG: operation, key, bytes moved, duration."""
+
+    def _call(self, op: str, key: str, fn: Callable[[], T], got: Callable[[T], int] | None = None,
+              sent: int = 0) -> T:
+        if not log.isEnabledFor(logging.DEBUG):
+            return fn()
+        start = time.monotonic()
+        try:
+            result = fn()
+        except Exception as exc:
+            log.debug("%s %r in %s failed after %.3f s: %s: %s", op, key, self.url,
+                      time.monotonic() - start, type(exc).__name__, exc)
+            raise
+        nbytes = got(result) if got is not None else sent
+        log.debug("%s %r in %s: %d bytes, %.3f s", op, key, self.url, nbytes,
+                  time.monotonic() - start)
+        return result
+
+    def _listed(self, prefix: str, count: int, seconds: float, failed: bool) -> None:
+        if not failed:
+            log.debug("list %r in %s: %d keys, %.3f s", prefix, self.url, count, seconds)
+
+
+class MeteredBackend(_PerCall):
     """Count every call that reaches the store, by operation and by the
     area of the store it touches (the key's first part: ``packs``,
     ``refs`` ...): requests, bytes received and sent, errors and seconds.
@@ -320,8 +341,13 @@ class MeteredBackend(_Forwarding):
             c[3] += failed
             c[4] += seconds
 
+    # the meter's names: a file upload is a put, a versioned read a get
+    _AS = {"put_file": "put", "get_versioned": "get"}
+
     def _call(self, op: str, key: str, fn: Callable[[], T], got: Callable[[T], int] | None = None,
               sent: int = 0) -> T:
+        op = self._AS.get(op, op)
+        sent = max(sent, 0)
         start = time.monotonic()
         try:
             result = fn()
@@ -334,40 +360,5 @@ class MeteredBackend(_Forwarding):
         self._add(op, key, got(result) if got is not None else 0, sent, False, time.monotonic() - start)
         return result
 
-    def put(self, key: str, data: bytes) -> None:
-        self._call("put", key, lambda: self.inner.put(key, data), sent=len(data))
-
-    def put_file(self, key: str, path: str) -> None:
-        try:
-            nbytes = os.stat(path).st_size
-        except OSError:
-            nbytes = 0
-        self._call("put", key, lambda: self.inner.put_file(key, path), sent=nbytes)
-
-    def get(self, key: str, offset: int = 0, length: int | None = None) -> bytes:
-        return self._call("get", key, lambda: self.inner.get(key, offset, length), len)
-
-    def stat(self, key: str) -> int | None:
-        return self._call("stat", key, lambda: self.inner.stat(key))
-
-    def list(self, prefix: str = "") -> Iterator[str]:
-        start = time.monotonic()
-        failed = True
-        try:
-            yield from self.inner.list(prefix)
-            failed = False
-        finally:
-            self._add("list", prefix, 0, 0, failed, time.monotonic() - start)
-
-    def delete(self, key: str) -> None:
-        self._call("delete", key, lambda: self.inner.delete(key))
-
-    def get_versioned(self, key: str) -> tuple[bytes, str] | None:
-        return self._call("get", key, lambda: self.inner.get_versioned(key),
-                          lambda r: len(r[0]) if r is not None else 0)
-
-    def put_if(self, key: str, data: bytes, expected: str | None) -> str:
-        return self._call("put_if", key, lambda: self.inner.put_if(key, data, expected), sent=len(data))
-
-    def delete_if(self, key: str, expected: str) -> None:
-        self._call("delete_if", key, lambda: self.inner.delete_if(key, expected))
+    def _listed(self, prefix: str, count: int, seconds: float, failed: bool) -> None:
+        self._add("list", prefix, 0, 0, failed, seconds)
