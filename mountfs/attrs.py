@@ -6,7 +6,11 @@ import stat
 
 import pyfuse3
 
-from ..staging.nodes import DirNode, FileNode, LinkNode, Node
+from ..staging.nodes import DirNode, FileNode, LinkNode, Node, SpecialNode
+
+FORMATS = {"dir": stat.S_IFDIR, "symlink": stat.S_IFLNK, "file": stat.S_IFREG, "fifo": stat.S_IFIFO,
+           "socket": stat.S_IFSOCK, "char": stat.S_IFCHR, "block": stat.S_IFBLK}
+KIND_OF_FORMAT = {v: k for k, v in FORMATS.items()}
 
 NAME_MAX = 255
 BLKSIZE = 1024 * 1024  # st_blksize: cp, cat and friends size their buffers by it
@@ -18,20 +22,23 @@ def attributes(ino: int, x: Node | dict, uid: int, gid: int, timeout: float,
     (``staging.nodes``), shown as inode ``ino``; ``uid``/``gid`` are the
     owner when the entry names none.  ``nlink`` overrides the link count the
     entry implies (2 + subdirectories for a committed directory, 1 for a
-    file; a staged file that left the tree has 0)."""
+    file; a staged node its hard-link names; one that left the tree 0)."""
+    rdev = 0
     if isinstance(x, Node):
         kind = x.kind
         perm = x.mode & 0o7777
-        links = 1
+        links = x.nlink if x.linked else 0
+        size = 0
         if isinstance(x, DirNode):
             size = 4096
             links = 2
         elif isinstance(x, LinkNode):
             size = len(x.target.encode("utf-8", "surrogateescape"))
+        elif isinstance(x, SpecialNode):
+            rdev = x.rdev
         else:
             assert isinstance(x, FileNode)
             size = x.size
-            links = 1 if x.linked else 0
         owner = uid if x.uid is None else x.uid
         group = gid if x.gid is None else x.gid
         mtime = x.mtime
@@ -49,6 +56,7 @@ def attributes(ino: int, x: Node | dict, uid: int, gid: int, timeout: float,
             size = len(x.get("target", "").encode("utf-8", "surrogateescape"))
         else:
             size = int(x.get("size", 0))
+            rdev = x.get("rdev", 0)
         owner = x.get("uid", uid)
         group = x.get("gid", gid)
         mtime = ctime = atime = int(x.get("mtime") or 0)
@@ -57,19 +65,14 @@ def attributes(ino: int, x: Node | dict, uid: int, gid: int, timeout: float,
     a.generation = 0
     a.entry_timeout = timeout
     a.attr_timeout = timeout
-    if kind == "dir":
-        a.st_mode = stat.S_IFDIR | perm
-    elif kind == "symlink":
-        a.st_mode = stat.S_IFLNK | 0o777
-    else:
-        a.st_mode = stat.S_IFREG | perm
+    a.st_mode = FORMATS[kind] | (0o777 if kind == "symlink" else perm)
     a.st_nlink = links if nlink is None else nlink
     a.st_size = size
     a.st_blocks = (size + 511) // 512 if kind == "file" else 0
     a.st_blksize = BLKSIZE
     a.st_uid = owner
     a.st_gid = group
-    a.st_rdev = 0
+    a.st_rdev = rdev
     a.st_mtime_ns = mtime
     a.st_ctime_ns = ctime
     a.st_atime_ns = atime

@@ -71,6 +71,35 @@ class BranchNodes:
         inodes = self.parts.inodes
         return inodes.at(parent.ino, name) or inodes.add(parent.view, parent, name)
 
+    async def place(self, parent: Inode, name: str) -> tuple[Inode, Resolved]:
+        """The inode at parent/name and what it resolves to, allocated if the
+        place has none; the names of a hard-link group share one inode."""
+        inodes = self.parts.inodes
+        inode = self.child(parent, name)
+        try:
+            r = await self.resolve(inode)
+            if inode.orphan:  # it was replaced on the branch just now
+                inodes.release(inode)
+                inode = self.child(parent, name)
+                r = await self.resolve(inode)
+        except BaseException:
+            inodes.release(inode)
+            raise
+        link = r.link if isinstance(r, Node) else r.get("link") if r["type"] != "dir" else None
+        if link is not None and inode.link is None:
+            key = (parent.view, link)
+            shared = inodes.linked(key)
+            if shared is None or shared.orphan:   # none, or one whose names are all gone
+                inodes.bind(inode, key)
+            elif shared is not inode and inode.lookups == 0 and inode.handles == 0:
+                inodes.take(parent.ino, name)      # the fresh inode gives its place to the group's
+                inodes.release(inode)
+                inodes.alias(shared, parent, name)
+                inode = shared
+                if isinstance(r, Node):
+                    inode.obj, inode.epoch = r, self.area.epoch
+        return inode, r
+
     def inode_at(self, parent: Inode, name: str) -> Inode:
         """The inode to resolve parent/name with: a transient one if the kernel holds none."""
         return self.parts.inodes.at(parent.ino, name) or Inode(0, parent.view, parent, name)
@@ -85,8 +114,9 @@ class BranchNodes:
 
     def detach(self, parent: Inode, name: str) -> None:
         """The inode at parent/name (if any) no longer names that place."""
-        inode = self.parts.inodes.take(parent.ino, name)
-        if inode is not None:
+        inodes = self.parts.inodes
+        inode = inodes.take(parent.ino, name)
+        if inode is not None and not inodes.placed(inode):   # a hard link keeps its other names
             inode.orphan = True
 
     # -- resolution ------------------------------------------------------------------------
@@ -158,22 +188,43 @@ class BranchNodes:
         return await self.parts.listing(await self.lower(inode, node))
 
     async def child_of(self, parent: Inode, p: Resolved, name: str) -> Resolved | None:
-        """What ``name`` is in the directory ``p`` (resolved at ``parent``)."""
+        """What ``name`` is in the directory ``p`` (resolved at ``parent``);
+        a committed name of a staged hard-link group is the group's node."""
         if isinstance(p, DirNode):
             if name in p.delta:
                 return p.delta[name]
-            return (await self.lower_listing(parent, p)).get(name)
-        if isinstance(p, dict) and is_dir(p):
-            return (await self.parts.listing(p)).get(name)
-        raise fuse_error(errno.ENOTDIR)
+            found = (await self.lower_listing(parent, p)).get(name)
+        elif isinstance(p, dict) and is_dir(p):
+            found = (await self.parts.listing(p)).get(name)
+        else:
+            raise fuse_error(errno.ENOTDIR)
+        return self.area.shown(found) if found is not None else None
 
     async def listing(self, inode: Inode, d: Resolved) -> Mapping[str, Resolved]:
         """A directory's entries by name (staged over committed)."""
         if isinstance(d, DirNode):
-            return d.overlay(await self.lower_listing(inode, d))
-        if isinstance(d, dict):
-            return await self.parts.listing(d)
-        return {}
+            out: Mapping[str, Resolved] = d.overlay(await self.lower_listing(inode, d))
+        elif isinstance(d, dict):
+            out = await self.parts.listing(d)
+        else:
+            return {}
+        if self.area.links:
+            out = {name: self.area.shown(x) if isinstance(x, dict) else x for name, x in out.items()}
+        return out
+
+    async def head_nlink(self, entry: dict) -> int:
+        """How many names a committed hard-linked entry's group has in the head."""
+        head = await self.heads.head(self.repo, self.branch)
+        if head is None or "link" not in entry:
+            return 1
+        return await self.parts.link_count(await self.head_root(head), entry["link"])
+
+    async def staged(self, r: Resolved) -> Resolved:
+        """A committed hard-linked entry as its group's staged node (staged
+        now): a change to one name changes every name (unlink, rename over)."""
+        if isinstance(r, dict) and "link" in r and r["type"] != "dir":
+            return self.area.group(r, await self.head_nlink(r))
+        return r
 
     async def nlink(self, inode: Inode, d: DirNode) -> int:
         """2 + subdirectories (find(1) relies on it), cached until one comes or goes."""
@@ -198,6 +249,8 @@ class BranchNodes:
             nlink = 1 if inode.orphan else await self.nlink(inode, r)
         elif isinstance(r, dict) and inode.orphan and r["type"] != "dir":
             nlink = 0
+        elif isinstance(r, dict) and "link" in r and r["type"] != "dir":
+            nlink = await self.head_nlink(r)
         return attributes(inode.ino, r, self.parts.uid, self.parts.gid, WRITABLE_TIMEOUT, nlink)
 
     # -- copy-up -------------------------------------------------------------------------------
@@ -217,7 +270,8 @@ class BranchNodes:
             node = area.ensure_root(r)
         else:
             parent = await self.upper_dir(inode.parent)
-            node = parent.delta.get(inode.name) or area.copy_up(parent, inode.name, r)
+            node = parent.delta.get(inode.name) or area.copy_up(parent, inode.name, r,
+                                                                  await self.head_nlink(r))
         inode.obj, inode.epoch, inode.entry = node, area.epoch, None
         return node
 
@@ -235,7 +289,7 @@ class BranchNodes:
         if cur is None:
             if name in pnode.delta or lower is None:
                 raise fuse_error(errno.ENOENT)
-            cur = self.area.copy_up(pnode, name, lower)
+            cur = self.area.copy_up(pnode, name, lower, await self.head_nlink(lower))
         if pin and isinstance(cur, DirNode) and cur.lower == FOLLOW:
             self.area.pin(pnode, name, cur, lower)
         return cur

@@ -21,7 +21,7 @@ import pyfuse3
 
 from ..staging.area import StagingArea
 from ..staging.nodes import DirNode, FileNode, LinkNode, Node, now_ns
-from .attrs import NAME_MAX, negative_entry
+from .attrs import KIND_OF_FORMAT, NAME_MAX, negative_entry
 from .branchnodes import WRITABLE_TIMEOUT, BranchNodes, Resolved, is_dir_like
 from .handles import Handle, OpenFile
 from .inodes import Inode
@@ -33,6 +33,12 @@ XATTR_MAX = 65536
 
 def _kind(x: Resolved) -> str:
     return x.kind if isinstance(x, Node) else x["type"]
+
+
+def _same_group(a: Resolved, b: Resolved) -> bool:
+    """Whether two committed entries are names of one hard-linked file."""
+    return isinstance(a, dict) and isinstance(b, dict) and "link" in a and a.get("link") == b.get("link") \
+        and a["type"] != "dir"
 
 
 def _open_file(handle: Handle) -> OpenFile:
@@ -59,13 +65,8 @@ class BranchView(View):
         sname = os.fsdecode(name)
         if await n.child_of(parent, await n.resolve(parent), sname) is None:
             return negative_entry(WRITABLE_TIMEOUT)
-        inode = n.child(parent, sname)
+        inode, r = await n.place(parent, sname)
         try:
-            r = await n.resolve(inode)
-            if inode.orphan:  # it was replaced on the branch just now
-                self.parts.inodes.release(inode)
-                inode = n.child(parent, sname)
-                r = await n.resolve(inode)
             attr = await n.attr(inode, r)
         except BaseException:
             self.parts.inodes.release(inode)
@@ -84,10 +85,13 @@ class BranchView(View):
 
     async def entry_attr(self, parent: Inode, name: bytes,
                          item: Any) -> tuple[Inode, pyfuse3.EntryAttributes] | None:
-        child = self.nodes.child(parent, item)
         try:
-            return child, await self.nodes.attr(child)
+            child, r = await self.nodes.place(parent, item)
         except pyfuse3.FUSEError:  # gone since opendir
+            return None
+        try:
+            return child, await self.nodes.attr(child, r)
+        except pyfuse3.FUSEError:
             self.parts.inodes.release(child)
             return None
 
@@ -212,8 +216,10 @@ class BranchView(View):
     # -- names ---------------------------------------------------------------------------------
 
     async def _new_entry(self, parent: Inode, name: bytes, kind: str, mode: int,
-                         ctx: pyfuse3.RequestContext, target: str = "") -> tuple[Inode, Node]:
-        """Make a file, directory or symlink at parent/name (in a mutation)."""
+                         ctx: pyfuse3.RequestContext, target: str = "",
+                         rdev: int = 0) -> tuple[Inode, Node]:
+        """Make a file, directory, symlink, FIFO, socket or device at
+        parent/name (in a mutation)."""
         n = self.nodes
         sname = os.fsdecode(name)
         if len(name) > NAME_MAX:
@@ -226,7 +232,7 @@ class BranchView(View):
             gid = pnode.gid if pnode.gid is not None else self.parts.gid
             if kind == "dir":
                 mode |= stat.S_ISGID
-        node = self.area.new_node(kind, mode, ctx.uid, gid, target)
+        node = self.area.new_node(kind, mode, ctx.uid, gid, target, rdev)
         self.area.link(pnode, sname, node)
         if kind == "dir":
             pnode.dirs_version += 1
@@ -251,12 +257,16 @@ class BranchView(View):
             return await self._made(*await self._new_entry(parent, name, "symlink", 0o777, ctx,
                                                            os.fsdecode(target)))
 
-    async def mknod(self, parent: Inode, name: bytes, mode: int,
+    async def mknod(self, parent: Inode, name: bytes, mode: int, rdev: int,
                     ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
-        if not stat.S_ISREG(mode):
-            raise fuse_error(errno.EPERM)  # only files, directories and symlinks are versioned
+        kind = KIND_OF_FORMAT.get(stat.S_IFMT(mode) or stat.S_IFREG)
+        if kind is None or kind in ("dir", "symlink"):
+            raise fuse_error(errno.EINVAL)
+        if kind in ("char", "block") and ctx.uid != 0:
+            raise fuse_error(errno.EPERM)   # as the kernel rules (it checks CAP_MKNOD first)
         async with self.area.mutation():
-            return await self._made(*await self._new_entry(parent, name, "file", mode, ctx))
+            return await self._made(*await self._new_entry(parent, name, kind, mode, ctx,
+                                                           rdev=rdev if kind in ("char", "block") else 0))
 
     async def create(self, parent: Inode, name: bytes, mode: int, flags: int,
                      ctx: pyfuse3.RequestContext) -> tuple[pyfuse3.FileInfo, pyfuse3.EntryAttributes]:
@@ -266,8 +276,38 @@ class BranchView(View):
             assert isinstance(node, FileNode)
             return pyfuse3.FileInfo(fh=self._new_handle(inode, node, ctx.uid), keep_cache=False), attr
 
-    async def link(self, inode: Inode, parent: Inode, name: bytes) -> pyfuse3.EntryAttributes:
-        raise fuse_error(errno.EPERM)  # hard links are not supported (README)
+    async def link(self, inode: Inode, parent: Inode, name: bytes,
+                   ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
+        """link(2): one more name for a file, symlink, FIFO, socket or device
+        of this branch (another branch or repo: EXDEV)."""
+        if parent.view is not self:
+            raise fuse_error(errno.EXDEV)
+        if len(name) > NAME_MAX:
+            raise fuse_error(errno.ENAMETOOLONG)
+        n = self.nodes
+        inodes = self.parts.inodes
+        sname = os.fsdecode(name)
+        async with self.area.mutation():
+            r = await n.resolve(inode)
+            if is_dir_like(r):
+                raise fuse_error(errno.EPERM)
+            if inode.orphan and not inodes.placed(inode):
+                raise fuse_error(errno.ENOENT)   # unlinked (linkat of an open, unlinked file)
+            pnode = await n.upper_dir(parent)
+            if await n.child_of(parent, pnode, sname) is not None:
+                raise fuse_error(errno.EEXIST)
+            node = await n.upper(inode)
+            self.area.add_name(pnode, sname, node)
+            n.detach(parent, sname)
+            assert node.link is not None
+            key = (self, node.link)
+            shared = inodes.linked(key)
+            if shared is None or shared.orphan:
+                inodes.bind(inode, key)
+                shared = inode
+            inodes.alias(shared, parent, sname)
+            shared.obj, shared.epoch = node, self.area.epoch
+            return await self._made(shared, node)
 
     async def unlink(self, parent: Inode, name: bytes) -> None:
         await self._remove(parent, name, want_dir=False)
@@ -284,6 +324,7 @@ class BranchView(View):
             child = await n.child_of(parent, pnode, sname)
             if child is None:
                 raise fuse_error(errno.ENOENT)
+            child = await n.staged(child)   # a hard link: the other names lose one
             held = self.parts.inodes.at(parent.ino, sname)
             if want_dir:
                 if not is_dir_like(child):
@@ -340,8 +381,8 @@ class BranchView(View):
             if dst is not None:
                 if flags & pyfuse3.RENAME_NOREPLACE:
                     raise fuse_error(errno.EEXIST)
-                if dst is src:
-                    return
+                if dst is src or _same_group(src, dst):
+                    return   # two names of one file: rename(2) does nothing
                 if is_dir_like(src) and not is_dir_like(dst):
                     raise fuse_error(errno.ENOTDIR)
                 if not is_dir_like(src) and is_dir_like(dst):
@@ -350,6 +391,8 @@ class BranchView(View):
                     raise fuse_error(errno.ENOTEMPTY)
             if is_dir_like(src):
                 await self._check_not_inside(src, new_parent)
+            if dst is not None:
+                dst = await n.staged(dst)   # a hard link replaced: the other names lose one
             node = await n.upper_child(parent, spnode, sname, pin=True)
             slower = (await n.lower_listing(parent, spnode)).get(sname)
             dlower = (await n.lower_listing(new_parent, dpnode)).get(dname)

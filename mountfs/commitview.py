@@ -39,14 +39,27 @@ class CommitView(View):
         self.commit = commit
 
     def _child(self, parent: Inode, name: str, entry: dict) -> Inode:
-        inode = self.parts.inodes.at(parent.ino, name)
+        """The inode at parent/name; the names of a hard-link group share one."""
+        inodes = self.parts.inodes
+        inode = inodes.at(parent.ino, name)
         if inode is None:
-            inode = self.parts.inodes.add(self, parent, name)
+            key = (self, entry["link"]) if "link" in entry else None
+            inode = inodes.linked(key) if key is not None else None
+            if inode is not None:
+                inodes.alias(inode, parent, name)
+                return inode
+            inode = inodes.add(self, parent, name)
             inode.entry = entry
+            if key is not None:
+                inodes.bind(inode, key)
         return inode
 
-    def _attr(self, inode: Inode) -> pyfuse3.EntryAttributes:
-        return self.parts.attr(inode.ino, _entry(inode), IMMUTABLE_TIMEOUT)
+    async def _attr(self, inode: Inode) -> pyfuse3.EntryAttributes:
+        entry = _entry(inode)
+        nlink = None
+        if "link" in entry:
+            nlink = await self.parts.link_count(await self.parts.commit_root(self.commit), entry["link"])
+        return self.parts.attr(inode.ino, entry, IMMUTABLE_TIMEOUT, nlink)
 
     async def lookup(self, parent: Inode, name: bytes) -> pyfuse3.EntryAttributes:
         sname = os.fsdecode(name)
@@ -56,11 +69,16 @@ class CommitView(View):
             if entry is None:
                 return negative_entry(NEGATIVE_TIMEOUT)
             inode = self._child(parent, sname, entry)
+        try:
+            attr = await self._attr(inode)
+        except BaseException:
+            self.parts.inodes.release(inode)
+            raise
         inode.lookups += 1
-        return self._attr(inode)
+        return attr
 
     async def getattr(self, inode: Inode) -> pyfuse3.EntryAttributes:
-        return self._attr(inode)
+        return await self._attr(inode)
 
     async def entries(self, inode: Inode) -> list[tuple[bytes, Any]]:
         entry = _entry(inode)
@@ -71,7 +89,7 @@ class CommitView(View):
     async def entry_attr(self, parent: Inode, name: bytes,
                          item: Any) -> tuple[Inode, pyfuse3.EntryAttributes]:
         inode = self._child(parent, item["name"], item)
-        return inode, self._attr(inode)
+        return inode, await self._attr(inode)
 
     async def open(self, inode: Inode, flags: int, ctx: pyfuse3.RequestContext) -> pyfuse3.FileInfo:
         if flags & os.O_ACCMODE != os.O_RDONLY or flags & os.O_TRUNC:

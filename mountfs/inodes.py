@@ -1,5 +1,7 @@
 """The inode table: one inode number per place (parent inode, name) while
-the kernel holds it, for every view of the mount.
+the kernel holds it, for every view of the mount; the names of one hard-link
+group share one inode (its other places are ``more``, and the group's inode
+is found by its key: the view and the link id).
 
 Numbers are handed out from a counter and never reused, so identical content
 shared by dedup never looks like a hard link: each place has its own inode.
@@ -42,12 +44,15 @@ class Inode:
     epoch: int = -1            # the staging area's epoch when ``obj`` was bound
     seen: tuple | None = None  # (head, staging generation) when ``entry`` was resolved
     orphan: bool = False       # unlinked or replaced: keeps what it had
+    more: list[tuple[Inode, str]] | None = None   # its other places (hard links)
+    link: tuple | None = None  # (view, link id) when it is a hard-link group's inode
 
 
 class InodeTable:
     def __init__(self) -> None:
         self._by_ino: dict[int, Inode] = {}
         self._places: dict[int, dict[str, Inode]] = {}   # parent inode -> name -> inode
+        self._links: dict[tuple, Inode] = {}             # (view, link id) -> the group's inode
         self._next = ROOT_INODE + 1
         # every request starts here: the dict's own method, no call of ours
         self.get: Callable[[int], Inode | None] = self._by_ino.get
@@ -76,27 +81,62 @@ class InodeTable:
         return inode
 
     def place(self, inode: Inode, parent: Inode | None, name: str) -> None:
-        """Move ``inode`` to parent/name (rename)."""
-        self.unplace(inode)
+        """``inode`` gets the place parent/name (rename): its one place, or
+        one more when it still names another (a hard link)."""
+        if self.placed(inode) and parent is not None:
+            self.alias(inode, parent, name)
+            return
         inode.parent, inode.name = parent, name
         self._put(inode)
 
+    def alias(self, inode: Inode, parent: Inode, name: str) -> None:
+        """One more place for ``inode``: another name of its hard-link group."""
+        self._places.setdefault(parent.ino, {})[name] = inode
+        inode.more = [*(inode.more or ()), (parent, name)]
+
+    def placed(self, inode: Inode) -> bool:
+        """Whether ``inode`` still names a place."""
+        return self.at(_parent_ino(inode), inode.name) is inode
+
     def take(self, parent_ino: int, name: str) -> Inode | None:
         """Remove and return the inode placed at parent/name; it stays known
-        by its number (open handles, the kernel's lookups)."""
+        by its number (open handles, the kernel's lookups).  An inode with
+        other places keeps them (its first other place becomes its own)."""
         names = self._places.get(parent_ino)
         if names is None:
             return None
         inode = names.pop(name, None)
         if not names:
             del self._places[parent_ino]
+        if inode is not None and inode.more:
+            if _parent_ino(inode) == parent_ino and inode.name == name:
+                inode.parent, inode.name = inode.more.pop(0)
+            else:
+                inode.more = [(p, n) for p, n in inode.more if not (p.ino == parent_ino and n == name)]
+            inode.more = inode.more or None
         return inode
 
     def unplace(self, inode: Inode) -> None:
-        """``inode`` no longer names its place (if it still does)."""
+        """``inode`` names none of its places any more."""
+        for parent, name in inode.more or ():
+            if self.at(parent.ino, name) is inode:
+                names = self._places[parent.ino]
+                del names[name]
+                if not names:
+                    del self._places[parent.ino]
+        inode.more = None
         key = _parent_ino(inode)
         if self.at(key, inode.name) is inode:
             self.take(key, inode.name)
+
+    def linked(self, key: tuple) -> Inode | None:
+        """The inode of a hard-link group (key: view, link id), if the kernel holds one."""
+        return self._links.get(key)
+
+    def bind(self, inode: Inode, key: tuple) -> None:
+        """``inode`` is the group ``key``'s inode: its other names find it."""
+        inode.link = key
+        self._links[key] = inode
 
     def forget(self, ino: int, count: int) -> None:
         inode = self._by_ino.get(ino)
@@ -111,6 +151,8 @@ class InodeTable:
             return
         if self._by_ino.get(inode.ino) is inode:
             del self._by_ino[inode.ino]
+        if inode.link is not None and self._links.get(inode.link) is inode:
+            del self._links[inode.link]
         self.unplace(inode)
 
     def _put(self, inode: Inode) -> None:

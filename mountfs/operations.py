@@ -297,7 +297,7 @@ class TrunkOperations(pyfuse3.Operations):
                     ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
         parent = self.inodes.get(parent_inode) or _no_inode()
         await self._may_change(parent, ctx)
-        return await parent.view.mknod(parent, name, mode, ctx)
+        return await parent.view.mknod(parent, name, mode, rdev, ctx)
 
     @fuse_errors
     async def mkdir(self, parent_inode: int, name: bytes, mode: int,
@@ -318,8 +318,8 @@ class TrunkOperations(pyfuse3.Operations):
                    ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
         node = self.inodes.get(inode) or _no_inode()
         new_parent = self.inodes.get(new_parent_inode) or _no_inode()
-        await self._may_change(node, ctx)
-        return await node.view.link(node, new_parent, new_name)
+        await self._may_change(new_parent, ctx)   # a link into another view is EXDEV
+        return await node.view.link(node, new_parent, new_name, ctx)
 
     @fuse_errors
     async def unlink(self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:

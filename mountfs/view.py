@@ -12,13 +12,14 @@ from __future__ import annotations
 import errno
 import os
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import pyfuse3
 
 from ..cache.chunkcache import ChunkCache
 from ..staging.nodes import Node
+from ..store.links import link_census
 from ..store.store import Store
 from ..store.walk import listing
 from .attrs import attributes
@@ -60,6 +61,8 @@ class ViewParts:
     uid: int        # the owner shown where an entry names none
     gid: int
     started: int    # when the mount started (ns): the time of the root and of empty branches
+    # hard-link names per group, by root tree (``store.links``); a few trees' worth
+    census: dict[str, dict[str, int]] = field(default_factory=dict)
 
     async def listing(self, entry: dict | None) -> dict[str, dict]:
         """A committed directory's entries by name ({} for anything else):
@@ -78,6 +81,18 @@ class ViewParts:
         commit = (self.store.cached_commit(commit_id)
                   or await self.run(self.store.read_commit, commit_id))
         return commit.root_entry()
+
+    async def link_count(self, root: dict, link: str) -> int:
+        """How many names the hard-link group ``link`` has in the tree under
+        ``root`` (st_nlink); counted once per tree, from a worker thread."""
+        tree = root.get("tree") or ""
+        counts = self.census.get(tree)
+        if counts is None:
+            counts = await self.run(link_census, self.store, root) if tree else {}
+            if len(self.census) >= 16:
+                self.census.pop(next(iter(self.census)))
+            self.census[tree] = counts
+        return counts.get(link, 1)
 
     def attr(self, ino: int, x: Node | dict, timeout: float,
              nlink: int | None = None) -> pyfuse3.EntryAttributes:
@@ -174,7 +189,7 @@ class View:
                      ctx: pyfuse3.RequestContext) -> tuple[pyfuse3.FileInfo, pyfuse3.EntryAttributes]:
         raise fuse_error(errno.EROFS)
 
-    async def mknod(self, parent: Inode, name: bytes, mode: int,
+    async def mknod(self, parent: Inode, name: bytes, mode: int, rdev: int,
                     ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
         raise fuse_error(errno.EROFS)
 
@@ -186,7 +201,8 @@ class View:
                       ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
         raise fuse_error(errno.EROFS)
 
-    async def link(self, inode: Inode, parent: Inode, name: bytes) -> pyfuse3.EntryAttributes:
+    async def link(self, inode: Inode, parent: Inode, name: bytes,
+                   ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
         raise fuse_error(errno.EROFS)
 
     async def unlink(self, parent: Inode, name: bytes) -> None:

@@ -20,7 +20,9 @@ import trio
 from .conflicts import entry_sig
 from .datafiles import DataFiles
 from .journal import Batch, Journal, area_prefix
-from .nodes import DIR, FOLLOW, DirNode, FileNode, LinkNode, Node, node_from_entry, node_from_record, now_ns
+from ..store.objects import new_link_id
+from .nodes import (DIR, FOLLOW, SPECIAL, DirNode, FileNode, LinkNode, Node, SpecialNode, node_from_entry,
+                    node_from_record, now_ns)
 from .quota import StagingQuota
 
 log = logging.getLogger(__name__)
@@ -38,6 +40,9 @@ class StagingArea:
         self.quota = StagingQuota() if quota is None else quota   # shared by every area
         self.prefix = area_prefix(repo, branch)
         self.root: DirNode | None = None
+        # hard-link groups with a staged node, by link id: every name of the
+        # group shows that node, the committed names too (``shown``)
+        self.links: dict[str, Node] = {}
         self.epoch = 0                 # bumped whenever a node may have moved or gone
         self.generation = 0            # bumped at every change (resolution caches key on it)
         self.committing: trio.Event | None = None
@@ -74,6 +79,7 @@ class StagingArea:
                 if base is not None:
                     parent.bases[name] = base
         self.root = roots[0] if roots and isinstance(roots[0], DirNode) else None
+        self.links = {n.link: n for n in nodes.values() if n.link is not None and n.nlink > 0}
         reachable = {n.id for n in self.walk()}
         stray = [nid for nid in nodes if nid not in reachable]
         if stray:  # unlinked while open when the daemon stopped
@@ -90,14 +96,29 @@ class StagingArea:
         log.info("staging of %s: %d staged nodes", self.where, len(reachable))
 
     def walk(self) -> Iterator[Node]:
-        if self.root is None:
-            return
-        stack: list[Node] = [self.root]
+        """Every staged node once: the tree's, and the hard-link groups'
+        (a group may have no staged name: only committed ones)."""
+        stack: list[Node] = list(self.links.values())
+        if self.root is not None:
+            stack.append(self.root)
+        seen: set[int] = set()
         while stack:
             node = stack.pop()
+            if node.link is not None:
+                if node.id in seen:
+                    continue
+                seen.add(node.id)
             yield node
             if isinstance(node, DirNode):
                 stack.extend(c for c in node.delta.values() if c is not None)
+
+    def shown(self, entry: dict) -> "Node | dict":
+        """What a committed entry shows in the branch view: its hard-link
+        group's staged node, if the group has one."""
+        link = entry.get("link")
+        if link is not None and self.links:
+            return self.links.get(link, entry)
+        return entry
 
     # -- commit freeze -----------------------------------------------------------
 
@@ -221,14 +242,44 @@ class StagingArea:
 
     # -- namespace changes ---------------------------------------------------------
 
-    def copy_up(self, parent: DirNode, name: str, entry: dict) -> Node:
-        """Stage a committed entry (by reference: no data is copied)."""
+    def copy_up(self, parent: DirNode, name: str, entry: dict, nlink: int = 1) -> Node:
+        """Stage a committed entry (by reference: no data is copied).  A
+        hard-linked one (``nlink`` names in the head) stages its group: every
+        name of it shows the one staged node."""
+        node = self.group(entry, nlink) if "link" in entry else None
         batch = self._batch()
-        node = node_from_entry(self.journal.new_id(batch), entry)
-        batch.node(node.record())
+        if node is None:
+            node = node_from_entry(self.journal.new_id(batch), entry)
+            batch.node(node.record())
         self._place(parent, name, node, self._base(parent, name, entry), batch)
         self._write()
         return node
+
+    def group(self, entry: dict, nlink: int) -> Node:
+        """The staged node of a committed hard-linked entry's group, staged
+        (not placed at any name: each committed name shows it) if it has none."""
+        link = entry["link"]
+        node = self.links.get(link)
+        if node is None:
+            batch = self._batch()
+            node = node_from_entry(self.journal.new_id(batch), entry, nlink)
+            self.links[link] = node
+            batch.node(node.record())
+            self._write()
+        return node
+
+    def add_name(self, parent: DirNode, name: str, node: Node) -> None:
+        """link(2): ``node`` (staged, not a directory) gets one more name."""
+        batch = self._batch()
+        if node.link is None:
+            node.link = new_link_id()
+            self.links[node.link] = node
+        node.nlink += 1
+        node.ctime = now_ns()
+        batch.node(self._record(node))
+        self._place(parent, name, node, self._base(parent, name, None), batch)
+        self._touch_dir(parent, batch)
+        self._write()
 
     @staticmethod
     def _base(parent: DirNode, name: str, lower: dict | None) -> str | None:
@@ -259,7 +310,7 @@ class StagingArea:
         self._place(parent, name, node, entry_sig(lower), batch)
         self._write()
 
-    def new_node(self, kind: str, mode: int, uid: int, gid: int, target: str = "") -> Node:
+    def new_node(self, kind: str, mode: int, uid: int, gid: int, target: str = "", rdev: int = 0) -> Node:
         """A fresh node, not in the tree yet (see :meth:`link`)."""
         t = now_ns()
         batch = self._batch()
@@ -270,6 +321,8 @@ class StagingArea:
             node = DirNode(nid, kind, mode, uid, gid, mtime=t, ctime=t, lower=None)
         elif kind == "symlink":
             node = LinkNode(nid, kind, mode, uid, gid, mtime=t, ctime=t, target=target)
+        elif kind in SPECIAL:
+            node = SpecialNode(nid, kind, mode, uid, gid, mtime=t, ctime=t, rdev=rdev)
         else:
             node = FileNode(nid, kind, mode, uid, gid, mtime=t, ctime=t)
         self._write()  # the id counter, when it moved
@@ -290,6 +343,8 @@ class StagingArea:
         """Remove parent/name (a whiteout when ``lower``, the lower directory's
         entry there, exists)."""
         node = parent.delta.get(name)
+        if node is None and lower is not None and name not in parent.delta:
+            node = self._group_of(lower)
         batch = self._batch()
         self._vacate(parent, name, lower, batch)
         if node is not None:
@@ -306,6 +361,8 @@ class StagingArea:
         the source and the target."""
         batch = self._batch()
         replaced = dparent.delta.get(dname)
+        if replaced is None and dlower is not None and dname not in dparent.delta:
+            replaced = self._group_of(dlower)
         dbase = self._base(dparent, dname, dlower)
         self._vacate(sparent, sname, slower, batch)
         self._place(dparent, dname, node, dbase, batch)
@@ -349,11 +406,24 @@ class StagingArea:
         d.mtime = d.ctime = now_ns()
         batch.node(self._record(d))
 
+    def _group_of(self, entry: dict) -> Node | None:
+        """The staged node a committed name shows, if its hard-link group has one."""
+        link = entry.get("link")
+        return self.links.get(link) if link is not None else None
+
     def _forget(self, node: Node, batch: Batch) -> None:
-        """Drop a node that left the tree (and what is below it) from the journal."""
+        """One name of a node left the tree: drop the node (and what is below
+        it) from the journal, unless it has other hard-link names."""
         stack = [node]
         while stack:
             n = stack.pop()
+            if n.link is not None:
+                n.nlink -= 1
+                n.ctime = now_ns()
+                if n.nlink > 0:
+                    batch.node(self._record(n))
+                    continue
+                self.links.pop(n.link, None)
             n.linked = False
             batch.drop_node(n.id)
             if isinstance(n, DirNode):
@@ -440,6 +510,7 @@ class StagingArea:
         self.journal.clear_area(self.repo, self.branch)
         self.generation += 1
         self.root = None
+        self.links = {}
         self.epoch += 1
 
     def forget_entry(self, parent: DirNode, name: str) -> None:

@@ -16,15 +16,17 @@ import logging
 import os
 from collections.abc import Callable, Iterator
 
-from ..store.objects import DIR, entry_files, entry_size
+from ..store.links import link_names
+from ..store.objects import dir_counts
 from ..store.rechunk import rechunk
 from ..store.store import Store
+from ..store.treeedit import TreeEditor
 from ..store.walk import listing
 from ..store.writer import WriteSession
 from .area import StagingArea
 from .datafiles import DataFiles
 from .conflicts import ADOPT, HEAD, PathConflict, settle
-from .nodes import FOLLOW, DirNode, FileNode, LinkNode, Node
+from .nodes import FOLLOW, DirNode, FileNode, LinkNode, Node, SpecialNode
 from .overlay import lower_of
 
 log = logging.getLogger(__name__)
@@ -132,6 +134,8 @@ def file_entries(area: StagingArea, store: Store, session: WriteSession,
             out[node.id] = dict(node.entry_meta(), size=node.size, chunks=chunks)
         elif isinstance(node, LinkNode):
             out[node.id] = dict(node.entry_meta(), target=node.target)
+        elif isinstance(node, SpecialNode):
+            out[node.id] = node.entry_meta()
     return out
 
 
@@ -170,14 +174,30 @@ def build_tree(area: StagingArea, store: Store, session: WriteSession, head_root
         listing = [dict(frame.done[name], name=name) if isinstance(x, DirNode)
                    else dict(entries[x.id], name=name) if isinstance(x, Node) else x
                    for name, (x, _) in frame.merged.items()]
-        entry = dict(frame.node.entry_meta(), tree=session.put_tree(listing),
-                     size=sum(entry_size(e) for e in listing),
-                     files=sum(entry_files(e) for e in listing),
-                     dirs=sum(e["type"] == DIR for e in listing))
+        entry = dict(frame.node.entry_meta(), tree=session.put_tree(listing), **dir_counts(listing))
         if frame.parent is None:
-            return entry
+            return relink(store, session, entry, area.links, entries) if area.links else entry
         frame.parent.done[frame.name] = entry
     raise PathConflict(area.where, conflicts)
+
+
+def relink(store: Store, session: WriteSession, root: dict, groups: dict[str, Node],
+           entries: dict[int, dict]) -> dict:
+    """Every name of a staged hard-link group in the tree under ``root``
+    takes the group's staged entry: a write through one name, a chmod or a
+    link count that fell to one reaches the names the staging never touched
+    (the link walker reads only the directories holding hard links)."""
+    editor: TreeEditor | None = None
+    for path, old in link_names(store, root, set(groups)):
+        new = entries[groups[old["link"]].id]
+        if dict(new, name=old["name"]) != old:
+            editor = editor or TreeEditor(store, root["tree"])
+            editor.put(path, new)
+    if editor is None:
+        return root
+    out = editor.write(session)
+    kept = {k: v for k, v in root.items() if k not in ("tree", "size", "files", "dirs", "links")}
+    return dict(kept, **{k: v for k, v in out.items() if k in ("tree", "size", "files", "dirs", "links")})
 
 
 class _Frame:

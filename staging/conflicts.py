@@ -31,7 +31,7 @@ from ..store.errors import Conflict
 from ..store.walk import is_dir
 from .nodes import FOLLOW, DirNode, Node
 
-_SIG_KEYS = ("type", "mode", "uid", "gid", "xattrs", "mtime", "size", "chunks", "target", "tree")
+_SIG_KEYS = ("type", "mode", "uid", "gid", "xattrs", "mtime", "size", "chunks", "target", "tree", "rdev")
 
 
 def entry_sig(entry: Mapping | None) -> str:

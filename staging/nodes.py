@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 FOLLOW = "follow"
 
 FILE, DIR, SYMLINK = "file", "dir", "symlink"
+SPECIAL = ("fifo", "socket", "char", "block")   # metadata only (``SpecialNode``)
 
 
 def now_ns() -> int:
@@ -40,10 +41,14 @@ class Node:
     xattrs: dict[str, bytes] = field(default_factory=dict)
     atime: int = 0          # kept while staged; a commit records mtime only
     linked: bool = True     # False once out of the tree (unlinked, replaced, committed)
+    link: str | None = None  # hard-link group id (not a directory): every name shares the node
+    nlink: int = 1          # names in the branch view (staged and committed ones)
 
     def meta_record(self) -> dict:
         rec = {"id": self.id, "kind": self.kind, "mode": self.mode, "mtime": self.mtime,
                "ctime": self.ctime, "atime": self.atime}
+        if self.link is not None:
+            rec["link"], rec["nlink"] = self.link, self.nlink
         if self.uid is not None:
             rec["uid"] = self.uid
         if self.gid is not None:
@@ -64,6 +69,8 @@ class Node:
             out["gid"] = self.gid
         if self.xattrs:
             out["xattrs"] = {k: v.hex() for k, v in sorted(self.xattrs.items())}
+        if self.link is not None and self.nlink > 1:
+            out["link"] = self.link
         return out
 
 
@@ -101,6 +108,24 @@ class LinkNode(Node):
         rec = self.meta_record()
         rec["target"] = self.target
         return rec
+
+
+@dataclass(eq=False)
+class SpecialNode(Node):
+    """A FIFO, socket or device: metadata only (the kernel answers its opens;
+    the mount is ``nodev``, so a device node never opens a device)."""
+    rdev: int = 0
+
+    def record(self) -> dict:
+        rec = self.meta_record()
+        rec["rdev"] = self.rdev
+        return rec
+
+    def entry_meta(self) -> dict:
+        out = super().entry_meta()
+        if self.kind in ("char", "block"):
+            out["rdev"] = self.rdev
+        return out
 
 
 @dataclass(eq=False)
@@ -216,23 +241,30 @@ def node_from_record(rec: dict) -> Node:
     kind = rec["kind"]
     if kind == DIR:
         return DirNode(**common, lower=rec.get("lower", FOLLOW))
+    common.update(link=rec.get("link"), nlink=rec.get("nlink", 1))
     if kind == SYMLINK:
         return LinkNode(**common, target=rec.get("target", ""))
+    if kind in SPECIAL:
+        return SpecialNode(**common, rdev=rec.get("rdev", 0))
     return FileNode(**common, base_chunks=rec.get("base", []), base_limit=rec.get("limit", 0),
                     size=rec.get("size", 0), extents=[list(e) for e in rec.get("ext", [])],
                     charges={int(uid): int(n) for uid, n in rec.get("q", {}).items()})
 
 
-def node_from_entry(nid: int, entry: dict) -> Node:
-    """A staged copy of a committed entry (copy-up): content by reference."""
+def node_from_entry(nid: int, entry: dict, nlink: int = 1) -> Node:
+    """A staged copy of a committed entry (copy-up): content by reference;
+    ``nlink`` is how many names its hard-link group has (``store.links``)."""
     t = entry.get("mtime") or 0
     common = dict(id=nid, kind=entry["type"], mode=entry.get("mode") or 0, uid=entry.get("uid"),
                   gid=entry.get("gid"), mtime=t, ctime=t, atime=t,
                   xattrs={k: bytes.fromhex(v) for k, v in entry.get("xattrs", {}).items()})
     if entry["type"] == DIR:
         return DirNode(**common, lower=FOLLOW)
+    common.update(link=entry.get("link"), nlink=nlink if "link" in entry else 1)
     if entry["type"] == SYMLINK:
         return LinkNode(**common, target=entry.get("target", ""))
+    if entry["type"] in SPECIAL:
+        return SpecialNode(**common, rdev=entry.get("rdev", 0))
     chunks = [list(c) for c in entry.get("chunks", [])]
     size = int(entry.get("size", 0))
     return FileNode(**common, base_chunks=chunks, base_limit=size, size=size)

@@ -19,7 +19,7 @@ from ..store.objects import DIR
 from ..store.store import Store
 from ..store.walk import is_dir, listing
 from .area import StagingArea
-from .nodes import DirNode, FileNode, LinkNode, Node
+from .nodes import DirNode, FileNode, LinkNode, Node, SpecialNode
 from .overlay import children
 
 Change = tuple[str, str]  # (A|M|D, path)
@@ -46,6 +46,8 @@ def _same(node: Node, head: dict) -> bool:
             return False
     if isinstance(node, LinkNode):
         return node.target == head.get("target")
+    if isinstance(node, SpecialNode):
+        return meta.get("rdev") == head.get("rdev")
     assert isinstance(node, FileNode)
     return not node.content_changed and node.base_chunks == head.get("chunks", []) \
         and meta["mtime"] == head.get("mtime")

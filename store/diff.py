@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from .objects import DIR, FILE, SYMLINK
+from .objects import DIR, FILE, SPECIAL, SYMLINK
 from .store import Store
 from .walk import files_below, is_dir, listing
 
@@ -21,6 +21,8 @@ def _same(a: dict, b: dict) -> bool:
         return a.get("chunks") == b.get("chunks")
     if a["type"] == SYMLINK:
         return a.get("target") == b.get("target")
+    if a["type"] in SPECIAL:
+        return a.get("rdev") == b.get("rdev")
     return a.get("tree") == b.get("tree")
 
 

@@ -25,7 +25,9 @@ SIZE_MAX = 2 ** 63 - 1
 CHUNK_MAX = 2 ** 31               # far above the chunker's largest chunk
 _HEX = frozenset("0123456789abcdef")
 _NUMBERS = (("mode", 0, MODE_MAX), ("mtime", *INT64), ("uid", 0, ID_MAX), ("gid", 0, ID_MAX))
-KINDS = ("file", "dir", "symlink")
+KINDS = ("file", "dir", "symlink", "fifo", "socket", "char", "block")
+RDEV_MAX = 2 ** 64 - 1
+LINK_ID_LEN = 16
 
 
 def _int_in(value: object, low: int, high: int) -> bool:
@@ -85,14 +87,21 @@ def entry_problem(e: object) -> str | None:
     if xattrs is not None and not (isinstance(xattrs, dict) and all(
             isinstance(k, str) and isinstance(v, str) and _is_hex(v) for k, v in xattrs.items())):
         return "its xattrs are not names with hex values"
-    if kind == "file":
-        return _file_problem(e)
     if kind == "dir":
         if not _blob_id(e.get("tree")):
             return "its tree is not a blob id"
-        for key in ("size", "files", "dirs"):
+        for key in ("size", "files", "dirs", "links"):
             if key in e and not _int_in(e[key], 0, SIZE_MAX):
                 return f"its {key} is not a count"
+        return None
+    link = e.get("link")
+    if link is not None and not (isinstance(link, str) and len(link) == LINK_ID_LEN and _is_hex(link)):
+        return f"its link {link!r:.40} is not a link id ({LINK_ID_LEN} hex digits)"
+    if kind == "file":
+        return _file_problem(e)
+    if kind in ("char", "block"):
+        return None if _int_in(e.get("rdev"), 0, RDEV_MAX) else "its rdev is not a device number"
+    if kind in ("fifo", "socket"):
         return None
     why = _byte_name(e.get("target"), TARGET_MAX)
     return f"its target {why}" if why else None

@@ -34,7 +34,7 @@ import itertools
 from collections.abc import Iterator
 
 from .errors import Conflict, InvalidArgument
-from .objects import DIR, entry_files, entry_size
+from .objects import DIR, dir_counts
 from .store import Store
 from .walk import is_dir, listing
 from .writer import WriteSession
@@ -43,7 +43,7 @@ log = logging.getLogger(__name__)
 
 OURS, THEIRS = "ours", "theirs"
 STRATEGIES = (OURS, THEIRS)
-_DERIVED = ("name", "tree", "size", "files", "dirs")   # not a directory's own metadata
+_DERIVED = ("name", "tree", "size", "files", "dirs", "links")   # not a directory's own metadata
 
 
 class MergeConflict(Conflict):
@@ -235,9 +235,7 @@ class TreeMerge:
             return frame.ours
         entries = [dict(e, name=n) for n, e in merged.items()]
         out = dict(meta, name=frame.name, type=DIR)
-        out.update(tree=self.session.put_tree(entries), size=sum(entry_size(e) for e in entries),
-                   files=sum(entry_files(e) for e in entries),
-                   dirs=sum(e["type"] == DIR for e in entries))
+        out.update(tree=self.session.put_tree(entries), **dir_counts(entries))
         return out
 
 

@@ -5,11 +5,21 @@ BLAKE3 hash of their bytes.  Every encoding carries a format version ``v``.
 
 A tree lists one directory, its entries sorted by name.  An entry is a dict::
 
-    {"name", "type": "file"|"dir"|"symlink", "mode", "mtime" (ns),
+    {"name", "type": "file"|"dir"|"symlink"|"fifo"|"socket"|"char"|"block",
+     "mode", "mtime" (ns),
      file:    "size", "chunks": [[chunk id hex, length], ...]
      dir:     "tree": tree id hex, "size": bytes below, "files": files below,
-              "dirs": immediate subdirectories (for st_nlink)
-     symlink: "target"}
+              "dirs": immediate subdirectories (for st_nlink),
+              "links": hard-link names below (absent when none)
+     symlink: "target"
+     char, block: "rdev" (the device number; fifo and socket have none)
+     any but dir: "link": the id of its hard-link group (absent when it has one name)}
+
+A hard link is several names whose entries carry the same ``link`` id (and
+the same content and metadata: each name's entry is complete, as restic
+stores them); a directory's ``links`` counts such names below it, so the
+link walker (``store/links.py``) finds every name of a group, and counts
+``st_nlink``, reading only the directories that hold any (docs/links.md).
 
 File manifests live inside their directory's tree, so a commit's root tree
 is a Merkle tree over every byte of the commit.
@@ -41,11 +51,16 @@ log = logging.getLogger(__name__)
 
 TREE_VERSION = 1
 TREE_VERSION_BYTES = 2   # 2: names (and symlink targets) that are not valid UTF-8
+TREE_VERSION_LINKS = 3   # 3: hard links or FIFOs, sockets and devices (either encoding)
+TREE_VERSIONS = (TREE_VERSION, TREE_VERSION_BYTES, TREE_VERSION_LINKS)
 COMMIT_VERSION = 1
 REF_VERSION = 1
 REPO_VERSION = 2     # 2: owner and acl (format 1 records still read)
 
 FILE, DIR, SYMLINK = "file", "dir", "symlink"
+FIFO, SOCKET, CHAR, BLOCK = "fifo", "socket", "char", "block"
+SPECIAL = (FIFO, SOCKET, CHAR, BLOCK)      # metadata only: the kernel answers their opens
+DEVICES = (CHAR, BLOCK)                    # the kinds with an ``rdev``
 
 
 def canonical(obj: object) -> bytes:
@@ -73,16 +88,23 @@ def _check_byte_names(entries: list[dict]) -> None:
                                           "outside U+DC80..U+DCFF)") from None
 
 
+def _needs_links_format(entries: list[dict]) -> bool:
+    """Whether a tree holds what a reader of formats 1 and 2 would not know:
+    a FIFO, socket or device, or a hard-link field."""
+    return any(e["type"] in SPECIAL or "link" in e or "links" in e for e in entries)
+
+
 def encode_tree(entries: list[dict]) -> bytes:
     ordered = sorted(entries, key=lambda e: e["name"])
-    text = json.dumps({"v": TREE_VERSION, "entries": ordered}, sort_keys=True, separators=(",", ":"),
+    version = TREE_VERSION_LINKS if _needs_links_format(ordered) else TREE_VERSION
+    text = json.dumps({"v": version, "entries": ordered}, sort_keys=True, separators=(",", ":"),
                       ensure_ascii=False)
     try:
         return text.encode()
     except UnicodeEncodeError:
         _check_byte_names(ordered)
-        return json.dumps({"v": TREE_VERSION_BYTES, "entries": ordered}, sort_keys=True,
-                          separators=(",", ":")).encode()
+        return json.dumps({"v": TREE_VERSION_BYTES if version == TREE_VERSION else version,
+                           "entries": ordered}, sort_keys=True, separators=(",", ":")).encode()
 
 
 def decode_tree(raw: bytes, where: str, dropped: list[str] | None = None) -> list[dict]:
@@ -90,7 +112,7 @@ def decode_tree(raw: bytes, where: str, dropped: list[str] | None = None) -> lis
     left out, with why appended to ``dropped`` (and logged)."""
     try:
         obj = json.loads(raw)
-        if obj.get("v") not in (TREE_VERSION, TREE_VERSION_BYTES):
+        if obj.get("v") not in TREE_VERSIONS:
             raise IntegrityError(f"tree {where} has unknown format version {obj.get('v')!r}")
         entries = obj["entries"]
         if not isinstance(entries, list):
@@ -122,6 +144,29 @@ def entry_size(entry: dict) -> int:
 def entry_files(entry: dict) -> int:
     t = entry["type"]
     return 1 if t == FILE else entry.get("files", 0) if t == DIR else 0
+
+
+def entry_links(entry: dict) -> int:
+    """Hard-link names at or below an entry (a directory's ``links``)."""
+    if entry["type"] == DIR:
+        return entry.get("links", 0)
+    return 1 if "link" in entry else 0
+
+
+def dir_counts(entries: list[dict]) -> dict:
+    """The totals a directory entry carries for its listing: size, files,
+    immediate subdirectories and (when any) hard-link names below."""
+    out = {"size": sum(entry_size(e) for e in entries), "files": sum(entry_files(e) for e in entries),
+           "dirs": sum(e["type"] == DIR for e in entries)}
+    links = sum(entry_links(e) for e in entries)
+    if links:
+        out["links"] = links
+    return out
+
+
+def new_link_id() -> str:
+    """A fresh hard-link group id (64 random bits, hex)."""
+    return secrets.token_hex(8)
 
 
 def unprivileged_mode(mode: int, is_dir: bool = False) -> int:

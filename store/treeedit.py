@@ -8,7 +8,7 @@ import time
 
 from .errors import InvalidArgument, NotFound
 from .names import join_path, split_path
-from .objects import DIR, entry_files, entry_size
+from .objects import DIR, dir_counts
 from .store import Store
 from .writer import WriteSession
 
@@ -140,15 +140,8 @@ class TreeEditor:
     @staticmethod
     def _write_node(node: _Dir, session: WriteSession) -> None:
         """Write one directory whose changed children are written already."""
-        entries = []
-        size = files = dirs = 0
-        for child in node.entries.values():
-            entry = child.meta if isinstance(child, _Dir) else child
-            entries.append(entry)
-            size += entry_size(entry)
-            files += entry_files(entry)
-            dirs += entry["type"] == DIR
-        meta = dict(node.meta)
-        meta.update(tree=session.put_tree(entries), size=size, files=files, dirs=dirs)
+        entries = [child.meta if isinstance(child, _Dir) else child for child in node.entries.values()]
+        meta = {k: v for k, v in node.meta.items() if k != "links"}
+        meta.update(tree=session.put_tree(entries), **dir_counts(entries))
         node.meta = meta
         node.dirty = False
