@@ -23,7 +23,7 @@ from .errors import DisconnectedError, ProtocolError, error_from_reply
 from .results import (BranchInfo, CommitResult, DaemonInfo, Deleted, DiscardResult, FleetMember, FsckReport,
                       GetResult, MergeResult, PutResult, RepoAcl, RepoInfo, Result, RevertResult,
                       RmResult, StatsInfo, TagInfo)
-from .transfer import Progress, local_bytes, receive_file, receive_tree, send_put_entries
+from .transfer import Progress, local_bytes, open_regular_file, receive_file, receive_tree, send_put_entries
 from .tree_writer import Destination
 
 TYPE_CHECKING = False
@@ -210,7 +210,7 @@ class Client:
             for path in dirs:
                 self.conn.send({"entry": {"path": path, "type": "dir", "mode": 0o755}})
             for path, local in files:
-                with open(local, "rb") as f:
+                with open_regular_file(local) as f:
                     self.conn.send({"entry": {"path": path, "type": "file", "mode": mode,
                                               "mtime": os.fstat(f.fileno()).st_mtime_ns}})
                     while data := f.read(1 << 20):
@@ -272,16 +272,21 @@ class Client:
         with ``preserve_setuid`` in a process running as root.  What the
         caller may not read (by its mode, as on the mount) is left out and
         counted in the result's ``skipped``, as ``cp -r`` goes on past what
-        it cannot read."""
-        self.conn.send_request("get", {"repo": repo, "ref": ref, "path": path})
+        it cannot read.  FIFOs, sockets and (in a process running as root)
+        devices are made; a device otherwise is left out, named in the
+        result's ``not_written`` with the reason.  Names of one hard-linked
+        file in what is copied become hard links of one local file, as
+        with ``cp -a``."""
+        self.conn.send_request("get", {"repo": repo, "ref": ref, "path": path, "links": True})
         info = self.conn.read_reply()
         name = path.rstrip("/").rsplit("/", 1)[-1] or repo
         end: dict = {}
+        not_written: dict[str, str] = {}
         try:
             dest = Destination.for_get(local, name)  # resolved once; below it nothing is followed
             try:
                 files = receive_tree(self.conn, dest, progress, int(info.get("size") or 0), end.update,
-                                     preserve_setuid)
+                                     preserve_setuid, not_written)
             finally:
                 dest.close()
         except BaseException:
@@ -290,6 +295,8 @@ class Client:
         raw = {"path": dest.path, "files": files, "commit": info.get("commit")}
         if end.get("skipped"):
             raw.update(skipped=end["skipped"], skipped_paths=end.get("skipped_paths") or [])
+        if not_written:
+            raw["not_written"] = not_written
         return GetResult.from_raw(raw)
 
     def cat_to(self, repo: str, path: str, out: BinaryIO, *, ref: str | None = None) -> int:

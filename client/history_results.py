@@ -150,27 +150,34 @@ class Status(Result):
 
 class Entry(Result):
     """One entry of a directory listing."""
-    __slots__ = ("name", "type", "mode", "mtime", "size", "files", "target")
+    __slots__ = ("name", "type", "mode", "mtime", "size", "files", "target", "rdev", "link", "nlink")
     name: str
-    type: str            # file, dir, symlink, ...
+    type: str            # file, dir, symlink, fifo, socket, char, block
     mode: int
     mtime: int           # nanoseconds
     size: int            # a file's bytes; a directory's bytes below it
     files: int | None    # directories: files below it
     target: str | None   # symlinks
+    rdev: int | None     # char and block devices: the device number (os.major, os.minor)
+    link: str | None     # a hard-linked name: its group's id
+    nlink: int           # a hard-linked name: the names of its group in the commit; else 1
 
     def __init__(self, name: str, type: str, mode: int, mtime: int, size: int = 0,
-                 files: int | None = None, target: str | None = None, *, raw: Any = None) -> None:
+                 files: int | None = None, target: str | None = None, rdev: int | None = None,
+                 link: str | None = None, nlink: int = 1, *, raw: Any = None) -> None:
         self.name, self.type, self.mode, self.mtime = name, type, mode, mtime
         self.size, self.files, self.target, self.raw = size, files, target, raw
+        self.rdev, self.link, self.nlink = rdev, link, nlink
 
     @classmethod
     def from_raw(cls, r: Any) -> Entry:
         r = as_dict(r)
-        files = r.get("files")
+        files, rdev = r.get("files"), r.get("rdev")
         return cls(str(r.get("name", "")), str(r.get("type", "")), as_int(r.get("mode")),
                    as_int(r.get("mtime")), as_int(r.get("size")),
-                   files if isinstance(files, int) else None, opt_str(r.get("target")), raw=r)
+                   files if isinstance(files, int) else None, opt_str(r.get("target")),
+                   rdev if isinstance(rdev, int) and not isinstance(rdev, bool) else None,
+                   opt_str(r.get("link")), as_int(r.get("nlink")) or 1, raw=r)
 
 
 class Listing(Result):

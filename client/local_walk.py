@@ -8,8 +8,9 @@ renamed away and replaced by a symlink after it was listed changes
 nothing.  A file is opened ``O_NOFOLLOW | O_NONBLOCK`` (a FIFO swapped in
 never blocks) and must still be the regular file that was listed (same
 device and inode), or it is skipped with the reason.  FIFOs, sockets and
-devices are skipped by their listing, never opened.  Only the path given
-on the command line is looked up by name, as the caller's own choice."""
+devices are sent from their listing (type, mode, times, device number),
+never opened.  Only the path given on the command line is looked up by
+name, as the caller's own choice."""
 
 from __future__ import annotations
 
@@ -52,8 +53,22 @@ class LocalChanged(Exception):
     """An entry is no longer what was listed; the message says why."""
 
 
+_PUT_TYPES = ((statmod.S_ISREG, "file"), (statmod.S_ISDIR, "dir"), (statmod.S_ISLNK, "symlink"),
+              (statmod.S_ISFIFO, "fifo"), (statmod.S_ISSOCK, "socket"), (statmod.S_ISCHR, "char"),
+              (statmod.S_ISBLK, "block"))
+
+
+def put_type(mode: int) -> str | None:
+    """The entry type ``put`` sends for an ``st_mode`` (docs/protocol.md), or
+    None for a type it does not send."""
+    for test, kind in _PUT_TYPES:
+        if test(mode):
+            return kind
+    return None
+
+
 def kind_of(mode: int) -> str:
-    """A name for what ``put`` does not send: ``FIFO``, ``socket``, ..."""
+    """A name for a special file in messages: ``a FIFO``, ``a socket``, ..."""
     if statmod.S_ISFIFO(mode):
         return "a FIFO"
     if statmod.S_ISSOCK(mode):
@@ -62,7 +77,7 @@ def kind_of(mode: int) -> str:
         return "a character device"
     if statmod.S_ISBLK(mode):
         return "a block device"
-    return "not a regular file, directory or symlink"
+    return "neither a file, directory, symlink, FIFO, socket nor device"
 
 
 def walk_local(local: str, rel: str) -> Iterator[LocalEntry]:

@@ -197,7 +197,7 @@ class PutResult(Result):
     new_bytes: int       # bytes the store did not hold yet
     size: int            # bytes in the new commit
     jobs: list[str]
-    skipped: list[str]   # local paths not sent: neither file, dir nor symlink, or changed meanwhile
+    skipped: list[str]   # local paths not sent: of no type put sends, a device (not root), or changed meanwhile
     skipped_reasons: dict[str, str]   # why each of ``skipped`` was left out
 
     def __init__(self, commit: str, branch: str, files: int, bytes: int, new_bytes: int, size: int,
@@ -319,23 +319,29 @@ class DiscardResult(Result):
 class GetResult(Result):
     """What ``get`` wrote: ``path`` is the local path it created or replaced;
     ``skipped`` entries the caller may not read were left out (the first
-    of them in ``skipped_paths``, relative to the path got)."""
-    __slots__ = ("path", "files", "commit", "skipped", "skipped_paths")
+    of them in ``skipped_paths``, relative to the path got);
+    ``not_written``: local paths get did not make, each with why (a device
+    node when not running as root)."""
+    __slots__ = ("path", "files", "commit", "skipped", "skipped_paths", "not_written")
     path: str
     files: int
     commit: str | None
     skipped: int
     skipped_paths: list[str]
+    not_written: dict[str, str]
 
     def __init__(self, path: str, files: int, commit: str | None, skipped: int = 0,
-                 skipped_paths: list[str] | None = None, *, raw: Any = None) -> None:
+                 skipped_paths: list[str] | None = None, not_written: dict[str, str] | None = None, *,
+                 raw: Any = None) -> None:
         self.path, self.files, self.commit, self.skipped, self.raw = path, files, commit, skipped, raw
         self.skipped_paths = [] if skipped_paths is None else skipped_paths
+        self.not_written = {} if not_written is None else not_written
 
     @classmethod
     def from_raw(cls, r: dict) -> GetResult:
         return cls(str(r.get("path", "")), as_int(r.get("files")), opt_str(r.get("commit")),
-                   as_int(r.get("skipped")), str_list(r.get("skipped_paths")), raw=r)
+                   as_int(r.get("skipped")), str_list(r.get("skipped_paths")),
+                   {str(k): str(v) for k, v in as_dict(r.get("not_written")).items()}, raw=r)
 
 
 class AclEntry(Result):

@@ -205,7 +205,7 @@ def cmd_put(args: argparse.Namespace, c: Client) -> int:
         if bar:
             bar.close()
     for path in r.skipped:
-        why = r.skipped_reasons.get(path, "not a regular file, directory or symlink")
+        why = r.skipped_reasons.get(path, "not sent")
         print(f"trunkfs: skipping {path}: {why}", file=sys.stderr)
     emit(args, r, r.commit)
     return 0
@@ -298,6 +298,8 @@ def cmd_get(args: argparse.Namespace, c: Client) -> int:
         if bar:
             bar.close()
     emit(args, r)
+    for local, why in r.not_written.items():   # as cp -a: say what was not made, go on, and fail
+        print(f"trunkfs: skipped {local}: {why}", file=sys.stderr)
     if r.skipped:  # as cp -r: say what was left out, and fail
         for rel in r.skipped_paths:
             print(f"trunkfs: skipped {repo}:{fmt.repo_path(path.rstrip('/') + '/' + rel)}: permission denied",
@@ -306,7 +308,7 @@ def cmd_get(args: argparse.Namespace, c: Client) -> int:
         if more > 0:
             print(f"trunkfs: skipped {more} more entries you may not read", file=sys.stderr)
         return 1
-    return 0
+    return 1 if r.not_written else 0
 
 
 def cmd_log(args: argparse.Namespace, c: Client) -> int:

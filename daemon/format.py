@@ -12,6 +12,7 @@ prefix), paths inside a repo always start with ``/``.
 from __future__ import annotations
 
 import json
+import os
 import stat as statmod
 
 TYPE_CHECKING = False
@@ -150,12 +151,19 @@ def provenance_text(steps: Sequence[ProvenanceStep]) -> str:
 
 # -- listings, repos, branches ----------------------------------------------------
 
+_TYPE_LETTERS = {"dir": "d", "file": "-", "symlink": "l", "fifo": "p", "socket": "s", "char": "c",
+                 "block": "b"}
+
+
 def entry_line(e: Entry) -> str:
-    kind = {"dir": "d", "file": "-", "symlink": "l"}.get(e.type, "?")
+    """``ls -l`` of one entry: type letter and mode, size (a device's
+    major, minor, as ``ls -l`` shows it), mtime, name."""
+    kind = _TYPE_LETTERS.get(e.type, "?")
     name = e.name + ("/" if e.type == "dir" else "")
     if e.type == "symlink":
         name += f" -> {e.target}"
-    return f"{kind}{statmod.filemode(e.mode)[1:]} {e.size:>14} {when(e.mtime / 1e9)}  {name}"
+    size = f"{os.major(e.rdev)}, {os.minor(e.rdev)}" if e.rdev is not None else str(e.size)
+    return f"{kind}{statmod.filemode(e.mode)[1:]} {size:>14} {when(e.mtime / 1e9)}  {name}"
 
 
 def listing_text(listing: Listing) -> str:

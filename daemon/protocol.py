@@ -11,7 +11,8 @@ and gets one reply line::
 
 Operations that move file bytes (``put``, ``get``) exchange extra lines
 after the request (``put``) or after the reply (``get``): ``{"entry": {...}}``
-announces a directory, file or symlink; a file's bytes follow as data frames,
+announces a directory, file, symlink, FIFO, socket or device, or a later
+name of a hard link (``link_to``); a file's bytes follow as data frames,
 each a line ``{"data": N}`` followed by exactly N raw bytes, then a line
 ``{"eof": true}``; ``{"end": true}`` closes the stream.  See docs/protocol.md.
 """

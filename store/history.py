@@ -11,7 +11,7 @@ socket's read operations (docs/protocol.md).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 from . import walk
@@ -19,7 +19,8 @@ from .codec import blob_id
 from .diff import diff_trees
 from .errors import IntegrityError, InvalidArgument, NotFound
 from .names import join_path
-from .objects import DIR, FILE, SYMLINK, Commit, RepoInfo
+from .links import link_names
+from .objects import DEVICES, DIR, FILE, SYMLINK, Commit, RepoInfo
 from .refs import Refs
 from .store import Store
 
@@ -127,8 +128,9 @@ def read_range(entry: dict, offset: int, length: int, read_blobs: Callable[[list
     return assemble(read_blobs([bid for bid, _, _ in wanted]) if wanted else [], wanted)
 
 
-def entry_summary(entry: dict) -> dict:
-    """What ``ls`` says of one entry."""
+def entry_summary(entry: dict, nlink: dict[str, int] | None = None) -> dict:
+    """What ``ls`` says of one entry; ``nlink`` (:func:`link_counts`) gives
+    a hard-linked name its ``nlink``, the names of its group in the commit."""
     out = {"name": entry["name"], "type": entry["type"], "mode": entry.get("mode"),
            "mtime": entry.get("mtime")}
     if entry["type"] == FILE:
@@ -139,7 +141,29 @@ def entry_summary(entry: dict) -> dict:
         out["files"] = entry.get("files", 0)
     if entry["type"] == SYMLINK:
         out["target"] = entry.get("target")
+    if entry["type"] in DEVICES:
+        out["rdev"] = entry.get("rdev", 0)
+    if "link" in entry:
+        out["link"] = entry["link"]
+        if nlink is not None:
+            out["nlink"] = nlink.get(entry["link"], 1)
     return out
+
+
+def link_counts(store: Store, at: Resolved, entries: Iterable[dict]) -> dict[str, int]:
+    """How many names each hard-link group of ``entries`` has in the commit
+    ``at`` names (st_nlink); reads only the directories that hold links."""
+    groups = {e["link"] for e in entries if "link" in e}
+    counts: dict[str, int] = {}
+    if groups:
+        for _, e in link_names(store, root_of(store, at.commit), groups):
+            counts[e["link"]] = counts.get(e["link"], 0) + 1
+    return counts
+
+
+def stat_entry(store: Store, at: Resolved, entry: dict) -> dict:
+    """What ``stat`` says of one entry (with ``nlink`` when it is hard-linked)."""
+    return entry_summary(entry, link_counts(store, at, [entry]))
 
 
 @dataclass
@@ -158,9 +182,10 @@ class Listing:
 def list_path(store: Store, at: Resolved, parts: list[str]) -> Listing:
     entry = lookup(store, at, parts)
     if not walk.is_dir(entry):
-        return Listing(at.commit, join_path(parts), [entry_summary(entry)])
-    return Listing(at.commit, join_path(parts),
-                   [entry_summary(e) for _, e in walk.children(store, entry)])
+        return Listing(at.commit, join_path(parts), [stat_entry(store, at, entry)])
+    entries = [e for _, e in walk.children(store, entry)]
+    nlink = link_counts(store, at, entries)
+    return Listing(at.commit, join_path(parts), [entry_summary(e, nlink) for e in entries])
 
 
 def entries_below(store: Store, entry: dict,

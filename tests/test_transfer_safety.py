@@ -270,7 +270,9 @@ def test_put_never_blocks_on_a_fifo_swapped_in_after_listing(daemon, workdir):
     assert result.skipped == [str(d / "B")]  # type: ignore[attr-defined]
 
 
-def test_put_refuses_fifos_sockets_and_devices_by_name(daemon, workdir):
+def test_put_sends_fifos_sockets_and_devices_from_their_listing(daemon, workdir):
+    """They are metadata (issue 14): sent by type, mode and device number,
+    never opened (a FIFO nobody writes would block an open)."""
     src = workdir / "src"
     src.mkdir()
     (src / "file").write_bytes(b"f")
@@ -283,10 +285,11 @@ def test_put_refuses_fifos_sockets_and_devices_by_name(daemon, workdir):
         res = daemon.cli("put", "p", str(src), timeout=120)
     finally:
         sock.close()
-    for name in ("fifo", "sock", "dev"):
-        assert str(src / name) in res.err
+    assert "skipping" not in res.err
     with daemon.client() as c:
-        assert [e.name for e in c.ls("p", "/src").entries] == ["file"]
+        listed = {e.name: (e.type, e.rdev) for e in c.ls("p", "/src").entries}
+    assert listed == {"dev": ("char", os.makedev(1, 3)), "fifo": ("fifo", None), "file": ("file", None),
+                      "sock": ("socket", None)}
 
 
 def test_get_refuses_paths_outside_the_directories_the_daemon_sent(workdir):

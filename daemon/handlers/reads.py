@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from ...store import history
 from ...store.errors import InvalidArgument
 from ...store.names import join_path, split_path
-from ...store.objects import DIR, FILE, SYMLINK
+from ...store.objects import DEVICES, DIR, FILE, SYMLINK
 from .. import protocol
 from ..auth import READ, R_OK, X_OK, Caller, FileOwner, PermissionDenied, may
 from ..connection import Connection
@@ -95,7 +95,8 @@ async def stat(req: Request) -> dict:
     at = await _resolve(req)
     parts = split_path(req.arg("path", str, "/"))
     entry = await _lookup(req, at, parts)
-    return {"commit": at.commit, "path": join_path(parts), "entry": history.entry_summary(entry)}
+    summary = await req.service.workers.run(history.stat_entry, req.service.store, at, entry)
+    return {"commit": at.commit, "path": join_path(parts), "entry": summary}
 
 
 READ_MAX = 64 << 20    # bytes one ``read`` returns at most
@@ -146,6 +147,41 @@ def _next_batch(entries: Iterator[tuple[str, dict]]) -> list[tuple[str, dict]]:
     return list(itertools.islice(entries, GET_BATCH))
 
 
+def _get_head(rel: str, e: dict) -> dict:
+    """The entry line of a get stream for ``e`` (bytes follow a file's)."""
+    head = {"path": rel, "type": e["type"], "mode": e.get("mode"), "mtime": e.get("mtime")}
+    if e["type"] == SYMLINK:
+        head["target"] = e.get("target", "")
+    elif e["type"] == FILE:
+        head["size"] = e.get("size", 0)
+    elif e["type"] in DEVICES:
+        head["rdev"] = e.get("rdev", 0)
+    if "link" in e:
+        head["link"] = e["link"]
+    return head
+
+
+class _LinkNames:
+    """With ``links``, each later name of a hard-link group in one get
+    stream refers to the first name the stream sent (``link_to``) and
+    comes without bytes."""
+
+    def __init__(self, wanted: bool) -> None:
+        self.wanted = wanted
+        self.first: dict[str, str] = {}   # link id -> the path of the name sent first
+
+    def refer(self, head: dict) -> bool:
+        """Whether ``head`` (given its ``link_to``) is a later name."""
+        link = head.get("link")
+        if not self.wanted or link is None:
+            return False
+        first = self.first.setdefault(link, head["path"])
+        if first == head["path"]:
+            return False
+        head["link_to"] = first
+        return True
+
+
 @op("get")
 async def get(req: Request) -> None:
     """Reply, then stream the entry at ``path`` and everything below it."""
@@ -153,6 +189,7 @@ async def get(req: Request) -> None:
     at = await _resolve(req)
     parts = split_path(req.arg("path", str, "/"))
     entry = await _readable_entry(req, at, parts, req.arg("file_only", bool, False))
+    links = _LinkNames(req.arg("links", bool, False))
     caller, owner = req.caller, svc.file_owner
     skipped: list[str] = []
 
@@ -168,13 +205,10 @@ async def get(req: Request) -> None:
     entries = history.entries_below(svc.store, entry, keep)
     while batch := await svc.bulk.run(_next_batch, entries):
         for rel, e in batch:
-            head = {"path": rel, "type": e["type"], "mode": e.get("mode"), "mtime": e.get("mtime")}
-            if e["type"] == SYMLINK:
-                head["target"] = e.get("target", "")
-            elif e["type"] == FILE:
-                head["size"] = e.get("size", 0)
+            head = _get_head(rel, e)
+            later = links.refer(head)
             await conn.send({"entry": head})
-            if e["type"] == FILE:
+            if e["type"] == FILE and not later:
                 await _send_file(svc, conn, e.get("chunks") or [])
                 await conn.send({"eof": True})
     end: dict = {"end": True}
@@ -185,7 +219,8 @@ async def get(req: Request) -> None:
 
 def _readable(caller: Caller, entry: dict, owner: FileOwner) -> bool:
     """Whether ``get`` may send an entry: ``r`` on a file, ``r`` and ``x`` on a
-    directory (to list it and reach what it holds); a symlink always."""
+    directory (to list it and reach what it holds); a symlink, FIFO,
+    socket or device (metadata only) always."""
     if entry["type"] == FILE:
         return may(caller, entry, R_OK, owner)
     if entry["type"] == DIR:

@@ -14,6 +14,7 @@ from ...store import walk
 from ...staging.quota import QuotaExceeded
 from ...store.errors import InvalidArgument, NoSpace, NothingToCommit, TrunkError
 from ...store.names import join_path, split_path
+from ...store.objects import SPECIAL
 from ...store.changes import CommitMeta
 from .. import protocol
 from ..auth import READ, WRITE
@@ -129,6 +130,18 @@ def _paths_arg(req: Request, op_name: str) -> list[list[str]]:
     return split
 
 
+def _unstageable(head: dict) -> InvalidArgument | None:
+    """Why a ``stage.put`` entry that carries no bytes cannot be staged: a
+    FIFO, socket, device or a later name of a hard link (``put`` commits
+    those; staging holds files, directories and symlinks)."""
+    kind = head.get("type")
+    if kind in SPECIAL:
+        return InvalidArgument(f"stage.put: {head['path']}: a {kind} cannot be staged (put commits it)")
+    if "link_to" in head:
+        return InvalidArgument(f"stage.put: {head['path']}: hard links cannot be staged (put commits them)")
+    return None
+
+
 @op("stage.put")
 async def stage_put(req: Request) -> dict:
     """Stage files on a branch by path (as writes through the mount do):
@@ -143,9 +156,16 @@ async def stage_put(req: Request) -> dict:
     written = 0
     refused: Exception | None = None    # the rest of the stream is read, then this is the reply
     while (head := await next_entry(conn, "stage.put")) is not None:
+        unstageable = _unstageable(head)
+        if unstageable is not None:   # no bytes follow such an entry: refused, the stream read on
+            refused = refused or unstageable
+            continue
         if head.get("type") != "file":
             raise ProtocolError(protocol.BAD_REQUEST, "stage.put: expected a file entry or end", fatal=True)
         node = None
+        if refused is None and "link" in head:
+            refused = InvalidArgument(f"stage.put: {head['path']}: hard links cannot be staged "
+                                      "(put commits them)")
         if refused is None:
             try:
                 parts = split_path(head["path"])
