@@ -11,15 +11,17 @@ stderr; the table and, as the last line, ``RESULT key=value ...`` to stdout.
 
   cp_ratio_bindfs     `cp` of one 1 GiB random file into `<mount>/<repo>/`,
                       timed with an fsync of the destination file and a
-                      sync, against the same into bindfs (target >= 0.5);
+                      sync, against the same into bindfs (target >= 1.0);
                       cp_ratio_native for information
-  untar_ratio_bindfs  `tar x` of 20,000 files of 1-4 KiB in 100 directories
-                      (plus a sync), against bindfs (target >= 0.3); checked
-                      with `tar d`; untar_ratio_native for information
+  untar_nosync_ratio_bindfs  `tar x` of 20,000 files of 1-4 KiB in 100
+                      directories, until tar exits (what a user waits for),
+                      against bindfs (target >= 1.0); checked with `tar d`
+  untar_ratio_bindfs  the same plus a sync (for information: the sync writes
+                      what the kernel holds dirty); untar_ratio_native too
   commit_mbps         `trunkfs commit` of the staged 1 GiB file alone (plus a
                       sync): MiB / s; checked with cmp through <repo>@<commit>
   restic_mbps         `restic backup` of the same file into a fresh local
-                      repo (plus a sync); target commit_mbps >= 1.5 x this
+                      repo (plus a sync); target commit_mbps >= 2 x this
   append_commit_s     1 MiB appended to the committed file through the mount,
                       then `trunkfs commit` (target < 1 s); the append itself
                       is append_write_s
@@ -27,7 +29,9 @@ stderr; the table and, as the last line, ``RESULT key=value ...`` to stdout.
                       append and its commit (target < 8)
   patch_commit_s      4 KiB overwritten in the middle (pwrite), then commit
                       (target < 1 s); patch_store_growth_mib for information
-  daemon_rss_mib      the daemon's peak RSS (VmHWM) up to the end of the `tar x` (target <= 250)
+  daemon_rss_mib      the daemon's peak RSS (VmHWM) up to the end of the `tar x`
+  daemon_peak_rss_mib the daemon's peak RSS (VmHWM) over the whole benchmark,
+                      read before it stops (target <= 250)
 
 After the append and the patch the sha256 of the file, read back through the
 branch view and through <repo>@<new commit>, must equal that of a local copy
@@ -228,6 +232,7 @@ class Bench:
                 split.append(time.perf_counter() - t)
             secs = timed(tar_then_sync)
             self.time("untar", who, secs)
+            self.time("untar_nosync", who, split[0])
             log(f"  of which tar x {split[0]:.3f} s, the sync {secs - split[0]:.3f} s")
             if who == "trunkfs":  # right after the tar x, before the check reads it all
                 self.r["daemon_rss_mib"] = peak_rss_mib(self.d)
@@ -388,7 +393,6 @@ class Bench:
         log(f"patch: commit {self.r['patch_commit_s']:.3f} s, "
             f"store +{self.r['patch_store_growth_mib']:.2f} MiB")
         self.verify_big(cid, sha256(model), "patch")
-        self.r["daemon_hwm_mib"] = peak_rss_mib(self.d)
 
     # run and report ----------------------------------------------------------
 
@@ -406,6 +410,7 @@ class Bench:
                 self.section("trunkfs big", self.trunkfs_big)
             if "trunkfs untar" not in self.errors:
                 self.section("trunkfs untar commit", self.trunkfs_untar_commit)
+            self.r["daemon_peak_rss_mib"] = peak_rss_mib(self.d)   # the whole run's peak
 
     def results(self) -> dict[str, str]:
         t, r = self.t, self.r
@@ -420,6 +425,7 @@ class Bench:
         return {
             "cp_ratio_bindfs": ratio("cp", "bindfs"),
             "cp_ratio_native": ratio("cp", "native"),
+            "untar_nosync_ratio_bindfs": ratio("untar_nosync", "bindfs"),
             "untar_ratio_bindfs": ratio("untar", "bindfs"),
             "untar_ratio_native": ratio("untar", "native"),
             "commit_mbps": fig("commit_mbps", ".1f"),
@@ -430,6 +436,7 @@ class Bench:
             "patch_commit_s": fig("patch_commit_s", ".3f"),
             "patch_store_growth_mib": fig("patch_store_growth_mib", ".2f"),
             "daemon_rss_mib": fig("daemon_rss_mib", ".0f"),
+            "daemon_peak_rss_mib": fig("daemon_peak_rss_mib", ".0f"),
         }
 
     def report(self) -> bool:
@@ -460,6 +467,9 @@ class Bench:
         rows = [
             (f"cp {size_mib} MiB + fsync + sync", [mbps("cp", w, self.size) for w in whos]),
             ("  (s)", [secs("cp", w) for w in whos]),
+            (f"tar x {self.n_files} files (files/s)",
+             [self.n_files / s if (s := secs("untar_nosync", w)) else None for w in whos]),
+            ("  (s)", [secs("untar_nosync", w) for w in whos]),
             (f"tar x {self.n_files} files + sync (files/s)",
              [self.n_files / s if (s := secs("untar", w)) else None for w in whos]),
             ("  (s)", [secs("untar", w) for w in whos]),
@@ -475,8 +485,8 @@ class Bench:
                  ("append 1 MiB: store growth (MiB)", "append_store_growth_mib", ".2f"),
                  ("patch 4 KiB: commit (s)", "patch_commit_s", ".3f"),
                  ("patch 4 KiB: store growth (MiB)", "patch_store_growth_mib", ".2f"),
-                 ("daemon VmRSS after tar x (MiB)", "daemon_rss_mib", ".0f"),
-                 ("daemon VmHWM at the end (MiB)", "daemon_hwm_mib", ".0f")]
+                 ("daemon VmHWM after tar x (MiB)", "daemon_rss_mib", ".0f"),
+                 ("daemon VmHWM, whole run (MiB)", "daemon_peak_rss_mib", ".0f")]
         for name, key, fmt in extra:
             v = format(self.r[key], fmt) if key in self.r else "-"
             print(f"{name:<40} {'':>10} {'':>10} {'':>10} {v:>10}")
@@ -502,16 +512,16 @@ class Bench:
             v = num(key)
             return None if v is None else v < x
 
-        check("cp_ratio_bindfs", ge("cp_ratio_bindfs", 0.5), ">= 0.5")
-        check("untar_ratio_bindfs", ge("untar_ratio_bindfs", 0.3), ">= 0.3")
+        check("cp_ratio_bindfs", ge("cp_ratio_bindfs", 1.0), ">= 1.0")
+        check("untar_nosync_ratio_bindfs", ge("untar_nosync_ratio_bindfs", 1.0), ">= 1.0")
         rm = num("restic_mbps")
-        check("commit_mbps", ge("commit_mbps", 1.5 * rm if rm else None),
-              f">= 1.5 x restic = {1.5 * rm:.1f}" if rm else ">= 1.5 x restic_mbps")
+        check("commit_mbps", ge("commit_mbps", 2 * rm if rm else None),
+              f">= 2 x restic = {2 * rm:.1f}" if rm else ">= 2 x restic_mbps")
         check("append_commit_s", lt("append_commit_s", 1), "< 1")
         check("append_store_growth_mib", lt("append_store_growth_mib", 8), "< 8")
         check("patch_commit_s", lt("patch_commit_s", 1), "< 1")
-        v = num("daemon_rss_mib")
-        check("daemon_rss_mib", None if v is None else v <= 250, "<= 250")
+        v = num("daemon_peak_rss_mib")
+        check("daemon_peak_rss_mib", None if v is None else v <= 250, "<= 250")
         for n in self.notes:
             print(f"note: {n}")
         for sec, err in self.errors.items():

@@ -49,6 +49,7 @@ class Service:
     bulk: Workers = field(default_factory=lambda: Workers(4))
     beacon: "BeaconTask | None" = None   # this daemon's fleet record (None: not written)
     headwatch: "HeadWatch | None" = None  # follows heads other daemons move (None: off)
+    mountpoint: str | None = None         # where the branch views are mounted (None: no mount)
 
     async def writable_branch(self, repo: str, ref: str | None) -> str:
         """The branch named by ``ref``; refuses a commit id."""

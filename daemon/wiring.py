@@ -87,7 +87,7 @@ async def build_service(config: Config, store: Store, mountpoint: str | None) ->
                    headwatch=headwatch if config.head_poll_interval > 0 else None,
                    heads=heads, events=events,
                    commits=commits, pipelines=registry, staging=staging, jobs=jobs, cache=cache,
-                   file_owner=owner)
+                   file_owner=owner, mountpoint=mountpoint)
 
 
 def build_executors(config: Config) -> dict[str, Executor]:

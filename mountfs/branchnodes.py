@@ -24,7 +24,7 @@ from collections.abc import Mapping
 import pyfuse3
 
 from ..staging.area import StagingArea
-from ..staging.nodes import FOLLOW, DirNode, Node, node_from_entry
+from ..staging.nodes import FOLLOW, DirNode, FileNode, Node, node_from_entry
 from ..staging.overlay import lower_of
 from ..store.walk import is_dir
 from .attrs import attributes
@@ -48,6 +48,22 @@ def same_identity(a: dict, b: dict) -> bool:
     if a["type"] == "symlink":
         return a.get("target") == b.get("target")
     return True
+
+
+def _size_mtime(x: Resolved) -> tuple[int, int] | None:
+    """A regular file's size and mtime (None for anything else)."""
+    if isinstance(x, FileNode):
+        return x.size, x.mtime
+    if isinstance(x, dict) and x["type"] == "file":
+        return x.get("size", 0), x.get("mtime") or 0
+    return None
+
+
+def _resized(was: Resolved, now: Resolved) -> bool:
+    """Whether a regular file an inode showed now has another size or mtime
+    (a commit of it keeps both; a discard or a stage.put does not)."""
+    old = _size_mtime(was)
+    return old is not None and old != _size_mtime(now)
 
 
 def is_dir_like(x: Resolved | None) -> bool:
@@ -153,6 +169,14 @@ class BranchNodes:
             r = await self.child_of(inode.parent, p, inode.name)
             if r is None:
                 raise fuse_error(errno.ENOENT)
+        was = inode.obj if inode.obj is not None else inode.entry
+        if was is not None and was is not r and inode.parent is not None and _resized(was, r):
+            # changed other than through this inode (a discard, a stage.put):
+            # the kernel keeps its own size and mtime of a file it caches
+            # (writeback cache), so the path gets a new inode, as after a rename over it
+            inode.orphan = True
+            self.parts.inodes.unplace(inode)
+            return was
         if isinstance(r, Node):
             inode.obj, inode.epoch, inode.entry = r, area.epoch, None
             return r

@@ -3,6 +3,7 @@ and running pyfuse3's loop inside the daemon's trio nursery."""
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import logging
 import os
@@ -35,6 +36,24 @@ def _mounted_here(path: str) -> str | None:
     except OSError:
         return None
     return None
+
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def write_back(mountpoint: str) -> None:
+    """syncfs(2) of the mount, from a worker thread: the pages the kernel
+    holds dirty (the FUSE writeback cache) come to the daemon as writes,
+    which the event loop answers meanwhile.  A commit calls it before it
+    freezes the staging, so it commits what was written, not what was
+    flushed (an open file's bytes included, as a local disk would show them)."""
+    fd = os.open(mountpoint, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        if _libc.syncfs(fd) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, f"syncfs of {mountpoint}: {os.strerror(err)}")
+    finally:
+        os.close(fd)
 
 
 def lazy_unmount(path: str) -> None:

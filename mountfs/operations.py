@@ -98,7 +98,10 @@ def fuse_errors(fn: Callable[P, Awaitable[T]]) -> Callable[P, Coroutine[Any, Any
 
 class TrunkOperations(pyfuse3.Operations):
     supports_dot_lookup = True
-    enable_writeback_cache = False
+    # the kernel gathers small writes in its page cache and sends them in
+    # large requests; it keeps a file's size and mtime itself (``branchnodes``
+    # gives a path a new inode whenever its file changes other than through it)
+    enable_writeback_cache = True
 
     def __init__(self, store: Store, refs: Refs, heads: Heads, run: Run, cache: ChunkCache,
                  staging: StagingManager, *, uid: int | None = None, gid: int | None = None) -> None:

@@ -49,6 +49,7 @@ class StagingArea:
         self._busy = 0
         self._idle = trio.Event()
         self._dirty_files: set[FileNode] = set()
+        self._inline_in_memory: list[FileNode] = []   # closed, their bytes still in ``_pending``
         self._pending: Batch | None = None
         self._last_write = 0.0
 
@@ -189,6 +190,14 @@ class StagingArea:
             self.journal.write(batch, sync)
         elif sync:
             self.journal.sync()
+        self._drop_inline()
+
+    def _drop_inline(self) -> None:
+        """Closed small files' inline bytes leave memory once the journal has them."""
+        for node in self._inline_in_memory:
+            if node.opens == 0 and not node.data_dirty and node.inline:
+                node.data = None
+        self._inline_in_memory.clear()
 
     def ensure_root(self, entry: dict | None) -> DirNode:
         """The staged root directory, made (over ``entry``, the head's root) on first use."""
@@ -202,7 +211,7 @@ class StagingArea:
                 t = now_ns()
                 root = DirNode(nid, "dir", 0o755, mtime=t, ctime=t, lower=FOLLOW)
             self.root = root
-            batch.node(self._record(root))
+            self._put_node(batch, root)
             self._write()
             return root
         return self.root
@@ -213,12 +222,20 @@ class StagingArea:
             rec["root"] = True
         return rec
 
+    def _put_node(self, batch: Batch, node: Node) -> None:
+        """A node's record into ``batch``, with a small file's inline bytes
+        when they changed (so no record names bytes the journal lacks)."""
+        batch.node(self._record(node))
+        if isinstance(node, FileNode) and node.data_dirty and node.inline and node.data is not None:
+            batch.data(node.id, bytes(node.data))
+            node.data_dirty = False
+
     def save(self, node: Node, sync: bool = False) -> None:
         """Journal a node's metadata (and a file's extents and size).  A node
         out of the tree (unlinked but still open) has nothing to journal."""
         self._dirty_files.discard(node)
         if node.linked:
-            self._batch().node(self._record(node))
+            self._put_node(self._batch(), node)
         self._write(sync)
 
     def mark_dirty(self, node: FileNode) -> None:
@@ -236,7 +253,7 @@ class StagingArea:
         if self._dirty_files:
             batch = self._batch()
             for node in self._dirty_files:
-                batch.node(self._record(node))
+                self._put_node(batch, node)
             self._dirty_files.clear()
         self.write_pending(sync)
 
@@ -276,7 +293,7 @@ class StagingArea:
             self.links[node.link] = node
         node.nlink += 1
         node.ctime = now_ns()
-        batch.node(self._record(node))
+        self._put_node(batch, node)
         self._place(parent, name, node, self._base(parent, name, None), batch)
         self._touch_dir(parent, batch)
         self._write()
@@ -306,7 +323,7 @@ class StagingArea:
         node.lower = lower if lower is not None and lower.get("type") == DIR else None
         node.followed = None
         batch = self._batch()
-        batch.node(self._record(node))
+        self._put_node(batch, node)
         self._place(parent, name, node, entry_sig(lower), batch)
         self._write()
 
@@ -332,7 +349,7 @@ class StagingArea:
         """Place a node made by :meth:`new_node` (or unlinked) at parent/name."""
         batch = self._batch()
         replaced = parent.delta.get(name)
-        batch.node(self._record(node))
+        self._put_node(batch, node)
         self._place(parent, name, node, self._base(parent, name, None), batch)
         self._touch_dir(parent, batch)
         if replaced is not None and replaced is not node:
@@ -369,7 +386,7 @@ class StagingArea:
         if replaced is not None and replaced is not node:
             self._forget(replaced, batch)
         node.ctime = now_ns()
-        batch.node(self._record(node))
+        self._put_node(batch, node)
         self._touch_dir(sparent, batch)
         if dparent is not sparent:
             self._touch_dir(dparent, batch)
@@ -395,7 +412,7 @@ class StagingArea:
         t = now_ns()
         for n in (anode, bnode):
             n.ctime = t
-            batch.node(self._record(n))
+            self._put_node(batch, n)
         self._touch_dir(aparent, batch)
         if bparent is not aparent:
             self._touch_dir(bparent, batch)
@@ -404,7 +421,7 @@ class StagingArea:
 
     def _touch_dir(self, d: DirNode, batch: Batch) -> None:
         d.mtime = d.ctime = now_ns()
-        batch.node(self._record(d))
+        self._put_node(batch, d)
 
     def _group_of(self, entry: dict) -> Node | None:
         """The staged node a committed name shows, if its hard-link group has one."""
@@ -421,7 +438,7 @@ class StagingArea:
                 n.nlink -= 1
                 n.ctime = now_ns()
                 if n.nlink > 0:
-                    batch.node(self._record(n))
+                    self._put_node(batch, n)
                     continue
                 self.links.pop(n.link, None)
             n.linked = False
@@ -433,6 +450,8 @@ class StagingArea:
                         stack.append(child)
             elif isinstance(n, FileNode):
                 self._dirty_files.discard(n)
+                if n.inline and n.opens:
+                    self.datafiles.buffer(n)   # its journal copy goes; its handles keep reading it
                 if n.opens == 0:   # else its bytes count until it is closed
                     self.datafiles.release(n)
                     self.quota.release(n)
@@ -448,6 +467,10 @@ class StagingArea:
         self.datafiles.release(node)
         if not node.linked:
             self.quota.release(node)
+        elif node.data is not None:
+            self._inline_in_memory.append(node)
+            if self._pending is None:
+                self._drop_inline()
 
     def write(self, node: FileNode, off: int, data: bytes, uid: int = 0) -> int:
         """pwrite(2) of ``data`` into a staged file, on behalf of ``uid``
@@ -504,6 +527,8 @@ class StagingArea:
                 if node.opens == 0:
                     self.datafiles.release(node)
                 else:
+                    if node.inline:
+                        self.datafiles.buffer(node)   # the journal's copy goes
                     self.datafiles.remove(node.id)  # the open fd keeps it readable
         self._dirty_files.clear()
         self._pending = None

@@ -74,7 +74,8 @@ def file_reader(datafiles: DataFiles, store: Store, node: FileNode,
         out = []
         for kind, s, e in node.pieces(off, min(off + n, node.size)):
             if kind == "data":
-                out.append(datafiles.read(node, s, e - s, fd) if fd is not None else bytes(e - s))
+                out.append(datafiles.read(node, s, e - s, fd) if fd is not None or node.inline
+                           else bytes(e - s))
             elif kind == "base":
                 out.append(base.read(s, e))
             else:

@@ -1,7 +1,12 @@
 """The data files of staged files: ``<state>/staging/data/<node id>``.
 
 A staged file's written bytes live in a sparse file named by its node id
-(never by its path, so any path up to PATH_MAX works).  Which ranges of it
+(never by its path, so any path up to PATH_MAX works), or, for a small
+file (every byte written below ``INLINE_MAX``), inline: in memory while it
+is in use and in the journal (``d`` keys, written with the node's record in
+the area's batches).  Creating a file per small file is what costs most in a
+``tar x`` of many small files; a journal batch is one append to RocksDB's log.
+A file that grows past ``INLINE_MAX`` moves to a data file of its own.  Which ranges of it
 hold data is the node's business (``FileNode.extents``); this module only
 does the file I/O.  A node keeps its open descriptor in ``FileNode.fd``,
 opened on first use and closed when its last handle is released; a
@@ -17,16 +22,21 @@ import logging
 import os
 from collections.abc import Iterable
 
+from .journal import Journal
 from .nodes import FileNode
 
 log = logging.getLogger(__name__)
 
+INLINE_MAX = 64 * 1024
+
 
 class DataFiles:
-    """Open, read, write, truncate, fsync, release and remove data files."""
+    """Open, read, write, truncate, fsync, release and remove data files,
+    and the inline bytes of small files (read back from ``journal``)."""
 
-    def __init__(self, directory: str) -> None:
+    def __init__(self, directory: str, journal: Journal) -> None:
         self.directory = directory
+        self.journal = journal
         os.makedirs(directory, mode=0o700, exist_ok=True)
 
     def path(self, nid: int) -> str:
@@ -39,24 +49,60 @@ class DataFiles:
         return node.fd
 
     def write(self, node: FileNode, off: int, data: bytes) -> int:
-        """pwrite(2) into the node's data file; returns the bytes written."""
+        """pwrite(2) into the node's data file (or its inline bytes); returns
+        the bytes written."""
+        end = off + len(data)
+        if node.fd is None and end <= INLINE_MAX and (node.inline or not node.extents):
+            buf = self.buffer(node)
+            if len(buf) < off:
+                buf.extend(bytes(off - len(buf)))
+            buf[off:end] = data
+            node.inline = node.data_dirty = True
+            return len(data)
+        if node.inline:
+            self._spill(node)
         return os.pwrite(self.fd(node), data, off)
+
+    def buffer(self, node: FileNode) -> bytearray:
+        """An inline node's bytes, in memory (read back from the journal)."""
+        if node.data is None:
+            node.data = bytearray(self.journal.data(node.id)) if node.inline else bytearray()
+        return node.data
+
+    def _spill(self, node: FileNode) -> None:
+        """An inline file grown past INLINE_MAX: its bytes to a data file of
+        its own (the journal's copy goes with the node's next record)."""
+        buf = self.buffer(node)
+        node.inline = False
+        os.pwrite(self.fd(node), buf, 0)
+        node.data, node.data_dirty = None, False
 
     def read(self, node: FileNode, off: int, n: int, fd: int | None = None) -> bytes:
         """``n`` bytes at ``off`` (holes and the part past the end read as
         zeros), through ``fd`` when given, else the node's own descriptor."""
-        data = os.pread(self.fd(node) if fd is None else fd, n, off)
+        if node.inline:
+            buf = node.data if node.data is not None else self.journal.data(node.id)
+            data = bytes(buf[off:off + n])
+        else:
+            data = os.pread(self.fd(node) if fd is None else fd, n, off)
         return data if len(data) == n else data + bytes(n - len(data))
 
     def shrink(self, node: FileNode, size: int) -> None:
         """Cut the data file to ``size`` bytes when it is longer."""
+        if node.inline:
+            del self.buffer(node)[size:]
+            node.data_dirty = True
+            return
         fd = self.fd(node)
         if os.fstat(fd).st_size > size:
             os.ftruncate(fd, size)
 
     def fsync(self, node: FileNode, datasync: bool = False) -> None:
         """fsync(2) of the node's data file, whichever handle wrote it; a node
-        without written data has nothing to sync."""
+        without written data (or with inline bytes: the journal's) has
+        nothing to sync here."""
+        if node.inline:
+            return
         if node.fd is None and node.extents:
             self.fd(node)
         if node.fd is not None:
@@ -68,7 +114,10 @@ class DataFiles:
     def open_reader(self, node: FileNode) -> int | None:
         """A read-only descriptor of its own on a node's data file (for a
         commit's worker thread: the node's descriptor belongs to the event
-        loop); None when the node never had data.  The caller closes it."""
+        loop); None when the node never had data or keeps it inline.  The
+        caller closes it."""
+        if node.inline:
+            return None
         try:
             return os.open(self.path(node.id), os.O_RDONLY | os.O_CLOEXEC)
         except FileNotFoundError:

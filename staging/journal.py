@@ -9,6 +9,8 @@ Keys (bytes; repo and branch names never hold NUL):
                                                   (``conflicts``: 32 hex digits, or empty)
                                                   (before bases: the bare child id, or b"")
     ``c`` repo NUL branch NUL                  -> root tree id of a commit under way
+    ``d`` id(u64 BE)                           -> the bytes of a small staged file kept
+                                                  inline (``datafiles``): no data file of its own
 
 A change is one write batch.  RocksDB appends every batch to its write-ahead
 log with write(2) before it returns, so a killed daemon loses nothing it was
@@ -55,6 +57,12 @@ class Batch:
 
     def drop_node(self, nid: int) -> None:
         self.batch.delete(b"n" + self.prefix + _ID.pack(nid))
+        self.batch.delete(b"d" + _ID.pack(nid))
+        self.empty = False
+
+    def data(self, nid: int, data: bytes) -> None:
+        """The bytes of a small file kept inline."""
+        self.batch.put(b"d" + _ID.pack(nid), data)
         self.empty = False
 
     def entry(self, dir_id: int, name: str, child: int | None, base: str | None) -> None:
@@ -124,6 +132,21 @@ class Journal:
         """Make every journaled change durable (fsync of the write-ahead log)."""
         self._db.flush_wal(True)
 
+    def data(self, nid: int) -> bytes:
+        """The journaled bytes of a small file kept inline (b"" if none)."""
+        return self._db.get(b"d" + _ID.pack(nid)) or b""
+
+    def inline_ids(self) -> set[int]:
+        """The node ids with inline bytes journaled (every area's)."""
+        return {_ID.unpack(key[1:9])[0] for key, _ in self._scan(b"d")}
+
+    def drop_inline(self, nids: set[int]) -> None:
+        """Forget the inline bytes of these nodes (no staged node owns them)."""
+        batch = WriteBatch(raw_mode=True)
+        for nid in nids:
+            batch.delete(b"d" + _ID.pack(nid))
+        self._db.write(batch)
+
     def _scan(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
         return scan_prefix(self._db, prefix)
 
@@ -172,4 +195,6 @@ class Journal:
         for tag in (b"n", b"e"):
             for key, _ in self._scan(tag + prefix):
                 batch.delete(key)
+                if tag == b"n":
+                    batch.delete(b"d" + key[-8:])
         self._db.write(batch, self._sync)

@@ -40,8 +40,8 @@ class StagingManager:
         self.head_tree = head_tree
         self.quota = StagingQuota() if quota is None else quota
         self.dir = os.path.join(state_dir, "staging")
-        self.datafiles = DataFiles(os.path.join(self.dir, "data"))
         self.journal = Journal(os.path.join(self.dir, "journal"))
+        self.datafiles = DataFiles(os.path.join(self.dir, "data"), self.journal)
         self.areas: dict[tuple[str, str], StagingArea] = {}
         # told of paths staged other than through the mount (the socket's
         # stage.*): the mount drops what the kernel caches of them
@@ -67,6 +67,10 @@ class StagingManager:
         removed = self.datafiles.remove_unowned(owned)
         if removed:
             log.info("removed %d staging data files no staged node owns", removed)
+        stray = self.journal.inline_ids() - owned
+        if stray:
+            self.journal.drop_inline(stray)
+            log.info("dropped the inline bytes of %d files no staged node owns", len(stray))
 
     def close(self) -> None:
         for area in self.areas.values():

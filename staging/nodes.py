@@ -137,6 +137,9 @@ class FileNode(Node):
     fd: int | None = None   # the open data file, when it has one
     opens: int = 0          # open handles on this node
     charges: dict[int, int] = field(default_factory=dict)   # uid -> bytes it paid (``quota``)
+    inline: bool = False    # its written bytes live in the journal, not a data file (``datafiles``)
+    data: bytearray | None = None   # those bytes in memory (while it is in use)
+    data_dirty: bool = False        # ``data`` changed since it was journaled
 
     @property
     def base_size(self) -> int:
@@ -145,6 +148,8 @@ class FileNode(Node):
     def record(self) -> dict:
         rec = self.meta_record()
         rec.update(base=self.base_chunks, limit=self.base_limit, size=self.size, ext=self.extents)
+        if self.inline:
+            rec["il"] = 1
         if self.charges:
             rec["q"] = {str(uid): n for uid, n in self.charges.items()}
         return rec
@@ -248,7 +253,8 @@ def node_from_record(rec: dict) -> Node:
         return SpecialNode(**common, rdev=rec.get("rdev", 0))
     return FileNode(**common, base_chunks=rec.get("base", []), base_limit=rec.get("limit", 0),
                     size=rec.get("size", 0), extents=[list(e) for e in rec.get("ext", [])],
-                    charges={int(uid): int(n) for uid, n in rec.get("q", {}).items()})
+                    charges={int(uid): int(n) for uid, n in rec.get("q", {}).items()},
+                    inline=bool(rec.get("il")))
 
 
 def node_from_entry(nid: int, entry: dict, nlink: int = 1) -> Node:

@@ -217,7 +217,9 @@ def layer(workdir: Path):
 
 
 def data_files(layer: Layer) -> set[str]:
-    return set(os.listdir(layer.data_dir))
+    """The nodes with staged bytes stored: a data file, or inline bytes in the journal."""
+    layer.area.flush_files()
+    return set(os.listdir(layer.data_dir)) | {str(i) for i in layer.manager.journal.inline_ids()}
 
 
 # -- status and commit of new files --------------------------------------------------------
@@ -441,12 +443,41 @@ async def test_data_files_of_dropped_nodes_are_removed(layer: Layer) -> None:
     c.opens += 1
     layer.unlink("/c")
     assert not c.linked and layer.area.read_data(c, 0, 3) == b"ccc"
-    assert str(c.id) in data_files(layer)
+    assert str(c.id) in data_files(layer) or c.data == b"c" * 100   # inline: in memory
     layer.close(c)
     assert data_files(layer) == {str(a.id)}
     assert layer.status() == [("A", "/b")]
     layer.area.drop_all()
     assert data_files(layer) == set() and layer.status() == []
+
+
+# -- small files inline in the journal -------------------------------------------------------
+
+async def test_small_files_live_inline_until_they_grow(layer: Layer) -> None:
+    rng = random.Random(8)
+    want = bytearray()
+    node = layer.create("/small")
+    for off in range(0, 60_000, 6_000):          # pieces, as tar x writes them
+        piece = rng.randbytes(6_000)
+        layer.write("/small", off, piece, node)
+        want[off:off + 6000] = piece
+    layer.write("/small", 61_000, b"after a hole", node)
+    want += bytes(61_000 - len(want)) + b"after a hole"
+    assert node.inline and data_files(layer) == {str(node.id)}
+    assert str(node.id) not in os.listdir(layer.data_dir)     # no data file of its own
+    layer.reopen()
+    node = layer.file("/small")
+    assert node.inline and layer.content(node) == bytes(want)
+    layer.write("/small", 100_000, b"grown", node)              # past INLINE_MAX: a data file
+    want += bytes(100_000 - len(want)) + b"grown"
+    assert not node.inline and str(node.id) in os.listdir(layer.data_dir)
+    assert layer.content(node) == bytes(want)
+    layer.reopen()
+    assert str(node.id) not in layer.manager.journal.inline_ids()
+    assert layer.content(layer.file("/small")) == bytes(want)
+    cid = await layer.commit()
+    assert layer.tree(cid) == {"/small": bytes(want)}
+    assert data_files(layer) == set()
 
 
 # -- a reload from the journal ---------------------------------------------------------------
@@ -469,7 +500,7 @@ async def test_a_reload_from_the_journal_keeps_everything_staged(layer: Layer) -
     assert before == [("M", "/big"), ("M", "/dir/keep"), ("D", "/dir/old"), ("A", "/dir/renamed"),
                       ("D", "/gone"), ("A", "/late"), ("A", "/new/file"), ("A", "/new/link")]
     staged_ids = {n.id for n in layer.area.walk()}
-    assert str(open_node.id) in data_files(layer)
+    assert str(open_node.id) in data_files(layer) or open_node.data == b"still open"   # inline: in memory
 
     layer.reopen()
     assert layer.status() == before

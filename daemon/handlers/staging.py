@@ -6,6 +6,7 @@ import logging
 
 import trio
 
+from ...mountfs.mount import write_back
 from ...staging import pathops
 from ...staging.area import StagingArea
 from ...staging.status import changes
@@ -29,7 +30,10 @@ log = logging.getLogger(__name__)
 async def commit_area(svc: Service, area: StagingArea, meta: CommitMeta,
                       progress: Progress | None = None, force: bool = False) -> CommitResult:
     """Commit a branch's staged changes through the commit path; on success
-    the staging is dropped, on failure (a conflict too) it stays as it was."""
+    the staging is dropped, on failure (a conflict too) it stays as it was.
+    What the kernel still holds dirty of the mount's files is written first."""
+    if svc.mountpoint is not None:
+        await svc.bulk.run(write_back, svc.mountpoint)
     async with area.frozen():
         if area.root is None and not meta.allow_empty:
             raise NothingToCommit(f"nothing to commit on {area.where}")
