@@ -14,6 +14,7 @@ import logging
 import os
 import threading
 import time
+from collections import deque
 from collections.abc import Iterable
 from concurrent.futures import Future
 from typing import TYPE_CHECKING
@@ -133,11 +134,20 @@ class BlobSink:
 
 
 class FileIngest:
-    """Turns one file's byte stream into its chunk list."""
+    """Turns one file's byte stream into its chunk list.
+
+    Chunks are stored (hashed, compressed, packed) on the store's CPU pool
+    while the caller goes on reading and cutting the stream: up to
+    ``AHEAD`` chunks are in flight, their ids collected in order.  Cutting
+    is on the caller's thread, so without this overlap a 2-core machine
+    spent the cut and the compression one after the other."""
+
+    AHEAD = 16     # chunks in flight (about 16 MiB of the stream at the average chunk size)
 
     def __init__(self, session: "WriteSession") -> None:
         self._session = session
         self._chunker = StreamChunker(session.store.params)
+        self._inflight: deque[tuple[Future, int]] = deque()
         self.chunks: list[list] = []
         self.size = 0
 
@@ -146,18 +156,36 @@ class FileIngest:
         self._process(self._chunker.feed(data))
 
     def finish(self) -> tuple[list[list], int]:
-        self._process(self._chunker.finish())
+        views = self._chunker.finish()
+        if len(views) == 1 and not self._inflight:     # a small file: no thread hop
+            self.chunks.append([self._session.data.add(views[0]).hex(), len(views[0])])
+        else:
+            self._process(views)
+        self._collect(0)
         return self.chunks, self.size
 
     def _process(self, views: list[memoryview]) -> None:
         if not views:
             return
-        add = self._session.data.add
-        if len(views) == 1:
-            ids = [add(views[0])]
-        else:
-            ids = list(self._session.store.cpu_pool.map(add, views))
-        self.chunks.extend([bid.hex(), len(v)] for bid, v in zip(ids, views))
+        add, pool = self._session.data.add, self._session.store.cpu_pool
+        for view in views:
+            self._inflight.append((pool.submit(add, view), len(view)))
+        self._collect(self.AHEAD)
+
+    def _collect(self, keep: int) -> None:
+        """Take the ids of the oldest chunks until ``keep`` are in flight;
+        on an error, wait for every chunk in flight before raising it."""
+        try:
+            while len(self._inflight) > keep:
+                fut, n = self._inflight[0]
+                bid = fut.result()
+                self._inflight.popleft()
+                self.chunks.append([bid.hex(), n])
+        except BaseException:
+            for fut, _ in self._inflight:
+                fut.cancel() or fut.exception()
+            self._inflight.clear()
+            raise
 
 
 class WriteSession:
