@@ -142,7 +142,7 @@ class FileIngest:
     is on the caller's thread, so without this overlap a 2-core machine
     spent the cut and the compression one after the other."""
 
-    AHEAD = 16     # chunks in flight (about 16 MiB of the stream at the average chunk size)
+    AHEAD = 8      # chunks in flight (about 10 MiB of the stream at the average chunk size)
 
     def __init__(self, session: "WriteSession") -> None:
         self._session = session
@@ -164,7 +164,7 @@ class FileIngest:
         self._collect(0)
         return self.chunks, self.size
 
-    def _process(self, views: list[memoryview]) -> None:
+    def _process(self, views: list[bytes]) -> None:
         if not views:
             return
         add, pool = self._session.data.add, self._session.store.cpu_pool
