@@ -29,7 +29,7 @@ def now_ns() -> int:
     return time.time_ns()
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Node:
     id: int
     kind: str
@@ -74,7 +74,7 @@ class Node:
         return out
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class DirNode(Node):
     lower: object = FOLLOW          # FOLLOW, a pinned dir entry (dict), or None
     delta: dict[str, "Node | None"] = field(default_factory=dict)
@@ -100,7 +100,7 @@ class DirNode(Node):
         return merged
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class LinkNode(Node):
     target: str = ""
 
@@ -110,7 +110,7 @@ class LinkNode(Node):
         return rec
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class SpecialNode(Node):
     """A FIFO, socket or device: metadata only (the kernel answers its opens;
     the mount is ``nodev``, so a device node never opens a device)."""
@@ -128,7 +128,7 @@ class SpecialNode(Node):
         return out
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class FileNode(Node):
     base_chunks: list = field(default_factory=list)   # [[chunk id hex, length], ...]
     base_limit: int = 0     # bytes below this not in an extent come from the base

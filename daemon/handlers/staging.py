@@ -33,7 +33,11 @@ async def commit_area(svc: Service, area: StagingArea, meta: CommitMeta,
     the staging is dropped, on failure (a conflict too) it stays as it was.
     What the kernel still holds dirty of the mount's files is written first."""
     if svc.mountpoint is not None:
-        await svc.bulk.run(write_back, svc.mountpoint)
+        try:
+            await svc.bulk.run(write_back, svc.mountpoint)
+        except OSError as exc:   # the mount gone from under the daemon: nothing is held dirty there
+            log.warning("commit of %s: cannot write back the mount at %s first: %s",
+                        area.where, svc.mountpoint, exc)
     async with area.frozen():
         if area.root is None and not meta.allow_empty:
             raise NothingToCommit(f"nothing to commit on {area.where}")
