@@ -146,7 +146,7 @@ class FileIngest:
 
     def __init__(self, session: "WriteSession") -> None:
         self._session = session
-        self._chunker = StreamChunker(session.store.params)
+        self._chunker = StreamChunker(session.store.params, buffer_factor=2)
         self._inflight: deque[tuple[Future, int]] = deque()
         self.chunks: list[list] = []
         self.size = 0
