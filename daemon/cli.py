@@ -48,6 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--mount", help="mount point (an empty directory)")
     d.add_argument("--allow-other", action="store_true", default=None,
                    help="let other users (and containers) read the mount")
+    d.add_argument("--no-writeback-cache", dest="writeback_cache", action="store_false", default=None,
+                   help="send every write to the daemon at once (a staging quota refusal is then "
+                        "EDQUOT at write(2), not ENOSPC at close)")
     d.add_argument("--cache-size", help="chunk cache bound, e.g. 10G (default 10%% of free disk, at most 10G)")
     d.add_argument("--cache-local", action="store_true", default=None,
                    help="keep the disk cache even for a local store (default: memory only)")

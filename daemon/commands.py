@@ -445,7 +445,7 @@ def cmd_daemon(args: argparse.Namespace) -> int:
         "cache_memory": args.cache_memory, "readahead": args.readahead,
         "read_requests": args.read_requests, "read_request_size": args.read_request_size,
         "uid": args.uid, "gid": args.gid, "run_jobs": args.run_jobs, "executor": args.executor,
-        "http": args.http})
+        "http": args.http, "writeback_cache": args.writeback_cache})
     return run_daemon(config)
 
 

@@ -69,7 +69,7 @@ class Config:
                 "pack_size_mib", "threads", "bulk_threads", "log_level", "max_connections_per_uid", "idle_timeout",
                 "job_output_limit", "job_log_limit", "job_keep_days", "job_keep_count",
                 "staging_quota", "head_poll_interval", "run_jobs", "job_lease_seconds", "executors",
-                "executor", "http")
+                "executor", "http", "writeback_cache")
 
     def __init__(self, state: str | None = None, store: str = "", socket: str | None = None,
                  socket_group: str | None = None, mount: str | None = None,
@@ -86,7 +86,8 @@ class Config:
                  job_keep_count: int = 1000, staging_quota: str | int = "100G",
                  head_poll_interval: float = 1.0, run_jobs: bool = True,
                  job_lease_seconds: float = 30.0, executors: dict | None = None,
-                 executor: list[str] | None = None, http: str | None = None) -> None:
+                 executor: list[str] | None = None, http: str | None = None,
+                 writeback_cache: bool = True) -> None:
         self.state: str = default_state_dir() if state is None else state
         self.store: str = store                   # default: file://<state>/store
         self.socket: str = default_socket_path() if socket is None else socket
@@ -95,6 +96,9 @@ class Config:
         self.allow_other = allow_other
         self.cache_size = cache_size              # bytes or "10G"; default 10% of free disk, at most 10 GiB
         self.cache_local = cache_local            # keep a disk cache even when the store is a local directory
+        # the kernel gathers writes in its page cache (faster small writes);
+        # a quota or disk-full refusal then reaches the writer at close/fsync (ENOSPC)
+        self.writeback_cache = writeback_cache
         # how committed data is read (defaults by store kind: read_settings)
         self.cache_memory = cache_memory          # the chunk cache's memory layer (bytes or "96M")
         self.readahead = readahead                # most bytes read ahead of one sequential reader; 0: off

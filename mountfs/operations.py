@@ -104,8 +104,10 @@ class TrunkOperations(pyfuse3.Operations):
     enable_writeback_cache = True
 
     def __init__(self, store: Store, refs: Refs, heads: Heads, run: Run, cache: ChunkCache,
-                 staging: StagingManager, *, uid: int | None = None, gid: int | None = None) -> None:
+                 staging: StagingManager, *, uid: int | None = None, gid: int | None = None,
+                 writeback_cache: bool = True) -> None:
         super().__init__()
+        self.enable_writeback_cache = writeback_cache
         self.store = store
         self.run = run
         self.opstats = OpStats()   # counts and latencies by operation (the daemon's /metrics)
@@ -255,7 +257,15 @@ class TrunkOperations(pyfuse3.Operations):
     @fuse_errors
     async def write(self, fh: int, off: int, buf: bytes) -> int:
         handle = self.handles.get(fh) or _no_handle()
-        return await handle.inode.view.write(handle, off, buf)
+        try:
+            return await handle.inode.view.write(handle, off, buf)
+        except QuotaExceeded as exc:
+            if not self.enable_writeback_cache:
+                raise
+            # the kernel sends cached pages: it reports a failed one at close
+            # or fsync, ENOSPC kept as ENOSPC and anything else turned into EIO
+            log.info("write refused (%s): ENOSPC at close or fsync", exc)
+            raise pyfuse3.FUSEError(errno.ENOSPC) from None
 
     async def flush(self, fh: int) -> None:
         """Not needed: staged data reach the data file at each write, and a

@@ -122,7 +122,7 @@ class SpecialNode(Node):
         return rec
 
     def entry_meta(self) -> dict:
-        out = super().entry_meta()
+        out = Node.entry_meta(self)   # (slots: the zero-argument super() does not work)
         if self.kind in ("char", "block"):
             out["rdev"] = self.rdev
         return out

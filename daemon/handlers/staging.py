@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 
 import trio
@@ -35,9 +36,12 @@ async def commit_area(svc: Service, area: StagingArea, meta: CommitMeta,
     if svc.mountpoint is not None:
         try:
             await svc.bulk.run(write_back, svc.mountpoint)
-        except OSError as exc:   # the mount gone from under the daemon: nothing is held dirty there
-            log.warning("commit of %s: cannot write back the mount at %s first: %s",
-                        area.where, svc.mountpoint, exc)
+        except OSError as exc:
+            if exc.errno == errno.ENOSPC:   # cached writes refused (a quota, a full disk): their writers are told
+                log.info("commit of %s: the write-back of the mount refused some writes: %s", area.where, exc)
+            else:                           # the mount gone from under the daemon: nothing is held dirty there
+                log.warning("commit of %s: cannot write back the mount at %s first: %s",
+                            area.where, svc.mountpoint, exc)
     async with area.frozen():
         if area.root is None and not meta.allow_empty:
             raise NothingToCommit(f"nothing to commit on {area.where}")
