@@ -66,6 +66,13 @@ def _resized(was: Resolved, now: Resolved) -> bool:
     return old is not None and old != _size_mtime(now)
 
 
+def link_of(x: Resolved) -> str | None:
+    """The hard-link group of a staged node or a committed entry (never a directory's)."""
+    if isinstance(x, Node):
+        return x.link
+    return x.get("link") if x["type"] != "dir" else None
+
+
 def is_dir_like(x: Resolved | None) -> bool:
     return isinstance(x, DirNode) or (isinstance(x, dict) and is_dir(x))
 
@@ -101,13 +108,10 @@ class BranchNodes:
         except BaseException:
             inodes.release(inode)
             raise
-        link = r.link if isinstance(r, Node) else r.get("link") if r["type"] != "dir" else None
+        link = link_of(r)
         if link is not None and inode.link is None:
-            key = (parent.view, link)
-            shared = inodes.linked(key)
-            if shared is None or shared.orphan:   # none, or one whose names are all gone
-                inodes.bind(inode, key)
-            elif shared is not inode and inode.lookups == 0 and inode.handles == 0:
+            shared = inodes.group_inode((parent.view, link), inode)
+            if shared is not inode and inode.lookups == 0 and inode.handles == 0:
                 inodes.take(parent.ino, name)      # the fresh inode gives its place to the group's
                 inodes.release(inode)
                 inodes.alias(shared, parent, name)
@@ -246,7 +250,7 @@ class BranchNodes:
     async def staged(self, r: Resolved) -> Resolved:
         """A committed hard-linked entry as its group's staged node (staged
         now): a change to one name changes every name (unlink, rename over)."""
-        if isinstance(r, dict) and "link" in r and r["type"] != "dir":
+        if isinstance(r, dict) and link_of(r) is not None:
             return self.area.group(r, await self.head_nlink(r))
         return r
 
@@ -273,7 +277,7 @@ class BranchNodes:
             nlink = 1 if inode.orphan else await self.nlink(inode, r)
         elif isinstance(r, dict) and inode.orphan and r["type"] != "dir":
             nlink = 0
-        elif isinstance(r, dict) and "link" in r and r["type"] != "dir":
+        elif isinstance(r, dict) and link_of(r) is not None:
             nlink = await self.head_nlink(r)
         return attributes(inode.ino, r, self.parts.uid, self.parts.gid, WRITABLE_TIMEOUT, nlink)
 

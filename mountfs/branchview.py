@@ -22,7 +22,7 @@ import pyfuse3
 from ..staging.area import StagingArea
 from ..staging.nodes import DirNode, FileNode, LinkNode, Node, now_ns
 from .attrs import KIND_OF_FORMAT, NAME_MAX, negative_entry
-from .branchnodes import WRITABLE_TIMEOUT, BranchNodes, Resolved, is_dir_like
+from .branchnodes import WRITABLE_TIMEOUT, BranchNodes, Resolved, is_dir_like, link_of
 from .handles import Handle, OpenFile
 from .inodes import Inode
 from .reader import ChunkReader
@@ -33,12 +33,6 @@ XATTR_MAX = 65536
 
 def _kind(x: Resolved) -> str:
     return x.kind if isinstance(x, Node) else x["type"]
-
-
-def _same_group(a: Resolved, b: Resolved) -> bool:
-    """Whether two committed entries are names of one hard-linked file."""
-    return isinstance(a, dict) and isinstance(b, dict) and "link" in a and a.get("link") == b.get("link") \
-        and a["type"] != "dir"
 
 
 def _open_file(handle: Handle) -> OpenFile:
@@ -300,11 +294,7 @@ class BranchView(View):
             self.area.add_name(pnode, sname, node)
             n.detach(parent, sname)
             assert node.link is not None
-            key = (self, node.link)
-            shared = inodes.linked(key)
-            if shared is None or shared.orphan:
-                inodes.bind(inode, key)
-                shared = inode
+            shared = inodes.group_inode((self, node.link), inode)
             inodes.alias(shared, parent, sname)
             shared.obj, shared.epoch = node, self.area.epoch
             return await self._made(shared, node)
@@ -381,7 +371,7 @@ class BranchView(View):
             if dst is not None:
                 if flags & pyfuse3.RENAME_NOREPLACE:
                     raise fuse_error(errno.EEXIST)
-                if dst is src or _same_group(src, dst):
+                if dst is src or (link_of(src) is not None and link_of(src) == link_of(dst)):
                     return   # two names of one file: rename(2) does nothing
                 if is_dir_like(src) and not is_dir_like(dst):
                     raise fuse_error(errno.ENOTDIR)

@@ -43,15 +43,15 @@ class CommitView(View):
         inodes = self.parts.inodes
         inode = inodes.at(parent.ino, name)
         if inode is None:
-            key = (self, entry["link"]) if "link" in entry else None
-            inode = inodes.linked(key) if key is not None else None
-            if inode is not None:
-                inodes.alias(inode, parent, name)
-                return inode
             inode = inodes.add(self, parent, name)
             inode.entry = entry
-            if key is not None:
-                inodes.bind(inode, key)
+            if "link" in entry:
+                shared = inodes.group_inode((self, entry["link"]), inode)
+                if shared is not inode:      # another name of the group: its inode
+                    inodes.take(parent.ino, name)
+                    inodes.release(inode)
+                    inodes.alias(shared, parent, name)
+                    return shared
         return inode
 
     async def _attr(self, inode: Inode) -> pyfuse3.EntryAttributes:

@@ -129,14 +129,16 @@ class InodeTable:
         if self.at(key, inode.name) is inode:
             self.take(key, inode.name)
 
-    def linked(self, key: tuple) -> Inode | None:
-        """The inode of a hard-link group (key: view, link id), if the kernel holds one."""
-        return self._links.get(key)
-
-    def bind(self, inode: Inode, key: tuple) -> None:
-        """``inode`` is the group ``key``'s inode: its other names find it."""
-        inode.link = key
-        self._links[key] = inode
+    def group_inode(self, key: tuple, inode: Inode) -> Inode:
+        """The inode of the hard-link group ``key`` (view, link id): the one
+        the kernel holds for it, or ``inode``, which becomes it (when there
+        is none, or the one there lost all its names)."""
+        shared = self._links.get(key)
+        if shared is None or shared.orphan:
+            inode.link = key
+            self._links[key] = inode
+            return inode
+        return shared
 
     def forget(self, ino: int, count: int) -> None:
         inode = self._by_ino.get(ino)

@@ -359,9 +359,7 @@ class StagingArea:
     def unlink(self, parent: DirNode, name: str, lower: dict | None) -> Node | None:
         """Remove parent/name (a whiteout when ``lower``, the lower directory's
         entry there, exists)."""
-        node = parent.delta.get(name)
-        if node is None and lower is not None and name not in parent.delta:
-            node = self._group_of(lower)
+        node = self._node_at(parent, name, lower)
         batch = self._batch()
         self._vacate(parent, name, lower, batch)
         if node is not None:
@@ -377,9 +375,7 @@ class StagingArea:
         ``slower`` and ``dlower`` are the lower directories' entries at
         the source and the target."""
         batch = self._batch()
-        replaced = dparent.delta.get(dname)
-        if replaced is None and dlower is not None and dname not in dparent.delta:
-            replaced = self._group_of(dlower)
+        replaced = self._node_at(dparent, dname, dlower)
         dbase = self._base(dparent, dname, dlower)
         self._vacate(sparent, sname, slower, batch)
         self._place(dparent, dname, node, dbase, batch)
@@ -423,10 +419,13 @@ class StagingArea:
         d.mtime = d.ctime = now_ns()
         self._put_node(batch, d)
 
-    def _group_of(self, entry: dict) -> Node | None:
-        """The staged node a committed name shows, if its hard-link group has one."""
-        link = entry.get("link")
-        return self.links.get(link) if link is not None else None
+    def _node_at(self, parent: DirNode, name: str, lower: dict | None) -> Node | None:
+        """The staged node parent/name shows: its own, or (for a committed
+        name, ``lower``) its hard-link group's; None for a committed entry."""
+        if name in parent.delta:
+            return parent.delta[name]
+        shown = self.shown(lower) if lower is not None else None
+        return shown if isinstance(shown, Node) else None
 
     def _forget(self, node: Node, batch: Batch) -> None:
         """One name of a node left the tree: drop the node (and what is below
