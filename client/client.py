@@ -85,6 +85,10 @@ class Client:
     def stats(self) -> StatsInfo:
         return StatsInfo.from_raw(self.call("stats"))
 
+    def console(self, revoke: bool = False) -> dict:
+        """A web console URL with a new token for this uid (``revoke``: drop this uid's tokens)."""
+        return dict(self.call("console", revoke=True) if revoke else self.call("console"))
+
     def fleet(self) -> list[FleetMember]:
         """The daemons sharing the store, most recently seen first."""
         return [FleetMember.from_raw(m) for m in self.call("fleet")]

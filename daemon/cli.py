@@ -18,7 +18,7 @@ import signal
 import sys
 
 from ..client import Client, ClientError
-from .commands import (UsageError, cmd_branch, cmd_cat, cmd_commit, cmd_daemon, cmd_diff,
+from .commands import (UsageError, cmd_branch, cmd_cat, cmd_commit, cmd_console, cmd_daemon, cmd_diff,
                        cmd_discard, cmd_executor, cmd_fsck, cmd_gc, cmd_get, cmd_job, cmd_log, cmd_ls, cmd_merge, cmd_pipeline,
                        cmd_fleet, cmd_provenance, cmd_put, cmd_repo, cmd_retention, cmd_revert, cmd_rm, cmd_show,
                        cmd_stats, cmd_status, cmd_tag,
@@ -62,7 +62,10 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--read-request-size", help="most bytes one read request to the store asks for "
                                                "(default 40M on S3: a pack and its spill; 4M local)")
     d.add_argument("--http", metavar="HOST:PORT",
-                   help="serve Prometheus metrics at http://HOST:PORT/metrics (a loopback address)")
+                   help="serve the web console and Prometheus metrics (/metrics) at http://HOST:PORT "
+                        "(e.g. 127.0.0.1:8300; off loopback every request needs a token)")
+    d.add_argument("--metrics-auth", choices=("auto", "token", "none"),
+                   help="whether /metrics needs a console token (auto: not on loopback, yes elsewhere)")
     d.add_argument("--uid", type=int, help="owner uid shown for files (default: the daemon's)")
     d.add_argument("--gid", type=int, help="owner gid shown for files")
     d.add_argument("--s3-endpoint", help="endpoint URL of an S3-compatible server")
@@ -227,6 +230,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     x = sub.add_parser("stats", parents=[common], help="store figures")
     x.set_defaults(func=cmd_stats)
+
+    x = sub.add_parser("console", parents=[common],
+                       help="print a URL of the web console with a token for you (the daemon needs --http)")
+    x.add_argument("--revoke", action="store_true", help="invalidate every console token of your uid")
+    x.set_defaults(func=cmd_console)
 
     x = sub.add_parser("fleet", parents=[common], help="the daemons sharing the store, last seen first")
     x.set_defaults(func=cmd_fleet)

@@ -363,6 +363,17 @@ def cmd_stats(args: argparse.Namespace, c: Client) -> int:
     return 0
 
 
+def cmd_console(args: argparse.Namespace, c: Client) -> int:
+    r = c.console(revoke=args.revoke)
+    if args.json:
+        print(json.dumps(r, sort_keys=True))
+    elif args.revoke:
+        print(f"revoked {r['revoked']} console token(s) of uid {r['uid']}")
+    else:
+        print(r["url"])
+    return 0
+
+
 def _read_spec(path: str) -> dict:
     from ..pipelines.spec import parse_spec_text
     try:
@@ -445,7 +456,7 @@ def cmd_daemon(args: argparse.Namespace) -> int:
         "cache_memory": args.cache_memory, "readahead": args.readahead,
         "read_requests": args.read_requests, "read_request_size": args.read_request_size,
         "uid": args.uid, "gid": args.gid, "run_jobs": args.run_jobs, "executor": args.executor,
-        "http": args.http, "writeback_cache": args.writeback_cache})
+        "http": args.http, "metrics_auth": args.metrics_auth, "writeback_cache": args.writeback_cache})
     return run_daemon(config)
 
 

@@ -69,7 +69,7 @@ class Config:
                 "pack_size_mib", "threads", "bulk_threads", "log_level", "max_connections_per_uid", "idle_timeout",
                 "job_output_limit", "job_log_limit", "job_keep_days", "job_keep_count",
                 "staging_quota", "head_poll_interval", "run_jobs", "job_lease_seconds", "executors",
-                "executor", "http", "writeback_cache")
+                "executor", "http", "metrics_auth", "console_token_hours", "writeback_cache")
 
     def __init__(self, state: str | None = None, store: str = "", socket: str | None = None,
                  socket_group: str | None = None, mount: str | None = None,
@@ -87,6 +87,7 @@ class Config:
                  head_poll_interval: float = 1.0, run_jobs: bool = True,
                  job_lease_seconds: float = 30.0, executors: dict | None = None,
                  executor: list[str] | None = None, http: str | None = None,
+                 metrics_auth: str = "auto", console_token_hours: float = 168.0,
                  writeback_cache: bool = True) -> None:
         self.state: str = default_state_dir() if state is None else state
         self.store: str = store                   # default: file://<state>/store
@@ -125,7 +126,9 @@ class Config:
         self.job_lease_seconds = job_lease_seconds  # silence after which another daemon takes a job
         self.executors = executors or {}          # [executors.NAME] tables: Dask clusters pipelines may use
         self.executor = list(executor or [])      # --executor NAME=ADDRESS flags (a Dask scheduler each)
-        self.http = http                          # HOST:PORT (loopback) of /metrics; None: no listener
+        self.http = http                          # HOST:PORT of the console and /metrics; None: no listener
+        self.metrics_auth = metrics_auth          # /metrics: auto (open on loopback), token, none
+        self.console_token_hours = console_token_hours  # how long a `trunkfs console` token stays valid
         self.finish()
 
     def __repr__(self) -> str:
@@ -184,6 +187,11 @@ class Config:
         if self.http:
             from .http import parse_listen   # refuses a bad address now
             parse_listen(str(self.http))
+        if self.metrics_auth not in ("auto", "token", "none"):
+            raise InvalidArgument(f"metrics_auth must be auto, token or none, not {self.metrics_auth!r}")
+        if not isinstance(self.console_token_hours, (int, float)) or isinstance(self.console_token_hours, bool) \
+                or not 0 < self.console_token_hours <= 24 * 366:
+            raise InvalidArgument("console_token_hours must be a number of hours from 0 to 8784")
 
     def read_settings(self) -> ReadSettings:
         """How committed data is read: what the file or the flags say, else

@@ -1,79 +1,76 @@
-"""The daemon's HTTP listener (``--http ADDRESS:PORT``): an ASGI app on
-hypercorn's trio worker, in the daemon's own event loop.  Today it serves
-Prometheus' ``/metrics``; it binds to loopback only, where the figures
-need no token (they hold no file data or names: counts by operation, store
-area and job state)."""
+"""The daemon's HTTP listener (``--http ADDRESS:PORT``): hypercorn's trio
+worker in the daemon's own event loop, serving the web console and
+Prometheus' ``/metrics`` (:mod:`.console.app`).
+
+By default it binds to loopback, where ``/metrics`` needs no token (the
+figures hold no file data or names: counts by operation, store area and
+job state).  Off loopback (an address the operator chose on purpose) every
+request, ``/metrics`` included, needs a console token, and the traffic is
+plain HTTP: put a TLS proxy in front.  ``metrics_auth`` (``auto``,
+``token``, ``none``) overrides the rule for ``/metrics``."""
 
 from __future__ import annotations
 
 import ipaddress
 import logging
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import trio
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from ..store.errors import InvalidArgument
-from .metrics import DaemonMetrics
+from .console.api import ConsoleApi
+from .console.app import HttpApp
+from .console.tokens import ConsoleTokens
+from .service import Service
 
 log = logging.getLogger(__name__)
 
-Receive = Callable[[], Awaitable[dict]]
-Send = Callable[[dict], Awaitable[None]]
+METRICS_AUTH = ("auto", "token", "none")
 
 
 def parse_listen(address: str) -> tuple[str, int]:
-    """``HOST:PORT`` of a loopback address; InvalidArgument otherwise."""
+    """``HOST:PORT`` (an IP address or ``localhost``); InvalidArgument otherwise."""
     host, sep, port = address.rpartition(":")
     host = host.strip("[]")
     try:
         number = int(port)
-        loopback = ipaddress.ip_address(host).is_loopback if host != "localhost" else True
+        if host != "localhost":
+            ipaddress.ip_address(host)
     except ValueError:
         raise InvalidArgument(f"--http wants HOST:PORT (e.g. 127.0.0.1:8300), not {address!r}") from None
     if not sep or not 0 < number < 65536:
         raise InvalidArgument(f"--http wants HOST:PORT (e.g. 127.0.0.1:8300), not {address!r}")
-    if not loopback:
-        raise InvalidArgument(f"--http {address}: only a loopback address is served (the metrics carry no "
-                              "token); put a proxy in front to publish them")
     return host, number
 
 
-class MetricsApp:
-    """The ASGI app: ``GET /metrics``; anything else is 404, other methods 405."""
-
-    def __init__(self, metrics: DaemonMetrics) -> None:
-        self.metrics = metrics
-
-    async def __call__(self, scope: dict, receive: Receive, send: Send) -> None:
-        if scope["type"] == "lifespan":
-            while True:
-                message = await receive()
-                if message["type"] == "lifespan.startup":
-                    await send({"type": "lifespan.startup.complete"})
-                elif message["type"] == "lifespan.shutdown":
-                    await send({"type": "lifespan.shutdown.complete"})
-                    return
-        if scope["type"] != "http":
-            return
-        if scope["path"] != "/metrics":
-            await _reply(send, 404, b"not found\n", "text/plain")
-        elif scope["method"] not in ("GET", "HEAD"):
-            await _reply(send, 405, b"method not allowed\n", "text/plain")
-        else:
-            body = await trio.to_thread.run_sync(generate_latest, self.metrics.registry)
-            await _reply(send, 200, body if scope["method"] == "GET" else b"", CONTENT_TYPE_LATEST)
+def is_loopback(host: str) -> bool:
+    return host == "localhost" or ipaddress.ip_address(host).is_loopback
 
 
-async def _reply(send: Send, status: int, body: bytes, content_type: str) -> None:
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", content_type.encode()), (b"content-length", str(len(body)).encode())]})
-    await send({"type": "http.response.body", "body": body})
+def base_url(address: str) -> str:
+    """The URL of the listener at ``address``, as a browser on this machine opens it."""
+    host, port = parse_listen(address)
+    if host in ("0.0.0.0", "::"):
+        host = "127.0.0.1"
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
-async def serve_http(address: str, metrics: DaemonMetrics,
-                     task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+def loopback_hosts(port: int) -> set[str]:
+    """The ``Host`` headers a loopback listener answers to."""
+    return {f"{name}:{port}" for name in ("127.0.0.1", "localhost", "[::1]")}
+
+
+def build_app(address: str, service: Service, tokens: ConsoleTokens, metrics_auth: str = "auto") -> HttpApp:
+    host, port = parse_listen(address)
+    loopback = is_loopback(host)
+    if metrics_auth not in METRICS_AUTH:
+        raise InvalidArgument(f"metrics_auth must be one of {', '.join(METRICS_AUTH)}, not {metrics_auth!r}")
+    metrics_open = metrics_auth == "none" or (metrics_auth == "auto" and loopback)
+    registry = service.metrics.registry if service.metrics is not None else None
+    return HttpApp(ConsoleApi(service), tokens, registry, loopback_hosts(port) if loopback else None, metrics_open)
+
+
+async def serve_http(address: str, app: HttpApp, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
     """Serve until cancelled."""
     from hypercorn.config import Config as HyperConfig   # only a daemon with --http needs it
     from hypercorn.trio import serve
@@ -82,5 +79,8 @@ async def serve_http(address: str, metrics: DaemonMetrics,
     config.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
     config.accesslog = None
     config.errorlog = logging.getLogger("trunkfs.daemon.http.hypercorn")
-    log.info("serving /metrics on http://%s:%d", host, port)
-    await serve(MetricsApp(metrics), config, task_status=task_status)  # type: ignore[arg-type]
+    if not is_loopback(host):
+        log.info("the console and /metrics listen off loopback on %s over plain HTTP: every request needs "
+                 "a token; put a TLS proxy in front", address)
+    log.info("serving the console and /metrics on %s", base_url(address))
+    await serve(app, config, task_status=task_status)  # type: ignore[arg-type]

@@ -72,10 +72,14 @@ async def _serve(config: Config, service: Service, mountpoint: str | None) -> No
         async with trio.open_nursery() as nursery:
             await nursery.start(service.cache.run)
             if config.http:
-                from .http import serve_http
+                from .console.tokens import ConsoleTokens
+                from .http import base_url, build_app, serve_http
                 from .metrics import DaemonMetrics
                 service.metrics = DaemonMetrics(service)
-                await nursery.start(serve_http, config.http, service.metrics)
+                service.console = ConsoleTokens(float(config.console_token_hours) * 3600)
+                service.console_url = base_url(config.http)
+                app = build_app(config.http, service, service.console, config.metrics_auth)
+                await nursery.start(serve_http, config.http, app)
             await nursery.start(server.serve)
             await nursery.start(service.jobs.run)
             await nursery.start(service.staging.run)

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from .beacon import BeaconTask
     from .headwatch import HeadWatch
     from ..cache.chunkcache import ChunkCache
+    from .console.tokens import ConsoleTokens
     from .metrics import DaemonMetrics
     from ..pipelines.scheduler import JobScheduler
 
@@ -41,6 +42,8 @@ class Service:
     jobs: "JobScheduler"
     cache: "ChunkCache"                 # the chunk cache of every reader: mount, get/cat/read, job inputs
     metrics: "DaemonMetrics | None" = None   # what /metrics serves (only with --http)
+    console: "ConsoleTokens | None" = None   # the web console's tokens (only with --http)
+    console_url: str | None = None           # where the console listens (only with --http)
     stop_requested: trio.Event = field(default_factory=trio.Event)
     # whose committed entries without an owner are (as the mount shows them): the
     # daemon's --uid/--gid, by default its own user

@@ -10,6 +10,7 @@ socket's read operations (docs/protocol.md).
 
 from __future__ import annotations
 
+import heapq
 import logging
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -174,18 +175,31 @@ class Listing:
     commit: str | None
     path: str
     entries: list[dict] = field(default_factory=list)
+    total: int | None = None     # entries the directory holds, when one page of them was asked for
 
     def to_json(self) -> dict:
-        return {"commit": self.commit, "path": self.path, "entries": self.entries}
+        out: dict = {"commit": self.commit, "path": self.path, "entries": self.entries}
+        if self.total is not None:
+            out["total"] = self.total
+        return out
 
 
-def list_path(store: Store, at: Resolved, parts: list[str]) -> Listing:
+def list_path(store: Store, at: Resolved, parts: list[str],
+              offset: int = 0, limit: int | None = None) -> Listing:
+    """The entries of the directory at ``parts``, by name (only
+    ``limit`` of them from ``offset`` when ``limit`` is given: a page of a
+    large directory costs its page, not the directory, in summaries)."""
     entry = lookup(store, at, parts)
     if not walk.is_dir(entry):
         return Listing(at.commit, join_path(parts), [stat_entry(store, at, entry)])
-    entries = [e for _, e in walk.children(store, entry)]
+    index = walk.listing(store, entry)
+    names = sorted(index)
+    total = len(names) if limit is not None else None
+    if limit is not None:
+        names = names[offset:offset + limit]
+    entries = [index[name] for name in names]
     nlink = link_counts(store, at, entries)
-    return Listing(at.commit, join_path(parts), [entry_summary(e, nlink) for e in entries])
+    return Listing(at.commit, join_path(parts), [entry_summary(e, nlink) for e in entries], total)
 
 
 def entries_below(store: Store, entry: dict,
@@ -233,6 +247,37 @@ def log(store: Store, commit_id: str | None, limit: int = 0) -> list[dict]:
         out.append(commit_summary(cur, commit))
         cur = commit.parents[0] if commit.parents else None
     return out
+
+
+def commit_graph(store: Store, starts: list[str], limit: int) -> tuple[list[dict], list[str]]:
+    """Up to ``limit`` commits reachable from ``starts`` through every
+    parent (merges too), newest first, each before its parents when the
+    clocks agree; and the commits to start the next page from (empty at
+    the first commit).  A parent that retention expired is named in its
+    child's ``parents`` and not followed."""
+    heap: list[tuple[float, str, Commit]] = []
+    queued: set[str] = set()
+
+    def push(cid: str) -> None:
+        if cid in queued:
+            return
+        queued.add(cid)
+        try:
+            commit = store.read_commit(cid)
+        except NotFound:
+            if store.expired(cid):
+                return
+            raise
+        heapq.heappush(heap, (-commit.time, cid, commit))
+    for cid in starts:
+        push(cid)
+    out: list[dict] = []
+    while heap and len(out) < limit:
+        _, cid, commit = heapq.heappop(heap)
+        out.append(commit_summary(cid, commit))
+        for parent in commit.parents:
+            push(parent)
+    return out, [cid for _, cid, _ in sorted(heap)]
 
 
 def show(store: Store, at: Resolved) -> dict:

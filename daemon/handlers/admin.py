@@ -106,3 +106,18 @@ async def fsck_op(req: Request) -> dict:
         out["rebuilt_index"] = rebuilt
     return out
 
+
+
+@op("console")
+async def console(req: Request) -> dict:
+    """A URL of the web console with a new token for the caller (their uid's
+    permissions on every page); with ``revoke``, forget the caller's tokens."""
+    svc = req.service
+    if svc.console is None or svc.console_url is None:
+        raise InvalidArgument("this daemon serves no console: start it with --http 127.0.0.1:8300 "
+                              "(or http = \"127.0.0.1:8300\" in its config)")
+    if req.arg("revoke", bool, False):
+        return {"revoked": svc.console.revoke(req.conn.uid), "uid": req.conn.uid}
+    token = svc.console.issue(req.conn.uid, req.conn.gid)
+    return {"url": f"{svc.console_url}/?token={token}", "uid": req.conn.uid,
+            "expires_hours": round(svc.console.lifetime / 3600, 2)}

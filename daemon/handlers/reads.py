@@ -66,17 +66,23 @@ async def _readable_entry(req: Request, at: history.Resolved, parts: list[str], 
     return entry
 
 
+LS_PAGE_MAX = 100_000   # entries one page of ``ls`` holds at most
+
+
 @op("ls")
 async def ls(req: Request) -> dict:
     """A directory's entries (``r`` and ``x`` on it: the entries' attributes
-    are shown, as ``ls -l`` needs both), or the one entry at a path."""
+    are shown, as ``ls -l`` needs both), or the one entry at a path; with
+    ``limit``, a page of them from ``offset`` and the directory's ``total``."""
     svc = req.service
     at = await _resolve(req)
     parts = split_path(req.arg("path", str, "/"))
     entry = await _lookup(req, at, parts)
     if entry["type"] == DIR and not may(req.caller, entry, R_OK | X_OK, svc.file_owner):
         raise _refuse(req, at, join_path(parts), "the directory is not readable")
-    listing = await svc.workers.run(history.list_path, svc.store, at, parts)
+    limit = req.arg("limit", int, None, low=1, high=LS_PAGE_MAX)
+    listing = await svc.workers.run(history.list_path, svc.store, at, parts,
+                                    req.arg("offset", int, 0), limit)
     return listing.to_json()
 
 
