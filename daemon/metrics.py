@@ -18,6 +18,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector
 
 from ..mountfs.opstats import LATENCY_BUCKETS, OpStats
+from ..pipelines.jobs import DATUM_BUCKETS
 
 if TYPE_CHECKING:
     from .service import Service
@@ -54,8 +55,10 @@ class _Figures(Collector):
         yield from self._cache()
         yield from self._fuse()
         yield from self._jobs()
+        yield from self._datum_times()
         yield from self._staging()
         yield from self._commits()
+        yield from self._ingest()
 
     def _store(self) -> Iterator[Metric]:
         counts: Any = getattr(self.service.store.backend, "counts", None)
@@ -69,6 +72,11 @@ class _Figures(Collector):
                                     labels=["op", "area", "direction"])
         seconds = CounterMetricFamily("trunkfs_store_request_seconds", "Time spent in object store requests",
                                       labels=["op", "area"])
+        retries = CounterMetricFamily("trunkfs_store_retries", "Object store requests tried again after a "
+                                      "transient failure (each is one more request)", labels=["op", "area"])
+        # a store whose failures may pass (S3) has a RetryingBackend; a local one never retries
+        retry_counts: Any = getattr(self.service.store.backend, "retry_counts", None)
+        retried: dict[tuple[str, str], int] = retry_counts() if retry_counts is not None else {}
         for op, total in counts().items():
             for area, c in total["areas"].items():
                 requests.add_metric([op, area], c["requests"])
@@ -76,7 +84,8 @@ class _Figures(Collector):
                 moved.add_metric([op, area, "in"], c["bytes_in"])
                 moved.add_metric([op, area, "out"], c["bytes_out"])
                 seconds.add_metric([op, area], c["seconds"])
-        yield from (requests, errors, moved, seconds)
+                retries.add_metric([op, area], retried.get((op, area), 0))
+        yield from (requests, errors, moved, seconds, retries)
 
     def _cache(self) -> Iterator[Metric]:
         st = self.service.cache.stats()
@@ -100,11 +109,7 @@ class _Figures(Collector):
         errors = CounterMetricFamily("trunkfs_fuse_errors", "FUSE operations answered with an errno",
                                      labels=["op"])
         for op, f in sorted(stats.ops.items()):
-            cumulative, buckets = 0, []
-            for bound, n in zip((*map(str, LATENCY_BUCKETS), "+Inf"), f.buckets):
-                cumulative += n
-                buckets.append((bound, cumulative))
-            latency.add_metric([op], buckets, f.seconds)
+            latency.add_metric([op], _cumulative(LATENCY_BUCKETS, f.buckets), f.seconds)
             errors.add_metric([op], f.errors)
         yield from (latency, errors)
 
@@ -128,6 +133,15 @@ class _Figures(Collector):
         datums.add_metric(["failed"], failed)
         yield datums
 
+    def _datum_times(self) -> Iterator[Metric]:
+        durations = HistogramMetricFamily(
+            "trunkfs_datum_duration_seconds",
+            "Datums that ran for this daemon's jobs and their duration (input, command, output), by pipeline",
+            labels=["pipeline"])
+        for pipeline, f in sorted(self.service.jobs.datum_times.pipelines.items()):
+            durations.add_metric([pipeline], _cumulative(DATUM_BUCKETS, f.buckets), f.seconds)
+        yield durations
+
     def _commits(self) -> Iterator[Metric]:
         path = self.service.commits
         made = CounterMetricFamily("trunkfs_commits", "Commits this daemon cut, by repo", labels=["repo"])
@@ -138,6 +152,31 @@ class _Figures(Collector):
             added.add_metric([repo], path.new_bytes.get(repo, 0))
         yield from (made, added)
 
+    def _ingest(self) -> Iterator[Metric]:
+        written = self.service.store.written
+        ingested, stored = written.ingested, written.stored
+        yield CounterMetricFamily("trunkfs_ingest_logical_bytes", "File bytes this daemon's writes chunked "
+                                  "(puts, commits, pipeline outputs), before dedup and compression",
+                                  value=ingested)
+        yield CounterMetricFamily("trunkfs_ingest_stored_bytes", "Bytes those writes added to the store "
+                                  "(new chunks and trees, compressed)", value=stored)
+        yield GaugeMetricFamily("trunkfs_ingest_dedup_ratio", "Logical bytes ingested per byte stored since "
+                                "the daemon started (0 until something is stored)",
+                                value=ingested / stored if stored else 0.0)
+
     def _staging(self) -> Iterator[Metric]:
-        usage = self.service.staging.quota.usage()
-        yield GaugeMetricFamily("trunkfs_staging_bytes", "Bytes staged in branch views", value=sum(usage.values()))
+        quota = self.service.staging.quota
+        yield GaugeMetricFamily("trunkfs_staging_bytes", "Bytes staged in branch views",
+                                value=sum(quota.usage().values()))
+        yield GaugeMetricFamily("trunkfs_staging_files", "Files with bytes staged in branch views",
+                                value=quota.files)
+
+
+def _cumulative(bounds: tuple[float, ...], counts: list[int]) -> list[tuple[str, float]]:
+    """A histogram's buckets as Prometheus has them: cumulative, by upper
+    bound, the last ``+Inf``; ``counts`` has one per bound and one above them."""
+    cumulative, buckets = 0, []
+    for bound, n in zip((*map(str, bounds), "+Inf"), counts):
+        cumulative += n
+        buckets.append((bound, float(cumulative)))
+    return buckets

@@ -23,6 +23,7 @@ are never pruned.
 
 from __future__ import annotations
 
+import bisect
 import json
 import logging
 import re
@@ -47,6 +48,9 @@ MAX_RESTARTS = 3                   # starts of the daemon that find a job runnin
 ID_EPOCH_MS = 1_704_067_200_000    # 2024-01-01T00:00:00Z
 _RANDOM_BITS = 8
 _ID_DIGITS = 12
+# seconds a datum takes, from a quick transform to a long training run (``DatumTimes``)
+DATUM_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0,
+                 3600.0, 7200.0)
 
 
 class _IdClock:
@@ -141,6 +145,37 @@ class DatumStats:
         return cls(str(obj.get("worker") or ""), float(obj.get("download_s") or 0),
                    int(obj.get("download_bytes") or 0), float(obj.get("process_s") or 0),
                    float(obj.get("upload_s") or 0), int(obj.get("upload_bytes") or 0))
+
+    @property
+    def seconds(self) -> float:
+        """The whole datum: its input, its command (every attempt) and its output."""
+        return self.download_s + self.process_s + self.upload_s
+
+
+class DurationFigures:
+    """One pipeline's datum durations; how many there were is the sum of ``buckets``."""
+
+    __slots__ = ("seconds", "buckets")
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self.buckets = [0] * (len(DATUM_BUCKETS) + 1)   # the last: above every bound
+
+
+class DatumTimes:
+    """How long the datums of the jobs a daemon ran took (:attr:`DatumStats.seconds`),
+    by pipeline, kept as plain numbers on the event loop; the daemon's
+    ``/metrics`` turns them into a Prometheus histogram."""
+
+    def __init__(self) -> None:
+        self.pipelines: dict[str, DurationFigures] = {}
+
+    def observe(self, pipeline: str, seconds: float) -> None:
+        figures = self.pipelines.get(pipeline)
+        if figures is None:
+            figures = self.pipelines[pipeline] = DurationFigures()
+        figures.seconds += seconds
+        figures.buckets[bisect.bisect_left(DATUM_BUCKETS, seconds)] += 1
 
 
 @dataclass

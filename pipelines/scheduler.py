@@ -65,8 +65,8 @@ from .datums import Datum, MergeConflict, OutputBudget, cut_datums, datum_hash, 
 from .executors import DatumOutcome, Executor, JobWork
 from .inputs import JOB_DIR_PREFIX, DatumInputs, ReadFile, Run, clear_stale_binds, remove_tree
 from .local import LocalExecutor
-from .jobs import CANCELLED, FAILED, RUNNING, SUCCEEDED, DatumCounts, DatumLog, Job, JobInput, \
-    JobRetention, JobStore, JobTable, new_job_id
+from .jobs import CANCELLED, FAILED, RUNNING, SUCCEEDED, DatumCounts, DatumLog, DatumTimes, Job, \
+    JobInput, JobRetention, JobStore, JobTable, new_job_id
 from .leases import Lease, LeaseLost, Leases
 from .order import input_order, superseded_by
 from .output import AlreadyCommitted, JobOutput
@@ -201,6 +201,7 @@ class JobScheduler:
         self.sandbox = sandbox or Sandbox()  # log limit and cgroups of datum processes
         self.records = JobStore(store.backend, retention)
         self.jobs = JobTable()
+        self.datum_times = DatumTimes()      # how long the datums that ran here took (``/metrics``)
         self.inputs = DatumInputs(store, self.work, mountpoint, read_file)
         # where datums run: this daemon's subprocesses, and the Dask clusters its admin listed
         self.executors: dict[str, Executor] = {
@@ -738,6 +739,8 @@ class JobScheduler:
         job, entry = run.job, outcome.log
         job.logs[str(index)] = entry
         run.bound_log(entry)
+        if entry.stats is not None and entry.attempts:   # it ran (not refused before its command)
+            self.datum_times.observe(run.pipeline.name, entry.stats.seconds)
         if outcome.error is not None or outcome.tree is None:
             job.datums.failed += 1
             run.failures.append(f"datum {index} ({', '.join(entry.paths[:3])}): {outcome.error}")

@@ -9,7 +9,8 @@ symlinks and metadata cost nothing either.  Each file records who paid for
 its bytes (``FileNode.charges``, journaled with its extents), so the count
 is rebuilt from the journal at every start, and a commit, a discard or an
 unlink gives the bytes back to whoever paid.  Root (uid 0) is counted but
-never limited.  A limit of 0 is no limit.
+never limited.  A limit of 0 is no limit.  The quota also counts the files
+that have bytes charged (``files``: what the next commits have to cut).
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ class StagingQuota:
             raise ValueError("a staging quota is 0 (none) or more bytes")
         self.limit = limit
         self._used: dict[int, int] = {}
+        self.files = 0       # staged files with bytes charged (``/metrics``)
 
     def used(self, uid: int) -> int:
         return self._used.get(uid, 0)
@@ -59,6 +61,8 @@ class StagingQuota:
                       more, uid, where, used, self.limit)
             raise QuotaExceeded(uid, used, more, self.limit, where)
         self._used[uid] = used + more
+        if not node.charges:
+            self.files += 1
         node.charges[uid] = node.charges.get(uid, 0) + more
 
     def settle(self, node: FileNode, uid: int) -> None:
@@ -73,16 +77,22 @@ class StagingQuota:
             node.charges[payer] -= back
             if not node.charges[payer]:
                 del node.charges[payer]
+                if not node.charges:
+                    self.files -= 1
             excess -= back
 
     def release(self, node: FileNode) -> None:
         """Everything ``node`` was charged goes back (committed, discarded, removed)."""
+        if node.charges:
+            self.files -= 1
         for payer, n in node.charges.items():
             self._take(payer, n)
         node.charges.clear()
 
     def count(self, node: FileNode) -> None:
         """Add a node loaded from the journal to the count."""
+        if node.charges:
+            self.files += 1
         for payer, n in node.charges.items():
             self._used[payer] = self._used.get(payer, 0) + n
 

@@ -24,7 +24,7 @@ from .errors import Conflict, IntegrityError, NotFound, ObjectMissing
 from .index import Index
 from .objects import EMPTY_TREE_ID, Commit, decode_tree
 from .packs import TYPE_DATA, BlobLocation, pack_id_from_key, pack_key, read_pack_index
-from .writer import WriteSession
+from .writer import WriteFigures, WriteSession
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +93,7 @@ class Store:
         self.condemned: dict[bytes, tuple[float, float]] = {}
         self._condemned_read = -CONDEMNED_REFRESH
         self.session_limit = SESSION_LIMIT
+        self.written = WriteFigures()   # what write sessions ingested and stored (``/metrics``)
 
     # -- lifecycle -------------------------------------------------------------
 

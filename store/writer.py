@@ -47,9 +47,12 @@ class BlobSink:
         self._slots = threading.Semaphore(MAX_UPLOADS_IN_FLIGHT)
         self.new_bytes = 0
         self.new_blobs = 0
+        self.offered_bytes = 0     # plain bytes of every blob added, stored anew or not
 
     def add(self, data: bytes | memoryview, bid: bytes | None = None) -> bytes:
         """Store ``data`` unless already stored; return its id."""
+        with self._lock:
+            self.offered_bytes += len(data)
         if bid is None:
             bid = blob_id(data)
         if bid in self._pending:
@@ -133,6 +136,24 @@ class BlobSink:
         self._uploads = []
 
 
+class WriteFigures:
+    """What the write sessions of a store ingested since it was opened: the
+    plain bytes of the file chunks they were given (``ingested``) and the
+    compressed bytes of the blobs they stored anew (``stored``: chunks and
+    trees), counted when a session's flush has them in the store.  Their
+    ratio is what dedup and compression saved (the daemon's ``/metrics``)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.ingested = 0
+        self.stored = 0
+
+    def add(self, ingested: int, stored: int) -> None:
+        with self._lock:
+            self.ingested += ingested
+            self.stored += stored
+
+
 class FileIngest:
     """Turns one file's byte stream into its chunk list.
 
@@ -195,6 +216,7 @@ class WriteSession:
         self._packs: set[bytes] = set()
         self.data = BlobSink(store, TYPE_DATA, self._packs)
         self.trees = BlobSink(store, TYPE_TREE, self._packs)
+        self._counted = (0, 0)    # ingested and stored bytes already added to ``store.written``
 
     def stored_here(self, blob_id: bytes) -> bool:
         """Whether this session stored the blob (its pack maybe not uploaded yet)."""
@@ -232,6 +254,9 @@ class WriteSession:
     def flush(self) -> None:
         self.data.flush()
         self.trees.flush()
+        ingested, stored = self.data.offered_bytes, self.new_bytes
+        self.store.written.add(ingested - self._counted[0], stored - self._counted[1])
+        self._counted = (ingested, stored)
 
     def abort(self) -> None:
         self.data.abort()

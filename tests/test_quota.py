@@ -84,10 +84,11 @@ def test_unlink_discard_and_drop_give_the_bytes_back(manager: StagingManager) ->
     area.write(a, 0, b"a" * 4000, uid=USER)
     area.write(b, 0, b"b" * 4000, uid=USER)
     assert area.root is not None
+    assert manager.quota.files == 2
     area.unlink(area.root, "a", None)
-    assert manager.quota.used(USER) == 4000
+    assert manager.quota.used(USER) == 4000 and manager.quota.files == 1
     area.drop_all()                                   # what a commit does
-    assert manager.quota.used(USER) == 0
+    assert manager.quota.used(USER) == 0 and manager.quota.files == 0
 
 
 def test_a_restart_recounts_from_the_journal(tmp_path: Path) -> None:
@@ -104,6 +105,7 @@ def test_a_restart_recounts_from_the_journal(tmp_path: Path) -> None:
     mgr = StagingManager(state, quota=StagingQuota(LIMIT))
     try:
         assert mgr.quota.used(USER) == 7000 and mgr.quota.used(OTHER) == 3000
+        assert mgr.quota.files == 2
         area = mgr.area("r", "main")
         assert area.root is not None
         a2 = area.root.delta["a"]
@@ -152,8 +154,9 @@ def test_the_count_is_the_bytes_that_are_not_the_committed_base(tmp_path: Path, 
             assert node.quota_bytes() == sum(model)
             assert sum(node.charges.values()) == sum(model)
             assert mgr.quota.used(USER) + mgr.quota.used(OTHER) == sum(model)
+            assert mgr.quota.files == (1 if sum(model) else 0)   # a file with staged bytes
         area.drop_all()
-        assert mgr.quota.usage() == {}
+        assert mgr.quota.usage() == {} and mgr.quota.files == 0
     finally:
         mgr.close()
 

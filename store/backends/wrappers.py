@@ -28,6 +28,16 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
+# the meter's names (``MeteredBackend``, ``RetryingBackend.retry_counts``): a file
+# upload is a put, a versioned read a get
+_METER_OPS = {"put_file": "put", "get_versioned": "get"}
+
+
+def _area(key: str) -> str:
+    """The area of the store a key is in: its first part (``packs``, ``refs`` ...)."""
+    return key.partition("/")[0] if "/" in key else "top"
+
+
 class TransientBackendError(BackendError):
     """A failure that may go away by itself: throttling, a timeout, a 5xx,
     a dropped connection.  Only these are retried by :class:`RetryingBackend`."""
@@ -89,7 +99,8 @@ class RetryingBackend(_Forwarding):
     (docs/consistency.md, "Lost replies").
 
     ``list`` is materialized before it is returned, so that a retry never
-    yields a key twice.
+    yields a key twice.  The retries are counted by operation and area
+    (:meth:`retry_counts`, the daemon's ``/metrics``).
     """
 
     def __init__(self, inner: Backend, attempts: int = 5, base_delay: float = 0.1,
@@ -101,6 +112,14 @@ class RetryingBackend(_Forwarding):
         self.base_delay = base_delay
         self.max_delay = max_delay
         self._sleep = sleep
+        self._lock = threading.Lock()
+        self._retries: dict[tuple[str, str], int] = {}
+
+    def retry_counts(self) -> dict[tuple[str, str], int]:
+        """Retries since the store was opened, by (operation, area), in the
+        meter's names (``MeteredBackend.counts``)."""
+        with self._lock:
+            return dict(self._retries)
 
     def _delay(self, attempt: int) -> float:
         # "Equal jitter": half fixed, half random, so that threads that failed
@@ -124,6 +143,9 @@ class RetryingBackend(_Forwarding):
                     log.error("%s %r in %s failed after %d attempts: %s",
                               op, key, self.url, attempt, exc)
                     raise
+                counted = (_METER_OPS.get(op, op), _area(key))
+                with self._lock:
+                    self._retries[counted] = self._retries.get(counted, 0) + 1
                 delay = self._delay(attempt)
                 log.info("%s %r in %s failed (%s); retry %d of %d in %.2f s",
                          op, key, self.url, exc, attempt, self.attempts - 1, delay)
@@ -332,21 +354,17 @@ class MeteredBackend(_PerCall):
         return {op: {**figures(t["figures"]), "areas": t["areas"]} for op, t in out.items()}
 
     def _add(self, op: str, key: str, got: int, sent: int, failed: bool, seconds: float) -> None:
-        area = key.partition("/")[0] if "/" in key else "top"
         with self._lock:
-            c = self._counts.setdefault((op, area), [0, 0, 0, 0, 0.0])
+            c = self._counts.setdefault((op, _area(key)), [0, 0, 0, 0, 0.0])
             c[0] += 1
             c[1] += got
             c[2] += sent
             c[3] += failed
             c[4] += seconds
 
-    # the meter's names: a file upload is a put, a versioned read a get
-    _AS = {"put_file": "put", "get_versioned": "get"}
-
     def _call(self, op: str, key: str, fn: Callable[[], T], got: Callable[[T], int] | None = None,
               sent: int = 0) -> T:
-        op = self._AS.get(op, op)
+        op = _METER_OPS.get(op, op)
         sent = max(sent, 0)
         start = time.monotonic()
         try:
