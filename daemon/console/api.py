@@ -34,6 +34,7 @@ STATUS_OF = {"not_found": 404, "permission_denied": 403, "invalid_argument": 400
              "unauthorized": 401, "conflict": 409, "busy": 503, "too_large": 413}
 PAGE = 200                 # entries of a directory page by default
 PAGE_MAX = 5000            # and at most
+DIFF_PAGE = 500            # changes of a diff page by default
 GRAPH_PAGE = 100           # commits of a history page by default
 GRAPH_MAX = 1000           # and at most
 RAW_WINDOW = 8 << 20       # bytes of a download read per ``read`` call
@@ -242,8 +243,10 @@ async def preview(api: ConsoleApi, holder: Holder, params: Params) -> dict:
     size = int(entry.get("size") or 0)
     head = await api.read_range(holder, repo, cid, path, 0, previews.PREVIEW_BYTES)
 
-    def read_range(offset: int, length: int) -> bytes:    # in the worker thread: through the event loop
-        return trio.from_thread.run(api.read_range, holder, repo, cid, path, offset, length)
+    loop = trio.lowlevel.current_trio_token()
+
+    def read_range(offset: int, length: int) -> bytes:    # in a worker thread (pyarrow's own too)
+        return trio.from_thread.run(api.read_range, holder, repo, cid, path, offset, length, trio_token=loop)
     name = split_path(path)[-1] if split_path(path) else path
     found = await trio.to_thread.run_sync(previews.preview, name, size, head, read_range)
     found.update(repo=repo, commit=cid, path=path)
@@ -252,12 +255,21 @@ async def preview(api: ConsoleApi, holder: Holder, params: Params) -> dict:
 
 @endpoint("diff")
 async def diff(api: ConsoleApi, holder: Holder, params: Params) -> dict:
-    """What changed from ref ``from`` to ref ``to`` (without ``from``: what ``to`` changed)."""
+    """What changed from ref ``from`` to ref ``to`` (without ``from``: what
+    ``to`` changed): a page of the changes by path, their ``total`` and
+    their ``counts`` by status."""
     repo, to = param(params, "repo"), param(params, "to")
     frm = params.get("from") or None
     args = {"repo": repo, "ref1": frm, "ref2": to} if frm else {"repo": repo, "ref1": to}
+    offset = int_param(params, "offset", 0, 1 << 40)
+    limit = int_param(params, "limit", DIFF_PAGE, PAGE_MAX) or DIFF_PAGE
     found, _ = await api.call(holder, "diff", args)
-    return dict(found, repo=repo)
+    changes = found["changes"]
+    counts = {"A": 0, "M": 0, "D": 0}
+    for change in changes:
+        counts[change["status"]] = counts.get(change["status"], 0) + 1
+    return dict(found, repo=repo, changes=changes[offset:offset + limit], total=len(changes),
+                counts=counts, offset=offset, limit=limit)
 
 
 @endpoint("filediff")
