@@ -125,7 +125,7 @@ def parquet_preview(read_range: RangeReader, size: int) -> dict:
         pf = pq.ParquetFile(io.BufferedReader(_RangeFile(read_range, size), 1 << 20))
         columns = [{"name": f.name, "type": str(f.type)} for f in pf.schema_arrow]
         rows: list[list[str]] = []
-        for batch in pf.iter_batches(batch_size=PARQUET_ROWS):
+        for batch in pf.iter_batches(batch_size=PARQUET_ROWS, use_threads=False):
             for record in batch.to_pylist()[:PARQUET_ROWS]:
                 rows.append([str(record.get(c["name"]))[:CELL_CHARS] for c in columns])
             break
