@@ -40,6 +40,7 @@ from ..store.refs import Refs
 from ..store.store import Store
 from ..store.writer import WriteSession
 from .events import EventBus
+from .malloc import trim
 from .heads import BranchHeads
 from .workers import Workers
 
@@ -112,6 +113,7 @@ class CommitPath:
         self.made[repo] = self.made.get(repo, 0) + 1
         self.new_bytes[repo] = self.new_bytes.get(repo, 0) + session.new_bytes
         jobs = await self._announce(repo, branch, cid, commit)
+        await self.workers.run(trim)    # what the commit's buffers held goes back to the kernel now
         return CommitResult(cid, commit, jobs, session.new_bytes)
 
     async def fast_forward(self, repo: str, branch: str, target: str,

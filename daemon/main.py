@@ -20,7 +20,7 @@ from ..store.backends.factory import open_backend
 from ..store.errors import TrunkError
 from ..store.store import Store
 from .config import Config
-from .malloc import pin_mmap_threshold
+from .malloc import pin_mmap_threshold, trim
 from .server import ControlServer
 from .service import Service
 from .wiring import build_operations, build_service
@@ -81,6 +81,7 @@ async def _serve(config: Config, service: Service, mountpoint: str | None) -> No
                 app = build_app(config.http, service, service.console, config.metrics_auth)
                 await nursery.start(serve_http, config.http, app)
             await nursery.start(server.serve)
+            nursery.start_soon(_trim_periodically)
             await nursery.start(service.jobs.run)
             await nursery.start(service.staging.run)
             if service.beacon is not None:
@@ -133,6 +134,18 @@ def setup_logging(level_name: str) -> None:
                         stream=sys.stderr)
     for name in QUIET_LOGGERS:
         logging.getLogger(name).setLevel(max(level, logging.INFO))
+
+
+TRIM_INTERVAL = 10.0   # seconds between hand-backs of the heap's free pages
+
+
+async def _trim_periodically() -> None:
+    """What reads and writes freed goes back to the kernel every few
+    seconds (commits trim as they end): the daemon's RSS, and the peak of
+    whatever comes next, start from what it holds, not from what it once held."""
+    while True:
+        await trio.sleep(TRIM_INTERVAL)
+        await trio.to_thread.run_sync(trim)
 
 
 def run_daemon(config: Config) -> int:

@@ -42,3 +42,23 @@ def pin_mmap_threshold(threshold: int = MMAP_THRESHOLD, arenas: int = ARENAS) ->
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     mallopt.restype = ctypes.c_int
     return bool(mallopt(M_MMAP_THRESHOLD, threshold)) and bool(mallopt(M_ARENA_MAX, arenas))
+
+
+_trim: "ctypes._NamedFuncPointer | None | bool" = None
+
+
+def trim() -> bool:
+    """Hand the heap's free pages back to the kernel (glibc's
+    ``malloc_trim(0)``): what a large commit or read freed stops counting
+    in the daemon's RSS (and in the next peak).  False without glibc."""
+    global _trim
+    if _trim is None:
+        try:
+            fn = ctypes.CDLL(ctypes.util.find_library("c")).malloc_trim
+            fn.argtypes, fn.restype = [ctypes.c_size_t], ctypes.c_int
+            _trim = fn
+        except (OSError, AttributeError, TypeError):
+            _trim = False
+    if _trim is False or _trim is True:
+        return False
+    return bool(_trim(0))
