@@ -23,7 +23,8 @@ SUDO=""
 [ "$(id -u)" = 0 ] || SUDO="sudo"
 
 pkgs=(fuse3 libfuse3-dev pkg-config gcc python3 python3-venv python3-dev ca-certificates util-linux)
-[ "$mode" = test ] && pkgs+=(restic bindfs systemd rsync attr git fio)
+# chromium: the console's browser tests drive Debian's build (playwright never downloads one)
+[ "$mode" = test ] && pkgs+=(restic bindfs systemd rsync attr git fio chromium)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
