@@ -166,7 +166,7 @@ def main() -> int:
                "history": cli_ms(d, "log", "big", "-n", "100", runs=args.runs),
                "tree": cli_ms(d, "ls", "big:/wide", runs=args.runs),
                "file": cli_ms(d, "cat", "big:/notes.txt", runs=args.runs),
-               "diff": cli_ms(d, "diff", "big", ids["old"], "main", runs=args.runs),
+               "diff": cli_ms(d, "diff", f"big@{ids['old']}", "big@main", runs=args.runs),
                "dag": cli_ms(d, "pipeline", "list", runs=args.runs),
                "job": cli_ms(d, "job", "show", ids["job"], runs=args.runs)}
         print(f"{'page':10} {'console ms':>11} {'CLI ms':>8} {'ratio':>6}")

@@ -146,17 +146,19 @@ async def test_hostile_requests(console: Console, peer: Peer) -> None:  # noqa: 
         assert (await console.get(path, token)).status == 404, path
     assert (await console.get("/static/console.js")).status == 200
     # malformed parameters: clear errors, never a 500
-    for path, code in [("tree?repo=raw&path=/../../etc", 404), ("tree?repo=raw&path=/a%00b", 400),
+    for path, code in [("tree?repo=raw&path=/../../etc", 400), ("tree?repo=raw&path=/a%00b", 400),
                        ("tree?repo=raw&limit=-1", 400), (f"tree?repo=raw&limit={PAGE_MAX + 1}", 400),
                        ("tree?repo=raw&offset=1e9", 400), ("tree?repo=..&path=/", 400),
                        ("tree?repo=nosuch", 404), ("tree", 400), ("graph?repo=raw&after=../x", 400),
                        ("graph?repo=raw&after=" + "a" * 64, 404), ("preview?repo=raw&path=/", 400),
                        ("preview?repo=raw&path=/nope", 404), ("job?id=nope", 404), ("nosuch", 404),
-                       ("diff?repo=raw&from=nosuch&to=main", 404), ("tree?repo=raw&path=" + "x" * 70_000, 400),
-                       ("pipeline?name=%ff", 404), ("tree?repo=raw&ref=%ff%fe", 404)]:
+                       ("diff?repo=raw&from=nosuch&to=main", 404), ("tree?repo=raw&path=/" + "x" * 300, 400),
+                       ("pipeline?name=%ff", 400), ("tree?repo=raw&ref=%ff%fe", 404)]:
         reply = await console.get("/api/" + path, token)
         assert reply.status == code, (path, reply.status, reply.body[:300])
         assert reply.json()["error"]["message"], path
+    # a request line too long for the server is refused before the app
+    assert (await console.get("/api/tree?repo=raw&path=" + "x" * 70_000, token)).status in (414, 431)
     # a name that is not UTF-8 travels as percent-escaped bytes, both ways
     await peer.put("raw", [file("/caf\udce9.txt", b"latin-1 name\n")])
     listing = await console.api("tree?repo=raw&path=/", token)
@@ -328,3 +330,29 @@ async def test_off_loopback_every_request_needs_a_token(service: Service, nurser
     assert build_app("0.0.0.0:1", service, service.console, "none").metrics_open is True
     with pytest.raises(InvalidArgument):
         build_app("127.0.0.1:1", service, service.console, "open")
+
+
+async def test_a_revoked_token_ends_its_event_stream(console: Console, peer: Peer) -> None:  # noqa: F811
+    await peer.call("repo.create", name="raw")
+    token = console.tokens.issue(0, 0)
+
+    def listen(lines: list[str], ready: trio.Event) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", console.port, timeout=20)
+        conn.request("GET", "/api/events", headers={"Authorization": f"Bearer {token}"})
+        resp = conn.getresponse()
+        trio.from_thread.run_sync(ready.set)
+        try:
+            while line := resp.readline():         # until the server ends the stream
+                lines.append(line.decode())
+        finally:
+            conn.close()
+    lines: list[str] = []
+    ready = trio.Event()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(trio.to_thread.run_sync, listen, lines, ready)
+        await ready.wait()
+        await trio.sleep(0.2)
+        assert console.tokens.revoke(0) == 1
+        await peer.put("raw", [file("/after", b"x")], message="after the revoke")
+    assert "event: revoked\n" in lines
+    assert not any("after the revoke" in line for line in lines)

@@ -231,6 +231,11 @@ class HttpApp:
                 while True:
                     with trio.move_on_after(EVENT_PING) as idle:
                         event = await events.receive()
+                    if not self.tokens.valid(holder):     # revoked or expired: the stream ends
+                        await send({"type": "http.response.body", "body": b"event: revoked\ndata: {}\n\n",
+                                    "more_body": False})
+                        nursery.cancel_scope.cancel()
+                        return
                     if idle.cancelled_caught:
                         await send({"type": "http.response.body", "body": b": ping\n\n", "more_body": True})
                         continue

@@ -51,6 +51,11 @@ class ConsoleTokens:
         found = self._by_digest.get(self._digest(token))
         return found if found is not None and found.expires > time.monotonic() else None
 
+    def valid(self, holder: Holder) -> bool:
+        """Whether the token ``holder`` came from is still valid (an open
+        event stream asks at each event: a revoked token ends it)."""
+        return holder.expires > time.monotonic() and any(h is holder for h in self._by_digest.values())
+
     def revoke(self, uid: int) -> int:
         """Forget every token of ``uid``; how many there were."""
         gone = [d for d, h in self._by_digest.items() if h.uid == uid]
