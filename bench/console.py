@@ -112,9 +112,10 @@ def browse(url: str, routes: dict[str, str], runs: int) -> tuple[float, dict[str
             found: dict[str, float] = {}
             for name, route in routes.items():
                 times = []
+                start, mark = ("#/dag", "dag") if name == "repos" else ("#/", "repos")   # from another page
                 for _ in range(runs):
-                    page.evaluate("() => { location.hash = '#/'; }")
-                    page.wait_for_selector("body[data-ready='repos']", timeout=60_000)
+                    page.evaluate("(route) => { location.hash = route; }", start)
+                    page.wait_for_selector(f"body[data-ready='{mark}']", timeout=60_000)
                     ms = page.evaluate("""async ([route, name]) => {
                         const t = performance.now();
                         location.hash = route;

@@ -311,6 +311,35 @@ def diff_commits(store: Store, old: str | None, new: str | None) -> Diff:
     return Diff(old, new, list(diff_trees(store, t_old, t_new)))
 
 
+def diff_page(store: Store, old: str | None, new: str | None, offset: int, limit: int,
+              count_max: int) -> dict:
+    """One page of the changes from commit ``old`` to ``new`` (``limit``
+    from ``offset``, by path) and their counts by status, counted up to
+    ``count_max`` changes past the page (``complete`` False when there are
+    more): a page of a diff that adds a million files costs its page and
+    the cap, not the million."""
+    t_old = store.read_commit(old).tree if old else None
+    t_new = store.read_commit(new).tree if new else None
+    counts = {"A": 0, "M": 0, "D": 0}
+    changes: list[dict] = []
+    seen, complete = 0, True
+    for status, path in diff_trees(store, t_old, t_new):
+        if seen >= offset + limit + count_max:
+            complete = False
+            break
+        if offset <= seen < offset + limit:
+            changes.append({"status": status, "path": path})
+        counts[status] += 1
+        seen += 1
+    return {"from": old, "to": new, "changes": changes, "total": seen, "counts": counts,
+            "complete": complete, "offset": offset, "limit": limit}
+
+
+def first_parent(store: Store, commit_id: str) -> str | None:
+    parents = store.read_commit(commit_id).parents
+    return parents[0] if parents else None
+
+
 def commit_changes(store: Store, commit_id: str | None) -> Diff:
     """What a commit changed against its first parent (everything, for a
     first commit)."""

@@ -31,9 +31,14 @@ def listing(store: Store, entry: dict | None) -> dict[str, dict]:
 
 
 def children(store: Store, entry: dict | None, path: str = "") -> Iterator[tuple[str, dict]]:
-    """(path, entry) of each child of a directory entry, by name."""
-    for name, child in sorted(listing(store, entry).items()):
-        yield f"{path}/{name}", child
+    """(path, entry) of each child of a directory entry, by name.  Sorts
+    the names alone and looks each entry up as it is reached: a caller
+    that stops early (a page, a capped diff) pays for what it took, and
+    no list of a large directory's (name, entry) pairs is built, which
+    would wake the garbage collector over every cached tree."""
+    index = listing(store, entry)
+    for name in sorted(index):
+        yield f"{path}/{name}", index[name]
 
 
 def walk(store: Store, entry: dict | None, path: str = "",

@@ -356,3 +356,18 @@ async def test_a_revoked_token_ends_its_event_stream(console: Console, peer: Pee
         await peer.put("raw", [file("/after", b"x")], message="after the revoke")
     assert "event: revoked\n" in lines
     assert not any("after the revoke" in line for line in lines)
+
+
+async def test_a_huge_diff_is_counted_up_to_a_cap(console: Console, peer: Peer, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    from trunkfs.daemon.console import api as console_api
+    monkeypatch.setattr(console_api, "DIFF_COUNT_MAX", 50)     # the cap, small for the test
+    token = console.tokens.issue(0, 0)
+    await peer.call("repo.create", name="wide")
+    first = await peer.put("wide", [file("/keep", b"k")])
+    await peer.put("wide", [directory("/d")] + [file(f"/d/f{i:03d}", b"") for i in range(300)])
+    page = await console.api(f"diff?repo=wide&from={first['commit']}&to=main&limit=100&offset=100", token)
+    assert [c["path"] for c in page["changes"]] == [f"/d/f{i:03d}" for i in range(100, 200)]
+    assert page["complete"] is False and page["total"] == 250 and page["counts"]["A"] == 250
+    whole = await console.api(f"diff?repo=wide&from={first['commit']}&to=main&limit=300", token)
+    assert whole["complete"] is True and whole["total"] == 300 and len(whole["changes"]) == 300
+    assert (await console.api("diff?repo=wide&to=main", token))["total"] == 300   # against the first parent

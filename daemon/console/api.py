@@ -35,6 +35,7 @@ STATUS_OF = {"not_found": 404, "permission_denied": 403, "invalid_argument": 400
 PAGE = 200                 # entries of a directory page by default
 PAGE_MAX = 5000            # and at most
 DIFF_PAGE = 500            # changes of a diff page by default
+DIFF_COUNT_MAX = 10_000    # changes a diff page counts past itself, at most
 GRAPH_PAGE = 100           # commits of a history page by default
 GRAPH_MAX = 1000           # and at most
 RAW_WINDOW = 8 << 20       # bytes of a download read per ``read`` call
@@ -256,20 +257,19 @@ async def preview(api: ConsoleApi, holder: Holder, params: Params) -> dict:
 @endpoint("diff")
 async def diff(api: ConsoleApi, holder: Holder, params: Params) -> dict:
     """What changed from ref ``from`` to ref ``to`` (without ``from``: what
-    ``to`` changed): a page of the changes by path, their ``total`` and
-    their ``counts`` by status."""
+    ``to`` changed against its first parent): a page of the changes by
+    path, and their ``counts`` by status (``total`` and ``complete``: the
+    counting stops DIFF_COUNT_MAX changes past the page)."""
     repo, to = param(params, "repo"), param(params, "to")
     frm = params.get("from") or None
-    args = {"repo": repo, "ref1": frm, "ref2": to} if frm else {"repo": repo, "ref1": to}
     offset = int_param(params, "offset", 0, 1 << 40)
     limit = int_param(params, "limit", DIFF_PAGE, PAGE_MAX) or DIFF_PAGE
-    found, _ = await api.call(holder, "diff", args)
-    changes = found["changes"]
-    counts = {"A": 0, "M": 0, "D": 0}
-    for change in changes:
-        counts[change["status"]] = counts.get(change["status"], 0) + 1
-    return dict(found, repo=repo, changes=changes[offset:offset + limit], total=len(changes),
-                counts=counts, offset=offset, limit=limit)
+    new = await api.resolve(holder, repo, to)        # read permission on the repo, or an error
+    svc = api.service
+    old = await api.resolve(holder, repo, frm) if frm else await svc.workers.run(
+        history.first_parent, svc.store, new)
+    found = await svc.workers.run(history.diff_page, svc.store, old, new, offset, limit, DIFF_COUNT_MAX)
+    return dict(found, repo=repo)
 
 
 @endpoint("filediff")

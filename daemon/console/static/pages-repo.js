@@ -219,6 +219,9 @@ export async function commit(page, params) {
 /** "3 changes: 1 added, 2 modified, 0 deleted". */
 function counted(d) {
   const c = d.counts || {};
+  if (d.complete === false) { // the server stopped counting: these are the first ones
+    return `more than ${d.total} changes (counted: ${c.A || 0} added, ${c.M || 0} modified, ${c.D || 0} deleted)`;
+  }
   return `${d.total} change${d.total === 1 ? "" : "s"}: ${c.A || 0} added, ${c.M || 0} modified, ${c.D || 0} deleted`;
 }
 
@@ -276,13 +279,14 @@ export async function tree(page, params) {
 }
 
 /** "entries X–Y of total" and links to the pages before and after. */
-function pager(total, offset, limit, at, what = "entries") {
+function pager(total, offset, limit, at, what = "entries", partial = false) {
   const end = Math.min(total, offset + limit);
   const prev = offset > 0 ? h("a", { href: at(Math.max(0, offset - limit)), class: "prev", rel: "prev" }, "← Prev")
     : h("span", { class: "prev disabled" }, "← Prev");
   const next = end < total ? h("a", { href: at(end), class: "next", rel: "next" }, "Next →")
     : h("span", { class: "next disabled" }, "Next →");
-  const range = total ? `${what} ${offset + 1}–${end} of ${total}` : what === "entries" ? "empty directory" : `no ${what}`;
+  const range = total ? `${what} ${offset + 1}–${end} of ${total}${partial ? "+" : ""}`
+    : what === "entries" ? "empty directory" : `no ${what}`;
   return h("div", { class: "pager" }, prev, h("span", { class: "range" }, range), next);
 }
 
@@ -364,7 +368,8 @@ export async function diff(page, params) {
     " to ", link("commit", { repo, ref: d.to }, shortId(d.to)), ` · ${counted(d)}`));
   page.append(changeList(repo, d, { from, to, offset: offset || null, limit: params.limit }));
   if (d.total > d.changes.length || offset) {
-    page.append(pager(d.total, d.offset, d.limit, (o) => href("diff", { repo, from, to, offset: o || null, limit: params.limit }), "changes"));
+    page.append(pager(d.total, d.offset, d.limit, (o) => href("diff", { repo, from, to, offset: o || null, limit: params.limit }),
+      "changes", d.complete === false));
   }
   if (params.path) {
     const section = h("section", { class: "filediff" }, h("h2", null, "Text diff of ", h("span", { class: "name" }, show(params.path))));
