@@ -5,6 +5,11 @@ still holds everything); each update bumps its version, which the jobs it
 runs record in their output commits' provenance.  The registered owner (the
 caller's uid and gid, from SO_PEERCRED) is who its commands run as.
 
+Every version is also kept, immutable, at
+``pipeline-versions/<id>/<version>`` (``versions``: what a pipeline was and
+when it changed, for ``pipeline.versions`` and the console); they go with
+the pipeline when it is deleted.
+
 Each pipeline has an ``id``: random, made at create, kept by every update.
 Reused datum outputs are keyed by it, not by the name, so a pipeline
 deleted and created again under the same name (perhaps by someone else) is
@@ -15,14 +20,17 @@ creation time and owner, the same at every read.
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import json
 import logging
+import re
 import secrets
 import time
 from collections.abc import Callable
 
-from ..store.errors import AlreadyExists, Conflict, IntegrityError, InvalidArgument, NotFound
+from ..store.errors import (AlreadyExists, Conflict, IntegrityError, InvalidArgument, NotFound, ObjectMissing,
+                            TrunkError)
 from ..store.names import check_name
 from ..store.refs import Refs
 from .spec import PipelineSpec, validate_spec
@@ -30,6 +38,7 @@ from .spec import PipelineSpec, validate_spec
 log = logging.getLogger(__name__)
 
 PIPELINE_VERSION = 1
+HEX_ID = re.compile(r"[0-9a-f]{8,64}\Z")   # a pipeline id, as ``new_pipeline_id`` makes them
 
 # Checks the caller's rights on a new spec (and the pipeline it replaces, if
 # any) before the registry writes anything; raises to refuse.
@@ -108,6 +117,42 @@ class PipelineRegistry:
                 out.append(Pipeline.decode(found[0], key))
         return out
 
+    @staticmethod
+    def _version_key(pipeline_id: str, version: int) -> str:
+        return f"pipeline-versions/{pipeline_id}/{version:010d}"
+
+    def _keep_version(self, pipeline: Pipeline) -> None:
+        """Record a version of ``pipeline`` (after its record is written: a
+        failure here loses the history line, never the pipeline)."""
+        if not HEX_ID.match(pipeline.id):      # a record from a damaged store: no key from it
+            return
+        try:
+            self.backend.put(self._version_key(pipeline.id, pipeline.version), pipeline.encode())
+        except (OSError, TrunkError) as exc:
+            log.warning("pipeline %s: version %d not recorded in its history: %s",
+                        pipeline.name, pipeline.version, exc)
+
+    def versions(self, name: str) -> "builtins.list[Pipeline]":
+        """Every recorded version of a pipeline, newest first (the current
+        one always; older ones as far as their history goes)."""
+        current, _ = self.get(name)
+        found = {current.version: current}
+        if not HEX_ID.match(current.id):
+            return [current]
+        for key in self.backend.list(f"pipeline-versions/{current.id}/"):
+            try:
+                data = self.backend.get(key)
+            except ObjectMissing:      # deleted meanwhile
+                continue
+            try:
+                old = Pipeline.decode(data, key)
+            except IntegrityError as exc:
+                log.warning("pipeline %s: skipping a damaged version record: %s", name, exc)
+                continue
+            if old.id == current.id:
+                found.setdefault(old.version, old)
+        return [found[v] for v in sorted(found, reverse=True)]
+
     def _check_graph(self, spec: PipelineSpec) -> None:
         """The input repo exists, the output is nobody else's, and no cycle forms."""
         self.refs.get_repo(spec.input_repo)
@@ -152,6 +197,7 @@ class PipelineRegistry:
             self.backend.put_if(self._key(spec.name), pipeline.encode(), None)
         except Conflict:
             raise AlreadyExists(f"pipeline {spec.name!r} already exists") from None
+        self._keep_version(pipeline)
         log.info("created pipeline %s (%s@%s %s -> %s)", spec.name, spec.input_repo,
                  spec.input_branch, spec.glob, spec.output)
         return pipeline
@@ -171,6 +217,7 @@ class PipelineRegistry:
             self.backend.put_if(self._key(spec.name), pipeline.encode(), version)
         except Conflict:
             raise Conflict(f"pipeline {spec.name!r} changed meanwhile; try again") from None
+        self._keep_version(pipeline)
         log.info("updated pipeline %s to version %d", spec.name, pipeline.version)
         return pipeline
 
@@ -179,6 +226,9 @@ class PipelineRegistry:
         if authorize is not None:
             authorize(old)
         self.backend.delete_if(self._key(name), version)
+        if HEX_ID.match(old.id):
+            for key in self.backend.list(f"pipeline-versions/{old.id}/"):   # its history goes with it
+                self.backend.delete(key)
         log.info("deleted pipeline %s", name)
 
     def _ensure_output(self, spec: PipelineSpec, owner_uid: int) -> None:

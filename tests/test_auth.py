@@ -241,6 +241,17 @@ async def test_pipeline_update_and_delete_of_anothers_pipeline_are_refused(users
     assert (await nobody.call("pipeline.show", name="count"))["spec"]["transform"]["env"] == {"TOKEN": "s3cret"}
     listed = await other.call("pipeline.list")
     assert listed[0]["spec"]["transform"]["env"] == {"TOKEN": "<hidden>"}
+    # every version is kept, newest first, with the env hidden alike
+    await nobody.call("pipeline.update", spec=spec(cmd=["sh", "-c", "exit 0"]))
+    versions = await other.call("pipeline.versions", name="count")
+    assert [v["version"] for v in versions] == [3, 2, 1]
+    assert [v["spec"]["transform"]["cmd"] for v in versions] == [["sh", "-c", "exit 0"], ["false"], ["true"]]
+    assert all(v["spec"]["transform"]["env"] == {"TOKEN": "<hidden>"} for v in versions)
+    assert (await nobody.call("pipeline.versions", name="count"))[2]["spec"]["transform"]["env"] == {"TOKEN": "s3cret"}
+    history_keys = f"pipeline-versions/{made['id']}/"
+    assert len(list(root.svc.store.backend.list(history_keys))) == 3
+    await nobody.call("pipeline.delete", name="count")     # its history goes with it
+    assert list(root.svc.store.backend.list(history_keys)) == []
 
 
 async def test_pipeline_create_needs_read_on_the_input_and_write_on_the_output(users: Users) -> None:

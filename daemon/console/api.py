@@ -335,8 +335,9 @@ async def dag(api: ConsoleApi, holder: Holder, params: Params) -> dict:
 async def pipeline(api: ConsoleApi, holder: Holder, params: Params) -> dict:
     name = param(params, "name")
     found, _ = await api.call(holder, "pipeline.show", {"name": name})
+    versions, _ = await api.call(holder, "pipeline.versions", {"name": name})
     jobs, _ = await api.call(holder, "job.list", {"pipeline": name})
-    return {"pipeline": found, "jobs": list(reversed(jobs))}
+    return {"pipeline": found, "versions": versions, "jobs": list(reversed(jobs))}
 
 
 @endpoint("job")

@@ -144,6 +144,18 @@ async def pipeline_show(req: Request) -> dict:
     return await svc.workers.run(_shown, svc.refs, await req.who(), pipeline)
 
 
+@op("pipeline.versions")
+async def pipeline_versions(req: Request) -> list:
+    """Every recorded version of a pipeline, newest first (``env`` hidden
+    as ``pipeline.show`` hides it)."""
+    svc = req.service
+    caller = await req.who()
+
+    def shown() -> list:
+        return [_shown(svc.refs, caller, p) for p in svc.pipelines.versions(req.arg("name"))]
+    return await svc.workers.run(shown)
+
+
 @op("pipeline.delete")
 async def pipeline_delete(req: Request) -> dict:
     svc = req.service

@@ -63,23 +63,25 @@ export async function pipeline(page, params) {
     h("dt", null, "owner"), h("dd", null, `uid ${p.owner.uid}, gid ${p.owner.gid}`),
     h("dt", null, "created"), h("dd", null, when(p.created)),
     h("dt", null, "id"), h("dd", null, h("code", { class: "id" }, p.id || ""))));
-  // the versions the jobs ran, and the current one
+  // every recorded version (its spec and when it was made), with the jobs each ran
   const versions = new Map();
-  versions.set(p.version, { jobs: [], current: true });
+  for (const v of got.versions || [p]) versions.set(v.version, { record: v, jobs: [] });
   for (const j of jobs) {
-    if (!versions.has(j.version)) versions.set(j.version, { jobs: [], current: false });
+    if (!versions.has(j.version)) versions.set(j.version, { record: null, jobs: [] });
     versions.get(j.version).jobs.push(j);
   }
   const vrows = [...versions.entries()].sort((a, b) => b[0] - a[0]).map(([v, info]) => {
     const last = info.jobs[0];
-    const first = info.jobs[info.jobs.length - 1];
+    const rec = info.record;
     return h("tr", { dataset: { version: v } },
-      h("td", null, `v${v}`, info.current ? h("span", { class: "chip" }, "current") : null),
+      h("td", null, `v${v}`, v === p.version ? h("span", { class: "chip" }, "current") : null),
+      h("td", null, rec ? when(rec.updated) : h("span", { class: "muted" }, "not recorded")),
       h("td", { class: "num" }, String(info.jobs.length)),
-      h("td", null, first ? when(first.created) : ""),
-      h("td", null, last ? [link("job", { id: last.id }, h("code", { class: "id" }, last.id)), " ", stateBadge(last.state)] : ""));
+      h("td", null, last ? [link("job", { id: last.id }, h("code", { class: "id" }, last.id)), " ", stateBadge(last.state)] : ""),
+      h("td", null, rec ? h("details", null, h("summary", null, "spec"),
+        h("pre", { class: "version-spec" }, JSON.stringify(rec.spec, null, 2))) : ""));
   });
-  page.append(h("h2", null, "Versions"), table(["Version", "Jobs", "First job", "Last job"], vrows, { class: "versions" }));
+  page.append(h("h2", null, "Versions"), table(["Version", "Made", "Jobs", "Last job", "Spec"], vrows, { class: "versions" }));
   page.append(h("h2", null, "Spec"), h("pre", { class: "spec" }, JSON.stringify(spec, null, 2)));
   page.append(h("h2", null, `Jobs (${jobs.length})`));
   if (!jobs.length) {
