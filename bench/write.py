@@ -22,6 +22,9 @@ stderr; the table and, as the last line, ``RESULT key=value ...`` to stdout.
                       sync): MiB / s; checked with cmp through <repo>@<commit>
   restic_mbps         `restic backup` of the same file into a fresh local
                       repo (plus a sync); target commit_mbps >= 2 x this
+  put_mbps            `trunkfs put` of the same file into another repo (plus a
+                      sync), after the commit: commit_ratio_put is
+                      commit_mbps / put_mbps (a commit as fast as a put: >= 1)
   append_commit_s     1 MiB appended to the committed file through the mount,
                       then `trunkfs commit` (target < 1 s); the append itself
                       is append_write_s
@@ -304,6 +307,7 @@ class Bench:
         self.d.start()
         self.cli("repo", "create", "files")
         self.cli("repo", "create", "big")
+        self.cli("repo", "create", "put")
 
     def trunkfs_untar(self) -> None:
         view = self.d.mount / "files"
@@ -350,6 +354,10 @@ class Bench:
             raise BenchError(f"status not empty after the commit: {self.status('big')[:5]}")
         if not filecmp(self.src, self.d.mount / f"big@{cid}" / BIG):
             raise BenchError(f"big@{cid}/{BIG} differs from the source (cmp)")
+        # the same bytes sent by `trunkfs put`: what a commit should match
+        secs = timed(lambda: self.cli("put", "put", str(self.src)))
+        self.r["put_mbps"] = self.size / MiB / secs
+        log(f"put of the same file: {self.r['put_mbps']:.1f} MiB/s")
 
         # append 1 MiB through the mount, commit
         extra = os.urandom(MiB)
@@ -430,6 +438,9 @@ class Bench:
             "untar_ratio_native": ratio("untar", "native"),
             "commit_mbps": fig("commit_mbps", ".1f"),
             "restic_mbps": fig("restic_mbps", ".1f"),
+            "put_mbps": fig("put_mbps", ".1f"),
+            "commit_ratio_put": (f"{r['commit_mbps'] / r['put_mbps']:.2f}"
+                                 if "commit_mbps" in r and r.get("put_mbps") else "nan"),
             "append_write_s": fig("append_write_s", ".3f"),
             "append_commit_s": fig("append_commit_s", ".3f"),
             "append_store_growth_mib": fig("append_store_growth_mib", ".2f"),
