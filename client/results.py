@@ -445,7 +445,7 @@ class CacheStats(Result):
 
 class StatsInfo(Result):
     __slots__ = ("store", "logical_bytes", "unique_bytes", "stored_bytes", "dedup_ratio", "chunks",
-                 "trees", "packs", "commits", "cache", "requests")
+                 "trees", "packs", "commits", "cache", "requests", "tree_cache")
     store: str
     logical_bytes: int   # bytes of every commit, counted in full
     unique_bytes: int    # bytes of the distinct chunks
@@ -457,6 +457,7 @@ class StatsInfo(Result):
     commits: int
     cache: CacheStats | None
     requests: dict   # the store's requests since the daemon started: {op: {requests, bytes_in, ...}}
+    tree_cache: dict  # decoded trees in memory and their limits: {trees, bytes, bytes_limit, indexed, indexed_limit}
 
     def __init__(self, store: str, logical_bytes: int, unique_bytes: int, stored_bytes: int,
                  dedup_ratio: float, chunks: int, trees: int, packs: int, commits: int,
@@ -465,6 +466,10 @@ class StatsInfo(Result):
         self.stored_bytes, self.dedup_ratio, self.chunks = stored_bytes, dedup_ratio, chunks
         self.trees, self.packs, self.commits, self.cache, self.raw = trees, packs, commits, cache, raw
         self.requests = requests or {}
+        tree_cache = raw.get("tree_cache") if isinstance(raw, dict) else None
+        self.tree_cache = ({k: as_int(tree_cache.get(k)) for k in
+                            ("trees", "bytes", "bytes_limit", "indexed", "indexed_limit")}
+                           if isinstance(tree_cache, dict) else {})
 
     @classmethod
     def from_raw(cls, r: dict) -> StatsInfo:

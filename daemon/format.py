@@ -213,6 +213,10 @@ def stats_text(s: StatsInfo) -> str:
         waste = f" ({c.fetched_bytes / c.delivered_bytes:.2f}x)" if c.delivered_bytes else ""
         lines.append(f"reads:         {human(c.fetched_bytes)} fetched from the store for "
                      f"{human(c.delivered_bytes)} delivered to readers{waste}")
+    t = s.tree_cache
+    if t:
+        lines.append(f"trees cached:  {t['trees']} decoded, {human(t['bytes'])} of {human(t['bytes_limit'])}; "
+                     f"{t['indexed']} of {t['indexed_limit']} indexed by name")
     for op, r in sorted(s.requests.items()):
         if isinstance(r, dict):
             moved = r.get("bytes_in", 0) or r.get("bytes_out", 0)

@@ -522,6 +522,14 @@ class Store:
 
     # -- figures ---------------------------------------------------------------
 
+    def tree_cache_stats(self) -> dict:
+        """The decoded-tree caches and their limits (``trunkfs stats``):
+        trees kept decoded (by estimated bytes) and trees kept indexed by name."""
+        with self._tree_lock:
+            return {"trees": len(self._tree_cache), "bytes": self._tree_cache_bytes,
+                    "bytes_limit": TREE_CACHE_BYTES, "indexed": len(self._tree_index),
+                    "indexed_limit": TREE_INDEX_CACHE}
+
     def stats(self) -> dict:
         packs = list(self.index.packs())
         stored = sum(size for _, size, _ in packs)

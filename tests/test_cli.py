@@ -189,8 +189,13 @@ def test_stats_and_fsck(daemon, workdir):
     assert report["ok"] and report["files"] == 2 and report["blobs_verified"] == report["chunks"]
     report = daemon.cli("fsck", "--rebuild-index", "--json").json()
     assert report["ok"] and report["rebuilt_index"]["packs_added"] == stats["packs"]
-    def figures(s: dict) -> dict:   # the store's request counts move with every call
-        return {k: v for k, v in s.items() if k != "requests"}
+    def figures(s: dict) -> dict:   # the store's request counts and caches move with every call
+        return {k: v for k, v in s.items() if k not in ("requests", "tree_cache")}
+    trees = stats["tree_cache"]        # the caches' sizes and their limits
+    assert trees["bytes_limit"] > 0 and trees["indexed_limit"] > 0
+    assert 0 <= trees["bytes"] <= trees["bytes_limit"] and trees["indexed"] <= trees["indexed_limit"]
+    shown = daemon.cli("stats").out
+    assert "trees cached:" in shown and "indexed by name" in shown
     assert figures(daemon.cli("stats", "--json").json()) == figures(stats)
     assert stats["requests"]["put"]["requests"] >= stats["packs"]
 

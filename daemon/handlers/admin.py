@@ -35,6 +35,7 @@ async def daemon_stop(req: Request) -> dict:
 async def stats(req: Request) -> dict:
     out = await req.service.workers.run(req.service.store.stats)
     out["cache"] = req.service.cache.stats()
+    out["tree_cache"] = req.service.store.tree_cache_stats()
     counts = getattr(req.service.store.backend, "counts", None)   # MeteredBackend, under the decorators
     if counts is not None:
         out["requests"] = counts()
