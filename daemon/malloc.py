@@ -19,6 +19,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import logging
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +45,7 @@ def pin_mmap_threshold(threshold: int = MMAP_THRESHOLD, arenas: int = ARENAS) ->
     return bool(mallopt(M_MMAP_THRESHOLD, threshold)) and bool(mallopt(M_ARENA_MAX, arenas))
 
 
-_trim: "ctypes._NamedFuncPointer | None | bool" = None
+_trim: Any = None    # glibc's malloc_trim, once looked up (False: there is none)
 
 
 def trim() -> bool:
@@ -59,6 +60,4 @@ def trim() -> bool:
             _trim = fn
         except (OSError, AttributeError, TypeError):
             _trim = False
-    if _trim is False or _trim is True:
-        return False
-    return bool(_trim(0))
+    return bool(_trim(0)) if _trim else False

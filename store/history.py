@@ -343,8 +343,7 @@ def first_parent(store: Store, commit_id: str) -> str | None:
 def commit_changes(store: Store, commit_id: str | None) -> Diff:
     """What a commit changed against its first parent (everything, for a
     first commit)."""
-    parents = store.read_commit(commit_id).parents if commit_id else []
-    return diff_commits(store, parents[0] if parents else None, commit_id)
+    return diff_commits(store, first_parent(store, commit_id) if commit_id else None, commit_id)
 
 
 def diff(store: Store, refs: Refs, repo: str, ref1: str, ref2: str | None) -> Diff:

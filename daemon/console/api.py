@@ -20,7 +20,7 @@ import trio
 from ...store import history
 from ...store.errors import NotFound, TrunkError
 from ...store.names import split_path
-from ..auth import READ, allows
+from ..auth import READ, Caller, allows
 from ..handlers import HANDLERS, Request
 from ..handlers.base import first_error
 from ..service import Service
@@ -121,6 +121,15 @@ class ConsoleApi:
             raise ApiError("not_found", f"{repo}@{ref} has no commits yet")
         return str(found["commit"])
 
+    async def file_at(self, holder: Holder, repo: str, ref: str, path: str) -> tuple[str, dict]:
+        """The commit ``ref`` names and the file entry at ``path`` in it
+        (invalid_argument for anything but a file)."""
+        cid = await self.resolve(holder, repo, ref)
+        entry = await self.entry(holder, repo, cid, path)
+        if entry["type"] != "file":
+            raise ApiError("invalid_argument", f"{repo}:{path} is a {entry['type']}, not a file")
+        return cid, entry
+
     async def entry(self, holder: Holder, repo: str, commit: str, path: str) -> dict:
         found, _ = await self.call(holder, "stat", {"repo": repo, "ref": commit, "path": path})
         return dict(found["entry"])
@@ -132,13 +141,8 @@ class ConsoleApi:
             info = await svc.workers.run(svc.refs.get_repo, repo)
         except NotFound:
             return False
-        caller = await svc.workers.run(_caller, holder)
+        caller = await svc.workers.run(Caller, holder.uid, holder.gid)   # reads the group database
         return allows(caller, info, READ)
-
-
-def _caller(holder: Holder) -> Any:
-    from ..auth import Caller
-    return Caller(holder.uid, holder.gid)
 
 
 # -- endpoints --------------------------------------------------------------------
@@ -237,10 +241,7 @@ async def tree(api: ConsoleApi, holder: Holder, params: Params) -> dict:
 @endpoint("preview")
 async def preview(api: ConsoleApi, holder: Holder, params: Params) -> dict:
     repo, ref, path = param(params, "repo"), param(params, "ref", "main"), param(params, "path")
-    cid = await api.resolve(holder, repo, ref)
-    entry = await api.entry(holder, repo, cid, path)
-    if entry["type"] != "file":
-        raise ApiError("invalid_argument", f"{repo}:{path} is a {entry['type']}, not a file")
+    cid, entry = await api.file_at(holder, repo, ref, path)
     size = int(entry.get("size") or 0)
     head = await api.read_range(holder, repo, cid, path, 0, previews.PREVIEW_BYTES)
 

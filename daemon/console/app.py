@@ -157,10 +157,7 @@ class HttpApp:
         assert self.api is not None
         api = self.api
         repo, ref, path = param(params, "repo"), param(params, "ref", "main"), param(params, "path")
-        cid = await api.resolve(holder, repo, ref)
-        entry = await api.entry(holder, repo, cid, path)
-        if entry["type"] != "file":
-            raise ApiError("invalid_argument", f"{repo}:{path} is a {entry['type']}, not a file")
+        cid, entry = await api.file_at(holder, repo, ref, path)
         size = int(entry.get("size") or 0)
         first = await api.read_range(holder, repo, cid, path, 0, RAW_WINDOW)  # errors before the headers
         name = path.rstrip("/").rsplit("/", 1)[-1] or "file"

@@ -5,28 +5,36 @@
 // not UTF-8 as a lone surrogate U+DC80+byte (PEP 383, docs/names.md) and
 // reads %XX escapes of such bytes back the same way.
 
-/** A name percent-encoded for a URL: lone surrogates U+DC80..U+DCFF as the
- *  byte they stand for (encodeURIComponent throws on them). */
-export function enc(s) {
-  s = String(s);
-  let out = "";
+/** The characters of a name as [text, byte]: ``byte`` is the one a lone
+ *  surrogate U+DC80..U+DCFF stands for (PEP 383), -1 for another lone
+ *  surrogate (no byte), null for a character. */
+function* namePoints(s) {
   for (let i = 0; i < s.length; i++) {
     const c = s.charCodeAt(i);
     if (c >= 0xd800 && c <= 0xdbff && i + 1 < s.length) {
       const d = s.charCodeAt(i + 1);
       if (d >= 0xdc00 && d <= 0xdfff) {
-        out += encodeURIComponent(s[i] + s[i + 1]);
+        yield [s[i] + s[i + 1], null];
         i++;
         continue;
       }
     }
-    if (c >= 0xdc80 && c <= 0xdcff) {
-      out += "%" + (c - 0xdc00).toString(16).toUpperCase().padStart(2, "0");
-    } else if (c >= 0xd800 && c <= 0xdfff) {
-      out += "%EF%BF%BD"; // another lone surrogate stands for no byte: U+FFFD
-    } else {
-      out += encodeURIComponent(s[i]);
-    }
+    if (c >= 0xdc80 && c <= 0xdcff) yield [s[i], c - 0xdc00];
+    else if (c >= 0xd800 && c <= 0xdfff) yield [s[i], -1];
+    else yield [s[i], null];
+  }
+}
+
+const hex2 = (n) => n.toString(16).padStart(2, "0");
+
+/** A name percent-encoded for a URL: lone surrogates U+DC80..U+DCFF as the
+ *  byte they stand for (encodeURIComponent throws on them). */
+export function enc(s) {
+  let out = "";
+  for (const [ch, byte] of namePoints(String(s))) {
+    if (byte === null) out += encodeURIComponent(ch);
+    else if (byte < 0) out += "%EF%BF%BD"; // another lone surrogate stands for no byte: U+FFFD
+    else out += "%" + hex2(byte).toUpperCase();
   }
   return out;
 }
@@ -94,22 +102,11 @@ export function dec(s) {
 /** A name as shown: the bytes that are not UTF-8, and control characters,
  *  as \xNN. */
 export function show(s) {
-  s = String(s ?? "");
   let out = "";
-  for (let i = 0; i < s.length; i++) {
-    const c = s.charCodeAt(i);
-    if (c >= 0xd800 && c <= 0xdbff && i + 1 < s.length) {
-      const d = s.charCodeAt(i + 1);
-      if (d >= 0xdc00 && d <= 0xdfff) {
-        out += s[i] + s[i + 1];
-        i++;
-        continue;
-      }
-    }
-    if (c >= 0xdc80 && c <= 0xdcff) out += "\\x" + (c - 0xdc00).toString(16).padStart(2, "0");
-    else if (c < 0x20 || c === 0x7f) out += "\\x" + c.toString(16).padStart(2, "0");
-    else if (c >= 0xd800 && c <= 0xdfff) out += "\ufffd";
-    else out += s[i];
+  for (const [ch, byte] of namePoints(String(s ?? ""))) {
+    const c = ch.charCodeAt(0);
+    if (byte === null) out += c < 0x20 || c === 0x7f ? "\\x" + hex2(c) : ch;
+    else out += byte < 0 ? "\ufffd" : "\\x" + hex2(byte);
   }
   return out;
 }
