@@ -31,7 +31,7 @@ if TYPE_CHECKING:  # only the type checker needs these (the CLI starts faster wi
     from collections.abc import Iterator, Sequence
     from typing import Any, BinaryIO
 
-    from .history_results import CommitInfo, Diff, Listing, ProvenanceStep, Status
+    from .history_results import Change, CommitInfo, Diff, Entry, Listing, ProvenanceStep, Status
     from .pipeline_results import Event, ExecutorInfo, JobInfo, JobLogs, PipelineInfo
 
 
@@ -68,6 +68,28 @@ class Client:
 
     def read_message(self) -> dict:
         return self.conn.read_message()
+
+    def stream(self, op: str, **args: Any) -> tuple[dict, Iterator[Any]]:
+        """A request answered as a stream (``stream``: true): the reply's
+        header, and the items as the daemon sends them.  Read the items to
+        their end before the next call on this client."""
+        self.conn.send_request(op, dict(args, stream=True))
+        header = self.conn.read_reply()
+
+        def items() -> Iterator[Any]:
+            while True:
+                msg = self.conn.read_message()
+                if msg.get("end") is True:
+                    return
+                batch = msg.get("items")
+                if isinstance(batch, list):
+                    yield from batch
+                    continue
+                self._stream_failed()
+                if msg.get("ok") is False:
+                    raise error_from_reply(msg)
+                raise ProtocolError("bad_reply", f"{op}: the daemon sent {str(msg)[:80]} in a stream")
+        return header, items()
 
     def _stream_failed(self) -> None:
         """A stream broke off: the connection is out of step, so close it."""
@@ -343,6 +365,32 @@ class Client:
     def show(self, repo: str, ref: str | None = None) -> CommitInfo:
         from .history_results import CommitInfo
         return CommitInfo.from_raw(self.call("show", repo=repo, ref=ref))
+
+    def diff_stream(self, repo: str, ref1: str = "main", ref2: str | None = None
+                    ) -> tuple[dict, Iterator[Change]]:
+        """:meth:`diff` as the daemon finds the changes: its ``from`` and
+        ``to`` commits, and the changes, one at a time."""
+        from .history_results import Change
+        header, items = self.stream("diff", repo=repo, ref1=ref1, ref2=ref2)
+        return header, (Change.from_raw(c) for c in items)
+
+    def status_stream(self, repo: str, branch: str | None = None) -> tuple[dict, Iterator[Change]]:
+        """:meth:`status`, streamed: repo, branch and head, then each change."""
+        from .history_results import Change
+        header, items = self.stream("status", repo=repo, branch=branch)
+        return header, (Change.from_raw(c) for c in items)
+
+    def ls_stream(self, repo: str, path: str = "/", *, ref: str | None = None) -> Iterator[Entry]:
+        """:meth:`ls`, an entry at a time (a directory of any size)."""
+        from .history_results import Entry
+        _, items = self.stream("ls", repo=repo, ref=ref, path=path)
+        return (Entry.from_raw(e) for e in items)
+
+    def log_stream(self, repo: str, *, ref: str | None = None, limit: int = 0) -> Iterator[CommitInfo]:
+        """:meth:`log`, a commit at a time."""
+        from .history_results import CommitInfo
+        _, items = self.stream("log", repo=repo, ref=ref, limit=limit)
+        return (CommitInfo.from_raw(c) for c in items)
 
     def diff(self, repo: str, ref1: str = "main", ref2: str | None = None) -> Diff:
         """Paths changed from ``ref1`` to ``ref2``; without ``ref2``, what

@@ -457,7 +457,7 @@ class StatsInfo(Result):
     commits: int
     cache: CacheStats | None
     requests: dict   # the store's requests since the daemon started: {op: {requests, bytes_in, ...}}
-    tree_cache: dict  # decoded trees in memory and their limits: {trees, bytes, bytes_limit, indexed, indexed_limit}
+    tree_cache: dict  # decoded trees in memory and their limits: {trees, bytes, bytes_limit, indexed}
 
     def __init__(self, store: str, logical_bytes: int, unique_bytes: int, stored_bytes: int,
                  dedup_ratio: float, chunks: int, trees: int, packs: int, commits: int,
@@ -468,7 +468,7 @@ class StatsInfo(Result):
         self.requests = requests or {}
         tree_cache = raw.get("tree_cache") if isinstance(raw, dict) else None
         self.tree_cache = ({k: as_int(tree_cache.get(k)) for k in
-                            ("trees", "bytes", "bytes_limit", "indexed", "indexed_limit")}
+                            ("trees", "bytes", "bytes_limit", "indexed")}
                            if isinstance(tree_cache, dict) else {})
 
     @classmethod

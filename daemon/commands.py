@@ -10,7 +10,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from ..client import Client, Result
 from . import format as fmt
@@ -229,10 +229,21 @@ def cmd_rm(args: argparse.Namespace, c: Client) -> int:
     return 0
 
 
+def print_lines(lines: Iterable[str]) -> None:
+    """Print each line as it comes (a streamed reply: the first lines show
+    while the daemon is still walking)."""
+    for line in lines:
+        print(line)
+
+
 def cmd_status(args: argparse.Namespace, c: Client) -> int:
     repo, branch = _branch_spec(args.spec)
-    r = c.status(repo, branch)
-    emit(args, r, fmt.changes_text(r.changes))
+    if args.json:
+        r = c.status(repo, branch)
+        emit(args, r)
+        return 0
+    _, changes = c.status_stream(repo, branch)
+    print_lines(fmt.change_line(ch) for ch in changes)
     return 0
 
 
@@ -276,8 +287,10 @@ def cmd_discard(args: argparse.Namespace, c: Client) -> int:
 
 def cmd_ls(args: argparse.Namespace, c: Client) -> int:
     repo, ref, path = parse_spec(args.spec)
-    r = c.ls(repo, path, ref=ref)
-    emit(args, r, fmt.listing_text(r))
+    if args.json:
+        emit(args, c.ls(repo, path, ref=ref))
+        return 0
+    print_lines(fmt.entry_line(e) for e in c.ls_stream(repo, path, ref=ref))
     return 0
 
 
@@ -313,8 +326,12 @@ def cmd_get(args: argparse.Namespace, c: Client) -> int:
 
 def cmd_log(args: argparse.Namespace, c: Client) -> int:
     repo, ref, _ = parse_spec(args.spec, want_path=False)
-    commits = c.log(repo, ref=ref, limit=args.limit)
-    emit(args, commits, fmt.commits_text(commits))
+    if args.json:
+        commits = c.log(repo, ref=ref, limit=args.limit)
+        emit(args, commits)
+        return 0
+    for i, commit in enumerate(c.log_stream(repo, ref=ref, limit=args.limit)):
+        print(("\n" if i else "") + fmt.commit_text(commit))
     return 0
 
 
@@ -333,8 +350,11 @@ def cmd_diff(args: argparse.Namespace, c: Client) -> int:
         if repo2 != repo:
             raise UsageError("diff compares two refs of the same repo")
         ref2 = ref2 or "main"
-    r = c.diff(repo, ref1 or "main", ref2)
-    emit(args, r, fmt.changes_text(r.changes))
+    if args.json:
+        emit(args, c.diff(repo, ref1 or "main", ref2))
+        return 0
+    _, changes = c.diff_stream(repo, ref1 or "main", ref2)
+    print_lines(fmt.change_line(ch) for ch in changes)
     return 0
 
 
@@ -453,7 +473,7 @@ def cmd_daemon(args: argparse.Namespace) -> int:
         "socket_group": args.socket_group, "compression_level": args.compression_level,
         "log_level": args.log_level, "allow_other": args.allow_other,
         "cache_size": args.cache_size, "cache_local": args.cache_local,
-        "cache_memory": args.cache_memory, "readahead": args.readahead,
+        "cache_memory": args.cache_memory, "tree_cache": args.tree_cache, "readahead": args.readahead,
         "read_requests": args.read_requests, "read_request_size": args.read_request_size,
         "uid": args.uid, "gid": args.gid, "run_jobs": args.run_jobs, "executor": args.executor,
         "http": args.http, "metrics_auth": args.metrics_auth, "writeback_cache": args.writeback_cache})

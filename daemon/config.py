@@ -65,7 +65,7 @@ class Config:
 
     # the settings, by their names in the config file (and on the command line)
     SETTINGS = ("state", "store", "socket", "socket_group", "mount", "allow_other", "cache_size",
-                "cache_local", "cache_memory", "readahead", "read_requests", "read_request_size", "uid", "gid", "s3_endpoint", "s3_region", "compression_level",
+                "cache_local", "cache_memory", "tree_cache", "readahead", "read_requests", "read_request_size", "uid", "gid", "s3_endpoint", "s3_region", "compression_level",
                 "pack_size_mib", "threads", "bulk_threads", "log_level", "max_connections_per_uid", "idle_timeout",
                 "job_output_limit", "job_log_limit", "job_keep_days", "job_keep_count",
                 "staging_quota", "head_poll_interval", "run_jobs", "job_lease_seconds", "executors",
@@ -75,7 +75,7 @@ class Config:
                  socket_group: str | None = None, mount: str | None = None,
                  allow_other: bool = False, cache_size: str | int | None = None,
                  cache_local: bool = False, cache_memory: str | int | None = None,
-                 readahead: str | int | None = None, read_requests: int | None = None,
+                 tree_cache: str | int = "64M", readahead: str | int | None = None, read_requests: int | None = None,
                  read_request_size: str | int | None = None, uid: int | None = None, gid: int | None = None,
                  s3_endpoint: str | None = None, s3_region: str | None = None,
                  compression_level: int = 1, pack_size_mib: int = 32, threads: int = 8,
@@ -102,6 +102,7 @@ class Config:
         self.writeback_cache = writeback_cache
         # how committed data is read (defaults by store kind: read_settings)
         self.cache_memory = cache_memory          # the chunk cache's memory layer (bytes or "96M")
+        self.tree_cache = tree_cache              # decoded trees (and their name indexes) kept in memory
         self.readahead = readahead                # most bytes read ahead of one sequential reader; 0: off
         self.read_requests = read_requests        # readahead requests in flight at once, per daemon
         self.read_request_size = read_request_size  # most bytes one read request asks for
@@ -184,6 +185,7 @@ class Config:
         if self.cache_size not in (None, ""):
             parse_size(self.cache_size)
         self.read_settings()   # refuses a bad value now, at start
+        self.tree_cache_bytes()
         if self.http:
             from .http import parse_listen   # refuses a bad address now
             parse_listen(str(self.http))
@@ -211,6 +213,13 @@ class Config:
         if isinstance(requests, bool) or not isinstance(requests, int) or not 1 <= requests <= 256:
             raise InvalidArgument("read_requests must be an integer between 1 and 256")
         return ReadSettings(memory, ahead, requests, size)
+
+    def tree_cache_bytes(self) -> int:
+        """The decoded-tree cache's limit in bytes (``store.treecache``)."""
+        size = parse_size(self.tree_cache)
+        if not 1 << 20 <= size <= 64 << 30:
+            raise InvalidArgument("tree_cache must be a size from 1M to 64G, e.g. 64M")
+        return size
 
     def executor_configs(self) -> dict:
         """The executors pipelines may name: ``local`` and the Dask clusters

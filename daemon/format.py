@@ -134,13 +134,9 @@ def revert_text(r: RevertResult) -> str:
     return f"reverted {r.repo}@{short(r.reverted)} on {r.repo}@{r.branch}: {r.commit}"
 
 
-def commits_text(commits: Sequence[CommitInfo]) -> str:
-    return "\n\n".join(commit_text(c) for c in commits)
-
-
-def changes_text(changes: Sequence[Change]) -> str:
+def change_line(c: Change) -> str:
     """``status`` and ``diff``: one ``A|M|D /path`` line per change."""
-    return "\n".join(f"{c.status} {repo_path(c.path)}" for c in changes)
+    return f"{c.status} {repo_path(c.path)}"
 
 
 def provenance_text(steps: Sequence[ProvenanceStep]) -> str:
@@ -164,10 +160,6 @@ def entry_line(e: Entry) -> str:
         name += f" -> {e.target}"
     size = f"{os.major(e.rdev)}, {os.minor(e.rdev)}" if e.rdev is not None else str(e.size)
     return f"{kind}{statmod.filemode(e.mode)[1:]} {size:>14} {when(e.mtime / 1e9)}  {name}"
-
-
-def listing_text(listing: Listing) -> str:
-    return "\n".join(entry_line(e) for e in listing.entries)
 
 
 def repo_line(r: RepoInfo) -> str:
@@ -216,7 +208,7 @@ def stats_text(s: StatsInfo) -> str:
     t = s.tree_cache
     if t:
         lines.append(f"trees cached:  {t['trees']} decoded, {human(t['bytes'])} of {human(t['bytes_limit'])}; "
-                     f"{t['indexed']} of {t['indexed_limit']} indexed by name")
+                     f"{t['indexed']} of them indexed by name")
     for op, r in sorted(s.requests.items()):
         if isinstance(r, dict):
             moved = r.get("bytes_in", 0) or r.get("bytes_out", 0)

@@ -46,7 +46,8 @@ def open_store(config: Config) -> Store:
     os.makedirs(config.tmp_dir, exist_ok=True)
     store = Store(backend, config.index_path, config.tmp_dir,
                   compression_level=config.compression_level,
-                  pack_size=config.pack_size_mib * 1024 * 1024)
+                  pack_size=config.pack_size_mib * 1024 * 1024,
+                  tree_cache_bytes=config.tree_cache_bytes())
     try:
         return store.open()
     except BaseException:

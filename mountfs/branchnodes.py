@@ -28,7 +28,7 @@ from ..staging.nodes import FOLLOW, DirNode, FileNode, Node, node_from_entry
 from ..staging.overlay import lower_of
 from ..store.walk import is_dir
 from .attrs import attributes
-from .inodes import Inode
+from .inodes import BranchInode, Inode
 from .view import ViewParts, fuse_error
 
 WRITABLE_TIMEOUT = 1.0
@@ -86,6 +86,7 @@ class BranchNodes:
         self.repo = repo
         self.branch = branch
         self.area = area
+        self._seen: tuple = ()
 
     # -- places ------------------------------------------------------------------------
 
@@ -122,13 +123,14 @@ class BranchNodes:
 
     def inode_at(self, parent: Inode, name: str) -> Inode:
         """The inode to resolve parent/name with: a transient one if the kernel holds none."""
-        return self.parts.inodes.at(parent.ino, name) or Inode(0, parent.view, parent, name)
+        return self.parts.inodes.at(parent.ino, name) or BranchInode(0, parent.view, parent, name)
 
     @staticmethod
     def keep(inode: Inode, what: Resolved) -> None:
         """``inode`` keeps showing ``what`` once its name is gone (unlink, rename over it)."""
         if isinstance(what, dict):
-            inode.entry, inode.obj = what, None
+            inode.committed(what, None)
+            inode.obj = None
         else:
             inode.obj = what
 
@@ -151,47 +153,64 @@ class BranchNodes:
                     "tree": None, "dirs": 0}
         return await self.parts.commit_root(head)
 
+    def _seen_now(self, head: str | None) -> tuple:
+        """(head, staging generation): one tuple shared by the inodes resolved under it."""
+        key = (head, self.area.generation)
+        if self._seen != key:
+            self._seen = key
+        return self._seen
+
+    async def _committed(self, inode: Inode) -> dict | None:
+        """The committed entry the inode showed last, if any."""
+        return await self.parts.entry_of(inode) if inode.has_committed else None
+
+    def _orphaned(self, inode: Inode, was: Resolved) -> Resolved:
+        """The path holds other content now: the inode keeps ``was`` (whole),
+        as after a rename over it; the path gets a new inode at its next lookup."""
+        inode.orphan = True
+        self.keep(inode, was)
+        self.parts.inodes.unplace(inode)
+        return was
+
     async def resolve(self, inode: Inode) -> Resolved:
         """What the inode is now: a staged node or a committed entry."""
         if inode.orphan:
             if inode.obj is not None:
                 return inode.obj
-            if inode.entry is not None:
-                return inode.entry
+            if inode.has_committed:
+                return await self.parts.entry_of(inode)
             raise fuse_error(errno.ENOENT)
         area = self.area
         if inode.obj is not None and inode.epoch == area.epoch:
             return inode.obj
-        head = await self.heads.head(self.repo, self.branch)
-        if inode.entry is not None and inode.seen == (head, area.generation):
-            return inode.entry     # a committed entry, and nothing above it changed since
+        seen = self._seen_now(await self.heads.head(self.repo, self.branch))
+        if inode.seen == seen and inode.has_committed:
+            return await self.parts.entry_of(inode)  # nothing above it changed since
         r: Resolved | None
+        tree: str | None = None
         if inode.parent is None:
-            r = area.root if area.root is not None else await self.head_root(head)
+            r = area.root if area.root is not None else await self.head_root(seen[0])
         else:
             p = await self.resolve(inode.parent)
-            r = await self.child_of(inode.parent, p, inode.name)
+            r, tree = await self.child_in(inode.parent, p, inode.name)
             if r is None:
                 raise fuse_error(errno.ENOENT)
-        was = inode.obj if inode.obj is not None else inode.entry
+        was = inode.obj if inode.obj is not None else await self._committed(inode)
         if was is not None and was is not r and inode.parent is not None and _resized(was, r):
             # changed other than through this inode (a discard, a stage.put):
             # the kernel keeps its own size and mtime of a file it caches
             # (writeback cache), so the path gets a new inode, as after a rename over it
-            inode.orphan = True
-            self.parts.inodes.unplace(inode)
-            return was
+            return self._orphaned(inode, was)
         if isinstance(r, Node):
-            inode.obj, inode.epoch, inode.entry = r, area.epoch, None
+            inode.obj, inode.epoch = r, area.epoch
+            inode.drop_committed()
             return r
         inode.obj = None
-        if inode.entry is not None and inode.parent is not None and not same_identity(inode.entry, r):
-            # replaced on the branch (a put): this inode is the old file, as
-            # after a rename over it; the path gets a new inode at its next lookup
-            inode.orphan = True
-            self.parts.inodes.unplace(inode)
-            return inode.entry
-        inode.entry, inode.seen = r, (head, area.generation)
+        if isinstance(was, dict) and inode.parent is not None and not same_identity(was, r):
+            # replaced on the branch (a put): this inode is the old file
+            return self._orphaned(inode, was)
+        inode.committed(r, tree)
+        inode.seen = seen
         return r
 
     async def lower(self, inode: Inode, node: DirNode) -> dict | None:
@@ -218,15 +237,22 @@ class BranchNodes:
     async def child_of(self, parent: Inode, p: Resolved, name: str) -> Resolved | None:
         """What ``name`` is in the directory ``p`` (resolved at ``parent``);
         a committed name of a staged hard-link group is the group's node."""
+        return (await self.child_in(parent, p, name))[0]
+
+    async def child_in(self, parent: Inode, p: Resolved, name: str) -> tuple[Resolved | None, str | None]:
+        """:meth:`child_of`, with the tree a committed entry is listed in."""
         if isinstance(p, DirNode):
             if name in p.delta:
-                return p.delta[name]
-            found = (await self.lower_listing(parent, p)).get(name)
+                return p.delta[name], None
+            low = await self.lower(parent, p)
         elif isinstance(p, dict) and is_dir(p):
-            found = (await self.parts.listing(p)).get(name)
+            low = p
         else:
             raise fuse_error(errno.ENOTDIR)
-        return self.area.shown(found) if found is not None else None
+        found = (await self.parts.listing(low)).get(name)
+        if found is None:
+            return None, None
+        return self.area.shown(found), low.get("tree") if low is not None else None
 
     async def listing(self, inode: Inode, d: Resolved) -> Mapping[str, Resolved]:
         """A directory's entries by name (staged over committed)."""
@@ -300,7 +326,8 @@ class BranchNodes:
             parent = await self.upper_dir(inode.parent)
             node = parent.delta.get(inode.name) or area.copy_up(parent, inode.name, r,
                                                                   await self.head_nlink(r))
-        inode.obj, inode.epoch, inode.entry = node, area.epoch, None
+        inode.obj, inode.epoch = node, area.epoch
+        inode.drop_committed()
         return node
 
     async def upper_dir(self, inode: Inode) -> DirNode:

@@ -25,6 +25,7 @@ from .attrs import KIND_OF_FORMAT, NAME_MAX, negative_entry
 from .branchnodes import WRITABLE_TIMEOUT, BranchNodes, Resolved, is_dir_like, link_of
 from .handles import Handle, OpenFile
 from .inodes import Inode
+from .listings import DirListing, ListedEntries, TreePages
 from .reader import ChunkReader
 from .view import VIRTUAL_XATTRS, XATTR_BRANCH, XATTR_COMMIT, XATTR_REPO, View, ViewParts, fuse_error
 
@@ -39,6 +40,10 @@ def _open_file(handle: Handle) -> OpenFile:
     if not isinstance(handle, OpenFile):
         raise fuse_error(errno.EBADF)
     return handle
+
+
+def _name(entry: dict) -> str:
+    return entry["name"]
 
 
 class BranchView(View):
@@ -71,11 +76,13 @@ class BranchView(View):
     def getattr(self, inode: Inode) -> Awaitable[pyfuse3.EntryAttributes]:
         return self.nodes.attr(inode)
 
-    async def entries(self, inode: Inode) -> list[tuple[bytes, Any]]:
+    async def entries(self, inode: Inode) -> DirListing:
         r = await self.nodes.resolve(inode)
         if not is_dir_like(r):
             raise fuse_error(errno.ENOTDIR)
-        return [(os.fsencode(name), name) for name in sorted(await self.nodes.listing(inode, r))]
+        if isinstance(r, dict):   # committed, nothing staged in it: its tree
+            return TreePages(self.parts.store, self.parts.run, r.get("tree"), _name)
+        return ListedEntries([(os.fsencode(name), name) for name in sorted(await self.nodes.listing(inode, r))])
 
     async def entry_attr(self, parent: Inode, name: bytes,
                          item: Any) -> tuple[Inode, pyfuse3.EntryAttributes] | None:

@@ -2,8 +2,9 @@
 
 Nothing in a commit view ever changes, so the kernel caches it for a long
 time (long entry and attribute timeouts, ``keep_cache``): a second read of
-committed data does not reach Python.  Each inode keeps the entry it was
-found with.
+committed data does not reach Python.  A directory's inode keeps its entry;
+any other inode keeps its place in its directory's tree and finds its entry
+there again when asked (``Inode.committed``, ``ViewParts.entry_of``).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import pyfuse3
 from .attrs import negative_entry
 from .handles import Handle, OpenFile
 from .inodes import Inode
+from .listings import DirListing, TreePages
 from .reader import ChunkReader
 from .view import (NEGATIVE_TIMEOUT, VIRTUAL_XATTRS, XATTR_COMMIT, XATTR_REPO, View, ViewParts,
                    fuse_error)
@@ -25,10 +27,9 @@ from .view import (NEGATIVE_TIMEOUT, VIRTUAL_XATTRS, XATTR_COMMIT, XATTR_REPO, V
 IMMUTABLE_TIMEOUT = 24 * 3600.0
 
 
-def _entry(inode: Inode) -> dict:
-    if inode.entry is None:
-        raise fuse_error(errno.ENOENT)
-    return inode.entry
+def _tree_of(parent: Inode) -> str | None:
+    """The tree id of a directory inode's entry (kept whole: a directory's)."""
+    return parent.entry.get("tree") if parent.entry is not None else None
 
 
 class CommitView(View):
@@ -44,7 +45,7 @@ class CommitView(View):
         inode = inodes.at(parent.ino, name)
         if inode is None:
             inode = inodes.add(self, parent, name)
-            inode.entry = entry
+            inode.committed(entry, _tree_of(parent))
             if "link" in entry:
                 shared = inodes.group_inode((self, entry["link"]), inode)
                 if shared is not inode:      # another name of the group: its inode
@@ -54,8 +55,10 @@ class CommitView(View):
                     return shared
         return inode
 
-    async def _attr(self, inode: Inode) -> pyfuse3.EntryAttributes:
-        entry = _entry(inode)
+    async def _attr(self, inode: Inode, entry: dict | None = None) -> pyfuse3.EntryAttributes:
+        """The inode's attributes (``entry``: its entry, when the caller holds it)."""
+        if entry is None:
+            entry = await self.parts.entry_of(inode)
         nlink = None
         if "link" in entry:
             nlink = await self.parts.link_count(await self.parts.commit_root(self.commit), entry["link"])
@@ -65,7 +68,7 @@ class CommitView(View):
         sname = os.fsdecode(name)
         inode = self.parts.inodes.at(parent.ino, sname)
         if inode is None:
-            entry = (await self.parts.listing(_entry(parent))).get(sname)
+            entry = (await self.parts.listing(await self.parts.entry_of(parent))).get(sname)
             if entry is None:
                 return negative_entry(NEGATIVE_TIMEOUT)
             inode = self._child(parent, sname, entry)
@@ -80,21 +83,22 @@ class CommitView(View):
     async def getattr(self, inode: Inode) -> pyfuse3.EntryAttributes:
         return await self._attr(inode)
 
-    async def entries(self, inode: Inode) -> list[tuple[bytes, Any]]:
-        entry = _entry(inode)
+    async def entries(self, inode: Inode) -> DirListing:
+        entry = await self.parts.entry_of(inode)
         if entry["type"] != "dir":
             raise fuse_error(errno.ENOTDIR)
-        return [(os.fsencode(name), e) for name, e in sorted((await self.parts.listing(entry)).items())]
+        return TreePages(self.parts.store, self.parts.run, entry.get("tree"))
 
     async def entry_attr(self, parent: Inode, name: bytes,
                          item: Any) -> tuple[Inode, pyfuse3.EntryAttributes]:
         inode = self._child(parent, item["name"], item)
-        return inode, await self._attr(inode)
+        # the listed entry is the inode's own, unless the inode is its link group's
+        return inode, await self._attr(inode, None if "link" in item else item)
 
     async def open(self, inode: Inode, flags: int, ctx: pyfuse3.RequestContext) -> pyfuse3.FileInfo:
         if flags & os.O_ACCMODE != os.O_RDONLY or flags & os.O_TRUNC:
             raise fuse_error(errno.EROFS)
-        entry = _entry(inode)
+        entry = await self.parts.entry_of(inode)
         if entry["type"] == "dir":
             raise fuse_error(errno.EISDIR)
         if entry["type"] != "file":
@@ -108,7 +112,7 @@ class CommitView(View):
         return handle.reader.read(off, size)   # the hot path: no coroutine of its own
 
     async def readlink(self, inode: Inode) -> bytes:
-        entry = _entry(inode)
+        entry = await self.parts.entry_of(inode)
         if entry["type"] != "symlink":
             raise fuse_error(errno.EINVAL)
         return os.fsencode(entry.get("target", ""))
@@ -117,14 +121,14 @@ class CommitView(View):
         if name.startswith(VIRTUAL_XATTRS):
             value = self._virtual().get(name)
         else:  # stored with the file
-            stored = _entry(inode).get("xattrs", {}).get(os.fsdecode(name))
+            stored = (await self.parts.entry_of(inode)).get("xattrs", {}).get(os.fsdecode(name))
             value = bytes.fromhex(stored) if stored is not None else None
         if value is None:
             raise fuse_error(pyfuse3.ENOATTR)
         return value
 
     async def listxattr(self, inode: Inode) -> list[bytes]:
-        return [*self._virtual(), *(os.fsencode(n) for n in _entry(inode).get("xattrs", {}))]
+        return [*self._virtual(), *(os.fsencode(n) for n in (await self.parts.entry_of(inode)).get("xattrs", {}))]
 
     def _virtual(self) -> dict[bytes, bytes]:
         return {XATTR_REPO: self.repo.encode(), XATTR_COMMIT: self.commit.encode()}

@@ -16,6 +16,7 @@ from .reader import ChunkReader
 
 if TYPE_CHECKING:
     from ..staging.nodes import FileNode
+    from .listings import DirListing
 
 
 class Handle:
@@ -28,9 +29,9 @@ class Handle:
 class OpenDir(Handle):
     __slots__ = ("entries",)
 
-    def __init__(self, inode: Inode, entries: list[tuple[bytes, Any]]) -> None:
+    def __init__(self, inode: Inode, entries: DirListing) -> None:
         super().__init__(inode)
-        self.entries = entries    # (name, what the view needs to answer for it), by name
+        self.entries = entries    # pages of (name, what the view needs to answer for it)
 
 
 class OpenFile(Handle):

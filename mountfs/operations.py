@@ -37,6 +37,7 @@ from .attrs import NAME_MAX
 from .handles import HandleTable, OpenDir
 from .opstats import OpStats
 from .inodes import Inode, InodeTable
+from .listings import ListedEntries
 from .root import RootDir
 from .view import Heads, Run, ViewParts, fuse_error
 
@@ -45,6 +46,7 @@ log = logging.getLogger(__name__)
 P = ParamSpec("P")
 T = TypeVar("T")
 
+READDIR_PAGE = 128   # entries taken from a listing at a time (a reply buffer holds a few dozen)
 DirReply = Callable[[bytes, pyfuse3.EntryAttributes, int], bool]   # pyfuse3.readdir_reply, bound
 
 
@@ -188,8 +190,9 @@ class TrunkOperations(pyfuse3.Operations):
         node = self.inodes.get(inode) or _no_inode()
         await self._may_use(node, ctx)
         entries = await node.view.entries(node)
-        if node is self.root.inode and ctx.uid != 0:   # the repos this caller may read
-            entries = [e for e in entries if await self.gate.allows(ctx, e[1], READ)]
+        if isinstance(entries, ListedEntries) and node is self.root.inode and ctx.uid != 0:
+            # the repos this caller may read
+            entries = ListedEntries([e for e in entries.items if await self.gate.allows(ctx, e[1], READ)])
         return self.handles.add(OpenDir(node, entries))
 
     @fuse_errors
@@ -214,17 +217,18 @@ class TrunkOperations(pyfuse3.Operations):
             if not reply(b"..", await up.view.getattr(up), 2):
                 return
             start_id = 2
-        entries = handle.entries
-        for i in range(start_id - 2, len(entries)):
-            name, item = entries[i]
-            found = await view.entry_attr(inode, name, item)
-            if found is None:
-                continue
-            child, attr = found
-            if not reply(name, attr, i + 3):
-                self.inodes.release(child)   # if nothing else holds it
-                break
-            child.lookups += 1
+        i = start_id - 2
+        while page := await handle.entries.page(i, READDIR_PAGE):
+            for name, item in page:
+                i += 1
+                found = await view.entry_attr(inode, name, item)
+                if found is None:
+                    continue
+                child, attr = found
+                if not reply(name, attr, i + 2):
+                    self.inodes.release(child)   # if nothing else holds it
+                    return
+                child.lookups += 1
 
     async def releasedir(self, fh: int) -> None:
         handle = self.handles.pop(fh)

@@ -30,6 +30,7 @@ from ..store.refs import Refs
 from .attrs import negative_entry
 from .branchview import BranchView
 from .commitview import CommitView
+from .listings import ListedEntries
 from .inodes import ROOT_INODE, Inode
 from .view import NEGATIVE_TIMEOUT, View, ViewParts
 
@@ -130,10 +131,10 @@ class RootDir(View):
         return self.parts.attr(inode.ino, {"type": "dir", "mode": 0o755, "mtime": self.parts.started,
                                            "dirs": 0}, ROOT_TIMEOUT)
 
-    async def entries(self, inode: Inode) -> list[tuple[bytes, Any]]:
+    async def entries(self, inode: Inode) -> ListedEntries:
         repos = await self.parts.run(self.refs.list_repos)
         self.gate.remember(repos)
-        return [(os.fsencode(info.name), info.name) for info in repos]
+        return ListedEntries([(os.fsencode(info.name), info.name) for info in repos])
 
     async def entry_attr(self, parent: Inode, name: bytes,
                          item: Any) -> tuple[Inode, pyfuse3.EntryAttributes] | None:

@@ -13,7 +13,7 @@ import errno
 import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import pyfuse3
 
@@ -25,6 +25,9 @@ from ..store.walk import listing
 from .attrs import attributes
 from .handles import Handle, HandleTable
 from .inodes import Inode, InodeTable
+
+if TYPE_CHECKING:
+    from .listings import DirListing
 
 NEGATIVE_TIMEOUT = 1.0   # how long the kernel may remember a "no such entry"
 
@@ -75,6 +78,22 @@ class ViewParts:
         if idx is None:
             idx = await self.run(self.store.tree_index, tree)
         return idx
+
+    async def entry_of(self, inode: Inode) -> dict:
+        """The committed entry ``inode`` shows: kept whole, or found again in
+        the tree it was listed in (ENOENT if it shows none)."""
+        if inode.entry is not None:
+            return inode.entry
+        tree, name = inode.source()
+        if tree is None:
+            raise fuse_error(errno.ENOENT)
+        idx = self.store.cached_tree_index(tree)
+        if idx is None:
+            idx = await self.run(self.store.tree_index, tree)
+        entry = idx.get(name)
+        if entry is None:   # a tree never changes: only a damaged one lacks it
+            raise fuse_error(errno.EIO)
+        return entry
 
     async def commit_root(self, commit_id: str) -> dict:
         """A commit's root directory entry."""
@@ -128,9 +147,9 @@ class View:
     def getattr(self, inode: Inode) -> Awaitable[pyfuse3.EntryAttributes]:
         raise NotImplementedError
 
-    async def entries(self, inode: Inode) -> list[tuple[bytes, Any]]:
-        """The listing of a directory that opendir keeps, by name: (name,
-        what :meth:`entry_attr` needs to answer for it)."""
+    async def entries(self, inode: Inode) -> DirListing:
+        """The listing of a directory that opendir keeps (``listings``): pages
+        of (name, what :meth:`entry_attr` needs to answer for it)."""
         raise NotImplementedError
 
     async def entry_attr(self, parent: Inode, name: bytes,

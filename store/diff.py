@@ -11,7 +11,8 @@ from collections.abc import Iterator
 
 from .objects import DIR, FILE, SPECIAL, SYMLINK
 from .store import Store
-from .walk import files_below, is_dir, listing
+from .entrycheck import entry_problem
+from .walk import files_below, is_dir
 
 
 def _same(a: dict, b: dict) -> bool:
@@ -31,13 +32,28 @@ def _dir(tree: str | None) -> dict:
     return {"type": DIR, "tree": tree}
 
 
+def _entries(store: Store, entry: dict) -> dict:
+    tree = entry.get("tree")
+    return store.unchecked_tree_index(tree) if tree else {}
+
+
+def _checked(e: dict | None) -> dict | None:
+    """A stored entry if it is well formed; None (as every reader leaves it out) if not."""
+    return e if e is not None and entry_problem(e) is None else None
+
+
 def _differing(store: Store, old: dict, new: dict, prefix: str
                ) -> Iterator[tuple[str, dict | None, dict | None]]:
-    """``(path, old entry, new entry)`` of each name whose entries differ, by name."""
-    a, b = listing(store, old), listing(store, new)
+    """``(path, old entry, new entry)`` of each name whose entries differ, by
+    name.  Entries stored alike are skipped unchecked (well formed or not,
+    they are alike on both sides); the others are checked first."""
+    a, b = _entries(store, old), _entries(store, new)
     for name in sorted(a.keys() | b.keys()):
         ea, eb = a.get(name), b.get(name)
-        if ea is not None and eb is not None and _same(ea, eb):
+        if ea == eb:
+            continue
+        ea, eb = _checked(ea), _checked(eb)
+        if ea is None and eb is None or ea is not None and eb is not None and _same(ea, eb):
             continue
         yield f"{prefix}/{name}", ea, eb
 

@@ -202,6 +202,24 @@ def list_path(store: Store, at: Resolved, parts: list[str],
     return Listing(at.commit, join_path(parts), [entry_summary(e, nlink) for e in entries], total)
 
 
+LIST_PAGE = 1000
+
+
+def iter_listing(store: Store, at: Resolved, parts: list[str]) -> Iterator[dict]:
+    """The entry summaries of :func:`list_path`, a page of names at a time: a
+    directory of a million names is never summarised whole."""
+    entry = lookup(store, at, parts)
+    if not walk.is_dir(entry):
+        yield stat_entry(store, at, entry)
+        return
+    index = walk.listing(store, entry)
+    names = sorted(index)
+    for start in range(0, len(names), LIST_PAGE):
+        entries = [index[name] for name in names[start:start + LIST_PAGE]]
+        nlink = link_counts(store, at, entries)
+        yield from (entry_summary(e, nlink) for e in entries)
+
+
 def entries_below(store: Store, entry: dict,
                   keep: Callable[[str, dict], bool] | None = None) -> Iterator[tuple[str, dict]]:
     """``(relative path, entry)`` of ``entry`` itself (path ``""``) and, for
@@ -235,18 +253,22 @@ def commit_summary(commit_id: str, commit: Commit) -> dict:
 def log(store: Store, commit_id: str | None, limit: int = 0) -> list[dict]:
     """Commits from ``commit_id`` back along first parents, newest first
     (all of them when ``limit`` is 0)."""
-    out: list[dict] = []
-    cur = commit_id
-    while cur and (not limit or len(out) < limit):
+    return list(iter_log(store, commit_id, limit))
+
+
+def iter_log(store: Store, commit_id: str | None, limit: int = 0) -> Iterator[dict]:
+    """:func:`log`, a commit at a time."""
+    cur, n = commit_id, 0
+    while cur and (not limit or n < limit):
         try:
             commit = store.read_commit(cur)
         except NotFound:
-            if out and store.expired(cur):     # the history retention kept ends here
-                break
+            if n and store.expired(cur):     # the history retention kept ends here
+                return
             raise
-        out.append(commit_summary(cur, commit))
+        yield commit_summary(cur, commit)
+        n += 1
         cur = commit.parents[0] if commit.parents else None
-    return out
 
 
 def commit_graph(store: Store, starts: list[str], limit: int) -> tuple[list[dict], list[str]]:
@@ -348,11 +370,21 @@ def commit_changes(store: Store, commit_id: str | None) -> Diff:
 
 def diff(store: Store, refs: Refs, repo: str, ref1: str, ref2: str | None) -> Diff:
     """From ``ref1`` to ``ref2``; without ``ref2``, what ``ref1`` changed."""
+    old, new, changes = iter_diff(store, refs, repo, ref1, ref2)
+    return Diff(old, new, list(changes))
+
+
+def iter_diff(store: Store, refs: Refs, repo: str, ref1: str, ref2: str | None
+              ) -> tuple[str | None, str | None, Iterator[tuple[str, str]]]:
+    """:func:`diff`: the two commits, and the changes as the walk finds them."""
     old, _ = refs.resolve(repo, ref1)
     if ref2 is None:
-        return commit_changes(store, old)
-    new, _ = refs.resolve(repo, ref2)
-    return diff_commits(store, old, new)
+        new, old = old, first_parent(store, old) if old else None
+    else:
+        new, _ = refs.resolve(repo, ref2)
+    t_old = store.read_commit(old).tree if old else None
+    t_new = store.read_commit(new).tree if new else None
+    return old, new, diff_trees(store, t_old, t_new)
 
 
 # -- provenance and repos --------------------------------------------------------------

@@ -43,6 +43,8 @@ import secrets
 import time
 from dataclasses import asdict, dataclass, field
 
+import orjson
+
 from .codec import blob_id
 from .entrycheck import commit_problem, entry_problem
 from .errors import IntegrityError, InvalidArgument
@@ -107,11 +109,21 @@ def encode_tree(entries: list[dict]) -> bytes:
                            "entries": ordered}, sort_keys=True, separators=(",", ":")).encode()
 
 
-def decode_tree(raw: bytes, where: str, dropped: list[str] | None = None) -> list[dict]:
-    """A tree's entries; an entry of the wrong shape (:mod:`.entrycheck`) is
-    left out, with why appended to ``dropped`` (and logged)."""
+def _loads(raw: bytes) -> dict:
+    """JSON through orjson (a tree of 1,000 entries in a fifth of the time);
+    what it refuses (names that are not UTF-8 are stored as escaped lone
+    surrogates, integers past 64 bits) through the standard module."""
     try:
-        obj = json.loads(raw)
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return json.loads(raw)
+
+
+def unchecked_entries(raw: bytes, where: str) -> list:
+    """A tree's entries as stored, none of them checked yet (``decode_tree``
+    checks each; a reader that looks at few of them checks those itself)."""
+    try:
+        obj = _loads(raw)
         if obj.get("v") not in TREE_VERSIONS:
             raise IntegrityError(f"tree {where} has unknown format version {obj.get('v')!r}")
         entries = obj["entries"]
@@ -119,6 +131,13 @@ def decode_tree(raw: bytes, where: str, dropped: list[str] | None = None) -> lis
             raise IntegrityError(f"tree {where}: its entries are not a list")
     except (ValueError, KeyError, AttributeError) as exc:
         raise IntegrityError(f"tree {where} is not a valid tree object: {exc}") from exc
+    return entries
+
+
+def decode_tree(raw: bytes, where: str, dropped: list[str] | None = None) -> list[dict]:
+    """A tree's entries; an entry of the wrong shape (:mod:`.entrycheck`) is
+    left out, with why appended to ``dropped`` (and logged)."""
+    entries = unchecked_entries(raw, where)
     good = []
     for e in entries:
         why = entry_problem(e)

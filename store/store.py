@@ -13,7 +13,6 @@ import os
 import threading
 import time
 import uuid
-from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Executor, ThreadPoolExecutor
 
@@ -22,7 +21,8 @@ from .chunking import ChunkerParams
 from .codec import Codec, blob_id
 from .errors import Conflict, IntegrityError, NotFound, ObjectMissing
 from .index import Index
-from .objects import EMPTY_TREE_ID, Commit, decode_tree
+from .objects import EMPTY_TREE_ID, Commit, decode_tree, unchecked_entries
+from .treecache import DEFAULT_TREE_CACHE_BYTES, TreeCache
 from .packs import TYPE_DATA, BlobLocation, pack_id_from_key, pack_key, read_pack_index
 from .writer import WriteFigures, WriteSession
 
@@ -30,8 +30,6 @@ log = logging.getLogger(__name__)
 
 STORE_FORMAT = 1
 DEFAULT_PACK_SIZE = 32 * 1024 * 1024
-TREE_CACHE_BYTES = 64 * 1024 * 1024
-TREE_INDEX_CACHE = 512  # trees kept indexed by name (path lookups, the mount)
 RESYNC_INTERVAL = 10.0  # seconds between two listings of the store after a blob miss
 CONDEMNED_PREFIX = "gc/condemned/"
 DELETED_PREFIX = "gc/deleted/"   # a tombstone per pack the collector deleted
@@ -66,7 +64,8 @@ def parse_condemned(key: str) -> tuple[bytes, float, float] | None:
 class Store:
     def __init__(self, backend: Backend, index_path: str, tmp_dir: str, *,
                  compression_level: int = 1, pack_size: int = DEFAULT_PACK_SIZE,
-                 threads: int | None = None) -> None:
+                 threads: int | None = None,
+                 tree_cache_bytes: int = DEFAULT_TREE_CACHE_BYTES) -> None:
         self.backend = backend
         self.index = Index(index_path)
         self.tmp_dir = backend.staging_dir() or tmp_dir
@@ -77,10 +76,7 @@ class Store:
         self.cpu_pool = ThreadPoolExecutor(workers, thread_name_prefix="trunkfs-cpu")
         self.io_pool = ThreadPoolExecutor(2 * workers, thread_name_prefix="trunkfs-io")
         self.coalesce_span = COALESCE_SPAN   # the most bytes one coalesced read (read_blobs) asks for
-        self._tree_cache: OrderedDict[bytes, tuple[list[dict], int]] = OrderedDict()
-        self._tree_cache_bytes = 0
-        self._tree_lock = threading.Lock()
-        self._tree_index: OrderedDict[str, dict[str, dict]] = OrderedDict()
+        self.trees = TreeCache(tree_cache_bytes)
         self._resync_lock = threading.Lock()
         self._last_resync = -RESYNC_INTERVAL
         # trees read with entries of the wrong shape, left out (for fsck)
@@ -242,10 +238,7 @@ class Store:
 
     def rebuild_index(self) -> dict:
         self.index.clear()
-        with self._tree_lock:
-            self._tree_cache.clear()
-            self._tree_cache_bytes = 0
-            self._tree_index.clear()
+        self.trees.clear()
         return self.sync_index()
 
     # -- blobs -----------------------------------------------------------------
@@ -353,63 +346,61 @@ class Store:
 
     # -- trees -----------------------------------------------------------------
 
-    def remember_tree(self, bid: bytes, entries: list[dict]) -> None:
-        weight = 200 + 150 * len(entries)
-        with self._tree_lock:
-            if bid in self._tree_cache:
-                self._tree_cache.move_to_end(bid)
-                return
-            self._tree_cache[bid] = (entries, weight)
-            self._tree_cache_bytes += weight
-            while self._tree_cache_bytes > TREE_CACHE_BYTES and len(self._tree_cache) > 1:
-                _, (_, w) = self._tree_cache.popitem(last=False)
-                self._tree_cache_bytes -= w
+    def remember_tree(self, bid: bytes, entries: list[dict], encoded_len: int) -> None:
+        self.trees.put(bid, entries, encoded_len)
 
     def cached_tree(self, tree_id: str) -> list[dict] | None:
         """A tree's entries if they are in memory (no I/O), else None."""
         bid = bytes.fromhex(tree_id)
-        with self._tree_lock:
-            hit = self._tree_cache.get(bid)
-            if hit is not None:
-                self._tree_cache.move_to_end(bid)
-                return hit[0]
+        hit = self.trees.entries(bid)
+        if hit is not None:
+            return hit
         return [] if bid == EMPTY_TREE_ID else None
 
     def tree_index(self, tree_id: str) -> dict[str, dict]:
-        """A tree's entries by name (shared: callers must not modify them).
-        The last TREE_INDEX_CACHE indexes are kept."""
-        with self._tree_lock:
-            idx = self._tree_index.get(tree_id)
-            if idx is not None:
-                self._tree_index.move_to_end(tree_id)
-                return idx
-        idx = {e["name"]: e for e in self.read_tree(tree_id)}
-        with self._tree_lock:
-            self._tree_index[tree_id] = idx
-            while len(self._tree_index) > TREE_INDEX_CACHE:
-                self._tree_index.popitem(last=False)
-        return idx
+        """A tree's entries by name (shared: callers must not modify them),
+        kept with the tree in the tree cache."""
+        idx = self.cached_tree_index(tree_id)
+        if idx is not None:
+            return idx
+        entries = self.read_tree(tree_id)
+        idx = self.trees.index(bytes.fromhex(tree_id))
+        # None: evicted between the read and the index (a limit below one tree): not kept
+        return idx if idx is not None else {e["name"]: e for e in entries}
 
     def cached_tree_index(self, tree_id: str) -> dict[str, dict] | None:
         """``tree_index`` if it needs no I/O, else None (for the event loop)."""
-        with self._tree_lock:
-            idx = self._tree_index.get(tree_id)
-            if idx is not None:
-                self._tree_index.move_to_end(tree_id)
-                return idx
-        if self.cached_tree(tree_id) is not None:
-            return self.tree_index(tree_id)
-        return None
+        bid = bytes.fromhex(tree_id)
+        idx = self.trees.index(bid)
+        if idx is None and bid == EMPTY_TREE_ID:
+            return {}
+        return idx
+
+    def unchecked_tree_index(self, tree_id: str) -> dict:
+        """A tree's entries by name for a reader that compares them and checks
+        (``entrycheck.entry_problem``) only those it uses: the checked index
+        if the tree cache holds it, else the entries as stored, not cached
+        (a diff of a million entries neither checks nor keeps them all)."""
+        idx = self.cached_tree_index(tree_id)
+        if idx is not None:
+            return idx
+        out: dict = {}
+        for e in unchecked_entries(self.read_blob(bytes.fromhex(tree_id)), tree_id):
+            name = e.get("name") if isinstance(e, dict) else None
+            if isinstance(name, str):
+                out[name] = e
+        return out
 
     def read_tree(self, tree_id: str) -> list[dict]:
         """The entries of a tree (shared: callers must not modify them)."""
         entries = self.cached_tree(tree_id)
         if entries is None:
             dropped: list[str] = []
-            entries = decode_tree(self.read_blob(bytes.fromhex(tree_id)), tree_id, dropped)
+            raw = self.read_blob(bytes.fromhex(tree_id))
+            entries = decode_tree(raw, tree_id, dropped)
             if dropped:
                 self.malformed_entries[tree_id] = dropped
-            self.remember_tree(bytes.fromhex(tree_id), entries)
+            self.remember_tree(bytes.fromhex(tree_id), entries, len(raw))
         return entries
 
     # -- commits ---------------------------------------------------------------
@@ -525,10 +516,7 @@ class Store:
     def tree_cache_stats(self) -> dict:
         """The decoded-tree caches and their limits (``trunkfs stats``):
         trees kept decoded (by estimated bytes) and trees kept indexed by name."""
-        with self._tree_lock:
-            return {"trees": len(self._tree_cache), "bytes": self._tree_cache_bytes,
-                    "bytes_limit": TREE_CACHE_BYTES, "indexed": len(self._tree_index),
-                    "indexed_limit": TREE_INDEX_CACHE}
+        return self.trees.stats()
 
     def stats(self) -> dict:
         packs = list(self.index.packs())

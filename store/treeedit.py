@@ -1,10 +1,14 @@
 """Editing a tree: apply puts, mkdirs and removals to a base tree and write
 only the directories that changed (bottom-up), reusing every unchanged
-subtree by id."""
+subtree by id.  :meth:`TreeEditor.seal` writes the changed directories off
+one path early and keeps only their entries (a tree id each), so an edit
+of a million entries arriving in path order holds a few directories in
+memory, not the million."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Sequence
 
 from .errors import InvalidArgument, NotFound
 from .names import join_path, split_path
@@ -27,8 +31,12 @@ def _now_ns() -> int:
 
 
 class TreeEditor:
-    def __init__(self, store: Store, root_tree: str | None) -> None:
+    def __init__(self, store: Store, root_tree: str | None,
+                 read_tree: Callable[[str], list[dict]] | None = None) -> None:
         self.store = store
+        # how a directory is read when an edit reaches it: a session's own
+        # reader also reads the trees it wrote (``WriteSession.read_tree``)
+        self._read_tree = read_tree or store.read_tree
         meta = {"name": "", "type": DIR, "mode": 0o755, "mtime": _now_ns()}
         if root_tree:
             meta["tree"] = root_tree
@@ -38,7 +46,7 @@ class TreeEditor:
             self.root.dirty = True
 
     def _load(self, entry: dict) -> _Dir:
-        entries: dict[str, dict | _Dir] = {e["name"]: e for e in self.store.read_tree(entry["tree"])}
+        entries: dict[str, dict | _Dir] = {e["name"]: e for e in self._read_tree(entry["tree"])}
         return _Dir(entries, dict(entry))
 
     def _child_dir(self, parent: _Dir, name: str, create: bool, path: list[str]) -> _Dir:
@@ -81,12 +89,18 @@ class TreeEditor:
         return cur.meta if isinstance(cur, _Dir) else cur
 
     def put(self, path: str, entry: dict) -> None:
-        """Place a file or symlink entry at ``path``, replacing what is there."""
+        """Place a copy of an entry at ``path``, replacing what is there."""
         parts = split_path(path)
+        self.place(parts, dict(entry, name=parts[-1] if parts else ""))
+
+    def place(self, parts: Sequence[str], entry: dict) -> None:
+        """Place ``entry`` itself (named ``parts[-1]``; a directory's by its
+        tree) at ``parts``, replacing what is there; it is not copied, and
+        changes made to it before :meth:`write` are written."""
         if not parts:
             raise InvalidArgument("cannot replace the root directory with a file")
-        chain, parent = self._walk(parts[:-1], create=True)
-        parent.entries[parts[-1]] = dict(entry, name=parts[-1])
+        chain, parent = self._walk(list(parts[:-1]), create=True)
+        parent.entries[parts[-1]] = entry
         self._touch(chain)
 
     def mkdir(self, path: str, mode: int | None = None, mtime: int | None = None) -> None:
@@ -136,6 +150,40 @@ class TreeEditor:
                 continue
             self._write_node(node, session)
         return self.root.meta
+
+    def seal(self, session: WriteSession, keep: Sequence[str]) -> int:
+        """Write every changed directory that is not on the path ``keep``
+        (nor above it) and keep only its entry; return how many were
+        written.  An edit that reaches one later reads it again."""
+        on_path: list[_Dir] = []
+        node = self.root
+        for name in keep:
+            child = node.entries.get(name)
+            if not isinstance(child, _Dir):
+                break
+            on_path.append(child)
+            node = child
+        keep_ids = {id(self.root), *map(id, on_path)}
+        written = 0
+        # post-order over (parent, name, dir), an explicit stack: any depth
+        stack: list[tuple[_Dir, str, _Dir, bool]] = [
+            (self.root, name, child, False) for name, child in self.root.entries.items()
+            if isinstance(child, _Dir)]
+        while stack:
+            parent, name, d, children_done = stack.pop()
+            if not children_done:
+                stack.append((parent, name, d, True))
+                stack.extend((d, n, c, False) for n, c in d.entries.items() if isinstance(c, _Dir))
+                continue
+            if id(d) in keep_ids:
+                continue
+            if d.dirty or "tree" not in d.meta:
+                if any(isinstance(c, _Dir) for c in d.entries.values()):
+                    continue      # a directory below is on the path: this one stays open
+                self._write_node(d, session)
+                written += 1
+            parent.entries[name] = d.meta
+        return written
 
     @staticmethod
     def _write_node(node: _Dir, session: WriteSession) -> None:

@@ -30,6 +30,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MAX_UPLOADS_IN_FLIGHT = 2
+# blobs one pack holds at most: a pack of a million tiny files' chunks would
+# hold its whole index (and the index batch that records it) in memory at once
+PACK_BLOBS_MAX = 65536
 
 
 class BlobSink:
@@ -72,7 +75,7 @@ class BlobSink:
             self._pending.add(bid)
             self.new_bytes += len(stored)
             self.new_blobs += 1
-            if self._writer.size >= self._store.pack_size:
+            if self._writer.size >= self._store.pack_size or len(self._writer) >= PACK_BLOBS_MAX:
                 full, self._writer = self._writer, None
         if full is not None:
             self._upload(full)
@@ -95,6 +98,8 @@ class BlobSink:
             self._store.backend.put_file(pack_key(pack_id), path)
             self._store.index.add_pack(pack_id, size, blobs)
             self.packs.add(pack_id)
+            with self._lock:   # the index answers for them now: a put of a million files keeps no set of them
+                self._pending.difference_update(bid for bid, _ in blobs)
             log.debug("stored pack %s: %d blobs, %d bytes", pack_id.hex()[:12], len(blobs), size)
         finally:
             try:
@@ -222,6 +227,16 @@ class WriteSession:
         """Whether this session stored the blob (its pack maybe not uploaded yet)."""
         return blob_id in self.data._pending or blob_id in self.trees._pending
 
+    def read_tree(self, tree_id: str) -> list[dict]:
+        """A tree's entries, also of a tree this session wrote and has not
+        stored yet (its pack is stored first)."""
+        cached = self.store.cached_tree(tree_id)
+        if cached is not None:
+            return cached
+        if bytes.fromhex(tree_id) in self.trees._pending:
+            self.trees.flush()
+        return self.store.read_tree(tree_id)
+
     def packs_used(self) -> set[bytes]:
         return set(self._packs)
 
@@ -248,7 +263,7 @@ class WriteSession:
         entries = sorted(entries, key=lambda e: e["name"])  # cached as stored: by name
         raw = encode_tree(entries)
         bid = blob_id(raw)
-        self.store.remember_tree(bid, entries)
+        self.store.remember_tree(bid, entries, len(raw))
         return self.trees.add(raw, bid).hex()
 
     def flush(self) -> None:

@@ -7,6 +7,7 @@ handlers also read or write entries and data frames on the connection.
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
@@ -152,3 +153,31 @@ async def file_frames(conn: Connection) -> AsyncIterator[bytes]:
         if frame.get("eof") is True:
             return
         yield await conn.read_frame_body(frame)
+
+
+STREAM_BATCH = 1000   # items per line of a streamed reply
+
+
+def _take(items: Iterator[Any], n: int) -> list[Any]:
+    return list(itertools.islice(items, n))
+
+
+async def stream_reply(req: Request, header: dict, items: Iterator[Any]) -> None:
+    """Reply ``header`` at once, then the items as they are made (in a
+    worker thread, STREAM_BATCH at a time) on ``{"items": [...]}`` lines,
+    then ``{"end": true, "count": n}`` (docs/protocol.md).  A caller that
+    asked with ``stream`` prints the first lines while the walk goes on, and
+    neither side holds the whole result."""
+    conn = req.conn
+    await conn.send(protocol.ok_reply(header))
+    req.started = True
+    n = 0
+    while batch := await req.service.workers.run(_take, items, STREAM_BATCH):
+        n += len(batch)
+        await conn.send({"items": batch})
+    await conn.send({"end": True, "count": n})
+
+
+def streamed(req: Request) -> bool:
+    """Whether the caller asked for a streamed reply (``stream``: true)."""
+    return bool(req.arg("stream", bool, False))

@@ -18,7 +18,7 @@ from .. import protocol
 from ..auth import READ, R_OK, X_OK, Caller, FileOwner, PermissionDenied, may
 from ..connection import Connection
 from ..service import Service
-from .base import Request, op
+from .base import Request, op, stream_reply, streamed
 
 GET_BATCH = 256   # entries of a get stream read per worker-thread call
 
@@ -70,16 +70,21 @@ LS_PAGE_MAX = 100_000   # entries one page of ``ls`` holds at most
 
 
 @op("ls")
-async def ls(req: Request) -> dict:
+async def ls(req: Request) -> dict | None:
     """A directory's entries (``r`` and ``x`` on it: the entries' attributes
     are shown, as ``ls -l`` needs both), or the one entry at a path; with
-    ``limit``, a page of them from ``offset`` and the directory's ``total``."""
+    ``limit``, a page of them from ``offset`` and the directory's ``total``;
+    with ``stream``, every entry on streamed lines (``stream_reply``)."""
     svc = req.service
     at = await _resolve(req)
     parts = split_path(req.arg("path", str, "/"))
     entry = await _lookup(req, at, parts)
     if entry["type"] == DIR and not may(req.caller, entry, R_OK | X_OK, svc.file_owner):
         raise _refuse(req, at, join_path(parts), "the directory is not readable")
+    if streamed(req):
+        await stream_reply(req, {"commit": at.commit, "path": join_path(parts)},
+                           history.iter_listing(svc.store, at, parts))
+        return None
     limit = req.arg("limit", int, None, low=1, high=LS_PAGE_MAX)
     listing = await svc.workers.run(history.list_path, svc.store, at, parts,
                                     req.arg("offset", int, 0), limit)
@@ -235,9 +240,13 @@ def _readable(caller: Caller, entry: dict, owner: FileOwner) -> bool:
 
 
 @op("log")
-async def log_op(req: Request) -> list:
+async def log_op(req: Request) -> list | None:
     svc = req.service
     at = await _resolve(req)
+    if streamed(req):
+        await stream_reply(req, {"repo": at.repo, "commit": at.commit},
+                           history.iter_log(svc.store, at.commit, req.arg("limit", int, 0)))
+        return None
     return await svc.workers.run(history.log, svc.store, at.commit, req.arg("limit", int, 0))
 
 
@@ -249,12 +258,17 @@ async def show(req: Request) -> dict:
 
 
 @op("diff")
-async def diff(req: Request) -> dict:
+async def diff(req: Request) -> dict | None:
     svc = req.service
     repo = req.repo()
     await req.require(repo, READ)
     ref1 = req.arg("ref1", str, "main")
     ref2 = req.arg("ref2", str, None)
+    if streamed(req):
+        old, new, found = await svc.workers.run(history.iter_diff, svc.store, svc.refs, repo, ref1, ref2)
+        await stream_reply(req, {"from": old, "to": new},
+                           ({"status": code, "path": path} for code, path in found))
+        return None
     changes = await svc.workers.run(history.diff, svc.store, svc.refs, repo, ref1, ref2)
     return changes.to_json()
 

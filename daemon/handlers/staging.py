@@ -23,7 +23,7 @@ from ..auth import READ, WRITE
 from ..connection import ProtocolError
 from ..commits import CommitResult
 from ..service import Service
-from .base import Request, file_frames, first_error, next_entry, op
+from .base import Request, file_frames, first_error, next_entry, op, stream_reply, streamed
 
 log = logging.getLogger(__name__)
 
@@ -57,14 +57,19 @@ async def commit_area(svc: Service, area: StagingArea, meta: CommitMeta,
 
 
 @op("status")
-async def status(req: Request) -> dict:
-    """Staged changes of a branch against its head: [{status: A|M|D, path}]."""
+async def status(req: Request) -> dict | None:
+    """Staged changes of a branch against its head: [{status: A|M|D, path}]
+    (with ``stream``, on streamed lines after the repo, branch and head)."""
     svc = req.service
     repo, branch = await req.branch_args(READ)
     area = svc.staging.area(repo, branch)
     head = await svc.heads.head(repo, branch)
     head_root = (await svc.workers.run(svc.store.read_commit, head)).root_entry() if head else None
     found = await svc.workers.run(changes, area, svc.store, head_root)
+    if streamed(req):
+        await stream_reply(req, {"repo": repo, "branch": branch, "head": head},
+                           ({"status": code, "path": path} for code, path in found))
+        return None
     return {"repo": repo, "branch": branch, "head": head,
             "changes": [{"status": code, "path": path} for code, path in found]}
 

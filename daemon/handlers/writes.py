@@ -20,6 +20,7 @@ from ...store.errors import InvalidArgument, NotFound
 from ...store.names import join_path, split_path
 from ...store.entrycheck import LINK_ID_LEN, RDEV_MAX
 from ...store.objects import CHAR, DEVICES, DIR, FILE, SPECIAL, SYMLINK, new_link_id, unprivileged_mode
+from ...store.puttree import PutTree
 from ...store.treeedit import TreeEditor
 from ...store.writer import WriteSession
 from ...store.changes import CommitMeta, Edit
@@ -156,28 +157,34 @@ class PutLinks:
 class ReceivedEntries:
     """The change of a ``put``: entries and file bytes received on the
     connection (``prepare``, chunked into the commit's write session as they
-    arrive), placed over the head under ``dest`` (``build``)."""
+    arrive) and placed into the put's own tree (``store.puttree``), which
+    ``build`` grafts onto the head under ``dest``.  Entries of hard-link
+    groups wait in ``linked`` until the put ends (a group keeps its link
+    only if it kept two names)."""
 
     def __init__(self, req: Request, dest: list[str], meta: CommitMeta, removes: list[str] | None = None) -> None:
         self.req = req
         self.dest = dest
         self.removes = removes or []   # paths removed first, in the same commit (a transaction of trunkfs://)
         self.meta = meta          # its message is filled in when the caller gave none
-        # (kind, path, entry or (mode, mtime)), in the order they came; a file's
-        # entry gets its size and chunks when its bytes are in
-        self.edits: list[tuple[str, str, Any]] = []
+        self.tree: PutTree | None = None
+        # path -> entry of each name of a hard-link group, placed at the end
+        self.linked: dict[str, dict] = {}
         self.links = PutLinks()
         self.files = 0
         self.bytes = 0
 
     async def prepare(self, session: WriteSession) -> None:
         run = self.req.service.bulk.run
+        self.tree = PutTree(session)
         work_send, work_recv = trio.open_memory_channel[tuple[str, Any, Any]](4)
 
         async def ingest_worker() -> None:
             async with work_recv:
                 async for kind, ingest, payload in work_recv:
-                    if kind == "data":
+                    if kind == "barrier":   # every file before it has its chunks
+                        payload.set()
+                    elif kind == "data":
                         if len(payload) < 256 * 1024:
                             ingest.write(payload)
                         else:
@@ -197,6 +204,10 @@ class ReceivedEntries:
         except BaseExceptionGroup as group:
             raise first_error(group) from None
         self.links.finish()
+        for path, entry in self.linked.items():
+            self.tree.place(path, dict(entry))
+        self.linked.clear()
+        await run(self.tree.finish)
         if not self.meta.message:
             self.meta.message = f"put {self.files} files" + (f", removed {len(self.removes)}" if self.removes else "")
 
@@ -207,16 +218,25 @@ class ReceivedEntries:
                        work: trio.MemorySendChannel[tuple[str, Any, Any]]) -> None:
         conn = self.req.conn
         privileged = conn.uid == 0
+        tree = self.tree
+        assert tree is not None
         while (head := await next_entry(conn, "put")) is not None:
             path = self._path(head["path"])
             kind = head.get("type")
             self.links.replaced(path)
+            if self.linked:
+                self._replace_waiting(path, kind == DIR and "link_to" not in head)
+            if tree.due():   # write the directories the stream has left
+                done = trio.Event()
+                await work.send(("barrier", None, done))
+                await done.wait()
+                await self.req.service.bulk.run(tree.seal, path)
             if "link_to" in head:
                 self._later_name(head, path)
             elif kind == DIR:
                 if "link" in head:
                     raise InvalidArgument(f"entry {path}: a directory cannot be a hard link")
-                self.edits.append(("dir", path, (_mode(head, 0o755, privileged, True), _mtime(head))))
+                tree.mkdir(path, _mode(head, 0o755, privileged, True), _mtime(head))
             elif kind == SYMLINK:
                 target = head.get("target")
                 if not isinstance(target, str) or not target or "\0" in target:
@@ -243,7 +263,19 @@ class ReceivedEntries:
     def _named(self, head: dict, path: str, entry: dict) -> None:
         """Place a non-directory entry (the first name of its link group, if it has one)."""
         self.links.first(head, path, entry)
-        self.edits.append(("file", path, entry))
+        if "link" in entry:
+            self.linked[path] = entry
+        else:
+            assert self.tree is not None
+            self.tree.place(path, entry)
+
+    def _replace_waiting(self, path: str, is_dir: bool) -> None:
+        """An entry arrived at ``path``: a waiting name there is replaced, and
+        below it too unless a directory arrived (it merges), as placing in
+        arrival order would have."""
+        below = path.rstrip("/") + "/"
+        for p in [p for p in self.linked if p == path or (not is_dir and p.startswith(below))]:
+            del self.linked[p]
 
     def _later_name(self, head: dict, path: str) -> None:
         """A later name of a hard-link group: the entry of an earlier name, no bytes."""
@@ -251,22 +283,12 @@ class ReceivedEntries:
         if not isinstance(earlier, str):
             raise InvalidArgument(f"entry {path}: link_to must be the path of an earlier name")
         entry = self.links.later(head, path, self._path(earlier))
-        self.edits.append(("file", path, entry))
+        self.linked[path] = entry
         self.files += entry["type"] == FILE
 
     def build(self, base: dict | None, session: WriteSession) -> dict:
-        editor = TreeEditor(session.store, base["tree"] if base else None)
-        for path in self.removes:
-            try:
-                editor.remove(path)
-            except NotFound:      # gone already: the result is the one asked for
-                pass
-        for kind, path, value in self.edits:
-            if kind == "dir":
-                editor.mkdir(path, *value)
-            else:
-                editor.put(path, value)
-        return editor.write(session)
+        assert self.tree is not None, "prepare() first"
+        return self.tree.graft(base, self.removes)
 
 
 @op("put")
