@@ -216,7 +216,10 @@ class Config:
 
     def tree_cache_bytes(self) -> int:
         """The decoded-tree cache's limit in bytes (``store.treecache``)."""
-        size = parse_size(self.tree_cache)
+        try:
+            size = parse_size(self.tree_cache)
+        except InvalidArgument as exc:
+            raise InvalidArgument(f"tree_cache: {exc}") from None
         if not 1 << 20 <= size <= 64 << 30:
             raise InvalidArgument("tree_cache must be a size from 1M to 64G, e.g. 64M")
         return size

@@ -20,6 +20,7 @@ from ..store.backends.factory import open_backend
 from ..store.errors import TrunkError
 from ..store.store import Store
 from .config import Config
+from .gctune import tune_gc
 from .malloc import pin_mmap_threshold, trim
 from .server import ControlServer
 from .service import Service
@@ -153,6 +154,7 @@ def run_daemon(config: Config) -> int:
     setup_logging(config.log_level)
     _raise_fd_limit()
     pin_mmap_threshold()
+    tune_gc()
     try:
         lock_fd = _lock_state(config.state)
     except (TrunkError, OSError) as exc:

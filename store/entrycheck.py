@@ -98,6 +98,8 @@ def entry_problem(e: object) -> str | None:
     if not isinstance(e, dict):
         return "is not an object"
     mtime = e.get("mtime")
+    if type(mtime) is float and abs(mtime) >= 2.0 ** 63:   # an integer past 64 bits, as orjson reads one
+        mtime = e["mtime"] = INT64[1] if mtime > 0 else INT64[0]
     if type(mtime) is int and not INT64[0] <= mtime <= INT64[1]:
         e["mtime"] = min(max(mtime, INT64[0]), INT64[1])
     name = e.get("name")

@@ -140,7 +140,8 @@ def test_an_idle_connection_is_closed(daemon_factory, workdir: Path) -> None:
 
 
 def test_limits_in_the_config_file_are_checked(daemon_factory, workdir: Path) -> None:
-    for settings in ({"max_connections_per_uid": 0}, {"idle_timeout": -1}, {"idle_timeout": "x"}):
+    for settings in ({"max_connections_per_uid": 0}, {"idle_timeout": -1}, {"idle_timeout": "x"},
+                     {"tree_cache": "512K"}, {"tree_cache": "lots"}):
         d = daemon_factory(extra=config_file(workdir, **settings), start=False)
         res = d.cli("daemon", "--store", d.store_url, "--state", str(d.state), "--socket", d.socket,
                     *d.extra, check=False, timeout=60)

@@ -40,3 +40,42 @@ def test_trim_hands_freed_heap_pages_back() -> None:
     assert freed_k - base_k > 150_000, proc.stdout      # free() alone kept them (below the heap's top)
     assert trimmed == "True"
     assert after_k - base_k < 30_000, proc.stdout       # trim gave them back
+
+
+GC_CHILD = r"""
+import gc
+from trunkfs.daemon.gctune import THRESHOLDS, tune_gc
+
+class Held:                      # as an inode: slots, references (tracked by the collector)
+    __slots__ = ("parent", "name")
+    def __init__(self, parent, name):
+        self.parent, self.name = parent, name
+
+def collections_over_held():
+    # collections while a million inodes are added, then while a diff's
+    # worth of short-lived dicts come and go: (young, full)
+    start = [g["collections"] for g in gc.get_stats()]
+    held.extend(Held(None, str(i)) for i in range(1_000_000))
+    for _ in range(200):
+        [{"name": str(i), "chunks": [[i, i]]} for i in range(1000)]
+    end = [g["collections"] for g in gc.get_stats()]
+    return end[0] - start[0], end[2] - start[2]
+
+held = []
+default = collections_over_held()
+tune_gc()
+tuned = collections_over_held()
+print(gc.get_threshold() == THRESHOLDS, gc.get_freeze_count() > 0, *default, *tuned)
+"""
+
+
+def test_the_collector_is_tuned_for_a_heap_of_held_inodes() -> None:
+    """Holding a million more inodes and churning short-lived objects, the
+    tuned collector runs far fewer collections, full ones (over every held
+    object) above all (daemon/gctune.py; the time they cost is measured by
+    bench/scale.py)."""
+    out = subprocess.run([sys.executable, "-c", GC_CHILD], check=True, capture_output=True, text=True)
+    set_, frozen, young, full, tuned_young, tuned_full = out.stdout.split()
+    assert set_ == "True" and frozen == "True"
+    assert int(tuned_young) * 10 < int(young), out.stdout
+    assert int(tuned_full) < int(full), out.stdout

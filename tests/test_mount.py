@@ -155,22 +155,6 @@ def test_history_views_and_branch_following(mounted, workdir):
     f.close()
 
 
-def test_hundred_thousand_entries(mounted, workdir):
-    d = mounted
-    d.cli("repo", "create", "wide")
-    src = workdir / "wide"
-    src.mkdir()
-    for i in range(100_000):
-        (src / f"f{i:06d}").touch()
-    d.cli("put", "wide", str(src))
-    names = os.listdir(d.mount / "wide" / "wide")
-    assert len(names) == 100_000 and len(set(names)) == 100_000
-    ls = subprocess.run(["ls", "-f", str(d.mount / "wide" / "wide")], check=True, capture_output=True)
-    assert len(ls.stdout.split()) == 100_002  # with . and ..
-    find = subprocess.run(["find", str(d.mount / "wide"), "-type", "f"], check=True, capture_output=True)
-    assert len(find.stdout.split()) == 100_000
-
-
 def test_concurrent_readers(mounted, workdir):
     d = mounted
     d.cli("repo", "create", "r")

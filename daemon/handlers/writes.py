@@ -154,6 +154,9 @@ class PutLinks:
                 entry.pop("link", None)
 
 
+INLINE_FILE = 64 * 1024   # a file up to this size is ingested as it ends, on the event loop
+
+
 class ReceivedEntries:
     """The change of a ``put``: entries and file bytes received on the
     connection (``prepare``, chunked into the commit's write session as they
@@ -252,10 +255,26 @@ class ReceivedEntries:
                 entry = {"type": FILE, "mode": _mode(head, 0o644, privileged, False), "mtime": _mtime(head) or 0}
                 self._named(head, path, entry)
                 ingest = session.ingest()
+                held: list[bytes] | None = []   # a small file's frames, ingested here at its end
+                held_bytes = 0
                 async for data in file_frames(conn):
                     self.bytes += len(data)
+                    if held is not None and held_bytes + len(data) <= INLINE_FILE:
+                        held.append(data)
+                        held_bytes += len(data)
+                        continue
+                    if held is not None:   # larger: to the ingest worker, in order
+                        for part in held:
+                            await work.send(("data", ingest, part))
+                        held = None
                     await work.send(("data", ingest, data))
-                await work.send(("finish", ingest, entry))
+                if held is not None:   # no thread hop and no channel for a small file
+                    for part in held:
+                        ingest.write(part)
+                    chunks, size = ingest.finish()
+                    entry.update(size=size, chunks=chunks)
+                else:
+                    await work.send(("finish", ingest, entry))
                 self.files += 1
             else:
                 raise InvalidArgument(f"entry {path}: unknown type {kind!r}")
