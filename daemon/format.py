@@ -21,7 +21,7 @@ if TYPE_CHECKING:  # only the type checker needs these: every command imports th
 
     from ..client import (BranchInfo, Change, CommitInfo, DatumStats, Entry, Event, ExecutorInfo, FleetMember,
                           FsckReport, JobEvent,
-                          JobInfo, JobLogs, Listing, MergeResult, Origin, PipelineInfo, ProvenanceRef,
+                          JobInfo, JobLogs, MergeResult, Origin, PipelineInfo, ProvenanceRef,
                           ProvenanceStep, RepoAcl, RepoInfo, RevertResult, StatsInfo)
 
 SHORT = 12  # characters of a shortened commit or job id

@@ -9,7 +9,7 @@ and, in a branch view, the staged file it holds open.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from .inodes import Inode
 from .reader import ChunkReader

@@ -29,11 +29,8 @@ def expected(base: Model, entries: list[Entry]) -> Model:
             p = "/".join(parts[:i])
             if tree.get(p, ("",))[0] != "dir":
                 tree[p] = ("dir", 0o755)
-        if head["type"] == "dir":
-            if tree.get(path, ("",))[0] != "dir":
-                tree[path] = ("dir", head["mode"])
-            else:
-                tree[path] = ("dir", head["mode"])
+        if head["type"] == "dir":   # over a file, or merged into a directory: its mode
+            tree[path] = ("dir", head["mode"])
             continue
         for p in [p for p in tree if p == path or p.startswith(path + "/")]:
             del tree[p]

@@ -12,7 +12,7 @@ import trio
 from trunkfs.daemon.handlers import HANDLERS, Request
 from trunkfs.daemon.handlers.base import STREAM_BATCH
 from trunkfs.store import history
-from tests.test_handlers import Peer, directory, file, peer, service  # noqa: F401  (fixtures)
+from tests.test_handlers import Peer, file, peer, service  # noqa: F401  (fixtures)
 
 
 async def streamed(p: Peer, op: str, **args: Any) -> tuple[dict, list[list], dict]:

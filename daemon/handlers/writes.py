@@ -16,7 +16,7 @@ from typing import Any
 
 import trio
 
-from ...store.errors import InvalidArgument, NotFound
+from ...store.errors import InvalidArgument
 from ...store.names import join_path, split_path
 from ...store.entrycheck import LINK_ID_LEN, RDEV_MAX
 from ...store.objects import CHAR, DEVICES, DIR, FILE, SPECIAL, SYMLINK, new_link_id, unprivileged_mode
