@@ -18,7 +18,8 @@ from tests.harness import TRUNKFS, DaemonProcess  # noqa: E402
 T0 = time.perf_counter()
 MiB = 1 << 20
 __all__ = ["TRUNKFS", "DaemonProcess", "bench_daemon", "peak_rss_mib", "log", "cleanup",
-           "make_random", "unmount", "mounts_under", "BenchError", "run", "timed", "drop_caches"]
+           "make_random", "unmount", "mounts_under", "BenchError", "run", "timed", "drop_caches",
+           "Bindfs", "need_root"]
 
 
 def log(msg: str) -> None:
@@ -41,6 +42,33 @@ def unmount(path: Path | str) -> None:
     """Lazily unmount a FUSE mount (ours: made under the bench's temp dir)."""
     subprocess.run(["fusermount3", "-u", "-z", str(path)], check=False,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def need_root(script: str, bindfs: bool = False) -> None:
+    """Stop unless root (FUSE mounts, drop_caches); with ``bindfs``, install
+    it with apt-get if it is missing."""
+    if os.geteuid() != 0:
+        raise SystemExit(f"bench/{script} needs root (FUSE mounts, drop_caches)")
+    if bindfs and shutil.which("bindfs") is None:
+        log("installing bindfs")
+        subprocess.run(["apt-get", "install", "-y", "-qq", "bindfs"], check=True)
+
+
+class Bindfs:
+    """bindfs (a C FUSE passthrough, the floor of FUSE overhead) of ``source``
+    at ``mount`` for a ``with`` block; unmounted by path."""
+
+    def __init__(self, source: Path, mount: Path, options: list[str] | None = None) -> None:
+        self.source, self.mount, self.options = source, mount, options or []
+
+    def __enter__(self) -> Path:
+        self.source.mkdir(parents=True, exist_ok=True)
+        self.mount.mkdir(parents=True, exist_ok=True)
+        run(["bindfs", *self.options, self.source, self.mount], what="bindfs")
+        return self.mount
+
+    def __exit__(self, *exc: object) -> None:
+        unmount(self.mount)
 
 
 def drop_caches() -> None:

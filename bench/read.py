@@ -27,7 +27,6 @@ Usage: python bench/read.py [--quick] [--workdir DIR] [--keep]
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import subprocess
 import sys
@@ -35,7 +34,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchlib import bench_daemon, cleanup, drop_caches, log, make_random, peak_rss_mib
+from benchlib import Bindfs, bench_daemon, cleanup, drop_caches, log, make_random, need_root, peak_rss_mib
 
 MiB = 1 << 20
 GiB = 1 << 30
@@ -59,19 +58,6 @@ def timed(fn, *args) -> float:
     return time.perf_counter() - t
 
 
-class Bindfs:
-    def __init__(self, source: Path, mount: Path) -> None:
-        self.source, self.mount = source, mount
-
-    def __enter__(self) -> Path:
-        self.mount.mkdir(parents=True, exist_ok=True)
-        subprocess.run(["bindfs", str(self.source), str(self.mount)], check=True)
-        return self.mount
-
-    def __exit__(self, *exc) -> None:
-        subprocess.run(["fusermount3", "-u", "-z", str(self.mount)], check=False)
-
-
 def walk(root: Path) -> None:
     subprocess.run(["ls", "-lR", str(root)], check=True, stdout=subprocess.DEVNULL)
     subprocess.run(["find", str(root)], check=True, stdout=subprocess.DEVNULL)
@@ -92,11 +78,7 @@ def main() -> int:
     ap.add_argument("--workdir", default=None, help="make the temp dir inside this directory")
     ap.add_argument("--keep", action="store_true", help="keep the temp dir")
     args = ap.parse_args()
-    if os.geteuid() != 0:
-        raise SystemExit("bench/read.py needs root (FUSE mounts, drop_caches)")
-    if shutil.which("bindfs") is None:
-        log("installing bindfs")
-        subprocess.run(["apt-get", "install", "-y", "-qq", "bindfs"], check=True)
+    need_root("read.py", bindfs=True)
     scale = 16 if args.quick else 1
     big_size = GiB // scale
     n_dirs, n_per_dir = 500 // (4 if args.quick else 1), 100

@@ -39,7 +39,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchlib import TRUNKFS, bench_daemon, cleanup, drop_caches, log, peak_rss_mib, unmount
+from benchlib import TRUNKFS, Bindfs, bench_daemon, cleanup, drop_caches, log, need_root, peak_rss_mib
 
 
 def make_tree(src: Path, files: int, dirs: int) -> None:
@@ -73,11 +73,7 @@ def main() -> int:
     ap.add_argument("--workdir", default=None, help="make the temp dir inside this directory")
     ap.add_argument("--keep", action="store_true", help="keep the temp dir")
     args = ap.parse_args()
-    if os.geteuid() != 0:
-        raise SystemExit("bench/scale.py needs root (FUSE mounts, drop_caches)")
-    if shutil.which("bindfs") is None:
-        log("installing bindfs")
-        subprocess.run(["apt-get", "install", "-y", "-qq", "bindfs"], check=True)
+    need_root("scale.py", bindfs=True)
 
     tmp = Path(tempfile.mkdtemp(prefix="trunkfs-bench-scale-", dir=args.workdir))
     d = bench_daemon(tmp, mount=True)
@@ -111,13 +107,8 @@ def main() -> int:
         walk_now = d.vm_kib("VmRSS") / 1024
         log(f"find through trunkfs: {trunk_s:.1f} s, {trunk_n} names; RSS {start_rss:.0f} -> "
             f"{walk_now:.0f} MiB, peak {r['million_walk_rss_mib']:.0f} MiB")
-        bind = tmp / "bindfs"
-        bind.mkdir()
-        subprocess.run(["bindfs", str(src), str(bind)], check=True)
-        try:
+        with Bindfs(src, tmp / "bindfs") as bind:
             bind_s, bind_n = timed_find(bind)
-        finally:
-            unmount(bind)
         log(f"find through bindfs: {bind_s:.1f} s, {bind_n} names")
         if bind_n + 1 != trunk_n:    # trunkfs's view root holds src/ itself
             raise SystemExit(f"find saw {trunk_n} names through trunkfs, {bind_n} through bindfs")

@@ -66,7 +66,7 @@ import time
 import traceback
 from pathlib import Path
 
-from benchlib import BenchError, bench_daemon, cleanup, log, make_random, peak_rss_mib, run, timed, unmount
+from benchlib import BenchError, Bindfs, bench_daemon, cleanup, log, make_random, peak_rss_mib, run, timed, unmount
 
 KiB = 1 << 10
 MiB = 1 << 20
@@ -155,22 +155,6 @@ def default_workdir_parent() -> Path:
         if cand and os.path.isdir(cand) and os.access(cand, os.W_OK) and os.stat(cand).st_dev == dev:
             return Path(cand)
     return REPO_ROOT.parent
-
-
-class Bindfs:
-    """bindfs -o big_writes of ``source`` at ``mount``; unmounted by path."""
-
-    def __init__(self, source: Path, mount: Path) -> None:
-        self.source, self.mount = source, mount
-
-    def __enter__(self) -> Path:
-        self.source.mkdir(parents=True, exist_ok=True)
-        self.mount.mkdir(parents=True, exist_ok=True)
-        run(["bindfs", "-o", "big_writes", self.source, self.mount], what="bindfs")
-        return self.mount
-
-    def __exit__(self, *exc) -> None:
-        unmount(self.mount)
 
 
 # -- the benchmark ------------------------------------------------------------
@@ -263,7 +247,7 @@ class Bench:
         # dest/big.bin stays: the local model that gets the same append and patch
 
     def bindfs(self) -> None:
-        with Bindfs(self.tmp / "bindfs-src", self.tmp / "bindfs-mnt") as mnt:
+        with Bindfs(self.tmp / "bindfs-src", self.tmp / "bindfs-mnt", ["-o", "big_writes"]) as mnt:
             self.cp_runs("bindfs", mnt)
             self.untar_runs("bindfs", mnt / "untar")
         shutil.rmtree(self.tmp / "bindfs-src")

@@ -80,6 +80,21 @@ def wait_for(condition: Any, timeout: float, what: str, interval: float = 0.05) 
         time.sleep(interval)
 
 
+@contextlib.contextmanager
+def tmpfs(path: Path, size: str) -> Iterator[Path]:
+    """A tmpfs of ``size`` (``48m``) mounted at ``path`` (made) for a ``with``
+    block, lazily unmounted after it; a test that needs one fails unless root."""
+    if os.geteuid() != 0:
+        import pytest
+        pytest.fail("this test mounts a tmpfs and needs root (CI runs as root)")
+    path.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], check=True)
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=False)
+
+
 class DaemonProcess:
     """One ``trunkfs daemon`` subprocess with its own state, store and socket."""
 

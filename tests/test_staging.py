@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from .conftest import Daemon, wait_for
+from .harness import tmpfs
 
 
 def status(d: Daemon, spec: str = "r") -> list[tuple[str, str]]:
@@ -205,15 +206,8 @@ def test_writes_during_a_commit_go_to_the_next_one(mounted, workdir):
 @pytest.fixture
 def small_state(workdir):
     """A 48 MiB tmpfs for the daemon's state directory (root only)."""
-    if os.geteuid() != 0:
-        pytest.fail("this test mounts a tmpfs and needs root (CI runs as root)")
-    path = workdir / "small"
-    path.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=48m", "tmpfs", str(path)], check=True)
-    try:
+    with tmpfs(workdir / "small", "48m") as path:
         yield path
-    finally:
-        subprocess.run(["umount", "-l", str(path)], check=False)
 
 
 @pytest.mark.allow_warnings
