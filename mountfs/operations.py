@@ -46,7 +46,7 @@ log = logging.getLogger(__name__)
 P = ParamSpec("P")
 T = TypeVar("T")
 
-READDIR_PAGE = 128   # entries taken from a listing at a time (a reply buffer holds a few dozen)
+READDIR_PAGE = 128   # entries taken from a listing at a time (a reply buffer holds a few hundred)
 DirReply = Callable[[bytes, pyfuse3.EntryAttributes, int], bool]   # pyfuse3.readdir_reply, bound
 
 
