@@ -65,6 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--http", metavar="HOST:PORT",
                    help="serve the web console and Prometheus metrics (/metrics) at http://HOST:PORT "
                         "(e.g. 127.0.0.1:8300; off loopback every request needs a token)")
+    d.add_argument("--listing", choices=("auto", "whole", "names"),
+                   help="how a directory listing sends its files: auto (by name only while few of them "
+                        "are then looked up; the default), whole (with attributes), names")
     d.add_argument("--metrics-auth", choices=("auto", "token", "none"),
                    help="whether /metrics needs a console token (auto: not on loopback, yes elsewhere)")
     d.add_argument("--uid", type=int, help="owner uid shown for files (default: the daemon's)")

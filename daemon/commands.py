@@ -476,7 +476,8 @@ def cmd_daemon(args: argparse.Namespace) -> int:
         "cache_memory": args.cache_memory, "tree_cache": args.tree_cache, "readahead": args.readahead,
         "read_requests": args.read_requests, "read_request_size": args.read_request_size,
         "uid": args.uid, "gid": args.gid, "run_jobs": args.run_jobs, "executor": args.executor,
-        "http": args.http, "metrics_auth": args.metrics_auth, "writeback_cache": args.writeback_cache})
+        "http": args.http, "metrics_auth": args.metrics_auth, "writeback_cache": args.writeback_cache,
+        "listing": args.listing})
     return run_daemon(config)
 
 

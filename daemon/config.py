@@ -69,7 +69,7 @@ class Config:
                 "pack_size_mib", "threads", "bulk_threads", "log_level", "max_connections_per_uid", "idle_timeout",
                 "job_output_limit", "job_log_limit", "job_keep_days", "job_keep_count",
                 "staging_quota", "head_poll_interval", "run_jobs", "job_lease_seconds", "executors",
-                "executor", "http", "metrics_auth", "console_token_hours", "writeback_cache")
+                "executor", "http", "metrics_auth", "console_token_hours", "writeback_cache", "listing")
 
     def __init__(self, state: str | None = None, store: str = "", socket: str | None = None,
                  socket_group: str | None = None, mount: str | None = None,
@@ -88,7 +88,7 @@ class Config:
                  job_lease_seconds: float = 30.0, executors: dict | None = None,
                  executor: list[str] | None = None, http: str | None = None,
                  metrics_auth: str = "auto", console_token_hours: float = 168.0,
-                 writeback_cache: bool = True) -> None:
+                 writeback_cache: bool = True, listing: str = "auto") -> None:
         self.state: str = default_state_dir() if state is None else state
         self.store: str = store                   # default: file://<state>/store
         self.socket: str = default_socket_path() if socket is None else socket
@@ -100,6 +100,9 @@ class Config:
         # the kernel gathers writes in its page cache (faster small writes);
         # a quota or disk-full refusal then reaches the writer at close/fsync (ENOSPC)
         self.writeback_cache = writeback_cache
+        # files in a listing: by name only while few are then looked up (auto),
+        # always with their attributes (whole), or by name only (names)
+        self.listing = listing
         # how committed data is read (defaults by store kind: read_settings)
         self.cache_memory = cache_memory          # the chunk cache's memory layer (bytes or "96M")
         self.tree_cache = tree_cache              # decoded trees (and their name indexes) kept in memory
@@ -189,6 +192,8 @@ class Config:
         if self.http:
             from .http import parse_listen   # refuses a bad address now
             parse_listen(str(self.http))
+        if self.listing not in ("auto", "whole", "names"):
+            raise InvalidArgument(f"listing must be auto, whole or names, not {self.listing!r}")
         if self.metrics_auth not in ("auto", "token", "none"):
             raise InvalidArgument(f"metrics_auth must be auto, token or none, not {self.metrics_auth!r}")
         if not isinstance(self.console_token_hours, (int, float)) or isinstance(self.console_token_hours, bool) \

@@ -125,7 +125,7 @@ def build_operations(config: Config, service: Service) -> TrunkOperations:
     """The mount's Operations over the service's parts; it follows branch moves."""
     ops = TrunkOperations(service.store, service.refs, service.heads, service.workers.run,
                           service.cache, service.staging, uid=config.uid, gid=config.gid,
-                          writeback_cache=bool(config.writeback_cache))
+                          writeback_cache=bool(config.writeback_cache), listing=config.listing)
     service.heads.add_listener(ops.branch_changed)
     service.staging.add_listener(ops.staged_changed)
     return ops

@@ -90,16 +90,18 @@ class BranchNodes:
 
     # -- places ------------------------------------------------------------------------
 
-    def child(self, parent: Inode, name: str) -> Inode:
-        """The inode at parent/name, allocated if the place has none."""
+    def child(self, parent: Inode, name: str, number: int | None = None) -> Inode:
+        """The inode at parent/name, allocated if the place has none (with
+        ``number``, the one it was listed with, if it is free)."""
         inodes = self.parts.inodes
-        return inodes.at(parent.ino, name) or inodes.add(parent.view, parent, name)
+        return inodes.at(parent.ino, name) or inodes.add(parent.view, parent, name, number)
 
-    async def place(self, parent: Inode, name: str) -> tuple[Inode, Resolved]:
+    async def place(self, parent: Inode, name: str, number: int | None = None) -> tuple[Inode, Resolved]:
         """The inode at parent/name and what it resolves to, allocated if the
-        place has none; the names of a hard-link group share one inode."""
+        place has none (``number``: as ``child``); the names of a hard-link
+        group share one inode."""
         inodes = self.parts.inodes
-        inode = self.child(parent, name)
+        inode = self.child(parent, name, number)
         try:
             r = await self.resolve(inode)
             if inode.orphan:  # it was replaced on the branch just now

@@ -21,7 +21,7 @@ import pyfuse3
 
 from ..staging.area import StagingArea
 from ..staging.nodes import DirNode, FileNode, LinkNode, Node, now_ns
-from .attrs import KIND_OF_FORMAT, NAME_MAX, negative_entry
+from .attrs import FORMATS, KIND_OF_FORMAT, NAME_MAX, negative_entry
 from .branchnodes import WRITABLE_TIMEOUT, BranchNodes, Resolved, is_dir_like, link_of
 from .handles import Handle, OpenFile
 from .inodes import Inode
@@ -42,10 +42,6 @@ def _open_file(handle: Handle) -> OpenFile:
     return handle
 
 
-def _name(entry: dict) -> str:
-    return entry["name"]
-
-
 class BranchView(View):
     repo: str
     staged = True
@@ -62,9 +58,19 @@ class BranchView(View):
     async def lookup(self, parent: Inode, name: bytes) -> pyfuse3.EntryAttributes:
         n = self.nodes
         sname = os.fsdecode(name)
-        if await n.child_of(parent, await n.resolve(parent), sname) is None:
+        p = await n.resolve(parent)
+        if await n.child_of(parent, p, sname) is None:
             return negative_entry(WRITABLE_TIMEOUT)
-        inode, r = await n.place(parent, sname)
+        number = None
+        block = self.parts.inodes.block_of(parent.ino)
+        # listed by name only from the tree the directory still shows (nothing
+        # staged in it): the same file, so the number it was listed with
+        if block is not None and isinstance(p, dict) and p.get("tree") == block[0] \
+                and self.parts.inodes.at(parent.ino, sname) is None:
+            number = self.parts.listed_number(parent, sname)
+            if number is not None:
+                self.parts.advice.missed()   # and wanted after all
+        inode, r = await n.place(parent, sname, number)
         try:
             attr = await n.attr(inode, r)
         except BaseException:
@@ -81,13 +87,14 @@ class BranchView(View):
         if not is_dir_like(r):
             raise fuse_error(errno.ENOTDIR)
         if isinstance(r, dict):   # committed, nothing staged in it: its tree
-            return TreePages(self.parts.store, self.parts.run, r.get("tree"), _name)
+            return TreePages(self.parts.store, self.parts.run, r.get("tree"))
         return ListedEntries([(os.fsencode(name), name) for name in sorted(await self.nodes.listing(inode, r))])
 
     async def entry_attr(self, parent: Inode, name: bytes,
                          item: Any) -> tuple[Inode, pyfuse3.EntryAttributes] | None:
+        # item: a listed name (ListedEntries), or a tree's entry (TreePages)
         try:
-            child, r = await self.nodes.place(parent, item)
+            child, r = await self.nodes.place(parent, item if isinstance(item, str) else item["name"])
         except pyfuse3.FUSEError:  # gone since opendir
             return None
         try:
@@ -95,6 +102,13 @@ class BranchView(View):
         except pyfuse3.FUSEError:
             self.parts.inodes.release(child)
             return None
+
+    def name_only(self, parent: Inode, item: Any) -> int | None:
+        # a tree's entry, listed as the tree was at opendir (as whole entries are)
+        kind = item["type"]
+        if kind == "dir" or "link" in item or self.parts.inodes.at(parent.ino, item["name"]) is not None:
+            return None
+        return FORMATS[kind]
 
     async def readlink(self, inode: Inode) -> bytes:
         r = await self.nodes.resolve(inode)

@@ -16,7 +16,7 @@ from typing import Any
 
 import pyfuse3
 
-from .attrs import negative_entry
+from .attrs import FORMATS, negative_entry
 from .handles import Handle, OpenFile
 from .inodes import Inode
 from .listings import DirListing, TreePages
@@ -39,12 +39,13 @@ class CommitView(View):
         self.repo = repo
         self.commit = commit
 
-    def _child(self, parent: Inode, name: str, entry: dict) -> Inode:
-        """The inode at parent/name; the names of a hard-link group share one."""
+    def _child(self, parent: Inode, name: str, entry: dict, number: int | None = None) -> Inode:
+        """The inode at parent/name; the names of a hard-link group share one.
+        ``number``: the one it was listed with by name only, if it was."""
         inodes = self.parts.inodes
         inode = inodes.at(parent.ino, name)
         if inode is None:
-            inode = inodes.add(self, parent, name)
+            inode = inodes.add(self, parent, name, number)
             inode.committed(entry, _tree_of(parent))
             if "link" in entry:
                 shared = inodes.group_inode((self, entry["link"]), inode)
@@ -71,7 +72,10 @@ class CommitView(View):
             entry = (await self.parts.listing(await self.parts.entry_of(parent))).get(sname)
             if entry is None:
                 return negative_entry(NEGATIVE_TIMEOUT)
-            inode = self._child(parent, sname, entry)
+            number = self.parts.listed_number(parent, sname)
+            if number is not None:   # listed by name only, and wanted after all
+                self.parts.advice.missed()
+            inode = self._child(parent, sname, entry, number)
         try:
             attr = await self._attr(inode)
         except BaseException:
@@ -91,9 +95,16 @@ class CommitView(View):
 
     async def entry_attr(self, parent: Inode, name: bytes,
                          item: Any) -> tuple[Inode, pyfuse3.EntryAttributes]:
-        inode = self._child(parent, item["name"], item)
+        sname = item["name"]
+        inode = self._child(parent, sname, item, self.parts.listed_number(parent, sname))
         # the listed entry is the inode's own, unless the inode is its link group's
         return inode, await self._attr(inode, None if "link" in item else item)
+
+    def name_only(self, parent: Inode, item: Any) -> int | None:
+        kind = item["type"]
+        if kind == "dir" or "link" in item or self.parts.inodes.at(parent.ino, item["name"]) is not None:
+            return None
+        return FORMATS[kind]
 
     async def open(self, inode: Inode, flags: int, ctx: pyfuse3.RequestContext) -> pyfuse3.FileInfo:
         if flags & os.O_ACCMODE != os.O_RDONLY or flags & os.O_TRUNC:

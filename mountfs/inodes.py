@@ -119,6 +119,9 @@ class InodeTable:
         self._places: dict[int, dict[str, Inode]] = {}   # parent inode -> name -> inode
         self._links: dict[tuple, Inode] = {}             # (view, link id) -> the group's inode
         self._next = ROOT_INODE + 1
+        # directory inode -> (the tree it listed name-only, the first number
+        # of the block kept for that tree's entries): see ``listed_block``
+        self._blocks: dict[int, tuple[str, int]] = {}
         # every request starts here: the dict's own method, no call of ours
         self.get: Callable[[int], Inode | None] = self._by_ino.get
 
@@ -136,14 +139,36 @@ class InodeTable:
     def children(self, parent_ino: int) -> list[Inode]:
         return list(self._places.get(parent_ino, {}).values())
 
-    def add(self, view: View, parent: Inode | None, name: str) -> Inode:
+    def add(self, view: View, parent: Inode | None, name: str, number: int | None = None) -> Inode:
         """A new inode at parent/name (a view's root: ``parent`` None).  An
-        inode placed there before stays known by its number until forgotten."""
-        inode = (BranchInode if view.staged else Inode)(self._next, view, parent, name)
-        self._next += 1
+        inode placed there before stays known by its number until forgotten.
+        ``number``: the one it was listed with (``listed_block``), unless an
+        inode still has it."""
+        if number is None or number in self._by_ino:
+            number = self._next
+            self._next += 1
+        inode = (BranchInode if view.staged else Inode)(number, view, parent, name)
         self._by_ino[inode.ino] = inode
         self._put(inode)
         return inode
+
+    def listed_block(self, dir_ino: int, tree: str, count: int) -> int:
+        """The first of ``count`` inode numbers kept for the entries of
+        ``tree`` listed by name only in directory ``dir_ino``: entry i is
+        listed with d_ino base + i and gets that number when looked up, so
+        ``d_ino`` and ``st_ino`` agree though no inode existed at listing.
+        Numbers are never handed out twice."""
+        block = self._blocks.get(dir_ino)
+        if block is not None and block[0] == tree:
+            return block[1]
+        base = self._next
+        self._next += max(count, 1)
+        self._blocks[dir_ino] = (tree, base)
+        return base
+
+    def block_of(self, dir_ino: int) -> tuple[str, int] | None:
+        """(tree, first number) of the entries ``dir_ino`` listed by name only."""
+        return self._blocks.get(dir_ino)
 
     def place(self, inode: Inode, parent: Inode | None, name: str) -> None:
         """``inode`` gets the place parent/name (rename): its one place, or
@@ -218,6 +243,8 @@ class InodeTable:
             return
         if self._by_ino.get(inode.ino) is inode:
             del self._by_ino[inode.ino]
+            if self._blocks:
+                self._blocks.pop(inode.ino, None)
         if inode.link is not None and self._links.get(inode.link) is inode:
             del self._links[inode.link]
         self.unplace(inode)

@@ -10,12 +10,13 @@ over its tree) is a list (:class:`ListedEntries`).
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable
+import sys
 from typing import Any, Protocol
 
 from ..store.store import Store
 from .view import Run
+
+_FS_ENCODING = sys.getfilesystemencoding()
 
 Item = tuple[bytes, Any]   # (name, what the view's entry_attr needs for it)
 
@@ -37,15 +38,14 @@ class ListedEntries:
 
 
 class TreePages:
-    """A committed directory listed from its tree by position; ``item``
-    makes what ``entry_attr`` needs of an entry (the entry itself, or its name)."""
+    """A committed directory listed from its tree by position: items are
+    (name, the tree's entry)."""
 
-    __slots__ = ("store", "run", "tree", "item")
+    __slots__ = ("store", "run", "tree", "length")
 
-    def __init__(self, store: Store, run: Run, tree: str | None,
-                 item: Callable[[dict], Any] | None = None) -> None:
+    def __init__(self, store: Store, run: Run, tree: str | None) -> None:
         self.store, self.run, self.tree = store, run, tree
-        self.item = item
+        self.length = 0   # how many entries the tree has (known once a page was read)
 
     async def page(self, start: int, count: int) -> list[Item]:
         if not self.tree:
@@ -53,6 +53,6 @@ class TreePages:
         entries = self.store.cached_tree(self.tree)
         if entries is None:
             entries = await self.run(self.store.read_tree, self.tree)
-        item = self.item
-        return [(os.fsencode(e["name"]), item(e) if item is not None else e)
-                for e in entries[start:start + count]]
+        self.length = len(entries)
+        enc = _FS_ENCODING   # os.fsencode without its per-call work: a page is a hot loop
+        return [(e["name"].encode(enc, "surrogateescape"), e) for e in entries[start:start + count]]

@@ -37,7 +37,9 @@ from .attrs import NAME_MAX
 from .handles import HandleTable, OpenDir
 from .opstats import OpStats
 from .inodes import Inode, InodeTable
-from .listings import ListedEntries
+from .listadvice import ListingAdvice
+from .listings import ListedEntries, TreePages
+from .nameonly import NameOnlyEntry
 from .root import RootDir
 from .view import Heads, Run, ViewParts, fuse_error
 
@@ -107,7 +109,7 @@ class TrunkOperations(pyfuse3.Operations):
 
     def __init__(self, store: Store, refs: Refs, heads: Heads, run: Run, cache: ChunkCache,
                  staging: StagingManager, *, uid: int | None = None, gid: int | None = None,
-                 writeback_cache: bool = True) -> None:
+                 writeback_cache: bool = True, listing: str = "auto") -> None:
         super().__init__()
         self.enable_writeback_cache = writeback_cache
         self.store = store
@@ -119,6 +121,9 @@ class TrunkOperations(pyfuse3.Operations):
                                os.getuid() if uid is None else uid,
                                os.getgid() if gid is None else gid, time.time_ns())
         self.gate = RepoGate(refs, run)
+        # files listed by name only (``nameonly``, ``listadvice``); None where pyfuse3 cannot
+        self.name_only = NameOnlyEntry.probe() if listing != "whole" else None
+        self.parts.advice = ListingAdvice(listing)
         self.root = RootDir(self.parts, refs, staging, self.gate)
         self._statfs_cache: tuple[float, int] = (0.0, 0)
 
@@ -218,17 +223,39 @@ class TrunkOperations(pyfuse3.Operations):
                 return
             start_id = 2
         i = start_id - 2
-        while page := await handle.entries.page(i, READDIR_PAGE):
-            for name, item in page:
-                i += 1
-                found = await view.entry_attr(inode, name, item)
-                if found is None:
-                    continue
-                child, attr = found
-                if not reply(name, attr, i + 2):
-                    self.inodes.release(child)   # if nothing else holds it
-                    return
-                child.lookups += 1
+        listing = handle.entries
+        advice = self.parts.advice
+        # files by name only: from a tree (its entries have fixed places), when advised
+        only = self.name_only if isinstance(listing, TreePages) and advice.names_only() else None
+        while page := await listing.page(i, READDIR_PAGE):
+            named = whole = 0
+            # entry i of the tree is listed by name only with d_ino base + i
+            base = 0
+            if only is not None:
+                pages = cast(TreePages, listing)
+                base = self.inodes.listed_block(inode.ino, pages.tree or "", pages.length)
+            try:
+                for name, item in page:
+                    i += 1
+                    if only is not None:
+                        fmt = view.name_only(inode, item)
+                        if fmt is not None:
+                            if not reply(name, only.of(base + i - 1, fmt), i + 2):
+                                return
+                            named += 1
+                            continue
+                    found = await view.entry_attr(inode, name, item)
+                    if found is None:
+                        continue
+                    child, attr = found
+                    if not reply(name, attr, i + 2):
+                        self.inodes.release(child)   # if nothing else holds it
+                        return
+                    child.lookups += 1
+                    whole += 1
+            finally:
+                advice.sent_names(named)
+                advice.sent_whole(whole)
 
     async def releasedir(self, fh: int) -> None:
         handle = self.handles.pop(fh)

@@ -9,6 +9,7 @@ the writes are refused here (EROFS) and answered by branch views only.
 
 from __future__ import annotations
 
+import bisect
 import errno
 import os
 from collections.abc import Awaitable, Callable
@@ -25,6 +26,7 @@ from ..store.walk import listing
 from .attrs import attributes
 from .handles import Handle, HandleTable
 from .inodes import Inode, InodeTable
+from .listadvice import ListingAdvice
 
 if TYPE_CHECKING:
     from .listings import DirListing
@@ -44,6 +46,10 @@ class Heads(Protocol):
 
 
 Run = Callable[..., Awaitable[Any]]   # runs a blocking call in a worker thread
+
+
+def _entry_name(entry: dict) -> str:
+    return entry["name"]
 
 
 def fuse_error(code: int) -> pyfuse3.FUSEError:
@@ -66,6 +72,8 @@ class ViewParts:
     started: int    # when the mount started (ns): the time of the root and of empty branches
     # hard-link names per group, by root tree (``store.links``); a few trees' worth
     census: dict[str, dict[str, int]] = field(default_factory=dict)
+    # whether listings send files by name only (``listadvice``)
+    advice: ListingAdvice = field(default_factory=ListingAdvice)
 
     async def listing(self, entry: dict | None) -> dict[str, dict]:
         """A committed directory's entries by name ({} for anything else):
@@ -78,6 +86,23 @@ class ViewParts:
         if idx is None:
             idx = await self.run(self.store.tree_index, tree)
         return idx
+
+    def listed_number(self, parent: Inode, name: str) -> int | None:
+        """The inode number ``name`` was listed with, by name only, in the
+        directory ``parent`` (its d_ino; ``InodeTable.listed_block``), if it
+        was.  A tree lists its entries sorted by name; one that does not (a
+        damaged store) gets fresh numbers."""
+        block = self.inodes.block_of(parent.ino)
+        if block is None:
+            return None
+        tree, base = block
+        entries = self.store.cached_tree(tree)
+        if entries is None:
+            return None
+        pos = bisect.bisect_left(entries, name, key=_entry_name)
+        if pos < len(entries) and entries[pos]["name"] == name:
+            return base + pos
+        return None
 
     async def entry_of(self, inode: Inode) -> dict:
         """The committed entry ``inode`` shows: kept whole, or found again in
@@ -157,6 +182,12 @@ class View:
         """The inode and attributes of one listed entry (None: gone since
         opendir).  The caller raises the lookup count once the kernel took it."""
         raise NotImplementedError
+
+    def name_only(self, parent: Inode, item: Any) -> int | None:
+        """The file type (``stat.S_IF*``) to list a listed entry with by name
+        only (``nameonly``), or None to send it whole: a directory (the
+        walk goes into it), a hard-link name, an entry the kernel may hold."""
+        return None
 
     async def open(self, inode: Inode, flags: int, ctx: pyfuse3.RequestContext) -> pyfuse3.FileInfo:
         raise fuse_error(errno.EISDIR)

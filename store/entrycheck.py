@@ -61,28 +61,28 @@ def _byte_name(value: object, limit: int) -> str | None:
     return None
 
 
-_PLAIN_FILE_KEYS = frozenset(("name", "type", "mode", "mtime", "size", "chunks"))
+_PLAIN_FILE_KEYS = frozenset(("chunks", "mode", "mtime", "name", "size", "type"))
 
 
-def _plain_file(e: dict) -> bool:
+def plain_file(e: dict) -> bool:
     """Whether ``e`` is a well-formed file entry of the common shape: these
     six keys, an ASCII name.  The fast path of :func:`entry_problem` (most
     entries of most trees): False sends the entry through every check."""
-    if e.keys() != _PLAIN_FILE_KEYS or e["type"] != "file":
+    if e.keys() != _PLAIN_FILE_KEYS:
         return False
-    name, mode, mtime, size = e["name"], e["mode"], e["mtime"], e["size"]
-    if not (type(name) is str and name.isascii() and 0 < len(name) <= NAME_MAX and "/" not in name
-            and "\0" not in name and name != "." and name != ".."
+    chunks, mode, mtime, name, size = e["chunks"], e["mode"], e["mtime"], e["name"], e["size"]
+    if not (e["type"] == "file" and type(name) is str and name.isascii() and 0 < len(name) <= NAME_MAX
+            and "/" not in name and "\0" not in name and name != "." and name != ".."
             and type(mode) is int and 0 <= mode <= MODE_MAX and type(size) is int and 0 <= size <= SIZE_MAX
-            and type(mtime) is int and INT64[0] <= mtime <= INT64[1]):
-        return False
-    chunks = e["chunks"]
-    if type(chunks) is not list:
+            and type(mtime) is int and INT64[0] <= mtime <= INT64[1] and type(chunks) is list):
         return False
     try:
         for c in chunks:
-            if not (type(c) is list and len(c) == 2 and type(c[1]) is int and 0 <= c[1] <= CHUNK_MAX
-                    and type(c[0]) is str and len(c[0]) == 64 and len(bytes.fromhex(c[0])) == 32):
+            if not (type(c) is list and len(c) == 2):
+                return False
+            cid, n = c
+            if not (type(n) is int and 0 <= n <= CHUNK_MAX and type(cid) is str and len(cid) == 64
+                    and len(bytes.fromhex(cid)) == 32):
                 return False
     except ValueError:
         return False
@@ -93,7 +93,7 @@ def entry_problem(e: object) -> str | None:
     """Why ``e`` is not a valid tree entry, or None when it is.  An integer
     mtime out of the 64-bit range is clamped into it first (a time only
     describes the entry; the rest of it is still good)."""
-    if type(e) is dict and _plain_file(e):
+    if type(e) is dict and plain_file(e):
         return None
     if not isinstance(e, dict):
         return "is not an object"

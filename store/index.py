@@ -5,6 +5,8 @@ Keys (all bytes):
     ``p`` + pack id        -> pack size u64, blob count u32
     ``o`` + commit id      -> the commit object's bytes
     ``m`` + repo id + NUL + commit hex -> b"" (commit ids of a repo, for prefix lookup)
+    ``k`` + tree id        -> b"" (every entry of the tree is well formed as
+                              stored: readers skip the checks of ``entrycheck``)
 
 Nothing here is authoritative: :meth:`Index.clear` and a rebuild from the
 store give the same content back.
@@ -71,6 +73,16 @@ class Index:
         self._db.close()
         shutil.rmtree(self.path, ignore_errors=True)
         self._db = self._open()
+
+    # -- trees checked on this machine ----------------------------------------
+
+    def tree_checked(self, tree_id: bytes) -> bool:
+        """Whether every entry of the tree ``tree_id`` was found well formed
+        here (a tree id names its content: it stays so)."""
+        return self._db.get(b"k" + tree_id) is not None
+
+    def mark_tree_checked(self, tree_id: bytes) -> None:
+        self._db.put(b"k" + tree_id, b"")
 
     # -- blobs and packs -------------------------------------------------------
 

@@ -46,7 +46,7 @@ from dataclasses import asdict, dataclass, field
 import orjson
 
 from .codec import blob_id
-from .entrycheck import commit_problem, entry_problem
+from .entrycheck import plain_file, commit_problem, entry_problem
 from .errors import IntegrityError, InvalidArgument
 
 log = logging.getLogger(__name__)
@@ -139,19 +139,45 @@ def unchecked_entries(raw: bytes, where: str) -> list:
 def decode_tree(raw: bytes, where: str, dropped: list[str] | None = None) -> list[dict]:
     """A tree's entries; an entry of the wrong shape (:mod:`.entrycheck`) is
     left out, with why appended to ``dropped`` (and logged)."""
-    entries = unchecked_entries(raw, where)
-    good = []
+    return checked_entries(unchecked_entries(raw, where), where, dropped)[0]
+
+
+def well_formed(entries: list) -> bool:
+    """Whether every entry passes the checks as it is: none would be left
+    out, no time clamped (nothing logged, nothing changed)."""
     for e in entries:
+        if type(e) is dict and plain_file(e):
+            continue
+        if not isinstance(e, dict):
+            return False
+        copy = dict(e)
+        if entry_problem(copy) is not None or copy.get("mtime") is not e.get("mtime"):
+            return False
+    return True
+
+
+def checked_entries(entries: list, where: str, dropped: list[str] | None = None) -> tuple[list[dict], bool]:
+    """The well-formed entries of a tree (:func:`decode_tree`), and whether
+    the tree was well formed as stored: no entry left out, no time clamped."""
+    good = []
+    clean = True
+    for e in entries:
+        if type(e) is dict and plain_file(e):   # the common case, inline
+            good.append(e)
+            continue
+        mtime = e.get("mtime") if isinstance(e, dict) else None
         why = entry_problem(e)
         if why is None:
             good.append(e)
+            clean = clean and e.get("mtime") is mtime
             continue
+        clean = False
         name = e.get("name") if isinstance(e, dict) else None
         text = f"tree {where}: entry {name!r:.80} left out: {why}"
         log.warning("%s", text)
         if dropped is not None:
             dropped.append(text)
-    return good
+    return good, clean
 
 
 EMPTY_TREE = encode_tree([])

@@ -21,7 +21,7 @@ from .chunking import ChunkerParams
 from .codec import Codec, blob_id
 from .errors import Conflict, IntegrityError, NotFound, ObjectMissing
 from .index import Index
-from .objects import EMPTY_TREE_ID, Commit, decode_tree, unchecked_entries
+from .objects import EMPTY_TREE_ID, Commit, checked_entries, unchecked_entries, well_formed
 from .treecache import DEFAULT_TREE_CACHE_BYTES, TreeCache
 from .packs import TYPE_DATA, BlobLocation, pack_id_from_key, pack_key, read_pack_index
 from .writer import WriteFigures, WriteSession
@@ -395,13 +395,25 @@ class Store:
         """The entries of a tree (shared: callers must not modify them)."""
         entries = self.cached_tree(tree_id)
         if entries is None:
-            dropped: list[str] = []
-            raw = self.read_blob(bytes.fromhex(tree_id))
-            entries = decode_tree(raw, tree_id, dropped)
-            if dropped:
-                self.malformed_entries[tree_id] = dropped
-            self.remember_tree(bytes.fromhex(tree_id), entries, len(raw))
+            bid = bytes.fromhex(tree_id)
+            raw = self.read_blob(bid)
+            entries = unchecked_entries(raw, tree_id)
+            if not self.index.tree_checked(bid):   # checked once per machine (``Index.tree_checked``)
+                dropped: list[str] = []
+                entries, clean = checked_entries(entries, tree_id, dropped)
+                if dropped:
+                    self.malformed_entries[tree_id] = dropped
+                if clean:
+                    self.index.mark_tree_checked(bid)
+            self.remember_tree(bid, entries, len(raw))
         return entries
+
+    def trust_tree(self, tree_id: bytes, entries: list[dict]) -> None:
+        """Mark a tree this daemon writes as checked if its ``entries`` (as
+        encoded) pass the checks a reader makes: its first read after a
+        restart then skips them."""
+        if well_formed(entries):
+            self.index.mark_tree_checked(tree_id)
 
     # -- commits ---------------------------------------------------------------
 

@@ -264,6 +264,7 @@ class WriteSession:
         raw = encode_tree(entries)
         bid = blob_id(raw)
         self.store.remember_tree(bid, entries, len(raw))
+        self.store.trust_tree(bid, entries)
         return self.trees.add(raw, bid).hex()
 
     def flush(self) -> None:

@@ -337,3 +337,57 @@ def test_diff_of_stored_trees_with_malformed_entries_leaves_them_out(store):
     session.flush()
     store.trees.clear()          # read as stored, not through what this session cached
     assert list(diff_trees(store, old_root, new_root)) == [("M", "/d/a"), ("A", "/d/later")]
+
+
+@pytest.mark.allow_warnings   # the entries left out are logged
+def test_a_tree_is_checked_once_on_this_machine_and_only_a_clean_one_is_trusted(workdir):
+    """Entries are checked when a tree is first read here; a tree found clean
+    (nothing left out, no time clamped) or written clean by this daemon is
+    marked in the local index and read unchecked afterwards, even by a new
+    process.  A tree with one bad entry is checked at every read."""
+    import json as std_json
+
+    from tests.conftest import open_local_store
+    from trunkfs.store.codec import blob_id
+    store = open_local_store(workdir)
+    try:
+        session = store.session()
+
+        def raw_tree(entries: list[dict]) -> str:   # as another daemon on the bucket stores one
+            raw = std_json.dumps({"v": 1, "entries": entries}, separators=(",", ":")).encode()
+            return session.trees.add(raw, blob_id(raw)).hex()
+
+        def file(name: str, **odd: object) -> dict:
+            return dict({"name": name, "type": FILE, "mode": 0o644, "mtime": 1, "size": 1,
+                         "chunks": [["ab" * 32, 1]]}, **odd)
+
+        good = [file("a"), file("b", uid=7), {"name": "l", "type": "symlink", "mode": 0o777, "mtime": 2,
+                                              "target": "a"}]
+        clean = raw_tree(good)
+        bad = raw_tree([*good, file("c", mode="rwx")])
+        huge = raw_tree([file("h", mtime=2 ** 70)])
+        own = session.put_tree([file("x"), file("y", size=2)])
+        own_bad = session.put_tree([file("z"), file("w", size=-1)])
+        session.flush()
+        checked = lambda tree: store.index.tree_checked(bytes.fromhex(tree))   # noqa: E731
+        assert checked(own), "a clean tree this daemon writes is trusted at once"
+        assert not any(checked(t) for t in (clean, bad, huge, own_bad))
+        store.trees.clear()
+        assert store.read_tree(clean) == good
+        assert [e["name"] for e in store.read_tree(bad)] == ["a", "b", "l"]
+        assert store.read_tree(huge)[0]["mtime"] == 2 ** 63 - 1
+        assert [e["name"] for e in store.read_tree(own_bad)] == ["z"]
+        assert checked(clean) and not checked(bad) and not checked(huge) and not checked(own_bad)
+    finally:
+        store.close()
+    again = open_local_store(workdir)     # a restart: the marks are in the index
+    try:
+        assert again.index.tree_checked(bytes.fromhex(clean))
+        assert [e["name"] for e in again.read_tree(bad)] == ["a", "b", "l"], "checked again"
+        assert again.read_tree(huge)[0]["mtime"] == 2 ** 63 - 1
+        # what the mark means: a marked tree's entries are taken as stored
+        again.index.mark_tree_checked(bytes.fromhex(bad))
+        again.trees.clear()
+        assert [e["name"] for e in again.read_tree(bad)] == ["a", "b", "l", "c"]
+    finally:
+        again.close()

@@ -121,7 +121,8 @@ async def refused(code: int, call) -> None:
 
 
 @pytest.fixture
-async def mount(tmp_path, nursery):
+async def mount(tmp_path, nursery, request):
+    """(parametrize ``mount`` indirectly with a listing mode: ``auto`` if not)"""
     config = Config(state=str(tmp_path / "state"))
     store = open_store(config)
     service = await build_service(config, store, None)
@@ -129,7 +130,7 @@ async def mount(tmp_path, nursery):
     cache.open()
     await nursery.start(cache.run)
     ops = TrunkOperations(store, service.refs, service.heads, service.workers.run, cache,
-                          service.staging, uid=UID, gid=GID)
+                          service.staging, uid=UID, gid=GID, listing=getattr(request, "param", "auto"))
     try:
         yield Mount(ops, service, config.state)
     finally:
@@ -338,6 +339,7 @@ async def test_a_replaced_file_keeps_its_old_content_on_its_old_inode(mount):
     assert await mount.ino("r/same.txt") == same, "unchanged content keeps its inode"
 
 
+@pytest.mark.parametrize("mount", ["whole"], indirect=True)
 async def test_readdir_counts_only_the_entries_the_kernel_took(mount):
     await mount.create_repo("r")
     await mount.put("r", {f"f{i}": b"%d" % i for i in range(5)})
@@ -359,6 +361,91 @@ async def test_readdir_counts_only_the_entries_the_kernel_took(mount):
     await mount.ops.readdir_with(fh, 4, lambda name, attr, off: rest.append(name) or True)
     assert rest == [b"f2", b"f3", b"f4"]
     await mount.ops.releasedir(fh)
+
+
+async def listed(mount: Mount, path: str) -> dict[bytes, pyfuse3.EntryAttributes | int]:
+    """What one readdir of ``path`` sends per name ('.' and '..' aside): its
+    attributes when sent whole, its ``stat.S_IF*`` type when by name only
+    (node id 0)."""
+    fh = await mount.ops.opendir(await mount.ino(path), CTX)
+    out: dict[bytes, pyfuse3.EntryAttributes | int] = {}
+
+    def reply(name, attr, off):
+        if name in (b".", b".."):
+            return True
+        if attr.st_ino == 0:
+            out[name] = stat.S_IFMT(attr.st_mode)
+        else:
+            out[name] = attr
+        return True
+    await mount.ops.readdir_with(fh, 0, reply)
+    await mount.ops.releasedir(fh)
+    return out
+
+
+@pytest.mark.parametrize("mount", ["names"], indirect=True)
+async def test_files_listed_by_name_only_hold_no_inode_and_keep_their_number(mount):
+    await mount.create_repo("r")
+    cid = await mount.put("r", {"f0": b"0", "f1": b"1", "d/x": b"x", "s": "f0"})
+    for view in (f"r@{cid}", "r"):
+        sent = await listed(mount, view)
+        assert sent[b"f0"] == sent[b"f1"] == stat.S_IFREG and sent[b"s"] == stat.S_IFLNK
+        assert isinstance(sent[b"d"], pyfuse3.EntryAttributes), "a directory goes whole: the walk enters it"
+        top = await mount.ino(view)
+        assert mount.ops.inodes.at(top, "f0") is None, "a name-only entry holds no inode"
+        f0 = await mount.ino(f"{view}/f0")
+        await mount.ops.forget([(f0, 1)])
+        assert mount.ops.inodes.get(f0) is None
+        assert await mount.ino(f"{view}/f0") == f0, "the number it was listed with, again"
+        again = await listed(mount, view)
+        assert isinstance(again[b"f0"], pyfuse3.EntryAttributes) and again[b"f0"].st_ino == f0, \
+            "an entry the kernel holds goes whole, with its number"
+        assert again[b"f1"] == stat.S_IFREG
+    # staged over its tree, a directory is listed whole (its names have no fixed place)
+    fh = await mount.create("r/new", b"n")
+    await mount.ops.release(fh)
+    assert all(isinstance(a, pyfuse3.EntryAttributes) for n, a in (await listed(mount, "r")).items())
+
+
+async def test_auto_listing_sends_whole_entries_once_listed_names_are_looked_up(mount):
+    await mount.create_repo("r")
+    names = [f"f{i:03d}" for i in range(300)]
+    cid = await mount.put("r", {f"{d}/{n}": b"x" for d in ("a", "b", "c") for n in names})
+    view = f"r@{cid}"
+    assert set((await listed(mount, f"{view}/a")).values()) == {stat.S_IFREG}, "names only at first"
+    for n in names[:100]:                # a third of them wanted: names only still pay
+        await mount.lookup(f"{view}/a/{n}")
+    assert set((await listed(mount, f"{view}/b")).values()) == {stat.S_IFREG}
+    for n in names:                      # ls -l, du, rsync: every listed name is wanted
+        await mount.lookup(f"{view}/a/{n}")
+        await mount.lookup(f"{view}/b/{n}")
+    sent = await listed(mount, f"{view}/c")
+    assert all(isinstance(a, pyfuse3.EntryAttributes) for a in sent.values()), "whole once wanted"
+
+
+def test_listing_advice_turns_whole_and_tries_names_again():
+    from trunkfs.mountfs.listadvice import MIN_NAMES, WHOLE_STRETCH, ListingAdvice
+    advice = ListingAdvice("auto")
+    advice.sent_names(MIN_NAMES)
+    for _ in range(MIN_NAMES // 2):
+        advice.missed()
+    assert advice.names_only(), "half of the names looked up: still by name"
+    advice.missed()
+    assert not advice.names_only()
+    advice.sent_whole(WHOLE_STRETCH - 1)
+    assert not advice.names_only()
+    advice.sent_whole(1)
+    assert advice.names_only(), "names tried again after a stretch of whole entries"
+    advice.missed()
+    assert advice.names_only(), "one lookup among few names decides nothing"
+    for mode, by_name in (("names", True), ("whole", False)):
+        fixed = ListingAdvice(mode)
+        fixed.sent_names(10_000)
+        for _ in range(10_000):
+            fixed.missed()
+        assert fixed.names_only() is by_name
+    with pytest.raises(ValueError):
+        ListingAdvice("sometimes")
 
 
 async def test_forget_drops_an_inode_and_numbers_are_never_reused(mount):
