@@ -32,9 +32,60 @@ def _dir(tree: str | None) -> dict:
     return {"type": DIR, "tree": tree}
 
 
-def _entries(store: Store, entry: dict) -> dict:
+def _entries(store: Store, entry: dict) -> list:
     tree = entry.get("tree")
-    return store.unchecked_tree_index(tree) if tree else {}
+    return store.unchecked_tree_entries(tree) if tree else []
+
+
+def _sorted_names(entries: list) -> list[str] | None:
+    """The names of ``entries`` if every one is an object with a string name
+    and they are strictly in order (as every tree is stored), else None."""
+    try:
+        names = [e["name"] for e in entries]
+    except (TypeError, KeyError):
+        return None
+    # (C loops: this runs over every entry of every tree a diff reads)
+    if set(map(type, names)) - {str} or sorted(names) != names or len(set(names)) != len(names):
+        return None
+    return names
+
+
+def _pairs(a: list, b: list) -> Iterator[tuple[str, dict | None, dict | None]]:
+    """(name, entry in ``a``, entry in ``b``) for each name whose entries are
+    not stored alike, in name order: a merge of the two sorted lists, or
+    one pass when both list the same names (a tree whose files changed).
+    A tree stored out of order or with odd entries is compared by name."""
+    an, bn = _sorted_names(a), _sorted_names(b)
+    if an is None or bn is None:
+        yield from _pairs_by_name(a, b)
+        return
+    if an == bn:
+        for ea, eb in zip(a, b):
+            if ea != eb:
+                yield ea["name"], ea, eb
+        return
+    i = j = 0
+    while i < len(a) or j < len(b):
+        if j == len(b) or i < len(a) and an[i] < bn[j]:
+            yield an[i], a[i], None
+            i += 1
+        elif i == len(a) or bn[j] < an[i]:
+            yield bn[j], None, b[j]
+            j += 1
+        else:
+            if a[i] != b[j]:
+                yield an[i], a[i], b[j]
+            i += 1
+            j += 1
+
+
+def _pairs_by_name(a: list, b: list) -> Iterator[tuple[str, dict | None, dict | None]]:
+    ia = {e["name"]: e for e in a if isinstance(e, dict) and isinstance(e.get("name"), str)}
+    ib = {e["name"]: e for e in b if isinstance(e, dict) and isinstance(e.get("name"), str)}
+    for name in sorted(ia.keys() | ib.keys()):
+        ea, eb = ia.get(name), ib.get(name)
+        if ea != eb:
+            yield name, ea, eb
 
 
 def _checked(e: dict | None) -> dict | None:
@@ -47,11 +98,7 @@ def _differing(store: Store, old: dict, new: dict, prefix: str
     """``(path, old entry, new entry)`` of each name whose entries differ, by
     name.  Entries stored alike are skipped unchecked (well formed or not,
     they are alike on both sides); the others are checked first."""
-    a, b = _entries(store, old), _entries(store, new)
-    for name in sorted(a.keys() | b.keys()):
-        ea, eb = a.get(name), b.get(name)
-        if ea == eb:
-            continue
+    for name, ea, eb in _pairs(_entries(store, old), _entries(store, new)):
         ea, eb = _checked(ea), _checked(eb)
         if ea is None and eb is None or ea is not None and eb is not None and _same(ea, eb):
             continue

@@ -376,20 +376,15 @@ class Store:
             return {}
         return idx
 
-    def unchecked_tree_index(self, tree_id: str) -> dict:
-        """A tree's entries by name for a reader that compares them and checks
-        (``entrycheck.entry_problem``) only those it uses: the checked index
-        if the tree cache holds it, else the entries as stored, not cached
-        (a diff of a million entries neither checks nor keeps them all)."""
-        idx = self.cached_tree_index(tree_id)
-        if idx is not None:
-            return idx
-        out: dict = {}
-        for e in unchecked_entries(self.read_blob(bytes.fromhex(tree_id)), tree_id):
-            name = e.get("name") if isinstance(e, dict) else None
-            if isinstance(name, str):
-                out[name] = e
-        return out
+    def unchecked_tree_entries(self, tree_id: str) -> list:
+        """A tree's entries for a reader that compares them and checks
+        (``entrycheck.entry_problem``) only those it uses: the checked
+        entries if the tree cache holds them, else the entries as stored
+        (any shape, any order), not cached."""
+        entries = self.cached_tree(tree_id)
+        if entries is not None:
+            return entries
+        return unchecked_entries(self.read_blob(bytes.fromhex(tree_id)), tree_id)
 
     def read_tree(self, tree_id: str) -> list[dict]:
         """The entries of a tree (shared: callers must not modify them)."""

@@ -312,7 +312,7 @@ def test_a_pack_write_that_fails_stores_nothing(tmp_path):
 
 def test_diff_of_stored_trees_with_malformed_entries_leaves_them_out(store):
     """``diff`` compares stored trees without checking entries stored alike
-    (``Store.unchecked_tree_index``): a malformed entry, as another writer on
+    (``Store.unchecked_tree_entries``): a malformed entry, as another writer on
     the bucket may store one, never shows as a change, and one that became
     well formed is added, as every reader sees it."""
     import json as std_json
@@ -391,3 +391,44 @@ def test_a_tree_is_checked_once_on_this_machine_and_only_a_clean_one_is_trusted(
         assert [e["name"] for e in again.read_tree(bad)] == ["a", "b", "l", "c"]
     finally:
         again.close()
+
+
+def test_diff_merges_sorted_trees_as_it_compares_any_other_by_name(store):
+    """Stored trees are in name order and ``diff`` merges them; a tree
+    stored out of order, with a name twice or an entry that is no object
+    (another writer's) is compared by name.  Both give the same changes."""
+    import json as std_json
+
+    from trunkfs.store.codec import blob_id
+    session = store.session()
+    rng = random.Random(7)
+
+    def tree(entries: list, shuffle: bool) -> str:
+        entries = list(entries)
+        if shuffle:
+            rng.shuffle(entries)
+        raw = std_json.dumps({"v": 1, "entries": entries}, separators=(",", ":")).encode()
+        return session.trees.add(raw, blob_id(raw)).hex()
+
+    def file(name: str, n: int) -> dict:
+        return {"name": name, "type": FILE, "mode": 0o644, "mtime": 1, "size": 1, "chunks": [[f"{n:064x}", 1]]}
+
+    names = sorted({f"f{rng.randrange(10 ** 6)}" for _ in range(300)})
+    old = [file(n, 1) for n in names if rng.random() < 0.8]
+    new = [file(n, 2 if rng.random() < 0.1 else 1) for n in names if rng.random() < 0.8]
+    pairs = [[tree([{"name": "d", "type": "dir", "mode": 0o755, "mtime": 1, "tree": tree(side, shuffle)}],
+                   False) for side in (old, new)] for shuffle in (False, True)]
+    odd_old = tree([file("a", 1), file("a", 2), "junk", file("b", 1)], False)   # a name twice, no object
+    odd_new = tree([file("a", 2), file("b", 3)], False)
+    odd = [tree([{"name": "d", "type": "dir", "mode": 0o755, "mtime": 1, "tree": t}], False)
+           for t in (odd_old, odd_new)]
+    session.flush()
+    results = [list(diff_trees(store, *roots)) for roots in pairs]
+    want = sorted({("M" if n in {e["name"] for e in old} and n in {e["name"] for e in new} else
+                    "A" if n in {e["name"] for e in new} else "D", f"/d/{n}")
+                   for e1 in (old, new) for n in {e["name"] for e in e1}
+                   if {e["name"]: e for e in old}.get(n) != {e["name"]: e for e in new}.get(n)},
+                  key=lambda c: c[1])
+    assert results[0] == results[1] == want
+    assert want and {c for c, _ in want} == {"A", "D", "M"}
+    assert list(diff_trees(store, *odd)) == [("M", "/d/b")]   # the last "a" counts, as for every reader
