@@ -15,6 +15,11 @@ temp dir), then, against one trunkfs daemon on a local store:
   million_walk_rss_mib       the daemon's peak RSS (VmHWM) from the restart to
                              the end of the walk (the kernel still holds every
                              inode it looked up)
+  million_statwalk_rss_mib   the same after another restart, for
+                             ``find -links +0``, which stats every name: the
+                             listings send whole entries and the kernel holds
+                             an inode per file (no target; what an ``ls -l``,
+                             ``du`` or ``rsync`` of the tree costs)
   million_diff_s             ``trunkfs diff`` of a commit that changed
                              10,000 of the files (written through the branch
                              view, then ``trunkfs commit``) against the one
@@ -113,6 +118,21 @@ def main() -> int:
         if bind_n + 1 != trunk_n:    # trunkfs's view root holds src/ itself
             raise SystemExit(f"find saw {trunk_n} names through trunkfs, {bind_n} through bindfs")
         r["million_find_ratio_bindfs"] = bind_s / trunk_s
+
+        # a walk that stats every name (ls -l, du, rsync): the listings turn
+        # to whole entries and the kernel holds an inode per file
+        d.stop()
+        d.start()
+        drop_caches()
+        t = time.perf_counter()
+        stat_n = subprocess.run(["find", str(view), "-links", "+0"], check=True,
+                                capture_output=True).stdout.count(b"\n")
+        stat_s = time.perf_counter() - t
+        r["million_statwalk_rss_mib"] = peak_rss_mib(d)
+        log(f"find -links +0 (a stat per name) through trunkfs: {stat_s:.1f} s, {stat_n} names, "
+            f"peak {r['million_statwalk_rss_mib']:.0f} MiB")
+        if stat_n != trunk_n:
+            raise SystemExit(f"find -links +0 saw {stat_n} names, find {trunk_n}")
 
         log(f"changing {args.changes} files through the branch view")
         branch = d.mount / "scale" / "data"
