@@ -21,7 +21,7 @@ import pyfuse3
 
 from ..staging.area import StagingArea
 from ..staging.nodes import DirNode, FileNode, LinkNode, Node, now_ns
-from .attrs import FORMATS, KIND_OF_FORMAT, NAME_MAX, negative_entry
+from .attrs import KIND_OF_FORMAT, NAME_MAX, negative_entry
 from .branchnodes import WRITABLE_TIMEOUT, BranchNodes, Resolved, is_dir_like, link_of
 from .handles import Handle, OpenFile
 from .inodes import Inode
@@ -102,13 +102,6 @@ class BranchView(View):
         except pyfuse3.FUSEError:
             self.parts.inodes.release(child)
             return None
-
-    def name_only(self, parent: Inode, item: Any) -> int | None:
-        # a tree's entry, listed as the tree was at opendir (as whole entries are)
-        kind = item["type"]
-        if kind == "dir" or "link" in item or self.parts.inodes.at(parent.ino, item["name"]) is not None:
-            return None
-        return FORMATS[kind]
 
     async def readlink(self, inode: Inode) -> bytes:
         r = await self.nodes.resolve(inode)

@@ -16,7 +16,7 @@ from typing import Any
 
 import pyfuse3
 
-from .attrs import FORMATS, negative_entry
+from .attrs import negative_entry
 from .handles import Handle, OpenFile
 from .inodes import Inode
 from .listings import DirListing, TreePages
@@ -99,12 +99,6 @@ class CommitView(View):
         inode = self._child(parent, sname, item, self.parts.listed_number(parent, sname))
         # the listed entry is the inode's own, unless the inode is its link group's
         return inode, await self._attr(inode, None if "link" in item else item)
-
-    def name_only(self, parent: Inode, item: Any) -> int | None:
-        kind = item["type"]
-        if kind == "dir" or "link" in item or self.parts.inodes.at(parent.ino, item["name"]) is not None:
-            return None
-        return FORMATS[kind]
 
     async def open(self, inode: Inode, flags: int, ctx: pyfuse3.RequestContext) -> pyfuse3.FileInfo:
         if flags & os.O_ACCMODE != os.O_RDONLY or flags & os.O_TRUNC:

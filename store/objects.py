@@ -46,7 +46,7 @@ from dataclasses import asdict, dataclass, field
 import orjson
 
 from .codec import blob_id
-from .entrycheck import plain_file, commit_problem, entry_problem
+from .entrycheck import commit_problem, entry_problem, plain_file
 from .errors import IntegrityError, InvalidArgument
 
 log = logging.getLogger(__name__)
