@@ -119,11 +119,11 @@ class TrunkOperations(pyfuse3.Operations):
         self.handles = HandleTable()
         self.parts = ViewParts(store, heads, run, cache, self.inodes, self.handles,
                                os.getuid() if uid is None else uid,
-                               os.getgid() if gid is None else gid, time.time_ns())
+                               os.getgid() if gid is None else gid, time.time_ns(),
+                               advice=ListingAdvice(listing))
         self.gate = RepoGate(refs, run)
         # files listed by name only (``nameonly``, ``listadvice``); None where pyfuse3 cannot
         self.name_only = NameOnlyEntry.probe() if listing != "whole" else None
-        self.parts.advice = ListingAdvice(listing)
         self.root = RootDir(self.parts, refs, staging, self.gate)
         self._statfs_cache: tuple[float, int] = (0.0, 0)
 

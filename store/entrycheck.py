@@ -95,13 +95,27 @@ def entry_problem(e: object) -> str | None:
     describes the entry; the rest of it is still good)."""
     if type(e) is dict and plain_file(e):
         return None
+    return entry_verdict(e)[0]
+
+
+def entry_verdict(e: object) -> tuple[str | None, bool]:
+    """:func:`entry_problem` without its fast path, and whether an mtime
+    was clamped: a tree is well formed as stored only if no entry has a
+    problem and none was clamped."""
     if not isinstance(e, dict):
-        return "is not an object"
+        return "is not an object", False
     mtime = e.get("mtime")
+    clamped = False
     if type(mtime) is float and abs(mtime) >= 2.0 ** 63:   # an integer past 64 bits, as orjson reads one
         mtime = e["mtime"] = INT64[1] if mtime > 0 else INT64[0]
+        clamped = True
     if type(mtime) is int and not INT64[0] <= mtime <= INT64[1]:
         e["mtime"] = min(max(mtime, INT64[0]), INT64[1])
+        clamped = True
+    return _shape_problem(e), clamped
+
+
+def _shape_problem(e: dict) -> str | None:
     name = e.get("name")
     why = _byte_name(name, NAME_MAX)
     if why is None and ("/" in name or name in (".", "..")):   # type: ignore[operator]

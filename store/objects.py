@@ -46,7 +46,7 @@ from dataclasses import asdict, dataclass, field
 import orjson
 
 from .codec import blob_id
-from .entrycheck import commit_problem, entry_problem, plain_file
+from .entrycheck import commit_problem, entry_verdict, plain_file
 from .errors import IntegrityError, InvalidArgument
 
 log = logging.getLogger(__name__)
@@ -144,16 +144,10 @@ def decode_tree(raw: bytes, where: str, dropped: list[str] | None = None) -> lis
 
 def well_formed(entries: list) -> bool:
     """Whether every entry passes the checks as it is: none would be left
-    out, no time clamped (nothing logged, nothing changed)."""
-    for e in entries:
-        if type(e) is dict and plain_file(e):
-            continue
-        if not isinstance(e, dict):
-            return False
-        copy = dict(e)
-        if entry_problem(copy) is not None or copy.get("mtime") is not e.get("mtime"):
-            return False
-    return True
+    out, no time clamped (nothing logged, nothing changed: the full checks
+    run on a copy)."""
+    return all(type(e) is dict and plain_file(e)
+               or entry_verdict(dict(e) if type(e) is dict else e) == (None, False) for e in entries)
 
 
 def checked_entries(entries: list, where: str, dropped: list[str] | None = None) -> tuple[list[dict], bool]:
@@ -165,11 +159,10 @@ def checked_entries(entries: list, where: str, dropped: list[str] | None = None)
         if type(e) is dict and plain_file(e):   # the common case, inline
             good.append(e)
             continue
-        mtime = e.get("mtime") if isinstance(e, dict) else None
-        why = entry_problem(e)
+        why, clamped = entry_verdict(e)
         if why is None:
             good.append(e)
-            clean = clean and e.get("mtime") is mtime
+            clean = clean and not clamped
             continue
         clean = False
         name = e.get("name") if isinstance(e, dict) else None
