@@ -82,7 +82,11 @@ class BlobSink:
         return bid
 
     def _upload(self, writer: PackWriter) -> None:
-        pack_id, blobs = writer.finish()
+        try:
+            pack_id, blobs = writer.finish()
+        except BaseException:   # a full disk at its last bytes: the writer is no longer ours to abort
+            writer.abort()
+            raise
         self._slots.acquire()
         try:
             fut = self._store.io_pool.submit(self._store_pack, writer.path, pack_id, blobs)

@@ -310,6 +310,30 @@ def test_a_pack_write_that_fails_stores_nothing(tmp_path):
             store.close()
 
 
+def test_a_pack_whose_last_bytes_find_the_disk_full_leaves_no_temp_file(tmp_path):
+    """The disk fills up just when a pack's buffered bytes, index and
+    trailer are written (``PackWriter.finish``): the error reaches the
+    writer and the pack's temp file goes, as for a failure anywhere else."""
+    import errno
+    with tmpfs(tmp_path / "small", "1m") as small:
+        store = Store(LocalBackend(str(small / "store")), str(tmp_path / "index"), str(tmp_path / "tmp")).open()
+        try:
+            with open(small / "filler", "wb") as f:   # leave about 64 KiB free
+                f.write(b"\0" * (1024 - 64) * 1024)
+            session = store.session()
+            session.data.add(random.Random(6).randbytes(256 << 10))   # held in the writer's buffer
+            with pytest.raises(OSError) as info:
+                try:
+                    session.flush()
+                except BaseException:
+                    session.abort()
+                    raise
+            assert info.value.errno == errno.ENOSPC
+            assert os.listdir(store.tmp_dir) == [], "the temp pack stays on a full disk"
+        finally:
+            store.close()
+
+
 def test_diff_of_stored_trees_with_malformed_entries_leaves_them_out(store):
     """``diff`` compares stored trees without checking entries stored alike
     (``Store.unchecked_tree_entries``): a malformed entry, as another writer on
