@@ -13,11 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_write_tools import commit, run, write
+from tests.test_write_tools import commit, write
 
 
 def source_tree(root: Path) -> Path:
-    """Files in a few directories, a symlink, a hard-link pair, a FIFO."""
+    """Files in a few directories, a symlink, a hard-link pair, a FIFO, and
+    names that are not UTF-8 or hold a newline."""
     for d in range(3):
         for f in range(40):
             write(root / f"d{d}" / f"f{f:03d}", b"%d/%d\n" % (d, f))
@@ -27,6 +28,9 @@ def source_tree(root: Path) -> Path:
     write(root / "a", b"linked")
     os.link(root / "a", root / "b")
     os.mkfifo(root / "fifo")
+    # names as an attacker picks them: bytes that are not UTF-8, a newline, a leading dash
+    for raw in (b"caf\xe9", b"line\nbreak", b"-rf", b"\xff\xfe sp ace"):
+        write(root / "d2" / os.fsdecode(raw), raw)
     return root
 
 
@@ -62,8 +66,9 @@ def check_view(view: Path, src: Path) -> None:
         assert d_ino == st.st_ino, f"{rel}: d_ino {d_ino}, st_ino {st.st_ino}"
     a, b = os.lstat(view / "a"), os.lstat(view / "b")
     assert a.st_ino == b.st_ino and a.st_nlink == 2, "hard links are one inode"
-    found = run("find", view).splitlines()
-    assert sorted(os.path.relpath(p, view) for p in found if p != str(view)) == sorted(listed)
+    found = subprocess.run(["find", view, "-print0"], check=True, capture_output=True).stdout
+    assert sorted(os.path.relpath(os.fsdecode(p), view) for p in found.split(b"\0")
+                  if p and p != os.fsencode(view)) == sorted(listed)
 
 
 @pytest.mark.parametrize("listing", ["names", "auto"])
