@@ -173,13 +173,25 @@ def build_tree(area: StagingArea, store: Store, session: WriteSession, head_root
         if conflicts:
             continue   # nothing of it is written
         listing = [dict(frame.done[name], name=name) if isinstance(x, DirNode)
-                   else dict(entries[x.id], name=name) if isinstance(x, Node) else x
+                   else _named(entries[x.id], name) if isinstance(x, Node) else x
                    for name, (x, _) in frame.merged.items()]
         entry = dict(frame.node.entry_meta(), tree=session.put_tree(listing), **dir_counts(listing))
         if frame.parent is None:
             return relink(store, session, entry, area.links, entries) if area.links else entry
         frame.parent.done[frame.name] = entry
     raise PathConflict(area.where, conflicts)
+
+
+def _named(entry: dict, name: str) -> dict:
+    """A staged file's entry under ``name``.  A node staged under one name
+    has its entry named in place (a commit of many small files holds one
+    dict per file, not two: the listing's and the tree cache's are the
+    entries' own; a retry on a newer head names it the same again); a
+    hard-linked one, staged under several names, gets a copy per name."""
+    if "link" in entry:
+        return dict(entry, name=name)
+    entry["name"] = name
+    return entry
 
 
 def relink(store: Store, session: WriteSession, root: dict, groups: dict[str, Node],

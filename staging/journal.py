@@ -29,6 +29,8 @@ from collections.abc import Iterator
 
 from rocksdict import Options, Rdict, WriteBatch, WriteOptions
 
+from ..store.rocksopts import table_options
+
 from ..store.errors import BackendError
 from ..store.index import scan_prefix
 
@@ -93,6 +95,7 @@ class Journal:
         os.makedirs(path, exist_ok=True)
         opts = Options(raw_mode=True)
         opts.create_if_missing(True)
+        table_options(opts)
         # small memtables: a tar x of small files puts their bytes here
         # (``datafiles``, inline); RocksDB's 64 MiB default, twice, is memory
         # the daemon would hold for data already on disk in the log

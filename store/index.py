@@ -22,6 +22,8 @@ from collections.abc import Iterable, Iterator
 
 from rocksdict import Options, Rdict, WriteBatch
 
+from .rocksopts import table_options
+
 from .errors import BackendError
 from .packs import BlobLocation
 
@@ -52,6 +54,7 @@ class Index:
     def _open(self) -> Rdict:
         opts = Options(raw_mode=True)
         opts.create_if_missing(True)
+        table_options(opts)
         try:
             db = Rdict(self.path, opts)
         except Exception as exc:  # rocksdict raises plain Exception

@@ -74,13 +74,23 @@ def pack_id_from_key(key: str) -> bytes | None:
 
 
 class PackWriter:
-    """Writes one pack into a temp file; not thread-safe (callers lock)."""
+    """Writes one pack into a temp file; not thread-safe (callers lock).
+
+    Small blobs go through a buffered file.  A large one may instead get its
+    range reserved (:meth:`reserve`, under the caller's lock) and be written
+    into it later with :meth:`write_at` (outside the lock), so that threads
+    storing large chunks copy them into the file side by side rather than
+    one after the other; the caller waits for every such write before
+    :meth:`finish`."""
 
     def __init__(self, directory: str) -> None:
         fd, self.path = tempfile.mkstemp(dir=directory, prefix="pack-")
         self._file = os.fdopen(fd, "wb", buffering=1 << 20)
         self._entries: list[tuple[int, int, bytes, int, int, int]] = []
         self.size = 0
+        self.writing = 0          # reserved ranges not yet written (the caller's count)
+        self.sealed = False       # full: no more blobs; the last range written hands it on
+        self.failed: BaseException | None = None
         self._write(MAGIC)
 
     def _write(self, data: bytes | memoryview) -> None:
@@ -93,6 +103,25 @@ class PackWriter:
         self._write(stored)
         self._entries.append((blob_type, flags, blob_id, offset, len(stored), plain_len))
         return offset
+
+    def reserve(self, blob_type: int, blob_id: bytes, stored_len: int, flags: int,
+                plain_len: int) -> int:
+        """Reserve ``stored_len`` bytes for a blob to be written with
+        :meth:`write_at`; returns its offset.  The buffered bytes before it
+        go to the file now (seeking past the range flushes them)."""
+        offset = self.size
+        self.size += stored_len
+        self._file.seek(self.size)
+        self._entries.append((blob_type, flags, blob_id, offset, stored_len, plain_len))
+        return offset
+
+    def write_at(self, data: bytes | memoryview, offset: int) -> None:
+        """Write a reserved range (thread-safe against other ranges: pwrite)."""
+        fd = self._file.fileno()
+        with memoryview(data) as view:
+            done = 0
+            while done < len(view):
+                done += os.pwrite(fd, view[done:], offset + done)
 
     def __len__(self) -> int:
         return len(self._entries)

@@ -283,6 +283,70 @@ def test_blobs_added_from_many_threads_land_whole_in_their_packs(tmp_path):
         store.close()
 
 
+def test_large_blobs_written_side_by_side_fill_and_seal_packs_whole(tmp_path):
+    """Chunks of 64 KiB and more are copied into their pack outside the
+    sink's lock: packs fill and are sealed while other threads still write
+    their ranges, and a flush called while adds are under way waits for
+    them.  Every blob reads back and every pack is whole."""
+    import concurrent.futures
+    import threading
+    store = open_store(tmp_path, pack_size=1 << 20)
+    try:
+        session = store.session()
+        rng = random.Random(21)
+        blobs = [rng.randbytes(rng.randint(64 << 10, 320 << 10)) for _ in range(240)]
+        blobs += [rng.randbytes(rng.randint(1, 4 << 10)) for _ in range(240)]   # buffered between them
+        rng.shuffle(blobs)
+        start = threading.Barrier(9)
+
+        def add(i: int) -> bytes:
+            if i < 8:
+                start.wait()
+            return session.data.add(blobs[i])
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            futures = [pool.submit(add, i) for i in range(len(blobs))]
+            start.wait()
+            session.flush()           # while the first eight are being stored
+            ids = [f.result() for f in futures]
+        session.flush()
+        assert len(session.pack_ids()) > 20
+        for bid, data in zip(ids, blobs):
+            assert store.read_blob(bid) == data
+        report = fsck(store, read_data=True)
+        assert report.ok, report.problems
+        assert os.listdir(store.tmp_dir) == []
+    finally:
+        store.close()
+
+
+def test_rocksdb_databases_share_one_bounded_block_cache(tmp_path):
+    """The index and the staging journal read through the process's one
+    block cache (``store/rocksopts.py``), not a 32 MiB cache each: reading
+    back what both stored fills that cache, and no further than its size."""
+    from trunkfs.staging.journal import Journal
+    from trunkfs.store.index import Index
+    from trunkfs.store.rocksopts import BLOCK_CACHE_BYTES, shared_block_cache
+    cache = shared_block_cache()
+    index = Index(str(tmp_path / "index"))
+    journal = Journal(str(tmp_path / "journal"))
+    try:
+        rng = random.Random(3)
+        values = {f"k{i:06d}".encode(): rng.randbytes(600) for i in range(40_000)}
+        for db in (index._db, journal._db):
+            for k, v in values.items():
+                db[k] = v
+            db.flush()                # to tables: reads now go through the block cache
+        before = cache.get_usage()
+        for db in (index._db, journal._db):
+            for k, v in values.items():
+                assert db[k] == v
+        assert cache.get_usage() > before, "the reads did not go through the shared cache"
+        assert cache.get_usage() <= BLOCK_CACHE_BYTES * 1.1
+    finally:
+        index.close()
+        journal.close()
+
+
 def test_a_pack_write_that_fails_stores_nothing(tmp_path):
     """A full disk under the packs' temp files: the error reaches the
     writer, no temp file stays, and what was indexed before is whole."""
@@ -321,7 +385,9 @@ def test_a_pack_whose_last_bytes_find_the_disk_full_leaves_no_temp_file(tmp_path
             with open(small / "filler", "wb") as f:   # leave about 64 KiB free
                 f.write(b"\0" * (1024 - 64) * 1024)
             session = store.session()
-            session.data.add(random.Random(6).randbytes(256 << 10))   # held in the writer's buffer
+            rng = random.Random(6)
+            for _ in range(8):     # blobs under BlobSink.DIRECT_WRITE_MIN: held in the writer's buffer
+                session.data.add(rng.randbytes(32 << 10))
             with pytest.raises(OSError) as info:
                 try:
                     session.flush()
