@@ -29,10 +29,9 @@ from collections.abc import Iterator
 
 from rocksdict import Options, Rdict, WriteBatch, WriteOptions
 
-from ..store.rocksopts import table_options
-
 from ..store.errors import BackendError
 from ..store.index import scan_prefix
+from ..store.rocksopts import table_options
 
 log = logging.getLogger(__name__)
 

@@ -22,10 +22,9 @@ from collections.abc import Iterable, Iterator
 
 from rocksdict import Options, Rdict, WriteBatch
 
-from .rocksopts import table_options
-
 from .errors import BackendError
 from .packs import BlobLocation
+from .rocksopts import table_options
 
 log = logging.getLogger(__name__)
 

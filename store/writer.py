@@ -132,13 +132,13 @@ class BlobSink:
                 writer.abort()
             if error is not None:
                 raise error
-            raise OSError(f"pack {writer.path} was not written: {failed}") from failed
+            raise _unwritten(writer, failed)
         return writer if last else None
 
     def _upload(self, writer: PackWriter) -> None:
         if writer.failed is not None:      # a range of it was never written
             writer.abort()
-            raise OSError(f"pack {writer.path} was not written: {writer.failed}") from writer.failed
+            raise _unwritten(writer, writer.failed)
         try:
             pack_id, blobs = writer.finish()
         except BaseException:   # a full disk at its last bytes: the writer is no longer ours to abort
@@ -174,9 +174,6 @@ class BlobSink:
             writer, self._writer = self._writer, None
             while self._busy:     # adds under way finish their ranges and hand on full packs
                 self._idle.wait()
-        if writer is not None and writer.failed is not None:
-            writer.abort()
-            raise OSError(f"pack {writer.path} was not written: {writer.failed}") from writer.failed
         if writer is not None:
             if len(writer):
                 self._upload(writer)
@@ -207,6 +204,13 @@ class BlobSink:
             except BaseException:
                 pass
         self._uploads = []
+
+
+def _unwritten(writer: PackWriter, cause: BaseException) -> OSError:
+    """The error of a blob whose pack lost another blob's range."""
+    err = OSError(f"pack {writer.path} was not written: {cause}")
+    err.__cause__ = cause
+    return err
 
 
 class WriteFigures:

@@ -261,6 +261,15 @@ def test_read_blobs_coalesces_neighbours_and_keeps_the_order(store):
     assert len(calls) < len(ids) / 2, calls
 
 
+def _assert_stored_whole(store: Store, ids: list[bytes], blobs: list[bytes]) -> None:
+    """Every blob reads back, fsck (reading the data) agrees, no temp pack is left."""
+    for bid, data in zip(ids, blobs):
+        assert store.read_blob(bid) == data
+    report = fsck(store, read_data=True)
+    assert report.ok, report.problems
+    assert os.listdir(store.tmp_dir) == []            # no temp pack left behind
+
+
 def test_blobs_added_from_many_threads_land_whole_in_their_packs(tmp_path):
     """Threads write their blobs into one pack at once (outside the sink's
     lock): every blob reads back, every pack is whole, fsck agrees."""
@@ -274,11 +283,7 @@ def test_blobs_added_from_many_threads_land_whole_in_their_packs(tmp_path):
             ids = list(pool.map(session.data.add, blobs))
         session.flush()
         assert len(session.pack_ids()) > 10
-        for bid, data in zip(ids, blobs):
-            assert store.read_blob(bid) == data
-        report = fsck(store, read_data=True)
-        assert report.ok, report.problems
-        assert os.listdir(store.tmp_dir) == []            # no temp pack left behind
+        _assert_stored_whole(store, ids, blobs)
     finally:
         store.close()
 
@@ -310,11 +315,7 @@ def test_large_blobs_written_side_by_side_fill_and_seal_packs_whole(tmp_path):
             ids = [f.result() for f in futures]
         session.flush()
         assert len(session.pack_ids()) > 20
-        for bid, data in zip(ids, blobs):
-            assert store.read_blob(bid) == data
-        report = fsck(store, read_data=True)
-        assert report.ok, report.problems
-        assert os.listdir(store.tmp_dir) == []
+        _assert_stored_whole(store, ids, blobs)
     finally:
         store.close()
 

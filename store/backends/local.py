@@ -36,7 +36,6 @@ def _version_of(data: bytes) -> str:
     return blake3.blake3(data).hexdigest()[:32]
 
 
-
 def _forget_pages(fd: int) -> None:
     """Let the kernel drop the cached pages of a file just made durable.
 
@@ -50,6 +49,7 @@ def _forget_pages(fd: int) -> None:
         os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
     except OSError:     # advice only
         pass
+
 
 class LocalBackend(Backend):
     def __init__(self, root: str, *, create: bool = True) -> None:
