@@ -24,6 +24,15 @@ temp dir), then, against one trunkfs daemon on a local store:
                              10,000 of the files (written through the branch
                              view, then ``trunkfs commit``) against the one
                              before, its output read to the end
+  stage_files_per_s          in a fresh daemon, ``cp -r`` of the first
+                             ``--stage`` files (whole directories) into a new
+                             directory of the branch view
+  stage_peak_rss_mib         its peak RSS over that copy (the kernel holds an
+                             inode, and so a staged node, per file it made)
+  stage_restart_rss_mib      its RSS after a restart over the staged files
+                             (staged nodes are paged from the journal)
+  stage_commit_s             ``trunkfs commit`` of them, and
+  stage_commit_peak_rss_mib  the peak RSS from the restart to its end
 
 Targets (issue 15): put peak <= 400 MiB, walk peak <= 400 MiB, find ratio
 >= 0.5, diff < 5 s.  Needs root (FUSE, drop_caches) and bindfs.  Progress
@@ -44,7 +53,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchlib import TRUNKFS, Bindfs, bench_daemon, cleanup, drop_caches, log, need_root, peak_rss_mib
+from benchlib import TRUNKFS, Bindfs, DaemonProcess, bench_daemon, cleanup, drop_caches, log, need_root, peak_rss_mib
 
 
 def make_tree(src: Path, files: int, dirs: int) -> None:
@@ -68,6 +77,36 @@ def timed_find(root: Path) -> tuple[float, int]:
     return time.perf_counter() - t, out.count(b"\n")
 
 
+def stage(d: DaemonProcess, src: Path, files: int, per_dir: int, r: dict[str, float]) -> None:
+    """``cp -r`` of whole source directories (``files`` in all) into the
+    branch view, a restart, and their commit, each in a fresh daemon."""
+    d.stop()
+    d.start()
+    dest = d.mount / "scale" / "staged"
+    dest.mkdir()
+    dirs = sorted(p for p in src.iterdir() if p.is_dir())[:max(1, files // per_dir)]
+    copied = sum(1 for p in dirs for _ in p.iterdir())
+    log(f"cp -r of {copied} files in {len(dirs)} directories into the branch view")
+    t = time.perf_counter()
+    subprocess.run(["cp", "-r", *map(str, dirs), str(dest)], check=True)
+    os.sync()
+    r["stage_files_per_s"] = copied / (time.perf_counter() - t)
+    r["stage_peak_rss_mib"] = peak_rss_mib(d)
+    d.stop()
+    d.start()
+    r["stage_restart_rss_mib"] = d.vm_kib("VmRSS") / 1024
+    t = time.perf_counter()
+    out = d.cli("commit", "scale", "-m", "staged", "--json").json()
+    r["stage_commit_s"] = time.perf_counter() - t
+    r["stage_commit_peak_rss_mib"] = peak_rss_mib(d)
+    log(f"staged {copied} files at {r['stage_files_per_s']:.0f}/s, peak {r['stage_peak_rss_mib']:.0f} MiB; "
+        f"after a restart {r['stage_restart_rss_mib']:.0f} MiB; commit {r['stage_commit_s']:.1f} s, "
+        f"peak {r['stage_commit_peak_rss_mib']:.0f} MiB")
+    listed = sum(1 for _ in (d.mount / f"scale@{out['commit']}" / "staged" / dirs[0].name).iterdir())
+    if listed != sum(1 for _ in dirs[0].iterdir()):
+        raise SystemExit(f"the commit lists {listed} files in staged/{dirs[0].name}")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--files", type=int, default=1_000_000)
@@ -75,6 +114,8 @@ def main() -> int:
     ap.add_argument("--changes", type=int, default=10_000)
     ap.add_argument("--tree", default=None,
                     help="the source tree: made there if missing, kept (to run again without making it)")
+    ap.add_argument("--stage", type=int, default=100_000,
+                    help="files copied into the branch view for the stage_* figures (0: skip)")
     ap.add_argument("--workdir", default=None, help="make the temp dir inside this directory")
     ap.add_argument("--keep", action="store_true", help="keep the temp dir")
     args = ap.parse_args()
@@ -152,6 +193,8 @@ def main() -> int:
         if changed != args.changes:
             raise SystemExit(f"diff printed {changed} lines, {args.changes} files were changed")
         r["daemon_peak_rss_mib"] = peak_rss_mib(d)
+        if args.stage:
+            stage(d, src, min(args.stage, args.files), per_dir, r)
     finally:
         d.stop()
         cleanup(tmp, args.keep)

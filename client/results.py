@@ -445,7 +445,7 @@ class CacheStats(Result):
 
 class StatsInfo(Result):
     __slots__ = ("store", "logical_bytes", "unique_bytes", "stored_bytes", "dedup_ratio", "chunks",
-                 "trees", "packs", "commits", "cache", "requests", "tree_cache")
+                 "trees", "packs", "commits", "cache", "requests", "tree_cache", "staging")
     store: str
     logical_bytes: int   # bytes of every commit, counted in full
     unique_bytes: int    # bytes of the distinct chunks
@@ -458,6 +458,7 @@ class StatsInfo(Result):
     cache: CacheStats | None
     requests: dict   # the store's requests since the daemon started: {op: {requests, bytes_in, ...}}
     tree_cache: dict  # decoded trees in memory and their limits: {trees, bytes, bytes_limit, indexed}
+    staging: dict     # staged entries in memory and their limit: {dirs, entries, limit, nodes}
 
     def __init__(self, store: str, logical_bytes: int, unique_bytes: int, stored_bytes: int,
                  dedup_ratio: float, chunks: int, trees: int, packs: int, commits: int,
@@ -470,6 +471,9 @@ class StatsInfo(Result):
         self.tree_cache = ({k: as_int(tree_cache.get(k)) for k in
                             ("trees", "bytes", "bytes_limit", "indexed")}
                            if isinstance(tree_cache, dict) else {})
+        staging = raw.get("staging") if isinstance(raw, dict) else None
+        self.staging = ({k: as_int(staging.get(k)) for k in ("dirs", "entries", "limit", "nodes")}
+                        if isinstance(staging, dict) else {})
 
     @classmethod
     def from_raw(cls, r: dict) -> StatsInfo:

@@ -56,6 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="keep the disk cache even for a local store (default: memory only)")
     d.add_argument("--cache-memory", help="the chunk cache's memory layer (default 96M on S3, 32M on a local store)")
     d.add_argument("--tree-cache", help="decoded trees kept in memory, with their name indexes (default 64M)")
+    d.add_argument("--staging-entries", type=int,
+                   help="staged entries kept in memory per branch; the rest are read back from the "
+                        "staging journal when asked for (default 50000)")
     d.add_argument("--readahead", help="most bytes read ahead of one sequential reader "
                                        "(default 48M on S3, 16M local; at most half of --cache-memory; 0: off)")
     d.add_argument("--read-requests", type=int,

@@ -19,6 +19,7 @@ Keys of the file are the long flag names with ``_`` for ``-``, e.g.::
     job_keep_days = 30             # finished jobs and their logs are deleted after (0: no limit)
     job_keep_count = 1000          # finished jobs kept per pipeline (0: no limit)
     staging_quota = "100G"         # bytes one uid may stage through the mount (root: no limit; 0: none)
+    staging_entries = 50000        # staged entries kept in memory per branch (the rest paged from the journal)
     head_poll_interval = 1.0       # seconds between reads of branch heads other daemons may move (0: off)
     run_jobs = true                # false: this daemon makes jobs for its commits but runs none
     job_lease_seconds = 30         # a job whose daemon is silent this long is run by another daemon
@@ -68,7 +69,7 @@ class Config:
                 "cache_local", "cache_memory", "tree_cache", "readahead", "read_requests", "read_request_size", "uid", "gid", "s3_endpoint", "s3_region", "compression_level",
                 "pack_size_mib", "threads", "bulk_threads", "log_level", "max_connections_per_uid", "idle_timeout",
                 "job_output_limit", "job_log_limit", "job_keep_days", "job_keep_count",
-                "staging_quota", "head_poll_interval", "run_jobs", "job_lease_seconds", "executors",
+                "staging_quota", "staging_entries", "head_poll_interval", "run_jobs", "job_lease_seconds", "executors",
                 "executor", "http", "metrics_auth", "console_token_hours", "writeback_cache", "listing")
 
     def __init__(self, state: str | None = None, store: str = "", socket: str | None = None,
@@ -84,6 +85,7 @@ class Config:
                  idle_timeout: float = 300.0, job_output_limit: str | int = "100G",
                  job_log_limit: str | int = "1M", job_keep_days: float = 30.0,
                  job_keep_count: int = 1000, staging_quota: str | int = "100G",
+                 staging_entries: int = 50_000,
                  head_poll_interval: float = 1.0, run_jobs: bool = True,
                  job_lease_seconds: float = 30.0, executors: dict | None = None,
                  executor: list[str] | None = None, http: str | None = None,
@@ -125,6 +127,7 @@ class Config:
         self.job_keep_days = job_keep_days        # age of finished jobs pruned; 0: no limit
         self.job_keep_count = job_keep_count      # finished jobs kept per pipeline; 0: no limit
         self.staging_quota = staging_quota        # bytes or "100G" a uid may stage (EDQUOT); 0: none
+        self.staging_entries = staging_entries    # staged entries in memory per branch; the rest paged out
         self.head_poll_interval = head_poll_interval  # s between reads of heads moved elsewhere; 0: off
         self.run_jobs = run_jobs                  # False: jobs are made here, run by other daemons
         self.job_lease_seconds = job_lease_seconds  # silence after which another daemon takes a job
@@ -173,6 +176,9 @@ class Config:
             raise InvalidArgument("job_keep_count must be an integer, 0 (no limit) or more")
         if parse_size(self.staging_quota) < 0:
             raise InvalidArgument("staging_quota must be a size of 0 (no limit) or more, e.g. 100G")
+        if isinstance(self.staging_entries, bool) or not isinstance(self.staging_entries, int) \
+                or not 1 <= self.staging_entries <= 100_000_000:
+            raise InvalidArgument("staging_entries must be an integer from 1 to 100000000")
         if isinstance(self.head_poll_interval, bool) or not isinstance(self.head_poll_interval, (int, float)) \
                 or not 0 <= self.head_poll_interval <= 60:
             raise InvalidArgument("head_poll_interval must be a number of seconds from 0 (off) to 60")

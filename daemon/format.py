@@ -209,6 +209,10 @@ def stats_text(s: StatsInfo) -> str:
     if t:
         lines.append(f"trees cached:  {t['trees']} decoded, {human(t['bytes'])} of {human(t['bytes_limit'])}; "
                      f"{t['indexed']} of them indexed by name")
+    g = s.staging
+    if g:
+        lines.append(f"staging:       {g['entries']} staged entries of {g['dirs']} directories in memory "
+                     f"(limit {g['limit']} per branch), {g['nodes']} staged nodes held")
     for op, r in sorted(s.requests.items()):
         if isinstance(r, dict):
             moved = r.get("bytes_in", 0) or r.get("bytes_out", 0)

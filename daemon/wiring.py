@@ -66,7 +66,8 @@ async def build_service(config: Config, store: Store, mountpoint: str | None) ->
         return store.read_commit(head).tree if head else None
     executors = build_executors(config)
     quota = StagingQuota(config.staging_quota_bytes())
-    staging = await trio.to_thread.run_sync(StagingManager, config.state, head_tree, quota)
+    staging = await trio.to_thread.run_sync(StagingManager, config.state, head_tree, quota,
+                                            config.staging_entries)
     # one chunk cache for every reader of this daemon: the mount, get/cat/read, job inputs
     cache = await trio.to_thread.run_sync(open_cache, config, store)
     jobs = JobScheduler(store, registry, commits, events.publish, workers.run, mountpoint=mountpoint,

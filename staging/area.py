@@ -11,28 +11,35 @@ the next commit.  File bytes count against the writer's staging quota
 from __future__ import annotations
 
 import logging
+import threading
 import time
+import weakref
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
+from typing import TypeVar
 
 import trio
 
 from .conflicts import entry_sig
 from .datafiles import DataFiles
-from .journal import Batch, Journal, area_prefix
+from .journal import Batch, IdSet, Journal, area_prefix
 from ..store.objects import new_link_id
-from .nodes import (DIR, FOLLOW, SPECIAL, DirNode, FileNode, LinkNode, Node, SpecialNode, node_from_entry,
+from .nodes import (DIR, FILE, FOLLOW, SPECIAL, DirNode, FileNode, LinkNode, Node, SpecialNode, node_from_entry,
                     node_from_record, now_ns)
 from .quota import StagingQuota
 
 log = logging.getLogger(__name__)
 
+N = TypeVar("N", bound=Node)
+
 GROUP_COMMIT_S = 0.05
+PAGED_ENTRIES = 50_000   # staged entries kept paged in per area (``paging``)
 
 
 class StagingArea:
     def __init__(self, repo: str, branch: str, journal: Journal, datafiles: DataFiles,
-                 quota: StagingQuota | None = None) -> None:
+                 quota: StagingQuota | None = None, paged_entries: int = PAGED_ENTRIES) -> None:
         self.repo = repo
         self.branch = branch
         self.journal = journal
@@ -52,6 +59,17 @@ class StagingArea:
         self._inline_in_memory: list[FileNode] = []   # closed, their bytes still in ``_pending``
         self._pending: Batch | None = None
         self._last_write = 0.0
+        # paging (docs/staging.md, "Paging"): one object per node id while
+        # anything holds it; the directories whose entries are in memory, in
+        # the order they came in; what the batch not yet journaled changed
+        self.nodes: weakref.WeakValueDictionary[int, Node] = weakref.WeakValueDictionary()
+        self.paged_entries = paged_entries
+        self._paged: OrderedDict[int, DirNode] = OrderedDict()
+        self._paged_count = 0          # entries of the directories in ``_paged``
+        self._paging = threading.RLock()   # status and commits page in from worker threads
+        self._pending_dirs: set[DirNode] = set()
+        self._pending_nodes: list[Node] = []
+        self._all_in_memory = True     # no staged node only in the journal (``drop_all``)
 
     @property
     def where(self) -> str:
@@ -61,7 +79,10 @@ class StagingArea:
 
     def load(self, head_tree: "Callable[[], str | None] | None" = None) -> None:
         """Read the journal; ``head_tree()`` tells the branch head's root tree,
-        to finish a commit that was cut short after it moved the branch."""
+        to finish a commit that was cut short after it moved the branch.
+        Only the root and the hard-link groups stay in memory; the records
+        are read one at a time (to count the quota), so a start costs the
+        same memory for ten staged files or a million."""
         mark = self.journal.commit_mark(self.repo, self.branch)
         if mark is not None:
             if head_tree is not None and head_tree() == mark:
@@ -70,31 +91,36 @@ class StagingArea:
                 self.journal.clear_area(self.repo, self.branch)
                 return
             self.journal.clear_mark(self.repo, self.branch)
-        records, entries = self.journal.load(self.repo, self.branch)
-        nodes = {nid: node_from_record(rec) for nid, rec in records.items()}
-        roots = [nodes[nid] for nid, rec in records.items() if rec.get("root")]
-        for dir_id, name, child, base in entries:
-            parent = nodes.get(dir_id)
-            if isinstance(parent, DirNode) and (child is None or child in nodes):
-                parent.delta[name] = nodes[child] if child is not None else None
-                if base is not None:
-                    parent.bases[name] = base
-        self.root = roots[0] if roots and isinstance(roots[0], DirNode) else None
-        self.links = {n.link: n for n in nodes.values() if n.link is not None and n.nlink > 0}
-        reachable = {n.id for n in self.walk()}
-        stray = [nid for nid in nodes if nid not in reachable]
-        if stray:  # unlinked while open when the daemon stopped
-            batch = Batch(self.prefix)
-            for nid in stray:
-                batch.drop_node(nid)
-                self.datafiles.remove(nid)
-            self.journal.write(batch)
-        for node in self.walk():
+        ids, kept = IdSet(0), IdSet(0)
+        count = 0
+        for nid, rec in self.journal.records(self.repo, self.branch):
+            node = _from_record(rec)
+            ids.add(nid)
+            count += 1
+            self._all_in_memory = False
+            if rec.get("root") and isinstance(node, DirNode) and self.root is None:
+                self.root = self._register(node)
+                kept.add(nid)
+            elif node.link is not None and node.nlink > 0:
+                self.links[node.link] = self._register(node)
+                kept.add(nid)
             if isinstance(node, FileNode):
-                if not node.charges and node.quota_bytes() > 0:   # journaled before quotas
-                    node.charges[node.uid or 0] = node.quota_bytes()
                 self.quota.count(node)
-        log.info("staging of %s: %d staged nodes", self.where, len(reachable))
+        batch = Batch(self.prefix)
+        for dir_id, name, child, _base in self.journal.entries(self.repo, self.branch):
+            if dir_id not in ids or (child is not None and child not in ids):
+                batch.drop_entry(dir_id, name)   # half of a change an older version left
+            elif child is not None:
+                kept.add(child)
+        stray = [nid for nid, _ in self.journal.records(self.repo, self.branch) if nid not in kept]
+        for nid in stray:   # unlinked while open when the daemon stopped
+            batch.drop_node(nid)
+            gone = self.node(nid)
+            if isinstance(gone, FileNode):
+                self.quota.release(gone)
+            self.datafiles.remove(nid)
+        self.journal.write(batch)
+        log.info("staging of %s: %d staged nodes", self.where, count - len(stray))
 
     def walk(self) -> Iterator[Node]:
         """Every staged node once: the tree's, and the hard-link groups'
@@ -112,6 +138,94 @@ class StagingArea:
             yield node
             if isinstance(node, DirNode):
                 stack.extend(c for c in node.delta.values() if c is not None)
+
+    # -- paging ------------------------------------------------------------------
+
+    def _register(self, node: N) -> N:
+        """The one object of this node id from now on (``nodes``)."""
+        self.nodes[node.id] = node
+        if isinstance(node, DirNode):
+            node.pager = self
+            if node.paged_delta is not None:
+                with self._paging:
+                    self._paged[node.id] = node
+                    self._paged_count += len(node.paged_delta)
+        return node
+
+    def _load_node(self, nid: int) -> Node | None:
+        """The node ``nid`` as the journal has it (None if it has none)."""
+        rec = self.journal.record(self.repo, self.branch, nid)
+        return self._register(_from_record(rec)) if rec is not None else None
+
+    def node(self, nid: int) -> Node | None:
+        """The node ``nid``: its object if one is alive, else read from the journal."""
+        return self.nodes.get(nid) or self._load_node(nid)
+
+    def page_in(self, d: DirNode) -> None:
+        """Read a paged-out directory's entries back from the journal (every
+        change to them is there: a directory whose change waits in the batch
+        is never paged out, and neither is a node the batch names)."""
+        with self._paging:
+            if d.paged_delta is not None:
+                return
+            delta: dict[str, Node | None] = {}
+            bases: dict[str, str] = {}
+            for _dir, name, child, base in self.journal.entries(self.repo, self.branch, d.id):
+                if child is not None:
+                    node = self.node(child)
+                    if node is None:
+                        log.warning("staging of %s: entry %r of directory %d names node %d, "
+                                    "which the journal lacks; left out", self.where, name, d.id, child)
+                        continue
+                    delta[name] = node
+                else:
+                    delta[name] = None
+                if base is not None:
+                    bases[name] = base
+            d.paged_delta, d.paged_bases = delta, bases
+            self._paged[d.id] = d
+            self._paged_count += len(delta)
+            self.trim(keep=d)
+
+    def trim(self, keep: DirNode | None = None) -> None:
+        """Page directories out, oldest first, while more than
+        ``paged_entries`` entries are in memory (to three quarters of it).
+        Not the root, nor one asked for since the last look (it gets a
+        second chance), nor one with a change still waiting for the journal."""
+        if self._paged_count <= self.paged_entries:
+            return
+        with self._paging:
+            goal = self.paged_entries * 3 // 4
+            looks = len(self._paged)
+            while self._paged_count > goal and looks > 0:
+                looks -= 1
+                nid, d = self._paged.popitem(last=False)
+                if d.paged_delta is None:
+                    continue
+                if d is keep or d is self.root or d.used or d in self._pending_dirs:
+                    d.used = False
+                    self._paged[nid] = d
+                    continue
+                self._paged_count -= len(d.paged_delta)
+                d.paged_delta = d.paged_bases = None
+                self._all_in_memory = False
+
+    @property
+    def all_in_memory(self) -> bool:
+        """Whether the tree holds every staged node (none only in the journal)."""
+        return self._all_in_memory
+
+    def journaled(self) -> Iterator[Node]:
+        """Every staged node as the journal has it, one at a time, not the
+        objects in use: a read of the whole area that need not page it in
+        (on a frozen, flushed area, or for what a node refers to)."""
+        for _nid, rec in self.journal.records(self.repo, self.branch):
+            yield _from_record(rec)
+
+    def paging_stats(self) -> dict[str, int]:
+        """Staged directories and entries in memory, against the limit."""
+        return {"dirs": len(self._paged), "entries": self._paged_count, "limit": self.paged_entries,
+                "nodes": len(self.nodes)}
 
     def shown(self, entry: dict) -> "Node | dict":
         """What a committed entry shows in the branch view: its hard-link
@@ -190,7 +304,10 @@ class StagingArea:
             self.journal.write(batch, sync)
         elif sync:
             self.journal.sync()
+        self._pending_dirs.clear()
+        self._pending_nodes.clear()
         self._drop_inline()
+        self.trim()
 
     def _drop_inline(self) -> None:
         """Closed small files' inline bytes leave memory once the journal has them."""
@@ -211,6 +328,7 @@ class StagingArea:
                 t = now_ns()
                 root = DirNode(nid, "dir", 0o755, mtime=t, ctime=t, lower=FOLLOW)
             self.root = root
+            self._register(root)
             self._put_node(batch, root)
             self._write()
             return root
@@ -226,6 +344,7 @@ class StagingArea:
         """A node's record into ``batch``, with a small file's inline bytes
         when they changed (so no record names bytes the journal lacks)."""
         batch.node(self._record(node))
+        self._pending_nodes.append(node)   # alive until the batch is in the journal
         if isinstance(node, FileNode) and node.data_dirty and node.inline and node.data is not None:
             batch.data(node.id, bytes(node.data))
             node.data_dirty = False
@@ -266,8 +385,8 @@ class StagingArea:
         node = self.group(entry, nlink) if "link" in entry else None
         batch = self._batch()
         if node is None:
-            node = node_from_entry(self.journal.new_id(batch), entry)
-            batch.node(node.record())
+            node = self._register(node_from_entry(self.journal.new_id(batch), entry))
+            self._put_node(batch, node)
         self._place(parent, name, node, self._base(parent, name, entry), batch)
         self._write()
         return node
@@ -279,9 +398,9 @@ class StagingArea:
         node = self.links.get(link)
         if node is None:
             batch = self._batch()
-            node = node_from_entry(self.journal.new_id(batch), entry, nlink)
+            node = self._register(node_from_entry(self.journal.new_id(batch), entry, nlink))
             self.links[link] = node
-            batch.node(node.record())
+            self._put_node(batch, node)
             self._write()
         return node
 
@@ -306,12 +425,15 @@ class StagingArea:
             return parent.bases.get(name)
         return entry_sig(lower)
 
-    @staticmethod
-    def _place(parent: DirNode, name: str, node: Node | None, base: str | None,
+    def _place(self, parent: DirNode, name: str, node: Node | None, base: str | None,
                batch: Batch) -> None:
         """parent/name becomes ``node`` (None: a whiteout), with its base."""
+        self._pending_dirs.add(parent)   # first: not paged out until the batch is written
         batch.entry(parent.id, name, None if node is None else node.id, base)
-        parent.delta[name] = node
+        delta = parent.delta
+        if name not in delta:
+            self._paged_count += 1
+        delta[name] = node
         if base is None:
             parent.bases.pop(name, None)
         else:
@@ -342,6 +464,8 @@ class StagingArea:
             node = SpecialNode(nid, kind, mode, uid, gid, mtime=t, ctime=t, rdev=rdev)
         else:
             node = FileNode(nid, kind, mode, uid, gid, mtime=t, ctime=t)
+        self._register(node)
+        self._pending_nodes.append(node)   # not in the journal until placed
         self._write()  # the id counter, when it moved
         return node
 
@@ -395,7 +519,10 @@ class StagingArea:
         if lower is not None:
             self._place(parent, name, None, self._base(parent, name, lower), batch)
         else:
+            self._pending_dirs.add(parent)
             batch.drop_entry(parent.id, name)
+            if name in parent.delta:
+                self._paged_count -= 1
             parent.delta.pop(name, None)
             parent.bases.pop(name, None)
 
@@ -443,7 +570,11 @@ class StagingArea:
             n.linked = False
             batch.drop_node(n.id)
             if isinstance(n, DirNode):
-                for name, child in n.delta.items():
+                below = list(n.delta.items())
+                with self._paging:
+                    if self._paged.pop(n.id, None) is not None:
+                        self._paged_count -= len(below)
+                for name, child in below:
                     batch.drop_entry(n.id, name)
                     if child is not None:
                         stack.append(child)
@@ -518,11 +649,28 @@ class StagingArea:
     # -- after a commit or a discard ----------------------------------------------------
 
     def drop_all(self) -> None:
-        """Forget everything staged (after a commit or a full discard)."""
-        for node in list(self.walk()):
+        """Forget everything staged (after a commit or a full discard).  The
+        nodes nothing holds are settled from their journal records, one at
+        a time; the ones still held (open files, the mount's inodes) leave
+        the tree and keep what they show."""
+        self.flush_files()
+        if self._all_in_memory:   # the tree holds every staged node: no need to read the journal
+            live = {node.id: node for node in self.walk()}
+        else:
+            live = {nid: node for nid, node in list(self.nodes.items())}
+        for nid, rec in (() if self._all_in_memory else self.journal.records(self.repo, self.branch)):
+            if nid not in live and rec.get("kind") == FILE:
+                settled = _from_record(rec)
+                assert isinstance(settled, FileNode)
+                self.quota.release(settled)   # committed or discarded: no longer staged
+                if not settled.inline:
+                    self.datafiles.remove(nid)
+        for node in live.values():
+            if not node.linked:
+                continue
             node.linked = False
             if isinstance(node, FileNode):
-                self.quota.release(node)   # committed or discarded: no longer staged
+                self.quota.release(node)
                 if node.opens == 0:
                     self.datafiles.release(node)
                 else:
@@ -535,16 +683,33 @@ class StagingArea:
         self.generation += 1
         self.root = None
         self.links = {}
+        with self._paging:
+            self._paged.clear()
+            self._paged_count = 0
+        self.nodes = weakref.WeakValueDictionary()
+        self._all_in_memory = True
         self.epoch += 1
 
     def forget_entry(self, parent: DirNode, name: str) -> None:
         """Drop the staged entry parent/name: the committed one shows again."""
         parent.dirs_version += 1
+        batch = self._batch()
+        self._pending_dirs.add(parent)
+        if name in parent.delta:
+            self._paged_count -= 1
         node = parent.delta.pop(name, None)
         parent.bases.pop(name, None)
-        batch = self._batch()
         batch.drop_entry(parent.id, name)
         if node is not None:
             self._forget(node, batch)
         self._write()
         self.epoch += 1
+
+
+def _from_record(rec: dict) -> Node:
+    """A node as its journal record has it; a file journaled before quotas
+    were counted is charged to its owner."""
+    node = node_from_record(rec)
+    if isinstance(node, FileNode) and not node.charges and node.quota_bytes() > 0:
+        node.charges[node.uid or 0] = node.quota_bytes()
+    return node

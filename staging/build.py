@@ -25,6 +25,7 @@ from ..store.walk import listing
 from ..store.writer import WriteSession
 from .area import StagingArea
 from .datafiles import DataFiles
+from .journal import EntryStash
 from .conflicts import ADOPT, HEAD, PathConflict, settle
 from .nodes import FOLLOW, DirNode, FileNode, LinkNode, Node, SpecialNode
 from .overlay import lower_of
@@ -32,6 +33,8 @@ from .overlay import lower_of
 log = logging.getLogger(__name__)
 
 READ_BLOCK = 4 * 1024 * 1024
+
+Entries = EntryStash | dict[int, dict]   # a staged node's tree entry, by node id
 
 
 class BaseReader:
@@ -118,7 +121,7 @@ def _file_chunks(session: WriteSession, node: FileNode, read: Callable[[int, int
 def staged_bytes(area: StagingArea) -> int:
     """Bytes a commit has to read (for its progress bar)."""
     total = 0
-    for node in area.walk():
+    for node in area.walk() if area.all_in_memory else area.journaled():
         if isinstance(node, FileNode) and node.content_changed:
             total += node.size if node.base_limit == 0 or not node.base_chunks else \
                 sum(e - s for s, e in node.dirty_ranges())
@@ -126,22 +129,25 @@ def staged_bytes(area: StagingArea) -> int:
 
 
 def file_entries(area: StagingArea, store: Store, session: WriteSession,
-                 progress: Callable[[int], None] | None = None) -> dict[int, dict]:
-    """The tree entry (without name) of every staged file and symlink."""
-    out: dict[int, dict] = {}
+                 progress: Callable[[int], None] | None = None) -> EntryStash:
+    """The tree entry (without name) of every staged file and symlink, by
+    node id, stashed in the journal (``EntryStash``)."""
+    out = area.journal.stash(area.repo, area.branch, keep=area.paged_entries)
+    out.clear()
     for node in area.walk():
         if isinstance(node, FileNode):
             chunks = file_chunks(area.datafiles, store, session, node, progress)
-            out[node.id] = dict(node.entry_meta(), size=node.size, chunks=chunks)
+            out.put(node.id, dict(node.entry_meta(), size=node.size, chunks=chunks))
         elif isinstance(node, LinkNode):
-            out[node.id] = dict(node.entry_meta(), target=node.target)
+            out.put(node.id, dict(node.entry_meta(), target=node.target))
         elif isinstance(node, SpecialNode):
-            out[node.id] = node.entry_meta()
+            out.put(node.id, node.entry_meta())
+    out.flush()
     return out
 
 
 def build_tree(area: StagingArea, store: Store, session: WriteSession, head_root: dict | None,
-               entries: dict[int, dict], force: bool = False) -> dict:
+               entries: Entries, force: bool = False) -> dict:
     """Write the trees of the staged view over ``head_root``; returns the
     root entry.  ``entries`` are the staged files' and symlinks' entries
     (:func:`file_entries`); the area must have a root.  Each staged name the
@@ -195,7 +201,7 @@ def _named(entry: dict, name: str) -> dict:
 
 
 def relink(store: Store, session: WriteSession, root: dict, groups: dict[str, Node],
-           entries: dict[int, dict]) -> dict:
+           entries: Entries) -> dict:
     """Every name of a staged hard-link group in the tree under ``root``
     takes the group's staged entry: a write through one name, a chmod or a
     link count that fell to one reaches the names the staging never touched
@@ -233,7 +239,7 @@ class _Frame:
         self.adopt: set[str] = set()    # made directories laid over the head's
         self._subdirs: Iterator[tuple[str, DirNode, dict | None]] = iter(())
 
-    def settle(self, entries: dict[int, dict], conflicts: list[str]) -> None:
+    def settle(self, entries: Entries, conflicts: list[str]) -> None:
         """Settle the changed names against the head (tracked frames only)."""
         if self.tracked:
             for name, staged in self.node.delta.items():

@@ -20,10 +20,11 @@ from ..store.errors import IntegrityError
 from ..store.store import Store
 from ..store.writer import WriteSession
 from .area import StagingArea
-from .build import build_tree, file_entries, staged_bytes
+from .build import Entries, build_tree, file_entries, staged_bytes
 
 Run = Callable[..., Awaitable[Any]]
 Progress = Callable[[int, int], None]
+MISSING_GROUP = 50_000   # chunk ids asked about at once
 
 
 class StagedChange:
@@ -34,7 +35,7 @@ class StagedChange:
         self.store = store
         self.run = run
         self.progress = progress
-        self.entries: dict[int, dict] = {}
+        self.entries: Entries = {}
 
     async def prepare(self, session: WriteSession) -> None:
         if self.area.root is None:
@@ -48,14 +49,26 @@ class StagedChange:
             if self.progress is not None:
                 self.progress(done, total)
         self.entries = await self.run(file_entries, self.area, self.store, session, advance)
-        kept = {bytes.fromhex(c[0]) for e in self.entries.values() for c in e.get("chunks", ())}
-        missing = await self.run(self.store.missing_blobs,
-                                 [bid for bid in kept if not session.stored_here(bid)])
+        missing = await self.run(self._missing, session)
         if missing:   # a staged file kept chunks of a commit the collector dropped since
             raise IntegrityError(
                 f"the staging of {self.area.where} refers to {len(missing)} chunk(s) the garbage "
                 f"collector deleted (e.g. {missing[0].hex()[:12]}): discard the files staged from "
                 "an expired commit and write them again; nothing was committed")
+
+    def _missing(self, session: WriteSession) -> list[bytes]:
+        """The chunks the staged files keep that the store lacks (checked
+        in groups, so a million files never hold every chunk id at once)."""
+        missing: list[bytes] = []
+        group: set[bytes] = set()
+        for entry in self.entries.values():
+            group.update(bytes.fromhex(c[0]) for c in entry.get("chunks", ()))
+            if len(group) >= MISSING_GROUP:
+                missing += self.store.missing_blobs([b for b in group if not session.stored_here(b)])
+                group.clear()
+        if group:
+            missing += self.store.missing_blobs([b for b in group if not session.stored_here(b)])
+        return missing
 
     def build(self, base: dict | None, session: WriteSession) -> dict:
         if self.area.root is None:  # an empty commit (allow_empty)
@@ -67,3 +80,4 @@ class StagedChange:
 
     def aborted(self) -> None:
         self.area.journal.clear_mark(self.area.repo, self.area.branch)
+        self.area.journal.stash(self.area.repo, self.area.branch).clear()

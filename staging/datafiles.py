@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterable
+from collections.abc import Container
 
 from .journal import Journal
 from .nodes import FileNode
@@ -139,12 +139,11 @@ class DataFiles:
         except FileNotFoundError:
             pass
 
-    def remove_unowned(self, owned: Iterable[int]) -> int:
+    def remove_unowned(self, owned: Container[int]) -> int:
         """Remove data files no staged node owns (left by a crash); returns how many."""
-        keep = {str(nid) for nid in owned}
         removed = 0
         for name in os.listdir(self.directory):
-            if name in keep:
+            if name.isdigit() and name == str(int(name)) and int(name) in owned:
                 continue
             try:
                 os.unlink(os.path.join(self.directory, name))

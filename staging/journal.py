@@ -11,6 +11,9 @@ Keys (bytes; repo and branch names never hold NUL):
     ``c`` repo NUL branch NUL                  -> root tree id of a commit under way
     ``d`` id(u64 BE)                           -> the bytes of a small staged file kept
                                                   inline (``datafiles``): no data file of its own
+    ``x`` repo NUL branch NUL id(u64 BE)       -> the tree entry a commit under way cut for
+                                                  a staged file (``EntryStash``): a commit of
+                                                  a million files does not hold them in memory
 
 A change is one write batch.  RocksDB appends every batch to its write-ahead
 log with write(2) before it returns, so a killed daemon loses nothing it was
@@ -88,6 +91,24 @@ def _entry_value(value: bytes) -> tuple[int | None, str | None]:
     return None, value[1:].decode("ascii")
 
 
+class IdSet:
+    """A set of node ids as a bitmap: ids come from one counter, so a
+    million of them take 128 KiB, not the 60 MB of a Python set."""
+
+    def __init__(self, limit: int) -> None:
+        self._bits = bytearray(limit // 8 + 1)
+
+    def add(self, nid: int) -> None:
+        if nid // 8 >= len(self._bits):
+            self._bits.extend(bytes(nid // 8 + 1 - len(self._bits)))
+        self._bits[nid // 8] |= 1 << (nid % 8)
+
+    def __contains__(self, nid: object) -> bool:
+        if not isinstance(nid, int) or nid < 0 or nid // 8 >= len(self._bits):
+            return False
+        return bool(self._bits[nid // 8] & (1 << (nid % 8)))
+
+
 class Journal:
     def __init__(self, path: str) -> None:
         self.path = path
@@ -158,22 +179,31 @@ class Journal:
     def _scan(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
         return scan_prefix(self._db, prefix)
 
-    def load(self, repo: str, branch: str
-             ) -> tuple[dict[int, dict], list[tuple[int, str, int | None, str | None]]]:
-        """The node records and directory entries (dir id, name, child id or
-        None for a whiteout, base signature or None) of one branch's staging."""
+    def records(self, repo: str, branch: str) -> Iterator[tuple[int, dict]]:
+        """Every node record of one branch's staging, one at a time."""
+        for key, value in self._scan(b"n" + area_prefix(repo, branch)):
+            yield _ID.unpack(key[-8:])[0], json.loads(value)
+
+    def record(self, repo: str, branch: str, nid: int) -> dict | None:
+        raw = self._db.get(b"n" + area_prefix(repo, branch) + _ID.pack(nid))
+        return json.loads(raw) if raw is not None else None
+
+    def entries(self, repo: str, branch: str, dir_id: int | None = None
+                ) -> Iterator[tuple[int, str, int | None, str | None]]:
+        """(dir id, name, child id or None, base or None) of one staged
+        directory's entries (of every directory without ``dir_id``)."""
         prefix = area_prefix(repo, branch)
-        nodes = {}
-        for key, value in self._scan(b"n" + prefix):
-            rec = json.loads(value)
-            nodes[rec["id"]] = rec
-        entries = []
         n = len(prefix) + 1
-        for key, value in self._scan(b"e" + prefix):
-            dir_id = _ID.unpack(key[n:n + 8])[0]
-            name = os.fsdecode(key[n + 8:])
-            entries.append((dir_id, name, *_entry_value(value)))
-        return nodes, entries
+        scan = b"e" + prefix + (_ID.pack(dir_id) if dir_id is not None else b"")
+        for key, value in self._scan(scan):
+            yield _ID.unpack(key[n:n + 8])[0], os.fsdecode(key[n + 8:]), *_entry_value(value)
+
+    def node_ids(self) -> "IdSet":
+        """The ids of every staged node of every area."""
+        ids = IdSet(self._next)
+        for key, _ in self._scan(b"n"):
+            ids.add(_ID.unpack(key[-8:])[0])
+        return ids
 
     def areas(self) -> list[tuple[str, str]]:
         """Every (repo, branch) with staged nodes."""
@@ -200,9 +230,85 @@ class Journal:
         prefix = area_prefix(repo, branch)
         batch = WriteBatch(raw_mode=True)
         batch.delete(b"c" + prefix)
-        for tag in (b"n", b"e"):
+        for tag in (b"n", b"e", b"x"):
             for key, _ in self._scan(tag + prefix):
                 batch.delete(key)
                 if tag == b"n":
                     batch.delete(b"d" + key[-8:])
         self._db.write(batch, self._sync)
+
+    def stash(self, repo: str, branch: str, keep: int = 0) -> "EntryStash":
+        """Where a commit keeps its file entries: in memory up to ``keep``."""
+        return EntryStash(self, b"x" + area_prefix(repo, branch), keep)
+
+
+class EntryStash:
+    """The tree entries a commit cut for the staged files, by node id: in
+    memory up to ``keep`` of them, all in the journal beyond (not synced: a
+    commit that dies starts over), read back one directory at a time by
+    the tree build."""
+
+    FLUSH = 2000
+
+    def __init__(self, journal: Journal, prefix: bytes, keep: int = 0) -> None:
+        self._journal = journal
+        self._db = journal._db
+        self._prefix = prefix
+        self._keep = keep
+        self._near: dict[int, dict] | None = {} if keep else None   # None: in the journal
+        self._batch = WriteBatch(raw_mode=True)
+        self._waiting = 0
+
+    def clear(self) -> None:
+        batch = WriteBatch(raw_mode=True)
+        for key, _ in scan_prefix(self._db, self._prefix):
+            batch.delete(key)
+        self._batch = WriteBatch(raw_mode=True)
+        self._waiting = 0
+        self._near = {} if self._keep else None
+        self._db.write(batch)
+
+    def put(self, nid: int, entry: dict) -> None:
+        near = self._near
+        if near is not None:
+            near[nid] = entry
+            if len(near) <= self._keep:
+                return
+            self._near = None   # too many to keep: every entry goes to the journal
+            for held, e in near.items():
+                self.put(held, e)
+            return
+        self._batch.put(self._prefix + _ID.pack(nid), json.dumps(entry, separators=(",", ":")).encode())
+        self._waiting += 1
+        if self._waiting >= self.FLUSH:
+            self.flush()
+
+    def flush(self) -> None:
+        if self._waiting:
+            batch, self._batch, self._waiting = self._batch, WriteBatch(raw_mode=True), 0
+            try:
+                self._db.write(batch)
+            except Exception as exc:
+                if "No space left" in str(exc):
+                    raise OSError(errno.ENOSPC, f"the staging journal at {self._journal.path}: "
+                                  "no space left") from exc
+                raise BackendError(f"cannot write the staging journal at {self._journal.path}: {exc}") from exc
+
+    def __getitem__(self, nid: int) -> dict:
+        entry = self.get(nid)
+        if entry is None:
+            raise KeyError(nid)
+        return entry
+
+    def get(self, nid: int) -> dict | None:
+        if self._near is not None:
+            return self._near.get(nid)
+        raw = self._db.get(self._prefix + _ID.pack(nid))
+        return json.loads(raw) if raw is not None else None
+
+    def values(self) -> Iterator[dict]:
+        if self._near is not None:
+            yield from self._near.values()
+            return
+        for _key, raw in scan_prefix(self._db, self._prefix):
+            yield json.loads(raw)

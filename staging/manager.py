@@ -17,7 +17,7 @@ import trio
 
 from ..store.errors import InvalidArgument, NotFound
 from ..store.names import split_path
-from .area import GROUP_COMMIT_S, StagingArea
+from .area import GROUP_COMMIT_S, PAGED_ENTRIES, StagingArea
 from .datafiles import DataFiles
 from .journal import Journal
 from .nodes import DirNode, Node
@@ -36,8 +36,9 @@ class StagingManager:
     area is loaded); without one nothing is limited."""
 
     def __init__(self, state_dir: str, head_tree: HeadTree | None = None,
-                 quota: StagingQuota | None = None) -> None:
+                 quota: StagingQuota | None = None, paged_entries: int = PAGED_ENTRIES) -> None:
         self.head_tree = head_tree
+        self.paged_entries = paged_entries   # per area (``StagingArea.trim``)
         self.quota = StagingQuota() if quota is None else quota
         self.dir = os.path.join(state_dir, "staging")
         self.journal = Journal(os.path.join(self.dir, "journal"))
@@ -61,13 +62,13 @@ class StagingManager:
 
     def _clean_data(self) -> None:
         """Remove data files no journaled node owns (left by a crash)."""
-        owned: set[int] = set()
         for repo, branch in self.journal.areas():
-            owned.update(n.id for n in self.area(repo, branch).walk())
+            self.area(repo, branch)     # drops the nodes a crash left without a name
+        owned = self.journal.node_ids()
         removed = self.datafiles.remove_unowned(owned)
         if removed:
             log.info("removed %d staging data files no staged node owns", removed)
-        stray = self.journal.inline_ids() - owned
+        stray = {nid for nid in self.journal.inline_ids() if nid not in owned}
         if stray:
             self.journal.drop_inline(stray)
             log.info("dropped the inline bytes of %d files no staged node owns", len(stray))
@@ -81,11 +82,20 @@ class StagingManager:
         key = (repo, branch)
         area = self.areas.get(key)
         if area is None:
-            area = StagingArea(repo, branch, self.journal, self.datafiles, self.quota)
+            area = StagingArea(repo, branch, self.journal, self.datafiles, self.quota, self.paged_entries)
             head_tree = self.head_tree
             area.load((lambda: head_tree(repo, branch)) if head_tree is not None else None)
             self.areas[key] = area
         return area
+
+    def paging_stats(self) -> dict[str, int]:
+        """Staged directories, entries and nodes in memory over every area."""
+        out = {"dirs": 0, "entries": 0, "limit": self.paged_entries, "nodes": 0}
+        for area in self.areas.values():
+            for k, v in area.paging_stats().items():
+                if k != "limit":
+                    out[k] += v
+        return out
 
     def flush(self, sync: bool = False) -> None:
         for area in self.areas.values():

@@ -18,6 +18,7 @@ from __future__ import annotations
 import bisect
 import time
 from dataclasses import dataclass, field
+from typing import Protocol
 
 FOLLOW = "follow"
 
@@ -29,7 +30,7 @@ def now_ns() -> int:
     return time.time_ns()
 
 
-@dataclass(eq=False, slots=True)
+@dataclass(eq=False, slots=True, weakref_slot=True)
 class Node:
     id: int
     kind: str
@@ -74,15 +75,45 @@ class Node:
         return out
 
 
+class Pager(Protocol):
+    def page_in(self, node: "DirNode") -> None: ...
+
+
 @dataclass(eq=False, slots=True)
 class DirNode(Node):
+    """``delta`` and ``bases`` are paged: a directory read back from the
+    journal has them only once something asks (``pager.page_in``), and the
+    area pages a directory nobody changed lately out again (``paging``)."""
     lower: object = FOLLOW          # FOLLOW, a pinned dir entry (dict), or None
-    delta: dict[str, "Node | None"] = field(default_factory=dict)
-    bases: dict[str, str] = field(default_factory=dict)   # name -> the lower entry's signature
-                                                          # when the name was first changed (``conflicts``)
+    paged_delta: "dict[str, Node | None] | None" = field(default_factory=dict)   # None: paged out
+    paged_bases: dict[str, str] | None = field(default_factory=dict)   # name -> the lower entry's
+                                    # signature when the name was first changed (``conflicts``)
+    pager: Pager | None = None      # who pages them in (the area)
+    used: bool = False              # asked for since the area last looked (``paging``)
     followed: tuple | None = None   # (head commit, lower entry) last resolved for FOLLOW
     dirs_version: int = 0           # bumped when a subdirectory comes or goes (st_nlink)
     nlink_cache: tuple | None = None
+
+    @property
+    def delta(self) -> "dict[str, Node | None]":
+        """name -> staged node, or None for a whiteout (paged in on demand)."""
+        d = self.paged_delta
+        if d is None:
+            assert self.pager is not None, "a paged-out directory without a pager"
+            self.pager.page_in(self)
+            d = self.paged_delta
+            assert d is not None
+        self.used = True
+        return d
+
+    @property
+    def bases(self) -> dict[str, str]:
+        b = self.paged_bases
+        if b is None:
+            _ = self.delta   # pages both in
+            b = self.paged_bases
+            assert b is not None
+        return b
 
     def record(self) -> dict:
         rec = self.meta_record()
@@ -240,20 +271,23 @@ class FileNode(Node):
 
 
 def node_from_record(rec: dict) -> Node:
+    xattrs = rec.get("xattrs")
     common = dict(id=rec["id"], kind=rec["kind"], mode=rec["mode"], uid=rec.get("uid"),
                   gid=rec.get("gid"), mtime=rec.get("mtime", 0), ctime=rec.get("ctime", 0),
-                  atime=rec.get("atime", 0), xattrs={k: bytes.fromhex(v) for k, v in rec.get("xattrs", {}).items()})
+                  atime=rec.get("atime", 0),
+                  xattrs={k: bytes.fromhex(v) for k, v in xattrs.items()} if xattrs else {})
     kind = rec["kind"]
-    if kind == DIR:
-        return DirNode(**common, lower=rec.get("lower", FOLLOW))
+    if kind == DIR:   # its entries are paged in when asked for
+        return DirNode(**common, lower=rec.get("lower", FOLLOW), paged_delta=None, paged_bases=None)
     common.update(link=rec.get("link"), nlink=rec.get("nlink", 1))
     if kind == SYMLINK:
         return LinkNode(**common, target=rec.get("target", ""))
     if kind in SPECIAL:
         return SpecialNode(**common, rdev=rec.get("rdev", 0))
+    charges = rec.get("q")
     return FileNode(**common, base_chunks=rec.get("base", []), base_limit=rec.get("limit", 0),
-                    size=rec.get("size", 0), extents=[list(e) for e in rec.get("ext", [])],
-                    charges={int(uid): int(n) for uid, n in rec.get("q", {}).items()},
+                    size=rec.get("size", 0), extents=[list(e) for e in rec.get("ext", ())],
+                    charges={int(uid): int(n) for uid, n in charges.items()} if charges else {},
                     inline=bool(rec.get("il")))
 
 

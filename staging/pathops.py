@@ -79,6 +79,7 @@ async def new_file(area: StagingArea, head_root: dict | None, parts: list[str], 
     if isinstance(cur, FileNode):
         area.truncate(cur, 0, uid)
         cur.mode = mode & 0o777
+        area.save(cur)
         area.epoch += 1
         return cur
     if cur is not None:           # a symlink: gone, a file in its place

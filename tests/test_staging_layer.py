@@ -17,7 +17,7 @@ import trio.testing
 from tests.inprocess import CommitParts, PutFiles
 from trunkfs.store.changes import CommitMeta, Edit, author_of
 from trunkfs.staging import build
-from trunkfs.staging.area import StagingArea
+from trunkfs.staging.area import PAGED_ENTRIES, StagingArea
 from trunkfs.staging.commit import StagedChange
 from trunkfs.staging.conflicts import PathConflict
 from trunkfs.staging.manager import StagingManager
@@ -36,8 +36,9 @@ REPO, BRANCH = "r", "main"
 class Layer(CommitParts):
     """A real store, the commit path and a staging manager over one state directory."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, paged_entries: int = PAGED_ENTRIES) -> None:
         self.workdir = workdir
+        self.paged_entries = paged_entries
         super().__init__(Store(open_backend(f"file://{workdir / 'store'}"), str(workdir / "index"),
                                str(workdir / "tmp")).open())
         self.refs.create_repo(REPO)
@@ -48,7 +49,8 @@ class Layer(CommitParts):
         return self.store.read_commit(head).tree if head else None
 
     def open_manager(self) -> StagingManager:
-        return StagingManager(str(self.workdir / "state"), self.head_tree)
+        return StagingManager(str(self.workdir / "state"), self.head_tree,
+                              paged_entries=self.paged_entries)
 
     def reopen(self) -> None:
         """Close the manager (as the daemon does when it stops) and load it again."""
@@ -206,9 +208,12 @@ class Layer(CommitParts):
         return b"".join(out)
 
 
-@pytest.fixture
-def layer(workdir: Path):
-    lay = Layer(workdir)
+@pytest.fixture(params=["in-memory", "paged"])
+def layer(workdir: Path, request: pytest.FixtureRequest):
+    """Each test twice: with the staged tree in memory, and with every
+    directory but the few in use paged out to the journal (a limit of 2
+    entries), so each change also works on a directory read back."""
+    lay = Layer(workdir, PAGED_ENTRIES if request.param == "in-memory" else 2)
     try:
         yield lay
     finally:
@@ -515,6 +520,47 @@ async def test_a_reload_from_the_journal_keeps_everything_staged(layer: Layer) -
                                "/new/link": ("->", "file"), "/late": b"x"}
     layer.reopen()
     assert layer.area.root is None and layer.status() == [] and data_files(layer) == set()
+
+
+async def test_staging_many_new_files_holds_a_bounded_number_of_them_in_memory(workdir: Path) -> None:
+    """10,000 new files in 100 directories, with a limit of 500 staged
+    entries in memory: staging them, a restart, the status and the commit
+    each hold about the limit, never the whole tree, and all of it commits."""
+    limit, bound = 500, 2 * 500 + 150
+    lay = Layer(workdir, paged_entries=limit)
+    try:
+        most = 0
+        for d in range(100):
+            lay.mkdir(f"/d{d:03d}")
+            for i in range(100):
+                lay.create(f"/d{d:03d}/f{i:03d}", b"%d/%d" % (d, i))
+            most = max(most, len(lay.area.nodes))
+        assert most <= bound, f"{most} staged nodes in memory while staging"
+        assert lay.area.paging_stats()["entries"] <= bound
+        assert lay.manager.paging_stats()["limit"] == limit
+
+        lay.reopen()
+        assert len(lay.area.nodes) == 1       # the root, nothing else read yet
+        found = lay.status()
+        assert len(found) == 10_000 and {code for code, _ in found} == {"A"}
+        assert found[5_742] == ("A", "/d057/f042")
+        assert len(lay.area.nodes) <= bound
+
+        area = lay.area
+        seen: list[int] = []
+        async with area.frozen():
+            change = StagedChange(area, lay.store, lay.workers.run,
+                                  progress=lambda done, total: seen.append(len(area.nodes)))
+            done = await lay.commits.commit(REPO, BRANCH, change, CommitMeta("many", author_of(0)))
+            area.drop_all()
+        assert len(seen) >= 10_000 and max(seen) <= bound, f"{max(seen)} staged nodes during the commit"
+        tree = lay.tree(done.id)
+        assert sum(1 for v in tree.values() if v != "dir") == 10_000
+        assert tree["/d057/f042"] == b"57/42" and tree["/d099/f099"] == b"99/99"
+        assert lay.status() == [] and data_files(lay) == set()
+    finally:
+        lay.manager.close()
+        lay.store.close()
 
 
 async def test_a_commit_cut_short_after_the_branch_moved_is_not_staged_again(layer: Layer) -> None:

@@ -51,7 +51,9 @@ def outcome(fn, *args):
 
 
 def test_branch_view_behaves_like_a_directory(daemon_factory, workdir):
-    d = daemon_factory(mount=True)
+    # with at most 2 staged entries in memory: every change also meets
+    # directories paged out to the journal and read back (docs/staging.md)
+    d = daemon_factory(mount=True, extra=["--staging-entries", "2"])
     d.cli("repo", "create", "r")
     plain_base = workdir / "plain"
     plain_base.mkdir()
@@ -156,3 +158,4 @@ def test_branch_view_behaves_like_a_directory(daemon_factory, workdir):
         suppress_health_check=list(HealthCheck)))
     shutil.rmtree(plain_base)
     assert d.cli("fsck", "--json").json()["problems"] == []
+    assert d.cli("stats", "--json").json()["staging"]["limit"] == 2

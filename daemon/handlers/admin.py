@@ -36,6 +36,7 @@ async def stats(req: Request) -> dict:
     out = await req.service.workers.run(req.service.store.stats)
     out["cache"] = req.service.cache.stats()
     out["tree_cache"] = req.service.store.tree_cache_stats()
+    out["staging"] = req.service.staging.paging_stats()
     counts = getattr(req.service.store.backend, "counts", None)   # MeteredBackend, under the decorators
     if counts is not None:
         out["requests"] = counts()
@@ -75,7 +76,8 @@ async def gc(req: Request) -> dict:
     blobs: list[bytes] = []
     trees: list[str] = []
     for area in list(svc.staging.areas.values()):     # what this daemon's staging keeps
-        for node in area.walk():
+        area.flush_files()
+        for node in area.walk() if area.all_in_memory else area.journaled():
             if isinstance(node, FileNode):
                 blobs += [bytes.fromhex(c[0]) for c in node.base_chunks]
             elif isinstance(node, DirNode) and isinstance(node.lower, dict) and node.lower.get("tree"):
