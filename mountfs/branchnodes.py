@@ -135,6 +135,8 @@ class BranchNodes:
             inode.obj = None
         else:
             inode.obj = what
+            if isinstance(inode, BranchInode):
+                inode.hold()
 
     def detach(self, parent: Inode, name: str) -> None:
         """The inode at parent/name (if any) no longer names that place."""
@@ -142,6 +144,8 @@ class BranchNodes:
         inode = inodes.take(parent.ino, name)
         if inode is not None and not inodes.placed(inode):   # a hard link keeps its other names
             inode.orphan = True
+            if isinstance(inode, BranchInode):
+                inode.hold()
 
     # -- resolution ------------------------------------------------------------------------
 
@@ -183,8 +187,9 @@ class BranchNodes:
                 return await self.parts.entry_of(inode)
             raise fuse_error(errno.ENOENT)
         area = self.area
-        if inode.obj is not None and inode.epoch == area.epoch:
-            return inode.obj
+        bound = inode.obj
+        if bound is not None and inode.epoch == area.epoch:
+            return bound
         seen = self._seen_now(await self.heads.head(self.repo, self.branch))
         if inode.seen == seen and inode.has_committed:
             return await self.parts.entry_of(inode)  # nothing above it changed since

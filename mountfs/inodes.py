@@ -17,13 +17,14 @@ its name; its ``parent`` is None, as the mount root's is.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, cast
 
 import pyfuse3
 
 if TYPE_CHECKING:
     from ..staging.nodes import Node
+    from .branchview import BranchView
     from .view import View
 
 ROOT_INODE: int = pyfuse3.ROOT_INODE
@@ -82,17 +83,46 @@ class Inode:
 
 class BranchInode(Inode):
     """An inode of a branch view: its fields of the staging layer are slots
-    here (a commit view's inodes leave them out: 48 bytes less each)."""
+    here (a commit view's inodes leave them out: 48 bytes less each).
 
-    __slots__ = ("src_tree", "src_name", "obj", "epoch", "seen", "orphan")
+    The staged node an inode is bound to is held by its id, not the object
+    (``obj``): a staged node nothing else holds leaves memory when its
+    directory is paged out (``staging.area``), though the kernel still
+    holds the inode, and is found again by id (``StagingArea.nodes``) or,
+    once gone from memory, through the path.  An orphan, or a node out of
+    the tree or never journaled, is held itself: nothing could find it again."""
+
+    __slots__ = ("src_tree", "src_name", "bound", "epoch", "seen", "orphan")
 
     def __init__(self, ino: int, view: View, parent: Inode | None, name: str, lookups: int = 0) -> None:
         super().__init__(ino, view, parent, name, lookups)
         self.src_tree = self.src_name = None
-        self.obj = None
+        self.bound: Node | int | None = None   # the node, or its id (see above)
         self.epoch = -1
         self.seen = None
         self.orphan = False
+
+    @property
+    def obj(self) -> Node | None:
+        bound = self.bound
+        if bound.__class__ is int:
+            return cast("BranchView", self.view).area.nodes.get(bound)
+        return cast("Node | None", bound)
+
+    @obj.setter
+    def obj(self, node: Node | None) -> None:
+        if node is None or self.orphan or not node.linked or node.id <= 0:
+            self.bound = node
+        else:
+            self.bound = node.id
+
+    def hold(self) -> bool:
+        """Hold the bound node itself from now on (it is about to leave the
+        tree, or the inode to be orphaned); False if it is gone from memory."""
+        if self.bound.__class__ is int:
+            self.bound = self.obj
+            return self.bound is not None
+        return True
 
     def committed(self, entry: dict, tree: str | None) -> None:
         """The inode shows the committed ``entry``, listed in ``tree`` (a
@@ -251,6 +281,10 @@ class InodeTable:
 
     def _put(self, inode: Inode) -> None:
         self._places.setdefault(_parent_ino(inode), {})[inode.name] = inode
+
+    def of_view(self, view: View) -> Iterator[Inode]:
+        """Every inode of one view (a snapshot: the table may change meanwhile)."""
+        return iter([inode for inode in self._by_ino.values() if inode.view is view])
 
     def __len__(self) -> int:
         return len(self._by_ino)
