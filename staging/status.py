@@ -1,6 +1,7 @@
 """The status diff: what a branch's staged view changes against its head.
 
-Paths are printed as ``diff`` prints them: from the repo root with a
+Paths are printed as ``diff`` prints them, and in its order (depth first
+by name, streamed as they are found): from the repo root with a
 leading ``/`` (``A /new.txt``); a directory with nothing below it that is
 added or removed shows as itself with a trailing ``/`` (``A /new/dir/``),
 and a staged directory whose mode or owner changed is ``M /dir/``.  Staged
@@ -11,8 +12,7 @@ worker thread.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from functools import partial
+from collections.abc import Iterator
 
 from ..store.diff import diff_trees
 from ..store.objects import DIR
@@ -26,14 +26,29 @@ Change = tuple[str, str]  # (A|M|D, path)
 
 
 def changes(area: StagingArea, store: Store, head_root: dict | None) -> list[Change]:
-    """[(A|M|D, /path)] of the staged view against the head, sorted by path."""
+    """[(A|M|D, /path)] of the staged view against the head (:func:`iter_changes`)."""
+    return list(iter_changes(area, store, head_root))
+
+
+def iter_changes(area: StagingArea, store: Store, head_root: dict | None) -> Iterator[Change]:
+    """(A|M|D, /path) of the staged view against the head, one at a time,
+    depth first by name as ``diff`` prints them (a directory's changes at
+    its name, its own ``M /dir/`` first).  Only the directories on the way
+    down are in hand, so a million staged files are never listed whole;
+    an explicit stack, so any depth."""
     if area.root is None:
-        return []
+        return
     diff = _StatusDiff(store)
-    diff.compare(area.root, head_root, head_root or None, "")
-    while diff.todo:            # the work below, deferred: no recursion, any depth
-        diff.todo.pop()()
-    return sorted(diff.out, key=lambda c: c[1])
+    stack: list[Iterator[Change | Iterator]] = [diff.compare(area.root, head_root, head_root or None, "")]
+    while stack:
+        for item in stack[-1]:
+            if isinstance(item, tuple):
+                yield item
+            else:           # a directory below: its changes come first
+                stack.append(item)
+                break
+        else:
+            stack.pop()
 
 
 def _same(node: Node, head: dict) -> bool:
@@ -53,31 +68,34 @@ def _same(node: Node, head: dict) -> bool:
         and meta["mtime"] == head.get("mtime")
 
 
+Step = Iterator["Change | Step"]   # changes, and the steps of the directories below
+
+
 class _StatusDiff:
     def __init__(self, store: Store) -> None:
         self.store = store
-        self.out: list[Change] = []
-        self.todo: list[Callable[[], None]] = []   # subdirectories still to visit
 
-    def every(self, item: Node | dict, path: str, code: str, followed: dict | None = None) -> None:
+    def every(self, item: Node | dict, path: str, code: str, followed: dict | None = None) -> Step:
         """``code`` for everything at and below ``path`` (a staged node or a
         committed entry); an empty directory is listed as ``path/``."""
+        below: dict[str, tuple[Node | dict, dict | None]]
         if isinstance(item, DirNode):
             below = children(self.store, item, followed)
-            if not below:
-                self.out.append((code, path + "/"))
-            for name, (child, under) in below.items():
-                self.todo.append(partial(self.every, child, f"{path}/{name}", code, under))
         elif isinstance(item, dict) and item["type"] == DIR:
-            entries = listing(self.store, item)
-            if not entries:
-                self.out.append((code, path + "/"))
-            for name, e in entries.items():
-                self.todo.append(partial(self.every, e, f"{path}/{name}", code))
+            below = {name: (e, None) for name, e in listing(self.store, item).items()}
         else:
-            self.out.append((code, path))
+            yield code, path
+            return
+        if not below:
+            yield code, path + "/"
+        for name in sorted(below):
+            child, under = below[name]
+            if _is_dir(child):
+                yield self.every(child, f"{path}/{name}", code, under)
+            else:
+                yield code, f"{path}/{name}"
 
-    def compare(self, node: DirNode, followed: dict | None, head: dict | None, path: str) -> None:
+    def compare(self, node: DirNode, followed: dict | None, head: dict | None, path: str) -> Step:
         """The staged directory ``node`` at ``path`` ("" for the root) against
         the head's entry there."""
         merged = children(self.store, node, followed)
@@ -87,35 +105,39 @@ class _StatusDiff:
             meta = node.entry_meta()
             if (meta["mode"] != (head.get("mode") or 0) or meta.get("uid") != head.get("uid")
                     or meta.get("gid") != head.get("gid")):
-                self.out.append(("M", path + "/"))
+                yield "M", path + "/"
         for name in sorted(set(merged) | set(heads)):
             child_path = f"{path}/{name}"
             h = heads.get(name)
             if name not in merged:
                 assert h is not None
-                self.every(h, child_path, "D")
+                yield self.every(h, child_path, "D")
                 continue
             m, under = merged[name]
             if isinstance(m, dict):  # a committed entry showing through
                 if h == m:
                     continue
                 if h is None:
-                    self.every(m, child_path, "A")
+                    yield self.every(m, child_path, "A")
                 elif m["type"] == DIR and h["type"] == DIR:
-                    self.out.extend(diff_trees(self.store, h["tree"], m["tree"], child_path))
+                    yield diff_trees(self.store, h["tree"], m["tree"], child_path)
                 else:
-                    self.out.append(("M", child_path))
+                    yield "M", child_path
             elif isinstance(m, DirNode):
                 if is_dir(h):
-                    self.todo.append(partial(self.compare, m, under, h, child_path))
+                    yield self.compare(m, under, h, child_path)
                 else:
                     if h is not None:
-                        self.every(h, child_path, "D")
-                    self.every(m, child_path, "A", under)
+                        yield "D", child_path
+                    yield self.every(m, child_path, "A", under)
             elif h is None:
-                self.out.append(("A", child_path))
+                yield "A", child_path
             elif h.get("type") == DIR:
-                self.every(h, child_path, "D")
-                self.out.append(("A", child_path))
+                yield self.every(h, child_path, "D")
+                yield "A", child_path
             elif not _same(m, h):
-                self.out.append(("M", child_path))
+                yield "M", child_path
+
+
+def _is_dir(x: Node | dict) -> bool:
+    return isinstance(x, DirNode) or (isinstance(x, dict) and x.get("type") == DIR)

@@ -25,6 +25,7 @@ from trunkfs.staging.nodes import FOLLOW, DirNode, FileNode, Node
 from trunkfs.staging.overlay import children, lower_of
 from trunkfs.staging.status import changes
 from trunkfs.store import walk
+from trunkfs.store.diff import diff_trees
 from trunkfs.store.backends.factory import open_backend
 from trunkfs.store.errors import NothingToCommit
 from trunkfs.store.store import Store
@@ -247,6 +248,30 @@ async def test_new_files_dirs_and_symlinks_are_listed_and_committed(layer: Layer
     assert (commit.files, commit.size) == (2, 6 + 70_000)  # files only, as the store counts
     assert layer.area.root is None and layer.status() == []
     assert data_files(layer) == set()
+
+
+async def test_status_comes_in_the_order_diff_prints_the_commit(layer: Layer) -> None:
+    """Depth first by name, as ``diff`` prints the commit it becomes (not
+    sorted as whole paths: /a/x comes before /a-b and /a.txt), so status
+    can send each change as it finds it."""
+    await layer.put({"/a/x": b"x", "/a/y": b"y", "/b": b"b", "/c/d/e": b"e"})
+    before = layer.head_root()
+    layer.create("/a.txt", b"t")
+    layer.create("/a-b", b"t")
+    layer.write("/a/x", 0, b"X")
+    layer.mkdir("/a/sub")
+    layer.create("/a/sub/new", b"n")
+    layer.unlink("/b")
+    layer.mkdir("/b")
+    layer.create("/b/in", b"i")
+    layer.unlink("/c/d/e")
+    found = layer.status()
+    assert found == [("A", "/a/sub/new"), ("M", "/a/x"), ("A", "/a-b"), ("A", "/a.txt"),
+                     ("D", "/b"), ("A", "/b/in"), ("D", "/c/d/e")]
+    await layer.commit()
+    after = layer.head_root()
+    assert before is not None and after is not None
+    assert list(diff_trees(layer.store, before["tree"], after["tree"])) == found
 
 
 async def test_nothing_staged_commits_nothing(layer: Layer) -> None:

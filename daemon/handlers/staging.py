@@ -10,7 +10,7 @@ import trio
 from ...mountfs.mount import write_back
 from ...staging import pathops
 from ...staging.area import StagingArea
-from ...staging.status import changes
+from ...staging.status import changes, iter_changes
 from ...staging.commit import Progress, StagedChange
 from ...store import walk
 from ...staging.quota import QuotaExceeded
@@ -65,11 +65,12 @@ async def status(req: Request) -> dict | None:
     area = svc.staging.area(repo, branch)
     head = await svc.heads.head(repo, branch)
     head_root = (await svc.workers.run(svc.store.read_commit, head)).root_entry() if head else None
-    found = await svc.workers.run(changes, area, svc.store, head_root)
-    if streamed(req):
+    if streamed(req):   # found while sent: the whole list is never in memory
         await stream_reply(req, {"repo": repo, "branch": branch, "head": head},
-                           ({"status": code, "path": path} for code, path in found))
+                           ({"status": code, "path": path}
+                            for code, path in iter_changes(area, svc.store, head_root)))
         return None
+    found = await svc.workers.run(changes, area, svc.store, head_root)
     return {"repo": repo, "branch": branch, "head": head,
             "changes": [{"status": code, "path": path} for code, path in found]}
 
