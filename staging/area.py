@@ -112,7 +112,7 @@ class StagingArea:
                 batch.drop_entry(dir_id, name)   # half of a change an older version left
             elif child is not None:
                 kept.add(child)
-        stray = [nid for nid, _ in self.journal.records(self.repo, self.branch) if nid not in kept]
+        stray = [nid for nid in self.journal.record_ids(self.repo, self.branch) if nid not in kept]
         for nid in stray:   # unlinked while open when the daemon stopped
             batch.drop_node(nid)
             gone = self.node(nid)

@@ -180,6 +180,11 @@ class Journal:
         for key, value in self._scan(b"n" + area_prefix(repo, branch)):
             yield _ID.unpack(key[-8:])[0], json.loads(value)
 
+    def record_ids(self, repo: str, branch: str) -> Iterator[int]:
+        """The ids of one branch's node records (none decoded)."""
+        for key, _ in self._scan(b"n" + area_prefix(repo, branch)):
+            yield _ID.unpack(key[-8:])[0]
+
     def record(self, repo: str, branch: str, nid: int) -> dict | None:
         raw = self._db.get(b"n" + area_prefix(repo, branch) + _ID.pack(nid))
         return json.loads(raw) if raw is not None else None
@@ -229,8 +234,8 @@ class Journal:
         prefix = area_prefix(repo, branch)
         batch = WriteBatch(raw_mode=True)
         batch.delete(b"c" + prefix)
-        for key, _ in self._scan(b"n" + prefix):
-            batch.delete(b"d" + key[-8:])
+        for nid in self.record_ids(repo, branch):
+            batch.delete(b"d" + _ID.pack(nid))
         for tag in (b"n", b"e", b"x"):
             batch.delete_range(tag + prefix, tag + prefix[:-1] + b"\x01")
         self._db.write(batch, self._sync)
