@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 
 _ID = struct.Struct(">Q")
 _NEXT = b"!next"
+MEMTABLE_BYTES = 8 * 1024 * 1024
 
 
 def area_prefix(repo: str, branch: str) -> bytes:
@@ -114,9 +115,12 @@ class Journal:
         os.makedirs(path, exist_ok=True)
         opts = Options(raw_mode=True)
         opts.create_if_missing(True)
-        # small memtables (``table_options``): a tar x of small files puts
-        # their bytes here (``datafiles``, inline)
         table_options(opts)
+        # small memtables: a tar x of small files puts their bytes here
+        # (``datafiles``, inline); RocksDB's 64 MiB default, twice, is memory
+        # the daemon would hold for data already on disk in the log
+        opts.set_write_buffer_size(MEMTABLE_BYTES)
+        opts.set_max_write_buffer_number(2)
         try:
             self._db = Rdict(path, opts)
         except Exception as exc:  # rocksdict raises plain Exception

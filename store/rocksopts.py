@@ -8,11 +8,6 @@ daemon's peak by tens of MiB for blocks the page cache holds anyway.  One
 small LRU cache serves every database instead, and tables get a Bloom
 filter, so that the lookup of a chunk id the index does not hold (every
 new chunk) reads no data block at all.
-
-Writes gather in memtables before RocksDB flushes them to a table: by
-default two of 64 MiB per database, which a commit or put of a million
-files (a new chunk id per file in the index, a record per file in the
-staging journal) fills to the brim.  Each database gets two of 8 MiB.
 """
 
 from __future__ import annotations
@@ -22,7 +17,6 @@ import threading
 from rocksdict import BlockBasedOptions, Cache, Options
 
 BLOCK_CACHE_BYTES = 8 * 1024 * 1024
-MEMTABLE_BYTES = 8 * 1024 * 1024
 BLOOM_BITS_PER_KEY = 10
 
 _cache: Cache | None = None
@@ -39,12 +33,9 @@ def shared_block_cache() -> Cache:
 
 
 def table_options(opts: Options) -> Options:
-    """Give ``opts`` the shared block cache, Bloom-filtered tables and two
-    small memtables."""
+    """Give ``opts`` the shared block cache and Bloom-filtered tables."""
     table = BlockBasedOptions()
     table.set_block_cache(shared_block_cache())
     table.set_bloom_filter(BLOOM_BITS_PER_KEY, False)
     opts.set_block_based_table_factory(table)
-    opts.set_write_buffer_size(MEMTABLE_BYTES)
-    opts.set_max_write_buffer_number(2)
     return opts
