@@ -17,7 +17,7 @@ its name; its ``parent`` is None, as the mount root's is.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import TYPE_CHECKING, cast
 
 import pyfuse3
@@ -281,10 +281,6 @@ class InodeTable:
 
     def _put(self, inode: Inode) -> None:
         self._places.setdefault(_parent_ino(inode), {})[inode.name] = inode
-
-    def of_view(self, view: View) -> Iterator[Inode]:
-        """Every inode of one view (a snapshot: the table may change meanwhile)."""
-        return iter([inode for inode in self._by_ino.values() if inode.view is view])
 
     def __len__(self) -> int:
         return len(self._by_ino)

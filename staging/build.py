@@ -131,7 +131,8 @@ def staged_bytes(area: StagingArea) -> int:
 def file_entries(area: StagingArea, store: Store, session: WriteSession,
                  progress: Callable[[int], None] | None = None) -> EntryStash:
     """The tree entry (without name) of every staged file and symlink, by
-    node id, stashed in the journal (``EntryStash``)."""
+    node id: in memory up to the area's ``paged_entries``, in the journal
+    beyond (``EntryStash``)."""
     out = area.journal.stash(area.repo, area.branch, keep=area.paged_entries)
     out.clear()
     for node in area.walk():
