@@ -25,7 +25,7 @@ import pyfuse3
 
 from ..staging.area import StagingArea
 from ..staging.nodes import FOLLOW, DirNode, FileNode, Node, node_from_entry
-from ..staging.overlay import lower_of
+from ..staging.overlay import is_dir_like, lower_of
 from ..store.walk import is_dir
 from .attrs import attributes
 from .inodes import BranchInode, Inode
@@ -71,10 +71,6 @@ def link_of(x: Resolved) -> str | None:
     if isinstance(x, Node):
         return x.link
     return x.get("link") if x["type"] != "dir" else None
-
-
-def is_dir_like(x: Resolved | None) -> bool:
-    return isinstance(x, DirNode) or (isinstance(x, dict) and is_dir(x))
 
 
 class BranchNodes:

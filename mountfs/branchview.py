@@ -22,7 +22,8 @@ import pyfuse3
 from ..staging.area import StagingArea
 from ..staging.nodes import DirNode, FileNode, LinkNode, Node, now_ns
 from .attrs import KIND_OF_FORMAT, NAME_MAX, negative_entry
-from .branchnodes import WRITABLE_TIMEOUT, BranchNodes, Resolved, is_dir_like, link_of
+from ..staging.overlay import is_dir_like
+from .branchnodes import WRITABLE_TIMEOUT, BranchNodes, Resolved, link_of
 from .handles import Handle, OpenFile
 from .inodes import Inode
 from .listings import DirListing, ListedEntries, TreePages

@@ -116,13 +116,11 @@ class BranchInode(Inode):
         else:
             self.bound = node.id
 
-    def hold(self) -> bool:
+    def hold(self) -> None:
         """Hold the bound node itself from now on (it is about to leave the
-        tree, or the inode to be orphaned); False if it is gone from memory."""
+        tree, or the inode to be orphaned)."""
         if self.bound.__class__ is int:
             self.bound = self.obj
-            return self.bound is not None
-        return True
 
     def committed(self, entry: dict, tree: str | None) -> None:
         """The inode shows the committed ``entry``, listed in ``tree`` (a

@@ -69,7 +69,7 @@ class StagingArea:
         self._paging = threading.RLock()   # status and commits page in from worker threads
         self._pending_dirs: set[DirNode] = set()
         self._pending_nodes: list[Node] = []
-        self._all_in_memory = True     # no staged node only in the journal (``drop_all``)
+        self.all_in_memory = True      # no staged node only in the journal (``read_all``)
 
     @property
     def where(self) -> str:
@@ -97,7 +97,7 @@ class StagingArea:
             node = _from_record(rec)
             ids.add(nid)
             count += 1
-            self._all_in_memory = False
+            self.all_in_memory = False
             if rec.get("root") and isinstance(node, DirNode) and self.root is None:
                 self.root = self._register(node)
                 kept.add(nid)
@@ -208,17 +208,17 @@ class StagingArea:
                     continue
                 self._paged_count -= len(d.paged_delta)
                 d.paged_delta = d.paged_bases = None
-                self._all_in_memory = False
+                self.all_in_memory = False
 
-    @property
-    def all_in_memory(self) -> bool:
-        """Whether the tree holds every staged node (none only in the journal)."""
-        return self._all_in_memory
-
-    def journaled(self) -> Iterator[Node]:
-        """Every staged node as the journal has it, one at a time, not the
-        objects in use: a read of the whole area that need not page it in
-        (on a frozen, flushed area, or for what a node refers to)."""
+    def read_all(self) -> Iterator[Node]:
+        """Every staged node, for a look at the whole area (what a commit
+        will read, what gc must keep) from the event loop: the tree's own
+        objects when it holds them all, else each node as the journal has
+        it (what waits is written first), without paging the tree in."""
+        if self.all_in_memory:
+            yield from self.walk()
+            return
+        self.flush_files()
         for _nid, rec in self.journal.records(self.repo, self.branch):
             yield _from_record(rec)
 
@@ -519,12 +519,18 @@ class StagingArea:
         if lower is not None:
             self._place(parent, name, None, self._base(parent, name, lower), batch)
         else:
-            self._pending_dirs.add(parent)
-            batch.drop_entry(parent.id, name)
-            if name in parent.delta:
-                self._paged_count -= 1
-            parent.delta.pop(name, None)
-            parent.bases.pop(name, None)
+            self._unplace(parent, name, batch)
+
+    def _unplace(self, parent: DirNode, name: str, batch: Batch) -> Node | None:
+        """parent/name is no longer staged (not even a whiteout); returns
+        what it held."""
+        self._pending_dirs.add(parent)   # first, as in ``_place``
+        batch.drop_entry(parent.id, name)
+        delta = parent.delta
+        if name in delta:
+            self._paged_count -= 1
+        parent.bases.pop(name, None)
+        return delta.pop(name, None)
 
     def exchange(self, aparent: DirNode, aname: str, anode: Node,
                  bparent: DirNode, bname: str, bnode: Node) -> None:
@@ -654,17 +660,17 @@ class StagingArea:
         a time; the ones still held (open files, the mount's inodes) leave
         the tree and keep what they show."""
         self.flush_files()
-        if self._all_in_memory:   # the tree holds every staged node: no need to read the journal
+        if self.all_in_memory:
             live = {node.id: node for node in self.walk()}
         else:
-            live = {nid: node for nid, node in list(self.nodes.items())}
-        for nid, rec in (() if self._all_in_memory else self.journal.records(self.repo, self.branch)):
-            if nid not in live and rec.get("kind") == FILE:
-                settled = _from_record(rec)
-                assert isinstance(settled, FileNode)
-                self.quota.release(settled)   # committed or discarded: no longer staged
-                if not settled.inline:
-                    self.datafiles.remove(nid)
+            live = dict(self.nodes.items())
+            for nid, rec in self.journal.records(self.repo, self.branch):
+                if nid not in live and rec.get("kind") == FILE:
+                    settled = _from_record(rec)
+                    assert isinstance(settled, FileNode)
+                    self.quota.release(settled)   # committed or discarded: no longer staged
+                    if not settled.inline:
+                        self.datafiles.remove(nid)
         for node in live.values():
             if not node.linked:
                 continue
@@ -687,19 +693,14 @@ class StagingArea:
             self._paged.clear()
             self._paged_count = 0
         self.nodes = weakref.WeakValueDictionary()
-        self._all_in_memory = True
+        self.all_in_memory = True
         self.epoch += 1
 
     def forget_entry(self, parent: DirNode, name: str) -> None:
         """Drop the staged entry parent/name: the committed one shows again."""
         parent.dirs_version += 1
         batch = self._batch()
-        self._pending_dirs.add(parent)
-        if name in parent.delta:
-            self._paged_count -= 1
-        node = parent.delta.pop(name, None)
-        parent.bases.pop(name, None)
-        batch.drop_entry(parent.id, name)
+        node = self._unplace(parent, name, batch)
         if node is not None:
             self._forget(node, batch)
         self._write()

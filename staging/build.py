@@ -121,7 +121,7 @@ def _file_chunks(session: WriteSession, node: FileNode, read: Callable[[int, int
 def staged_bytes(area: StagingArea) -> int:
     """Bytes a commit has to read (for its progress bar)."""
     total = 0
-    for node in area.walk() if area.all_in_memory else area.journaled():
+    for node in area.read_all():
         if isinstance(node, FileNode) and node.content_changed:
             total += node.size if node.base_limit == 0 or not node.base_chunks else \
                 sum(e - s for s, e in node.dirty_ranges())

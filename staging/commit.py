@@ -61,13 +61,15 @@ class StagedChange:
         in groups, so a million files never hold every chunk id at once)."""
         missing: list[bytes] = []
         group: set[bytes] = set()
+
+        def check() -> None:
+            missing.extend(self.store.missing_blobs([b for b in group if not session.stored_here(b)]))
+            group.clear()
         for entry in self.entries.values():
             group.update(bytes.fromhex(c[0]) for c in entry.get("chunks", ()))
             if len(group) >= MISSING_GROUP:
-                missing += self.store.missing_blobs([b for b in group if not session.stored_here(b)])
-                group.clear()
-        if group:
-            missing += self.store.missing_blobs([b for b in group if not session.stored_here(b)])
+                check()
+        check()
         return missing
 
     def build(self, base: dict | None, session: WriteSession) -> dict:

@@ -47,6 +47,12 @@ def area_prefix(repo: str, branch: str) -> bytes:
     return repo.encode() + b"\0" + branch.encode() + b"\0"
 
 
+def _past(prefix: bytes) -> bytes:
+    """The first key after every key starting with ``prefix`` (which ends in
+    NUL): the end of a range delete of the prefix."""
+    return prefix[:-1] + b"\x01"
+
+
 class Batch:
     """The changes of one staging operation, written at once."""
 
@@ -147,11 +153,15 @@ class Journal:
     def write(self, batch: Batch, sync: bool = False) -> None:
         if batch.empty and not sync:
             return
+        self.write_raw(batch.batch, sync)
+
+    def write_raw(self, batch: WriteBatch, sync: bool = False) -> None:
+        """One RocksDB write batch; a full disk is ENOSPC, any other failure a BackendError."""
         try:
             if sync:
-                self._db.write(batch.batch, self._sync)
+                self._db.write(batch, self._sync)
             else:
-                self._db.write(batch.batch)
+                self._db.write(batch)
         except Exception as exc:
             if "No space left" in str(exc):
                 raise OSError(errno.ENOSPC, f"the staging journal at {self.path}: no space left") from exc
@@ -241,8 +251,8 @@ class Journal:
         for nid in self.record_ids(repo, branch):
             batch.delete(b"d" + _ID.pack(nid))
         for tag in (b"n", b"e", b"x"):
-            batch.delete_range(tag + prefix, tag + prefix[:-1] + b"\x01")
-        self._db.write(batch, self._sync)
+            batch.delete_range(tag + prefix, _past(tag + prefix))
+        self.write_raw(batch, sync=True)
 
     def stash(self, repo: str, branch: str, keep: int = 0) -> "EntryStash":
         """Where a commit keeps its file entries: in memory up to ``keep``."""
@@ -268,11 +278,11 @@ class EntryStash:
 
     def clear(self) -> None:
         batch = WriteBatch(raw_mode=True)
-        batch.delete_range(self._prefix, self._prefix[:-1] + b"\x01")   # the prefix ends in NUL
+        batch.delete_range(self._prefix, _past(self._prefix))
         self._batch = WriteBatch(raw_mode=True)
         self._waiting = 0
         self._near = {} if self._keep else None
-        self._db.write(batch)
+        self._journal.write_raw(batch)
 
     def put(self, nid: int, entry: dict) -> None:
         near = self._near
@@ -292,13 +302,7 @@ class EntryStash:
     def flush(self) -> None:
         if self._waiting:
             batch, self._batch, self._waiting = self._batch, WriteBatch(raw_mode=True), 0
-            try:
-                self._db.write(batch)
-            except Exception as exc:
-                if "No space left" in str(exc):
-                    raise OSError(errno.ENOSPC, f"the staging journal at {self._journal.path}: "
-                                  "no space left") from exc
-                raise BackendError(f"cannot write the staging journal at {self._journal.path}: {exc}") from exc
+            self._journal.write_raw(batch)
 
     def __getitem__(self, nid: int) -> dict:
         entry = self.get(nid)

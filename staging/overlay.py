@@ -15,6 +15,11 @@ from ..store.walk import is_dir, listing
 from .nodes import FOLLOW, DirNode, Node
 
 
+def is_dir_like(x: Node | dict | None) -> bool:
+    """Whether a staged node or a committed entry is a directory."""
+    return isinstance(x, DirNode) or (isinstance(x, dict) and is_dir(x))
+
+
 def lower_of(node: DirNode, followed: dict | None) -> dict | None:
     """The committed directory entry under a staged directory."""
     if node.lower == FOLLOW:

@@ -20,7 +20,7 @@ from ..store.store import Store
 from ..store.walk import is_dir, listing
 from .area import StagingArea
 from .nodes import DirNode, FileNode, LinkNode, Node, SpecialNode
-from .overlay import children
+from .overlay import children, is_dir_like
 
 Change = tuple[str, str]  # (A|M|D, path)
 
@@ -90,7 +90,7 @@ class _StatusDiff:
             yield code, path + "/"
         for name in sorted(below):
             child, under = below[name]
-            if _is_dir(child):
+            if is_dir_like(child):
                 yield self.every(child, f"{path}/{name}", code, under)
             else:
                 yield code, f"{path}/{name}"
@@ -138,6 +138,3 @@ class _StatusDiff:
             elif not _same(m, h):
                 yield "M", child_path
 
-
-def _is_dir(x: Node | dict) -> bool:
-    return isinstance(x, DirNode) or (isinstance(x, dict) and x.get("type") == DIR)

@@ -76,8 +76,7 @@ async def gc(req: Request) -> dict:
     blobs: list[bytes] = []
     trees: list[str] = []
     for area in list(svc.staging.areas.values()):     # what this daemon's staging keeps
-        area.flush_files()
-        for node in area.walk() if area.all_in_memory else area.journaled():
+        for node in area.read_all():
             if isinstance(node, FileNode):
                 blobs += [bytes.fromhex(c[0]) for c in node.base_chunks]
             elif isinstance(node, DirNode) and isinstance(node.lower, dict) and node.lower.get("tree"):
