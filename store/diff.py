@@ -2,14 +2,17 @@
 
 Trees are read through the one tree walker (:mod:`trunkfs.store.walk`); the
 descent keeps an explicit stack, so paths deeper than Python's recursion
-limit compare too.
+limit compare too.  Two trees read from the store (not in the tree cache)
+are compared as bytes where that is exact (:mod:`.rawtree`): only the
+entries that differ are decoded.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 
-from .objects import DIR, FILE, SPECIAL, SYMLINK
+from .objects import DIR, FILE, SPECIAL, SYMLINK, unchecked_entries
+from .rawtree import changed_entries, entry_spans
 from .store import Store
 from .entrycheck import entry_problem
 from .walk import files_below, is_dir
@@ -32,9 +35,26 @@ def _dir(tree: str | None) -> dict:
     return {"type": DIR, "tree": tree}
 
 
-def _entries(store: Store, entry: dict) -> list:
-    tree = entry.get("tree")
-    return store.unchecked_tree_entries(tree) if tree else []
+def _tree_pairs(store: Store, ta: str | None, tb: str | None
+                ) -> Iterator[tuple[str, dict | None, dict | None]]:
+    """:func:`_pairs` of the trees ``ta`` and ``tb`` (None: no tree).  Both in
+    the tree cache: their entries are compared.  Else both are read as stored
+    and compared as bytes where that is exact (:mod:`.rawtree`)."""
+    a = store.cached_tree(ta) if ta else []
+    b = store.cached_tree(tb) if tb else []
+    if (a is None or b is None) and ta and tb:
+        (ra, na), (rb, nb) = store.tree_bytes(ta), store.tree_bytes(tb)
+        sa = entry_spans(ra, na) if na is not None else None
+        sb = entry_spans(rb, nb) if nb is not None else None
+        found = changed_entries(sa, sb) if sa is not None and sb is not None else None
+        if found is not None:
+            for ea, eb in found:
+                yield (ea if ea is not None else eb)["name"], ea, eb   # type: ignore[index]
+            return
+        a = a if a is not None else unchecked_entries(ra, ta)
+        b = b if b is not None else unchecked_entries(rb, tb)
+    yield from _pairs(a if a is not None else store.unchecked_tree_entries(ta),   # type: ignore[arg-type]
+                      b if b is not None else store.unchecked_tree_entries(tb))   # type: ignore[arg-type]
 
 
 def _sorted_names(entries: list) -> list[str] | None:
@@ -98,7 +118,7 @@ def _differing(store: Store, old: dict, new: dict, prefix: str
     """``(path, old entry, new entry)`` of each name whose entries differ, by
     name.  Entries stored alike are skipped unchecked (well formed or not,
     they are alike on both sides); the others are checked first."""
-    for name, ea, eb in _pairs(_entries(store, old), _entries(store, new)):
+    for name, ea, eb in _tree_pairs(store, old.get("tree"), new.get("tree")):
         ea, eb = _checked(ea), _checked(eb)
         if ea is None and eb is None or ea is not None and eb is not None and _same(ea, eb):
             continue

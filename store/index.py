@@ -44,6 +44,10 @@ def scan_prefix(db: Rdict, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
         it.next()
 
 
+NOT_SPLIT = -1    # a checked tree whose bytes are not to be split (``Index.tree_spans``)
+UNCOUNTED = -2    # a checked tree whose span count was never found
+
+
 class Index:
     def __init__(self, path: str) -> None:
         self.path = path
@@ -83,8 +87,21 @@ class Index:
         here (a tree id names its content: it stays so)."""
         return self._db.get(b"k" + tree_id) is not None
 
-    def mark_tree_checked(self, tree_id: bytes) -> None:
-        self._db.put(b"k" + tree_id, b"")
+    def tree_spans(self, tree_id: bytes) -> int | None:
+        """None if the tree ``tree_id`` was not checked here; else its
+        ``rawtree.span_count``, or NOT_SPLIT, or UNCOUNTED (a mark made
+        before the counts were kept)."""
+        raw = self._db.get(b"k" + tree_id)
+        if raw is None:
+            return None
+        if not raw:
+            return UNCOUNTED
+        return int(raw) if raw.isdigit() else NOT_SPLIT
+
+    def mark_tree_checked(self, tree_id: bytes, spans: int | None) -> None:
+        """Mark a tree checked, with its ``rawtree.span_count`` (None: its
+        bytes are not to be split)."""
+        self._db.put(b"k" + tree_id, b"-" if spans is None else b"%d" % spans)
 
     # -- blobs and packs -------------------------------------------------------
 

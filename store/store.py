@@ -20,8 +20,9 @@ from .backends.base import Backend
 from .chunking import ChunkerParams
 from .codec import Codec, blob_id
 from .errors import Conflict, IntegrityError, NotFound, ObjectMissing
-from .index import Index
+from .index import UNCOUNTED, Index
 from .objects import EMPTY_TREE_ID, Commit, checked_entries, unchecked_entries, well_formed
+from .rawtree import span_count
 from .treecache import DEFAULT_TREE_CACHE_BYTES, TreeCache
 from .packs import TYPE_DATA, BlobLocation, pack_id_from_key, pack_key, read_pack_index
 from .writer import WriteFigures, WriteSession
@@ -386,6 +387,18 @@ class Store:
             return entries
         return unchecked_entries(self.read_blob(bytes.fromhex(tree_id)), tree_id)
 
+    def tree_bytes(self, tree_id: str) -> tuple[bytes, int | None]:
+        """A tree's stored bytes (not cached), and the count of entries they
+        split into (``rawtree``) if this machine checked the tree and it may
+        be split, else None."""
+        bid = bytes.fromhex(tree_id)
+        raw = self.read_blob(bid)
+        spans = self.index.tree_spans(bid)
+        if spans == UNCOUNTED:    # checked before counts were kept: counted once now
+            spans = span_count(unchecked_entries(raw, tree_id))
+            self.index.mark_tree_checked(bid, spans)
+        return raw, spans if spans is not None and spans >= 0 else None
+
     def read_tree(self, tree_id: str) -> list[dict]:
         """The entries of a tree (shared: callers must not modify them)."""
         entries = self.cached_tree(tree_id)
@@ -399,7 +412,7 @@ class Store:
                 if dropped:
                     self.malformed_entries[tree_id] = dropped
                 if clean:
-                    self.index.mark_tree_checked(bid)
+                    self.index.mark_tree_checked(bid, span_count(entries))
             self.remember_tree(bid, entries, len(raw))
         return entries
 
@@ -408,7 +421,7 @@ class Store:
         encoded) pass the checks a reader makes: its first read after a
         restart then skips them."""
         if well_formed(entries):
-            self.index.mark_tree_checked(tree_id)
+            self.index.mark_tree_checked(tree_id, span_count(entries))
 
     # -- commits ---------------------------------------------------------------
 

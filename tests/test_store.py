@@ -477,7 +477,7 @@ def test_a_tree_is_checked_once_on_this_machine_and_only_a_clean_one_is_trusted(
         assert [e["name"] for e in again.read_tree(bad)] == ["a", "b", "l"], "checked again"
         assert again.read_tree(huge)[0]["mtime"] == 2 ** 63 - 1
         # what the mark means: a marked tree's entries are taken as stored
-        again.index.mark_tree_checked(bytes.fromhex(bad))
+        again.index.mark_tree_checked(bytes.fromhex(bad), None)
         again.trees.clear()
         assert [e["name"] for e in again.read_tree(bad)] == ["a", "b", "l", "c"]
     finally:
