@@ -10,9 +10,10 @@ entries that differ are decoded.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import cast
 
 from .objects import DIR, FILE, SPECIAL, SYMLINK, unchecked_entries
-from .rawtree import changed_entries, entry_spans
+from .rawtree import changed_entries, entry_spans, merge_sorted
 from .store import Store
 from .entrycheck import entry_problem
 from .walk import files_below, is_dir
@@ -53,8 +54,9 @@ def _tree_pairs(store: Store, ta: str | None, tb: str | None
             return
         a = a if a is not None else unchecked_entries(ra, ta)
         b = b if b is not None else unchecked_entries(rb, tb)
-    yield from _pairs(a if a is not None else store.unchecked_tree_entries(ta),   # type: ignore[arg-type]
-                      b if b is not None else store.unchecked_tree_entries(tb))   # type: ignore[arg-type]
+    # (a tree missing from the cache has an id)
+    yield from _pairs(a if a is not None else store.unchecked_tree_entries(cast(str, ta)),
+                      b if b is not None else store.unchecked_tree_entries(cast(str, tb)))
 
 
 def _sorted_names(entries: list) -> list[str] | None:
@@ -84,19 +86,14 @@ def _pairs(a: list, b: list) -> Iterator[tuple[str, dict | None, dict | None]]:
             if ea != eb:
                 yield ea["name"], ea, eb
         return
-    i = j = 0
-    while i < len(a) or j < len(b):
-        if j == len(b) or i < len(a) and an[i] < bn[j]:
-            yield an[i], a[i], None
-            i += 1
-        elif i == len(a) or bn[j] < an[i]:
-            yield bn[j], None, b[j]
-            j += 1
-        else:
+    for i, j in merge_sorted(an, bn):
+        if i is not None and j is not None:
             if a[i] != b[j]:
                 yield an[i], a[i], b[j]
-            i += 1
-            j += 1
+        elif i is not None:
+            yield an[i], a[i], None
+        elif j is not None:
+            yield bn[j], None, b[j]
 
 
 def _pairs_by_name(a: list, b: list) -> Iterator[tuple[str, dict | None, dict | None]]:

@@ -24,7 +24,8 @@ is decoded as before.
 from __future__ import annotations
 
 import re
-from typing import NamedTuple
+from collections.abc import Iterator, Sequence
+from typing import Any, NamedTuple
 
 from .objects import loads_json
 
@@ -92,21 +93,26 @@ def changed_entries(a: EntrySpans, b: EntrySpans) -> list[Pair] | None:
     an, bn = _names(a), _names(b)
     if an is None or bn is None:
         return None
-    out: list[Pair] = []
+    return [(_entry(a.spans[i] if i is not None else None), _entry(b.spans[j] if j is not None else None))
+            for i, j in merge_sorted(an, bn) if i is None or j is None or a.spans[i] != b.spans[j]]
+
+
+def merge_sorted(an: Sequence[Any], bn: Sequence[Any]) -> Iterator[tuple[int | None, int | None]]:
+    """The places of each name in two sorted lists of unique names, in
+    order: ``(i, j)`` for a name in both, ``(i, None)`` or ``(None, j)`` for
+    a name in one."""
     i = j = 0
     while i < len(an) or j < len(bn):
         if j == len(bn) or i < len(an) and an[i] < bn[j]:
-            out.append((_entry(a.spans[i]), None))
+            yield i, None
             i += 1
         elif i == len(an) or bn[j] < an[i]:
-            out.append((None, _entry(b.spans[j])))
+            yield None, j
             j += 1
         else:
-            if a.spans[i] != b.spans[j]:
-                out.append((_entry(a.spans[i]), _entry(b.spans[j])))
+            yield i, j
             i += 1
             j += 1
-    return out
 
 
 def _names(t: EntrySpans) -> list[bytes] | None:
