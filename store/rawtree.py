@@ -77,8 +77,8 @@ def entry_spans(raw: bytes, count: int) -> EntrySpans | None:
     return EntrySpans(spans, body)
 
 
-def _entry(span: bytes | None) -> dict | None:
-    return loads_json(b"{" + span + b"}") if span is not None else None
+def _entry(span: bytes) -> dict:
+    return loads_json(b"{" + span + b"}")
 
 
 def changed_entries(a: EntrySpans, b: EntrySpans) -> list[Pair] | None:
@@ -86,14 +86,14 @@ def changed_entries(a: EntrySpans, b: EntrySpans) -> list[Pair] | None:
     in name order (None: not in that tree); None when the names cannot be
     read from the bytes (a name with a JSON escape): decode the trees."""
     if len(a.spans) == len(b.spans):
-        pairs = [(_entry(x), _entry(y)) for x, y in zip(a.spans, b.spans) if x != y]
+        both = [(_entry(x), _entry(y)) for x, y in zip(a.spans, b.spans) if x != y]
         # the same names in the same places (alike bytes are alike names)
-        if all(x["name"] == y["name"] for x, y in pairs):  # type: ignore[index]
-            return pairs
+        if all(x["name"] == y["name"] for x, y in both):
+            return list(both)
     an, bn = _names(a), _names(b)
     if an is None or bn is None:
         return None
-    return [(_entry(a.spans[i] if i is not None else None), _entry(b.spans[j] if j is not None else None))
+    return [(_entry(a.spans[i]) if i is not None else None, _entry(b.spans[j]) if j is not None else None)
             for i, j in merge_sorted(an, bn) if i is None or j is None or a.spans[i] != b.spans[j]]
 
 
