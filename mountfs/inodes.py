@@ -164,6 +164,11 @@ class InodeTable:
         names = self._places.get(parent_ino)
         return names.get(name) if names is not None else None
 
+    def names_in(self, parent_ino: int) -> dict[str, Inode] | None:
+        """The inodes placed in directory ``parent_ino`` by name (shared: not
+        to be changed), or None: none was."""
+        return self._places.get(parent_ino)
+
     def children(self, parent_ino: int) -> list[Inode]:
         return list(self._places.get(parent_ino, {}).values())
 

@@ -31,16 +31,18 @@ _MAGIC = 0x5A17_C0DE_0BAD_F00D   # a value no field holds by chance
 
 
 class NameOnlyEntry:
-    """One reusable ``EntryAttributes`` for name-only entries; ``of(ino,
-    fmt)`` gives it with ``d_ino`` ino and type ``fmt`` (``stat.S_IF*``),
-    node id 0.  pyfuse3's ``readdir_reply`` copies it at once, so one object
-    serves every entry."""
+    """One reusable ``EntryAttributes`` for name-only entries: set
+    ``attr.st_ino`` (the ``d_ino``; it sets the node id too), then
+    ``node_id.value = 0``, and ``attr.st_mode`` to the type
+    (``stat.S_IF*``).  pyfuse3's ``readdir_reply`` copies it at once, so one
+    object serves every entry (the listing's loop sets the fields itself: it
+    runs once per name of a walk)."""
 
-    __slots__ = ("attr", "_node_id")
+    __slots__ = ("attr", "node_id")
 
     def __init__(self, attr: pyfuse3.EntryAttributes, node_id: ctypes.c_uint64) -> None:
         self.attr = attr
-        self._node_id = node_id
+        self.node_id = node_id   # the node id's field in ``attr`` (cleared after st_ino is set)
 
     @classmethod
     def probe(cls) -> NameOnlyEntry | None:
@@ -68,10 +70,3 @@ class NameOnlyEntry:
                      "every directory entry is sent with its attributes")
             return None
         return cls(attr, node_id)
-
-    def of(self, ino: int, fmt: int) -> pyfuse3.EntryAttributes:
-        attr = self.attr
-        attr.st_ino = ino          # the node id and d_ino...
-        self._node_id.value = 0    # ...and the node id cleared again
-        attr.st_mode = fmt
-        return attr

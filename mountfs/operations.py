@@ -225,25 +225,14 @@ class TrunkOperations(pyfuse3.Operations):
         i = start_id - 2
         listing = handle.entries
         advice = self.parts.advice
-        # files by name only: from a tree (its entries have fixed places), when advised
-        only = self.name_only if isinstance(listing, TreePages) and advice.names_only() else None
+        if self.name_only is not None and isinstance(listing, TreePages) and advice.names_only():
+            await self._list_by_name(inode, listing, i, reply, self.name_only)
+            return
         while page := await listing.page(i, READDIR_PAGE):
-            named = whole = 0
-            # entry i of the tree is listed by name only with d_ino base + i
-            base = 0
-            if only is not None:
-                pages = cast(TreePages, listing)
-                base = self.inodes.listed_block(inode.ino, pages.tree or "", pages.length)
+            whole = 0
             try:
                 for name, item in page:
                     i += 1
-                    if only is not None:
-                        fmt = view.name_only(inode, item)
-                        if fmt is not None:
-                            if not reply(name, only.of(base + i - 1, fmt), i + 2):
-                                return
-                            named += 1
-                            continue
                     found = await view.entry_attr(inode, name, item)
                     if found is None:
                         continue
@@ -254,8 +243,47 @@ class TrunkOperations(pyfuse3.Operations):
                     child.lookups += 1
                     whole += 1
             finally:
-                advice.sent_names(named)
                 advice.sent_whole(whole)
+
+    async def _list_by_name(self, inode: Inode, listing: TreePages, i: int, reply: DirReply,
+                            only: NameOnlyEntry) -> None:
+        """A tree's entries from entry i, files by name only (``nameonly``):
+        entry i with ``d_ino`` base + i (``listed_block``) and its type.  A
+        directory (the walk goes into it), a hard-link name and a name the
+        kernel holds an inode for are sent whole.  The loop runs once per
+        name of a walk: it calls nothing of ours for a file."""
+        table = await listing.names()
+        names, formats = table.names, table.formats
+        base = self.inodes.listed_block(inode.ino, listing.tree or "", len(names))
+        attr, node_id = only.attr, only.node_id
+        held = self.inodes.names_in(inode.ino)
+        named = whole = 0
+        try:
+            while i < len(names):
+                name, fmt = names[i], formats[i]
+                i += 1
+                if fmt and (not held or os.fsdecode(name) not in held):
+                    attr.st_ino = base + i - 1   # sets the node id too...
+                    node_id.value = 0            # ...so it is cleared again
+                    attr.st_mode = fmt
+                    if not reply(name, attr, i + 2):
+                        return
+                    named += 1
+                    continue
+                item = await listing.page(i - 1, 1)
+                found = await inode.view.entry_attr(inode, name, item[0][1]) if item else None
+                held = self.inodes.names_in(inode.ino)
+                if found is None:
+                    continue
+                child, whole_attr = found
+                if not reply(name, whole_attr, i + 2):
+                    self.inodes.release(child)   # if nothing else holds it
+                    return
+                child.lookups += 1
+                whole += 1
+        finally:
+            self.parts.advice.sent_names(named)
+            self.parts.advice.sent_whole(whole)
 
     async def releasedir(self, fh: int) -> None:
         handle = self.handles.pop(fh)

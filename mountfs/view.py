@@ -23,7 +23,7 @@ from ..staging.nodes import Node
 from ..store.links import link_census
 from ..store.store import Store
 from ..store.walk import listing
-from .attrs import FORMATS, attributes
+from .attrs import attributes
 from .handles import Handle, HandleTable
 from .inodes import Inode, InodeTable
 from .listadvice import ListingAdvice
@@ -182,17 +182,6 @@ class View:
         """The inode and attributes of one listed entry (None: gone since
         opendir).  The caller raises the lookup count once the kernel took it."""
         raise NotImplementedError
-
-    def name_only(self, parent: Inode, item: Any) -> int | None:
-        """The file type (``stat.S_IF*``) to list a tree's entry with by name
-        only (``nameonly``), or None to send it whole: a directory (the walk
-        goes into it), a hard-link name, an entry the kernel may hold.  A
-        branch view lists the entry as its tree was at opendir, as it does
-        whole entries."""
-        kind = item["type"]
-        if kind == "dir" or "link" in item or self.parts.inodes.at(parent.ino, item["name"]) is not None:
-            return None
-        return FORMATS[kind]
 
     async def open(self, inode: Inode, flags: int, ctx: pyfuse3.RequestContext) -> pyfuse3.FileInfo:
         raise fuse_error(errno.EISDIR)

@@ -5,8 +5,11 @@ Keys (all bytes):
     ``p`` + pack id        -> pack size u64, blob count u32
     ``o`` + commit id      -> the commit object's bytes
     ``m`` + repo id + NUL + commit hex -> b"" (commit ids of a repo, for prefix lookup)
-    ``k`` + tree id        -> b"" (every entry of the tree is well formed as
-                              stored: readers skip the checks of ``entrycheck``)
+    ``k`` + tree id        -> its ``rawtree.span_count`` (every entry of the tree
+                              is well formed as stored: readers skip the checks
+                              of ``entrycheck``)
+    ``n`` + tree id        -> the tree's names and kinds (``nametable``), kept
+                              with the mark
 
 Nothing here is authoritative: :meth:`Index.clear` and a rebuild from the
 store give the same content back.
@@ -23,7 +26,7 @@ from collections.abc import Iterable, Iterator
 from rocksdict import Options, Rdict, WriteBatch
 
 from .errors import BackendError
-from .packs import BlobLocation
+from .packs import TYPE_TREE, BlobLocation
 from .rocksopts import table_options
 
 log = logging.getLogger(__name__)
@@ -98,10 +101,25 @@ class Index:
             return UNCOUNTED
         return int(raw) if raw.isdigit() else NOT_SPLIT
 
-    def mark_tree_checked(self, tree_id: bytes, spans: int | None) -> None:
+    def mark_tree_checked(self, tree_id: bytes, spans: int | None, names: bytes | None = None) -> None:
         """Mark a tree checked, with its ``rawtree.span_count`` (None: its
-        bytes are not to be split)."""
-        self._db.put(b"k" + tree_id, b"-" if spans is None else b"%d" % spans)
+        bytes are not to be split) and its ``nametable`` record (None: none
+        kept; the tree's first listing keeps one)."""
+        batch = WriteBatch(raw_mode=True)
+        batch.put(b"k" + tree_id, b"-" if spans is None else b"%d" % spans)
+        if names is not None:
+            batch.put(b"n" + tree_id, names)
+        else:
+            batch.delete(b"n" + tree_id)
+        self._db.write(batch)
+
+    def tree_names(self, tree_id: bytes) -> bytes | None:
+        """The ``nametable`` record of a checked tree, if one was kept."""
+        return self._db.get(b"n" + tree_id)
+
+    def keep_tree_names(self, tree_id: bytes, names: bytes) -> None:
+        """Keep the ``nametable`` record of a tree checked before records were kept."""
+        self._db.put(b"n" + tree_id, names)
 
     # -- blobs and packs -------------------------------------------------------
 
@@ -145,6 +163,9 @@ class Index:
         for bid, loc in self.blobs():
             if loc.pack_id in pack_ids:
                 batch.delete(b"c" + bid)
+                if loc.type == TYPE_TREE:   # what was kept of the tree here goes with it
+                    batch.delete(b"k" + bid)
+                    batch.delete(b"n" + bid)
         for pid in pack_ids:
             batch.delete(b"p" + pid)
         self._db.write(batch)

@@ -22,6 +22,7 @@ from .codec import Codec, blob_id
 from .errors import Conflict, IntegrityError, NotFound, ObjectMissing
 from .index import UNCOUNTED, Index
 from .objects import EMPTY_TREE_ID, Commit, checked_entries, unchecked_entries, well_formed
+from . import nametable
 from .rawtree import span_count
 from .treecache import DEFAULT_TREE_CACHE_BYTES, TreeCache
 from .packs import TYPE_DATA, BlobLocation, pack_id_from_key, pack_key, read_pack_index
@@ -395,9 +396,28 @@ class Store:
         raw = self.read_blob(bid)
         spans = self.index.tree_spans(bid)
         if spans == UNCOUNTED:    # checked before counts were kept: counted once now
-            spans = span_count(unchecked_entries(raw, tree_id))
-            self.index.mark_tree_checked(bid, spans)
+            spans = self._mark_checked(bid, unchecked_entries(raw, tree_id))
         return raw, spans if spans is not None and spans >= 0 else None
+
+    def tree_names(self, tree_id: str) -> nametable.NameTable:
+        """The names and kinds of a tree's entries (``nametable``): from the
+        tree cache, else from the index (kept when the tree was checked
+        here: no read of the tree at all), else from the tree as read (and
+        kept then)."""
+        entries = self.cached_tree(tree_id)
+        if entries is not None:
+            return nametable.table_of(entries)
+        bid = bytes.fromhex(tree_id)
+        kept = self.index.tree_names(bid)
+        table = nametable.decode(kept) if kept is not None else None
+        if table is None:
+            # a tree checked here before records were kept gets one now (a
+            # tree checked by this read gets one with its mark)
+            checked = self.index.tree_checked(bid)
+            table = nametable.table_of(self.read_tree(tree_id))
+            if checked:
+                self.index.keep_tree_names(bid, nametable.encode(table))
+        return table
 
     def read_tree(self, tree_id: str) -> list[dict]:
         """The entries of a tree (shared: callers must not modify them)."""
@@ -412,7 +432,7 @@ class Store:
                 if dropped:
                     self.malformed_entries[tree_id] = dropped
                 if clean:
-                    self.index.mark_tree_checked(bid, span_count(entries))
+                    self._mark_checked(bid, entries)
             self.remember_tree(bid, entries, len(raw))
         return entries
 
@@ -421,7 +441,15 @@ class Store:
         encoded) pass the checks a reader makes: its first read after a
         restart then skips them."""
         if well_formed(entries):
-            self.index.mark_tree_checked(tree_id, span_count(entries))
+            self._mark_checked(tree_id, entries)
+
+    def _mark_checked(self, tree_id: bytes, entries: list[dict]) -> int | None:
+        """Mark a tree whose ``entries`` are well formed as checked, with what
+        is kept of it: its span count (``rawtree``, returned) and its names
+        (``nametable``)."""
+        spans = span_count(entries)
+        self.index.mark_tree_checked(tree_id, spans, nametable.encode(nametable.table_of(entries)))
+        return spans
 
     # -- commits ---------------------------------------------------------------
 

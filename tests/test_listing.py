@@ -18,7 +18,7 @@ from tests.test_write_tools import commit, write
 
 def source_tree(root: Path) -> Path:
     """Files in a few directories, a symlink, a hard-link pair, a FIFO, and
-    names that are not UTF-8 or hold a newline."""
+    names that are not UTF-8, hold a newline or spell a tree's JSON keys."""
     for d in range(3):
         for f in range(40):
             write(root / f"d{d}" / f"f{f:03d}", b"%d/%d\n" % (d, f))
@@ -31,6 +31,10 @@ def source_tree(root: Path) -> Path:
     # names as an attacker picks them: bytes that are not UTF-8, a newline, a leading dash
     for raw in (b"caf\xe9", b"line\nbreak", b"-rf", b"\xff\xfe sp ace"):
         write(root / "d2" / os.fsdecode(raw), raw)
+    # names and a target that spell the keys a listing reads from a tree's bytes
+    write(root / "d1" / 'q","type":"dir', b"not a directory")
+    write(root / "d1" / '"name":"f000', b"not f000")
+    os.symlink('x","type":"dir","name":"evil', root / "d1" / "tricky")
     return root
 
 
