@@ -16,7 +16,7 @@ reading the tree.
 from __future__ import annotations
 
 import sys
-from typing import Any, NamedTuple, Protocol
+from typing import Any, Protocol
 
 from ..store.nametable import KIND_CODES, NameTable, table_of
 from ..store.store import Store
@@ -27,11 +27,11 @@ _FS_ENCODING = sys.getfilesystemencoding()
 
 Item = tuple[bytes, Any]   # (name, what the view's entry_attr needs for it)
 
-# the type an entry is listed with by name only, by its ``nametable`` kind code; 0 (a
-# directory: the walk goes into it; a hard-link name: its inode is its group's) lists it whole
-_NAME_ONLY_FORMAT = [0] * 256
+# the type an entry is listed with by name only, by its ``nametable`` kind code; 0 lists it
+# whole (a directory: the walk goes into it; a hard-link name: its inode is its group's)
+NAME_ONLY_FORMAT = [0] * 256
 for _kind, _code in KIND_CODES.items():
-    _NAME_ONLY_FORMAT[_code] = 0 if _kind == "dir" else FORMATS[_kind]
+    NAME_ONLY_FORMAT[_code] = 0 if _kind == "dir" else FORMATS[_kind]
 
 
 class DirListing(Protocol):
@@ -50,12 +50,6 @@ class ListedEntries:
         return self.items[start:start + count]
 
 
-class NameListing(NamedTuple):
-    """A tree's entries as a listing by name only sees them, in order."""
-    names: list[bytes]
-    formats: list[int]   # stat.S_IF* to list the entry by name only with; 0: list it whole
-
-
 class TreePages:
     """A committed directory listed from its tree by position: items are
     (name, the tree's entry)."""
@@ -65,7 +59,7 @@ class TreePages:
     def __init__(self, store: Store, run: Run, tree: str | None) -> None:
         self.store, self.run, self.tree = store, run, tree
         self.length = 0   # how many entries the tree has (known once a page was read)
-        self.table: NameListing | None = None
+        self.table: NameTable | None = None
 
     async def page(self, start: int, count: int) -> list[Item]:
         if not self.tree:
@@ -77,19 +71,17 @@ class TreePages:
         enc = _FS_ENCODING   # os.fsencode without its per-call work: a page is a hot loop
         return [(e["name"].encode(enc, "surrogateescape"), e) for e in entries[start:start + count]]
 
-    async def names(self) -> NameListing:
-        """Every entry's name and how it is listed by name only (kept while
-        the directory is open: a later readdir of it reads nothing)."""
+    async def names(self) -> NameTable:
+        """Every entry's name and kind (``nametable``), kept while the
+        directory is open: a later readdir of it reads nothing."""
         if self.table is None:
             if not self.tree:
-                table = NameTable([], b"")
+                self.table = NameTable([], b"")
             else:
                 entries = self.store.cached_tree(self.tree)
                 if entries is None and _FS_ENCODING != "utf-8":   # the index keeps UTF-8
                     entries = await self.run(self.store.read_tree, self.tree)
-                table = (table_of(entries, _FS_ENCODING) if entries is not None
-                         else await self.run(self.store.tree_names, self.tree))
-            fmt = _NAME_ONLY_FORMAT
-            self.table = NameListing(table.names, [fmt[code] for code in table.kinds])
-            self.length = len(table.names)
+                self.table = (table_of(entries, _FS_ENCODING) if entries is not None
+                              else await self.run(self.store.tree_names, self.tree))
+            self.length = len(self.table.names)
         return self.table

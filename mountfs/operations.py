@@ -38,7 +38,7 @@ from .handles import HandleTable, OpenDir
 from .opstats import OpStats
 from .inodes import Inode, InodeTable
 from .listadvice import ListingAdvice
-from .listings import ListedEntries, TreePages
+from .listings import NAME_ONLY_FORMAT, ListedEntries, TreePages
 from .nameonly import NameOnlyEntry
 from .root import RootDir
 from .view import Heads, Run, ViewParts, fuse_error
@@ -253,14 +253,14 @@ class TrunkOperations(pyfuse3.Operations):
         kernel holds an inode for are sent whole.  The loop runs once per
         name of a walk: it calls nothing of ours for a file."""
         table = await listing.names()
-        names, formats = table.names, table.formats
+        names, kinds, formats = table.names, table.kinds, NAME_ONLY_FORMAT
         base = self.inodes.listed_block(inode.ino, listing.tree or "", len(names))
         attr, node_id = only.attr, only.node_id
         held = self.inodes.names_in(inode.ino)
         named = whole = 0
         try:
             while i < len(names):
-                name, fmt = names[i], formats[i]
+                name, fmt = names[i], formats[kinds[i]]
                 i += 1
                 if fmt and (not held or os.fsdecode(name) not in held):
                     attr.st_ino = base + i - 1   # sets the node id too...
