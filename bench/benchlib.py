@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -19,7 +20,7 @@ T0 = time.perf_counter()
 MiB = 1 << 20
 __all__ = ["TRUNKFS", "DaemonProcess", "bench_daemon", "peak_rss_mib", "log", "cleanup",
            "make_random", "unmount", "mounts_under", "BenchError", "run", "timed", "drop_caches",
-           "Bindfs", "need_root"]
+           "Bindfs", "need_root", "free_port"]
 
 
 def log(msg: str) -> None:
@@ -69,6 +70,13 @@ class Bindfs:
 
     def __exit__(self, *exc: object) -> None:
         unmount(self.mount)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def drop_caches() -> None:

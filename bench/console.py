@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -31,18 +30,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchlib import DaemonProcess, cleanup, log
+from benchlib import DaemonProcess, cleanup, free_port, log
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 TARGET_MS = 300.0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def build(d: DaemonProcess, tmp: Path, commits: int, entries: int) -> dict:

@@ -1,0 +1,173 @@
+#!/usr/bin/env python3
+"""What one FUSE request costs, and how many a small file takes: trunkfs
+against the native file system, bindfs (libfuse in C) and a minimal pyfuse3
+file system (bench/minfuse.py: pyfuse3 and trio with nothing of trunkfs),
+all in the same run.
+
+A `tar x` of small files is a string of requests, each waited for by tar,
+so what it costs is requests per file times the time of one. This bench
+measures both, to tell trunkfs's own cost from the binding's:
+
+  request_us_*          a loop of getxattr(2) of a missing user.* name on one
+                        file (no cache in the kernel keeps its answer: one
+                        request each), best of --repeat rounds, microseconds
+                        per call, for native, bindfs, pyfuse3 (minimal) and
+                        trunkfs (a file in a branch view)
+  request_ratio_bindfs  bindfs's time / trunkfs's (higher is better)
+  pyfuse3_share         the minimal pyfuse3 file system's time / trunkfs's:
+                        how much of a trunkfs request is the binding's floor
+  requests_per_file     FUSE requests the daemon answered (its /metrics) for
+                        a `tar x` of --files small files into a branch view,
+                        per file; the busiest ones are printed
+
+Needs root (FUSE mounts). bindfs comes with `./setup.sh test`. The temp
+dir is removed at the end (unless --keep); every mount made under it is
+unmounted, the daemon stopped by its pid.
+
+Usage: python bench/requests.py [--calls N] [--repeat N] [--files N]
+                               [--workdir DIR] [--keep]
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import random
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+from benchlib import Bindfs, bench_daemon, cleanup, free_port, log, need_root, unmount
+
+MISSING = b"user.trunkfs-bench-missing"
+
+
+def request_us(path: Path, calls: int, repeat: int) -> float:
+    """Microseconds per getxattr of a missing name on ``path``, best round."""
+    best = float("inf")
+    for _ in range(repeat):
+        start = time.perf_counter()
+        for _ in range(calls):
+            try:
+                os.getxattr(path, MISSING)
+            except OSError:
+                pass
+        best = min(best, (time.perf_counter() - start) / calls * 1e6)
+    return best
+
+
+def wait_for(path: Path, seconds: float = 20) -> None:
+    deadline = time.monotonic() + seconds
+    while not path.exists():
+        if time.monotonic() > deadline:
+            raise SystemExit(f"{path} did not appear")
+        time.sleep(0.05)
+
+
+def fuse_counts(port: int) -> dict[str, float]:
+    """The daemon's count of answered FUSE requests, by operation."""
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+    counts: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith("trunkfs_fuse_operation_seconds_count{"):
+            op = line.split('op="', 1)[1].split('"', 1)[0]
+            counts[op] = float(line.rsplit(None, 1)[1])
+    return counts
+
+
+def small_files_tar(path: Path, files: int) -> None:
+    rng = random.Random(7)
+    with tarfile.open(path, "w") as tar:
+        for i in range(files):
+            data = rng.randbytes(rng.randint(1024, 4096))
+            info = tarfile.TarInfo(f"tree/d{i % 20:02d}/f{i:05d}.bin")
+            info.size, info.mtime, info.mode = len(data), 1_700_000_000, 0o644
+            tar.addfile(info, io.BytesIO(data))
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--calls", type=int, default=20_000)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--files", type=int, default=2_000)
+    ap.add_argument("--workdir", default="/var/tmp")
+    ap.add_argument("--keep", action="store_true")
+    args = ap.parse_args()
+    need_root("requests.py", bindfs=True)
+    tmp = Path(tempfile.mkdtemp(prefix="trunkfs-bench-requests-", dir=args.workdir))
+    port = free_port()
+    d = bench_daemon(tmp / "daemon", mount=True)
+    d.extra += ["--http", f"127.0.0.1:{port}"]
+    minimal = tmp / "minfuse"
+    minimal.mkdir()
+    served: subprocess.Popen | None = None
+    us: dict[str, float] = {}
+    try:
+        native = tmp / "native"
+        native.mkdir()
+        (native / "f").write_bytes(b"x")
+        us["native"] = request_us(native / "f", args.calls, args.repeat)
+        log(f"native: {us['native']:.1f} us")
+        with Bindfs(native, tmp / "bindfs") as mnt:
+            us["bindfs"] = request_us(mnt / "f", args.calls, args.repeat)
+        log(f"bindfs: {us['bindfs']:.1f} us")
+        served = subprocess.Popen([sys.executable, str(Path(__file__).with_name("minfuse.py")), str(minimal)])
+        wait_for(minimal / "f")
+        us["pyfuse3"] = request_us(minimal / "f", args.calls, args.repeat)
+        log(f"minimal pyfuse3: {us['pyfuse3']:.1f} us")
+        unmount(minimal)
+        served.wait(timeout=20)
+        served = None
+
+        d.start()
+        d.cli("repo", "create", "r")
+        branch = d.mount / "r"
+        (branch / "f").write_bytes(b"x")
+        us["trunkfs"] = request_us(branch / "f", args.calls, args.repeat)
+        log(f"trunkfs: {us['trunkfs']:.1f} us")
+
+        archive = tmp / "small.tar"
+        small_files_tar(archive, args.files)
+        (branch / "untar").mkdir()
+        before = fuse_counts(port)
+        start = time.perf_counter()
+        subprocess.run(["tar", "xf", str(archive), "-C", str(branch / "untar")], check=True)
+        subprocess.run(["sync", "-f", str(branch)], check=True)   # what the kernel still holds dirty
+        seconds = time.perf_counter() - start
+        time.sleep(0.5)   # RELEASE is sent in the background
+        after = fuse_counts(port)
+        per_op = {op: (after[op] - before.get(op, 0)) / args.files for op in after}
+        per_file = sum(per_op.values())
+        log(f"tar x of {args.files} files: {seconds:.2f} s, {per_file:.1f} requests a file")
+    finally:
+        if served is not None:
+            unmount(minimal)
+            served.wait(timeout=20)
+        d.stop()
+        cleanup(tmp, args.keep)
+
+    print(f"{'file system':<28}{'us per request':>16}")
+    for name, label in (("native", "native (ext4, no FUSE)"), ("bindfs", "bindfs (libfuse, C)"),
+                        ("pyfuse3", "minimal pyfuse3 + trio"), ("trunkfs", "trunkfs branch view")):
+        print(f"{label:<28}{us[name]:>16.1f}")
+    print(f"requests per small file in tar x: {per_file:.2f} ("
+          + ", ".join(f"{op} {n:.2f}" for op, n in sorted(per_op.items(), key=lambda kv: -kv[1]) if n >= 0.01)
+          + ")")
+    figures = {
+        "request_us_native": us["native"], "request_us_bindfs": us["bindfs"],
+        "request_us_pyfuse3": us["pyfuse3"], "request_us_trunkfs": us["trunkfs"],
+        "request_ratio_bindfs": us["bindfs"] / us["trunkfs"],
+        "pyfuse3_share": us["pyfuse3"] / us["trunkfs"],
+        "requests_per_file": per_file,
+    }
+    print("RESULT " + " ".join(f"{k}={v:.2f}" for k, v in figures.items()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
