@@ -26,6 +26,7 @@ from .view import Run
 _FS_ENCODING = sys.getfilesystemencoding()
 
 Item = tuple[bytes, Any]   # (name, what the view's entry_attr needs for it)
+ON_LOOP_ENTRIES = 4096     # a cached tree of more entries has its names table built in a thread
 
 # the type an entry is listed with by name only, by its ``nametable`` kind code; 0 lists it
 # whole (a directory: the walk goes into it; a hard-link name: its inode is its group's)
@@ -81,7 +82,11 @@ class TreePages:
                 entries = self.store.cached_tree(self.tree)
                 if entries is None and _FS_ENCODING != "utf-8":   # the index keeps UTF-8
                     entries = await self.run(self.store.read_tree, self.tree)
-                self.table = (table_of(entries, _FS_ENCODING) if entries is not None
-                              else await self.run(self.store.tree_names, self.tree))
+                if entries is None:
+                    self.table = await self.run(self.store.tree_names, self.tree)
+                elif len(entries) <= ON_LOOP_ENTRIES:
+                    self.table = table_of(entries, _FS_ENCODING)
+                else:   # a huge directory's table is built off the event loop
+                    self.table = await self.run(table_of, entries, _FS_ENCODING)
             self.length = len(self.table.names)
         return self.table

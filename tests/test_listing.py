@@ -99,3 +99,29 @@ def test_listings_by_name_only_show_names_types_and_inode_numbers(daemon_factory
     check_view(d.mount / f"r@{cid2}" / "src", src)
     check_view(branch, src)
     assert (branch / "d2" / "moved").read_bytes() == b"1/1\n"
+
+
+def test_a_huge_directory_lists_the_same_from_its_record_and_from_the_tree_cache(daemon_factory, workdir):
+    """Listed by name, a directory's names come from the index's record
+    (its tree not read), or, once a lookup put its tree in the cache, from
+    the cached tree (built off the event loop beyond ``ON_LOOP_ENTRIES``)."""
+    from trunkfs.mountfs.listings import ON_LOOP_ENTRIES
+    count = ON_LOOP_ENTRIES + 500
+    src = workdir / "src"
+    (src / "big").mkdir(parents=True)
+    for i in range(count):
+        (src / "big" / f"n{i:05d}").touch()
+    os.mkfifo(src / "big" / "n99999-fifo")
+    d = daemon_factory(mount=True, extra=["--listing", "names"])
+    d.cli("repo", "create", "r")
+    cid = d.cli("put", "r", str(src)).out.strip()
+    d.stop()
+    d.start()   # nothing cached: the first listing reads the record
+    view = d.mount / f"r@{cid}" / "src" / "big"
+    want = scan(src / "big")
+    from_record = scan(view)
+    os.stat(view / "n00007")   # the lookup reads the tree into the cache
+    from_cache = scan(view)
+    assert {k: t for k, (t, _) in from_record.items()} == {k: t for k, (t, _) in want.items()}
+    assert from_cache == from_record, "the same names, types and d_ino both ways"
+    assert len(from_record) == count + 1
