@@ -73,8 +73,9 @@ class TreePages:
         return [(e["name"].encode(enc, "surrogateescape"), e) for e in entries[start:start + count]]
 
     async def names(self) -> NameTable:
-        """Every entry's name and kind (``nametable``), kept while the
-        directory is open: a later readdir of it reads nothing."""
+        """Every entry's name and kind (``nametable``), kept for the
+        directory's next readdir calls (``TrunkOperations._list_by_name``
+        lets them go at the end)."""
         if self.table is None:
             if not self.tree:
                 self.table = NameTable([], b"")

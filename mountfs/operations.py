@@ -252,6 +252,11 @@ class TrunkOperations(pyfuse3.Operations):
         directory (the walk goes into it), a hard-link name and a name the
         kernel holds an inode for are sent whole.  The loop runs once per
         name of a walk: it calls nothing of ours for a file."""
+        if i >= listing.length > 0:
+            # the kernel asks past the end once it has every name: they are
+            # not kept while the directory stays open (a rewind reads them again)
+            listing.table = None
+            return
         table = await listing.names()
         names, kinds, formats = table.names, table.kinds, NAME_ONLY_FORMAT
         base = self.inodes.listed_block(inode.ino, listing.tree or "", len(names))

@@ -363,6 +363,38 @@ async def test_readdir_counts_only_the_entries_the_kernel_took(mount):
     await mount.ops.releasedir(fh)
 
 
+@pytest.mark.parametrize("mount", ["names"], indirect=True)
+async def test_a_listing_by_name_resumes_where_the_kernel_stopped_and_lets_go_at_its_end(mount):
+    await mount.create_repo("r")
+    cid = await mount.put("r", {f"f{i:02d}": b"%d" % i for i in range(10)} | {"d/x": b"x"})
+    fh = await mount.ops.opendir(await mount.ino(f"r@{cid}"), CTX)
+    listing = mount.ops.handles.get(fh).entries
+    taken: list[tuple[bytes, int, int]] = []
+    offset = 0
+    while True:   # a buffer of three entries at a time
+        got: list[tuple[bytes, int, int]] = []
+
+        def reply(name, attr, off):
+            if len(got) == 3:
+                return False
+            got.append((name, attr.st_ino, off))
+            return True
+        await mount.ops.readdir_with(fh, offset, reply)
+        if not got:
+            break
+        taken += got
+        offset = got[-1][2]
+    names = [n for n, _, _ in taken]
+    assert names == [b".", b"..", b"d", *(b"f%02d" % i for i in range(10))], "each name once, in order"
+    assert [off for _, _, off in taken] == list(range(1, 14))
+    assert all(ino == 0 for n, ino, _ in taken if n.startswith(b"f")), "files by name only (node id 0)"
+    assert listing.table is None, "the names are let go once the kernel asked past the end"
+    again: list[bytes] = []
+    await mount.ops.readdir_with(fh, 0, lambda name, attr, off: again.append(name) or True)
+    assert again == names, "a rewind lists them again"
+    await mount.ops.releasedir(fh)
+
+
 async def listed(mount: Mount, path: str) -> dict[bytes, pyfuse3.EntryAttributes | int]:
     """What one readdir of ``path`` sends per name ('.' and '..' aside): its
     attributes when sent whole, its ``stat.S_IF*`` type when by name only
