@@ -233,15 +233,10 @@ class TrunkOperations(pyfuse3.Operations):
             try:
                 for name, item in page:
                     i += 1
-                    found = await view.entry_attr(inode, name, item)
-                    if found is None:
-                        continue
-                    child, attr = found
-                    if not reply(name, attr, i + 2):
-                        self.inodes.release(child)   # if nothing else holds it
+                    sent = await self._reply_whole(inode, name, item, i + 2, reply)
+                    if sent is False:
                         return
-                    child.lookups += 1
-                    whole += 1
+                    whole += sent is True
             finally:
                 advice.sent_whole(whole)
 
@@ -276,19 +271,30 @@ class TrunkOperations(pyfuse3.Operations):
                     named += 1
                     continue
                 item = await listing.page(i - 1, 1)
-                found = await inode.view.entry_attr(inode, name, item[0][1]) if item else None
+                sent = await self._reply_whole(inode, name, item[0][1], i + 2, reply) if item else None
                 held = self.inodes.names_in(inode.ino)
-                if found is None:
-                    continue
-                child, whole_attr = found
-                if not reply(name, whole_attr, i + 2):
-                    self.inodes.release(child)   # if nothing else holds it
+                if sent is False:
                     return
-                child.lookups += 1
-                whole += 1
+                whole += sent is True
         finally:
             self.parts.advice.sent_names(named)
             self.parts.advice.sent_whole(whole)
+
+    async def _reply_whole(self, inode: Inode, name: bytes, item: Any, offset: int,
+                           reply: DirReply) -> bool | None:
+        """Send one listed entry whole (its inode and attributes): True when
+        the kernel took it (its lookup count raised), False when its buffer
+        is full (the inode let go unless something else holds it), None when
+        the entry is gone since opendir."""
+        found = await inode.view.entry_attr(inode, name, item)
+        if found is None:
+            return None
+        child, attr = found
+        if not reply(name, attr, offset):
+            self.inodes.release(child)
+            return False
+        child.lookups += 1
+        return True
 
     async def releasedir(self, fh: int) -> None:
         handle = self.handles.pop(fh)
