@@ -222,8 +222,13 @@ class DaskExecutor:
             for b, future in futures.items():
                 future.add_done_callback(functools.partial(done, b))
             while futures:
+                # only the wait is timed: taking a batch in may take longer
+                # than a second, and cut short it would lose its datums
+                finished = None
                 with trio.move_on_after(1.0):
-                    batch, future = await receive.receive()
+                    finished = await receive.receive()
+                if finished is not None:
+                    batch, future = finished
                     if futures.get(batch) is future:
                         del futures[batch]
                         if not await self._take(future, work, batch, remaining, record):

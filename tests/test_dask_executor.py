@@ -13,12 +13,26 @@ from __future__ import annotations
 import json
 import os
 import signal
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import trio
 
 from tests.daskcluster import DaskCluster
+from tests.inprocess import CommitParts, PutFiles
+from trunkfs.pipelines.dask_executor import DaskExecutor
+from trunkfs.pipelines.datums import Datum, OutputBudget, cut_datums
+from trunkfs.pipelines.executorconfig import DASK, ExecutorConfig
+from trunkfs.pipelines.executors import DatumOutcome, JobWork
+from trunkfs.pipelines.jobs import Job, JobInput
+from trunkfs.pipelines.registry import Pipeline
+from trunkfs.pipelines.remote import StoreOptions
+from trunkfs.pipelines.spec import validate_spec
+from trunkfs.store.access import Caller
+from trunkfs.store.changes import CommitMeta, author_of
+from trunkfs.store.store import Store
 from tests.harness import wait_for
 
 # every datum: its input files' sizes and the datum's paths, under the
@@ -109,6 +123,40 @@ def test_the_dask_executor_gives_the_local_executors_output(daemon_factory, work
     if url.startswith("s3://"):     # the workers read the chunks through their own disk caches
         cached = [p for p in (cluster.base / "worker-state").glob("*/slot-*/cache/*/*") if p.is_file()]
         assert cached, "no chunk in the workers' caches"
+
+
+async def test_no_batch_is_lost_when_recording_one_outlasts_the_wait_for_the_next(
+        store: Store, cluster: DaskCluster) -> None:
+    """The executor waits for its next finished batch a second at a time,
+    checking the scheduler in between. Taking a batch in (its manifest, its
+    packs indexed, its datums recorded) may outlast that second (a slow
+    store, a busy daemon): every datum of every batch must still be
+    recorded once (once, two datums of seven went missing and the job
+    committed without them). Here recording a datum takes 0.6 s."""
+    parts = CommitParts(store)
+    await trio.to_thread.run_sync(parts.refs.create_repo, "raw")
+    files = {f"f{i}": b"%d" % i for i in range(5)}
+    commit = (await parts.commits.commit("raw", "main", PutFiles(store, files),
+                                         CommitMeta(message="in", author=author_of(0)))).id
+    datums = cut_datums(store, store.read_commit(commit).tree, "/*")
+    spec = validate_spec({"name": "p", "input": {"repo": "raw", "glob": "/*"}, "output": "out",
+                          "transform": {"cmd": ["sh", "-c", 'cp -r . "$TRUNKFS_OUTPUT"']},
+                          "executor": "cluster", "datums_per_task": 2})
+    pipeline = Pipeline(spec, 1, {"uid": 0, "gid": 0}, 0.0, 0.0)
+    job = Job("job-slow-record", "p", 1, JobInput("raw", "main", commit), "out", time.time())
+    executor = DaskExecutor(ExecutorConfig("cluster", DASK, cluster.address), StoreOptions(store.backend.url))
+    recorded: list[tuple[int, str | None]] = []
+
+    async def record(index: int, datum: Datum, outcome: DatumOutcome) -> None:
+        await trio.sleep(0.6)
+        recorded.append((index, outcome.error))
+
+    try:
+        await executor.run(JobWork(store, job, pipeline, Caller(0, 0), OutputBudget(0), 4096),
+                           list(enumerate(datums)), record)
+    finally:
+        await executor.aclose()
+    assert sorted(recorded) == [(i, None) for i in range(5)], recorded
 
 
 def test_reused_datums_never_reach_the_cluster(daemon_factory, workdir, cluster):
