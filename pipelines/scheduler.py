@@ -700,6 +700,11 @@ class JobScheduler:
                     await self.work(self._reuse_records_written, run)
         if run.failures:
             raise TrunkError(f"{len(run.failures)} datum(s) failed: {run.failures[0]}")
+        unrecorded = [index for index, _ in pending if run.outputs[index] is None]
+        if unrecorded:     # an executor's bug: the output would silently lack these datums
+            raise TrunkError(f"executor {spec.executor!r} returned without the outcome of "
+                             f"{len(unrecorded)} datum(s) (first: datum {unrecorded[0]}); "
+                             "the job's output is not committed")
         root = await self.work(store_merged, self.store, [t for t in run.outputs if t is not None], run.packs)
         provenance = [{"repo": spec.input_repo, "branch": spec.input_branch, "commit": job.input.commit}]
         origin = {"kind": "pipeline", "pipeline": pipeline.name, "version": pipeline.version, "job": job.id}

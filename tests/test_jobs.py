@@ -15,17 +15,19 @@ from pathlib import Path
 import pytest
 import trio
 
+from tests.inprocess import PutFiles
 from trunkfs.daemon.commits import CommitPath
 from trunkfs.store.changes import CommitMeta, author_of
 from trunkfs.daemon.events import EventBus
 from trunkfs.daemon.heads import BranchHeads
 from trunkfs.daemon.workers import Workers
 from trunkfs.pipelines import jobs as jobs_mod
-from trunkfs.pipelines.datums import MergeConflict, cut_datums, datum_hash, datum_paths, store_merged, \
+from trunkfs.pipelines.datums import Datum, MergeConflict, cut_datums, datum_hash, datum_paths, store_merged, \
     store_output
 from trunkfs.pipelines.inputs import clear_stale_binds, materialize
 from trunkfs.pipelines import inputs as inputs_mod
 from trunkfs.pipelines.jobs import DatumCounts, DatumLog, Job, JobInput, JobStore, JobTable, new_job_id
+from trunkfs.pipelines.executors import Executor, JobWork, Record
 from trunkfs.pipelines.registry import PipelineRegistry
 from trunkfs.pipelines.runner import LOG_LIMIT, AttemptDirs, Command, RunResult, Sandbox, run_command, run_datum
 from trunkfs.pipelines.scheduler import JobScheduler
@@ -383,6 +385,53 @@ async def test_a_commit_runs_a_job_and_its_record_survives(store: Store) -> None
     again = JobScheduler(store, registry, commits, events.publish, workers.run)
     again.load()
     assert again.get(job_id).to_json() == job.to_json()
+
+
+class ForgetfulExecutor:
+    """An executor that hands back the outcome of its first datum only: the
+    scheduler must not commit a job's output without the others."""
+
+    name = "forgetful"
+    inner: Executor
+
+    async def run(self, work: JobWork, pending: list[tuple[int, Datum]], record: Record) -> None:
+        await self.inner.run(work, pending[:1], record)
+
+    async def describe(self) -> dict:
+        return {"name": self.name}
+
+    async def aclose(self) -> None:
+        pass
+
+
+@pytest.mark.allow_warnings
+async def test_a_job_whose_executor_leaves_datums_unrecorded_fails_and_commits_nothing(store: Store) -> None:
+    refs = Refs(store)
+    workers = Workers(4)
+    events = EventBus()
+    commits = CommitPath(store, refs, BranchHeads(refs, workers), events, workers)
+    registry = PipelineRegistry(refs)
+    forgetful = ForgetfulExecutor()
+    scheduler = JobScheduler(store, registry, commits, events.publish, workers.run,
+                             executors={"forgetful": forgetful})
+    forgetful.inner = scheduler.executors["local"]
+    commits.add_trigger(scheduler)
+    await workers.run(refs.create_repo, "raw")
+    await workers.run(registry.create, {
+        "name": "copy", "input": {"repo": "raw", "glob": "/*"}, "executor": "forgetful",
+        "transform": {"cmd": ["/bin/sh", "-c", 'cp -r . "$TRUNKFS_OUTPUT"']}},
+        {"uid": os.getuid(), "gid": os.getgid()})
+    async with trio.open_nursery() as nursery:
+        await nursery.start(scheduler.run)
+        done = await commits.commit("raw", "main", PutFiles(store, {"a": b"a", "b": b"b", "c": b"c"}),
+                                    CommitMeta("in", author_of(0)))
+        job = await scheduler.wait(done.jobs[0])
+        nursery.cancel_scope.cancel()
+    assert job.state == "failed" and "2 datum(s)" in (job.error or "") and "forgetful" in (job.error or ""), \
+        job.to_json()
+    assert job.output_commit is None
+    head, _ = refs.read_branch("copy", "main")
+    assert head is None or store.read_commit(head).origin.get("job") != job.id
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="bind mounts need root")
