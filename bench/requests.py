@@ -19,6 +19,13 @@ measures both, to tell trunkfs's own cost from the binding's:
   requests_per_file     FUSE requests the daemon answered (its /metrics) for
                         a `tar x` of --files small files into a branch view,
                         per file; the busiest ones are printed
+  untar_us_per_file_*   that `tar x` (and a sync), microseconds per file,
+                        through trunkfs and through bindfs
+  handler_us_per_file   the time trunkfs's handlers took (the sum of the
+                        /metrics latencies) during that `tar x`, per file
+  handler_share         handler_us_per_file / untar_us_per_file_trunkfs: what
+                        is trunkfs's own; the rest is the kernel's round
+                        trips, pyfuse3 and trio, and tar itself
 
 Needs root (FUSE mounts). bindfs comes with `./setup.sh test`. The temp
 dir is removed at the end (unless --keep); every mount made under it is
@@ -69,15 +76,29 @@ def wait_for(path: Path, seconds: float = 20) -> None:
         time.sleep(0.05)
 
 
-def fuse_counts(port: int) -> dict[str, float]:
-    """The daemon's count of answered FUSE requests, by operation."""
+def fuse_figures(port: int) -> tuple[dict[str, float], float]:
+    """The daemon's count of answered FUSE requests, by operation, and the
+    seconds its handlers took for them all."""
     text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
     counts: dict[str, float] = {}
+    seconds = 0.0
     for line in text.splitlines():
         if line.startswith("trunkfs_fuse_operation_seconds_count{"):
             op = line.split('op="', 1)[1].split('"', 1)[0]
             counts[op] = float(line.rsplit(None, 1)[1])
-    return counts
+        elif line.startswith("trunkfs_fuse_operation_seconds_sum{"):
+            seconds += float(line.rsplit(None, 1)[1])
+    return counts, seconds
+
+
+def untar_seconds(archive: Path, dest: Path) -> float:
+    """``tar x`` of ``archive`` into the new directory ``dest``, and a sync of
+    what the kernel still holds dirty there."""
+    dest.mkdir()
+    start = time.perf_counter()
+    subprocess.run(["tar", "xf", str(archive), "-C", str(dest)], check=True)
+    subprocess.run(["sync", "-f", str(dest)], check=True)
+    return time.perf_counter() - start
 
 
 def small_files_tar(path: Path, files: int) -> None:
@@ -113,9 +134,12 @@ def main() -> int:
         (native / "f").write_bytes(b"x")
         us["native"] = request_us(native / "f", args.calls, args.repeat)
         log(f"native: {us['native']:.1f} us")
+        archive = tmp / "small.tar"
+        small_files_tar(archive, args.files)
         with Bindfs(native, tmp / "bindfs") as mnt:
             us["bindfs"] = request_us(mnt / "f", args.calls, args.repeat)
-        log(f"bindfs: {us['bindfs']:.1f} us")
+            untar_bindfs = untar_seconds(archive, mnt / "untar")
+        log(f"bindfs: {us['bindfs']:.1f} us; tar x of {args.files} files: {untar_bindfs:.2f} s")
         served = subprocess.Popen([sys.executable, str(Path(__file__).with_name("minfuse.py")), str(minimal)])
         wait_for(minimal / "f")
         us["pyfuse3"] = request_us(minimal / "f", args.calls, args.repeat)
@@ -131,19 +155,15 @@ def main() -> int:
         us["trunkfs"] = request_us(branch / "f", args.calls, args.repeat)
         log(f"trunkfs: {us['trunkfs']:.1f} us")
 
-        archive = tmp / "small.tar"
-        small_files_tar(archive, args.files)
-        (branch / "untar").mkdir()
-        before = fuse_counts(port)
-        start = time.perf_counter()
-        subprocess.run(["tar", "xf", str(archive), "-C", str(branch / "untar")], check=True)
-        subprocess.run(["sync", "-f", str(branch)], check=True)   # what the kernel still holds dirty
-        seconds = time.perf_counter() - start
+        before, handled_before = fuse_figures(port)
+        seconds = untar_seconds(archive, branch / "untar")
         time.sleep(0.5)   # RELEASE is sent in the background
-        after = fuse_counts(port)
+        after, handled_after = fuse_figures(port)
         per_op = {op: (after[op] - before.get(op, 0)) / args.files for op in after}
         per_file = sum(per_op.values())
-        log(f"tar x of {args.files} files: {seconds:.2f} s, {per_file:.1f} requests a file")
+        handler_us = (handled_after - handled_before) / args.files * 1e6
+        log(f"tar x of {args.files} files: {seconds:.2f} s, {per_file:.1f} requests and "
+            f"{handler_us:.0f} us of handlers a file")
     finally:
         if served is not None:
             unmount(minimal)
@@ -155,6 +175,8 @@ def main() -> int:
     for name, label in (("native", "native (ext4, no FUSE)"), ("bindfs", "bindfs (libfuse, C)"),
                         ("pyfuse3", "minimal pyfuse3 + trio"), ("trunkfs", "trunkfs branch view")):
         print(f"{label:<28}{us[name]:>16.1f}")
+    print(f"tar x, us per small file: trunkfs {seconds / args.files * 1e6:.0f} (its handlers {handler_us:.0f}), "
+          f"bindfs {untar_bindfs / args.files * 1e6:.0f}")
     print(f"requests per small file in tar x: {per_file:.2f} ("
           + ", ".join(f"{op} {n:.2f}" for op, n in sorted(per_op.items(), key=lambda kv: -kv[1]) if n >= 0.01)
           + ")")
@@ -164,6 +186,10 @@ def main() -> int:
         "request_ratio_bindfs": us["bindfs"] / us["trunkfs"],
         "pyfuse3_share": us["pyfuse3"] / us["trunkfs"],
         "requests_per_file": per_file,
+        "untar_us_per_file_trunkfs": seconds / args.files * 1e6,
+        "untar_us_per_file_bindfs": untar_bindfs / args.files * 1e6,
+        "handler_us_per_file": handler_us,
+        "handler_share": handler_us / (seconds / args.files * 1e6),
     }
     print("RESULT " + " ".join(f"{k}={v:.2f}" for k, v in figures.items()))
     return 0
