@@ -26,6 +26,10 @@ measures both, to tell trunkfs's own cost from the binding's:
   handler_share         handler_us_per_file / untar_us_per_file_trunkfs: what
                         is trunkfs's own; the rest is the kernel's round
                         trips, pyfuse3 and trio, and tar itself
+  inprocess_us_per_file the same twelve requests a file, in the order the
+                        kernel sends them, called straight on the daemon's
+                        TrunkOperations in this process (no kernel, no
+                        pyfuse3): the handlers' CPU alone, best of --repeat
 
 Needs root (FUSE mounts). bindfs comes with `./setup.sh test`. The temp
 dir is removed at the end (unless --keep); every mount made under it is
@@ -41,6 +45,7 @@ import argparse
 import io
 import os
 import random
+import stat
 import subprocess
 import sys
 import tarfile
@@ -48,6 +53,10 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
+from types import SimpleNamespace
+
+import pyfuse3
+import trio
 
 from benchlib import Bindfs, bench_daemon, cleanup, free_port, log, need_root, unmount
 
@@ -111,6 +120,90 @@ def small_files_tar(path: Path, files: int) -> None:
             tar.addfile(info, io.BytesIO(data))
 
 
+class _Ctx:
+    """A request context as pyfuse3 passes it (root, as tar runs here)."""
+
+    def __init__(self) -> None:
+        self.uid, self.gid, self.pid, self.umask = 0, 0, os.getpid(), 0o022
+
+
+def _fields(**changed: bool) -> SimpleNamespace:
+    base = dict(update_size=False, update_mode=False, update_uid=False, update_gid=False,
+                update_mtime=False, update_atime=False, update_ctime=False)
+    return SimpleNamespace(**{**base, **changed})
+
+
+def inprocess_us(state: Path, files: int, repeat: int) -> float:
+    """Microseconds per file of tar x's twelve requests called on a
+    TrunkOperations over a store in ``state`` (best of ``repeat`` rounds)."""
+    from trunkfs.cache.chunkcache import ChunkCache
+    from trunkfs.daemon.config import Config
+    from trunkfs.daemon.main import open_store
+    from trunkfs.daemon.wiring import build_service
+    from trunkfs.mountfs.inodes import ROOT_INODE
+    from trunkfs.mountfs.operations import TrunkOperations
+
+    ctx = _Ctx()
+    data = random.Random(3).randbytes(2000)
+    times = {"kernel": _fields(update_mtime=True, update_ctime=True), "tar": _fields(update_mtime=True),
+             "owner": _fields(update_uid=True, update_gid=True), "mode": _fields(update_mode=True)}
+
+    async def no_capability(ops: TrunkOperations, ino: int) -> None:
+        try:
+            await ops.getxattr(ino, b"security.capability", ctx)
+        except pyfuse3.FUSEError:
+            pass
+
+    async def one_file(ops: TrunkOperations, dino: int, name: bytes) -> None:
+        await ops.getattr(dino, ctx)                                # the directory, for the lookup
+        if (await ops.lookup(dino, name, ctx)).st_ino != 0:
+            raise SystemExit(f"{name!r} exists already")
+        fi, attr = await ops.create(dino, name, stat.S_IFREG | 0o600, os.O_WRONLY | os.O_CREAT | os.O_EXCL, ctx)
+        ino, new = attr.st_ino, pyfuse3.EntryAttributes()
+        await no_capability(ops, ino)                               # write(2)
+        await ops.write(fi.fh, 0, data)
+        new.st_mtime_ns = new.st_ctime_ns = time.time_ns()          # futimens(2)
+        await ops.setattr(ino, new, times["kernel"], fi.fh, ctx)
+        new.st_mtime_ns = 1_700_000_000 * 10**9
+        await ops.setattr(ino, new, times["tar"], fi.fh, ctx)
+        await no_capability(ops, ino)                               # fchown(2)
+        await ops.getattr(ino, ctx)
+        new.st_uid = new.st_gid = 0
+        await ops.setattr(ino, new, times["owner"], fi.fh, ctx)
+        new.st_mode = stat.S_IFREG | 0o644
+        await ops.setattr(ino, new, times["mode"], fi.fh, ctx)   # fchmod(2)
+        await ops.release(fi.fh)                                    # close(2)
+
+    async def run() -> float:
+        config = Config(state=str(state / "state"))
+        store = open_store(config)
+        service = await build_service(config, store, None)
+        cache = ChunkCache(store, str(state / "cache"), 0)
+        cache.open()
+        best = float("inf")
+        try:
+            async with trio.open_nursery() as nursery:
+                await nursery.start(cache.run)
+                ops = TrunkOperations(store, service.refs, service.heads, service.workers.run, cache,
+                                      service.staging, uid=0, gid=0)
+                await service.workers.run(service.refs.create_repo, "r", 0)
+                repo = await ops.lookup(ROOT_INODE, b"r", ctx)
+                for round_ in range(repeat):
+                    made = await ops.mkdir(repo.st_ino, b"run%d" % round_, stat.S_IFDIR | 0o755, ctx)
+                    start = time.perf_counter()
+                    for i in range(files):
+                        await one_file(ops, made.st_ino, b"f%06d" % i)
+                    best = min(best, (time.perf_counter() - start) / files * 1e6)
+                nursery.cancel_scope.cancel()
+        finally:
+            cache.close()
+            service.staging.close()
+            store.close()
+        return best
+
+    return trio.run(run)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--calls", type=int, default=20_000)
@@ -132,6 +225,8 @@ def main() -> int:
         native = tmp / "native"
         native.mkdir()
         (native / "f").write_bytes(b"x")
+        inprocess = inprocess_us(tmp / "inprocess", args.files, args.repeat)
+        log(f"in process: {inprocess:.0f} us of handlers a file")
         us["native"] = request_us(native / "f", args.calls, args.repeat)
         log(f"native: {us['native']:.1f} us")
         archive = tmp / "small.tar"
@@ -175,8 +270,8 @@ def main() -> int:
     for name, label in (("native", "native (ext4, no FUSE)"), ("bindfs", "bindfs (libfuse, C)"),
                         ("pyfuse3", "minimal pyfuse3 + trio"), ("trunkfs", "trunkfs branch view")):
         print(f"{label:<28}{us[name]:>16.1f}")
-    print(f"tar x, us per small file: trunkfs {seconds / args.files * 1e6:.0f} (its handlers {handler_us:.0f}), "
-          f"bindfs {untar_bindfs / args.files * 1e6:.0f}")
+    print(f"tar x, us per small file: trunkfs {seconds / args.files * 1e6:.0f} (its handlers {handler_us:.0f}; "
+          f"in process {inprocess:.0f}), bindfs {untar_bindfs / args.files * 1e6:.0f}")
     print(f"requests per small file in tar x: {per_file:.2f} ("
           + ", ".join(f"{op} {n:.2f}" for op, n in sorted(per_op.items(), key=lambda kv: -kv[1]) if n >= 0.01)
           + ")")
@@ -190,6 +285,7 @@ def main() -> int:
         "untar_us_per_file_bindfs": untar_bindfs / args.files * 1e6,
         "handler_us_per_file": handler_us,
         "handler_share": handler_us / (seconds / args.files * 1e6),
+        "inprocess_us_per_file": inprocess,
     }
     print("RESULT " + " ".join(f"{k}={v:.2f}" for k, v in figures.items()))
     return 0
