@@ -477,7 +477,8 @@ def cmd_daemon(args: argparse.Namespace) -> int:
         "read_requests": args.read_requests, "read_request_size": args.read_request_size,
         "uid": args.uid, "gid": args.gid, "run_jobs": args.run_jobs, "executor": args.executor,
         "http": args.http, "metrics_auth": args.metrics_auth, "writeback_cache": args.writeback_cache,
-        "listing": args.listing, "staging_entries": args.staging_entries})
+        "listing": args.listing, "staging_entries": args.staging_entries,
+        "request_loop": args.request_loop})
     return run_daemon(config)
 
 

@@ -70,7 +70,8 @@ class Config:
                 "pack_size_mib", "threads", "bulk_threads", "log_level", "max_connections_per_uid", "idle_timeout",
                 "job_output_limit", "job_log_limit", "job_keep_days", "job_keep_count",
                 "staging_quota", "staging_entries", "head_poll_interval", "run_jobs", "job_lease_seconds", "executors",
-                "executor", "http", "metrics_auth", "console_token_hours", "writeback_cache", "listing")
+                "executor", "http", "metrics_auth", "console_token_hours", "writeback_cache", "listing",
+                "request_loop")
 
     def __init__(self, state: str | None = None, store: str = "", socket: str | None = None,
                  socket_group: str | None = None, mount: str | None = None,
@@ -90,7 +91,8 @@ class Config:
                  job_lease_seconds: float = 30.0, executors: dict | None = None,
                  executor: list[str] | None = None, http: str | None = None,
                  metrics_auth: str = "auto", console_token_hours: float = 168.0,
-                 writeback_cache: bool = True, listing: str = "auto") -> None:
+                 writeback_cache: bool = True, listing: str = "auto",
+                 request_loop: str = "lean") -> None:
         self.state: str = default_state_dir() if state is None else state
         self.store: str = store                   # default: file://<state>/store
         self.socket: str = default_socket_path() if socket is None else socket
@@ -105,6 +107,9 @@ class Config:
         # files in a listing: by name only while few are then looked up (auto),
         # always with their attributes (whole), or by name only (names)
         self.listing = listing
+        # how pyfuse3's loop waits for the next FUSE request: lean (one trio
+        # scheduler pass less a request, mountfs/fuseloop.py) or stock (its own)
+        self.request_loop = request_loop
         # how committed data is read (defaults by store kind: read_settings)
         self.cache_memory = cache_memory          # the chunk cache's memory layer (bytes or "96M")
         self.tree_cache = tree_cache              # decoded trees (and their name indexes) kept in memory
@@ -198,6 +203,8 @@ class Config:
         if self.http:
             from .http import parse_listen   # refuses a bad address now
             parse_listen(str(self.http))
+        if self.request_loop not in ("lean", "stock"):
+            raise InvalidArgument(f"request_loop must be lean or stock, not {self.request_loop!r}")
         if self.listing not in ("auto", "whole", "names"):
             raise InvalidArgument(f"listing must be auto, whole or names, not {self.listing!r}")
         if self.metrics_auth not in ("auto", "token", "none"):

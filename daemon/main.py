@@ -97,7 +97,7 @@ async def _serve(config: Config, service: Service, mountpoint: str | None) -> No
 
                 async def mount_then_stop(task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
                     await serve_mount(ops, mountpoint, mount_options(config.allow_other),
-                                      task_status=task_status)
+                                      lean_loop=config.request_loop == "lean", task_status=task_status)
                     nursery.cancel_scope.cancel()  # unmounted from outside: the daemon stops too
                 await nursery.start(mount_then_stop)
             log.info("trunkfs daemon ready (pid %d, store %s)", os.getpid(), config.store)

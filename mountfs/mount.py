@@ -14,6 +14,7 @@ import pyfuse3
 import trio
 
 from ..store.errors import TrunkError
+from .fuseloop import faster_waits, fuse_device_fds
 
 log = logging.getLogger(__name__)
 
@@ -123,9 +124,11 @@ def tune_readahead(mountpoint: str, kib: int = READ_AHEAD_KIB) -> None:
         log.debug("cannot set %s: %s", path, exc)
 
 
-async def serve_mount(ops: pyfuse3.Operations, mountpoint: str, options: set[str],
+async def serve_mount(ops: pyfuse3.Operations, mountpoint: str, options: set[str], lean_loop: bool = True,
                       task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-    """Mount, serve until cancelled (or unmounted from outside), then unmount."""
+    """Mount, serve until cancelled (or unmounted from outside), then unmount.
+    ``lean_loop``: pyfuse3's loop waits for requests as :mod:`.fuseloop` does."""
+    fds_before = fuse_device_fds()
     try:
         pyfuse3.init(ops, mountpoint, options)
     except RuntimeError as exc:
@@ -136,9 +139,12 @@ async def serve_mount(ops: pyfuse3.Operations, mountpoint: str, options: set[str
         async def tune() -> None:
             # stat() of the mount point needs the loop below to answer it
             await trio.to_thread.run_sync(tune_readahead, mountpoint)
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(tune)
-            await pyfuse3.main(min_tasks=2, max_tasks=64)
+        with faster_waits(fds_before if lean_loop else None) as lean:
+            log.info("serving FUSE requests with %s", "the lean wait (mountfs/fuseloop.py)" if lean
+                     else "pyfuse3's own loop")
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(tune)
+                await pyfuse3.main(min_tasks=2, max_tasks=64)
         log.info("the mount at %s was unmounted from outside", mountpoint)
     finally:
         pyfuse3.close(unmount=True)

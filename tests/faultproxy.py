@@ -1,7 +1,8 @@
 """A fault-injecting HTTP proxy for the S3 tests: it forwards raw HTTP/1.1
 to an upstream server (moto) and, when told to, lets a request reach the
 server and then drops its response (closes the client's connection without
-a reply), as a network that fails after the write landed would.
+a reply), as a network that fails after the write landed would; or holds
+replies back for a while, as a slow endpoint would.
 
 Every client connection gets its own upstream connection, so keep-alive
 works; a request or response body is framed by Content-Length or chunked
@@ -20,6 +21,7 @@ import logging
 import socket
 import socketserver
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import IO, cast
@@ -47,6 +49,19 @@ class DropRule:
 
 
 @dataclass
+class DelayRule:
+    """Hold back, for ``seconds``, the replies of requests with this method
+    whose (unquoted) path contains ``path_part``."""
+
+    method: str
+    path_part: str
+    seconds: float
+
+    def matches(self, method: str, path: str) -> bool:
+        return method == self.method and self.path_part in path
+
+
+@dataclass
 class Exchange:
     """One request the proxy forwarded, and what came of it."""
 
@@ -60,6 +75,7 @@ class Exchange:
 @dataclass
 class _State:
     rules: list[DropRule] = field(default_factory=list)
+    delays: list[DelayRule] = field(default_factory=list)
     exchanges: list[Exchange] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
     stripped: set[str] = field(default_factory=set)   # request headers removed (lower case)
@@ -159,6 +175,16 @@ class FaultProxy:
         with self._state.lock:
             self._state.rules.append(DropRule(method, path_part, header, times, then))
 
+    def delay_replies(self, method: str, path_part: str, seconds: float) -> None:
+        """From now on, hold back every reply to a matching request for
+        ``seconds`` (the request reaches the server at once)."""
+        with self._state.lock:
+            self._state.delays.append(DelayRule(method, path_part, seconds))
+
+    def _delay_of(self, method: str, path: str) -> float:
+        with self._state.lock:
+            return sum(d.seconds for d in self._state.delays if d.matches(method, path))
+
     def exchanges(self, method: str | None = None, path_part: str = "") -> list[Exchange]:
         """The forwarded requests so far, optionally only those matching."""
         with self._state.lock:
@@ -241,6 +267,9 @@ class FaultProxy:
                     with contextlib.suppress(OSError):
                         client.shutdown(socket.SHUT_RDWR)
                     return
+                delay = self._delay_of(method, path)
+                if delay:
+                    time.sleep(delay)
                 try:
                     client.sendall(b"".join(reply_head) + b"\r\n" + reply_body)
                 except OSError:
