@@ -14,6 +14,10 @@ measures both, to tell trunkfs's own cost from the binding's:
                         per call, for native, bindfs, pyfuse3 (minimal) and
                         trunkfs (a file in a branch view)
   request_ratio_bindfs  bindfs's time / trunkfs's (higher is better)
+  request_us_trunkfs_stock, untar_us_per_file_trunkfs_stock
+                        the same through a daemon run with --request-loop
+                        stock (pyfuse3's own wait, not mountfs/fuseloop.py)
+  lean_gain             request_us_trunkfs_stock / request_us_trunkfs
   pyfuse3_share         the minimal pyfuse3 file system's time / trunkfs's:
                         how much of a trunkfs request is the binding's floor
   requests_per_file     FUSE requests the daemon answered (its /metrics) for
@@ -217,6 +221,8 @@ def main() -> int:
     port = free_port()
     d = bench_daemon(tmp / "daemon", mount=True)
     d.extra += ["--http", f"127.0.0.1:{port}"]
+    stock = bench_daemon(tmp / "stock", mount=True)
+    stock.extra += ["--request-loop", "stock"]
     minimal = tmp / "minfuse"
     minimal.mkdir()
     served: subprocess.Popen | None = None
@@ -259,16 +265,26 @@ def main() -> int:
         handler_us = (handled_after - handled_before) / args.files * 1e6
         log(f"tar x of {args.files} files: {seconds:.2f} s, {per_file:.1f} requests and "
             f"{handler_us:.0f} us of handlers a file")
+        d.stop()
+
+        stock.start()
+        stock.cli("repo", "create", "r")
+        (stock.mount / "r" / "f").write_bytes(b"x")
+        us["trunkfs_stock"] = request_us(stock.mount / "r" / "f", args.calls, args.repeat)
+        seconds_stock = untar_seconds(archive, stock.mount / "r" / "untar")
+        log(f"trunkfs with pyfuse3's own loop: {us['trunkfs_stock']:.1f} us; tar x: {seconds_stock:.2f} s")
     finally:
         if served is not None:
             unmount(minimal)
             served.wait(timeout=20)
         d.stop()
+        stock.stop()
         cleanup(tmp, args.keep)
 
     print(f"{'file system':<28}{'us per request':>16}")
     for name, label in (("native", "native (ext4, no FUSE)"), ("bindfs", "bindfs (libfuse, C)"),
-                        ("pyfuse3", "minimal pyfuse3 + trio"), ("trunkfs", "trunkfs branch view")):
+                        ("pyfuse3", "minimal pyfuse3 + trio"), ("trunkfs", "trunkfs branch view"),
+                        ("trunkfs_stock", "the same, pyfuse3's loop")):
         print(f"{label:<28}{us[name]:>16.1f}")
     print(f"tar x, us per small file: trunkfs {seconds / args.files * 1e6:.0f} (its handlers {handler_us:.0f}; "
           f"in process {inprocess:.0f}), bindfs {untar_bindfs / args.files * 1e6:.0f}")
@@ -286,6 +302,9 @@ def main() -> int:
         "handler_us_per_file": handler_us,
         "handler_share": handler_us / (seconds / args.files * 1e6),
         "inprocess_us_per_file": inprocess,
+        "request_us_trunkfs_stock": us["trunkfs_stock"],
+        "untar_us_per_file_trunkfs_stock": seconds_stock / args.files * 1e6,
+        "lean_gain": us["trunkfs_stock"] / us["trunkfs"],
     }
     print("RESULT " + " ".join(f"{k}={v:.2f}" for k, v in figures.items()))
     return 0
