@@ -14,7 +14,7 @@ import pyfuse3
 import trio
 
 from ..store.errors import TrunkError
-from .fuseloop import faster_waits, fuse_device_fds
+from .fuseloop import lean_waits
 
 log = logging.getLogger(__name__)
 
@@ -127,8 +127,7 @@ def tune_readahead(mountpoint: str, kib: int = READ_AHEAD_KIB) -> None:
 async def serve_mount(ops: pyfuse3.Operations, mountpoint: str, options: set[str], lean_loop: bool = True,
                       task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
     """Mount, serve until cancelled (or unmounted from outside), then unmount.
-    ``lean_loop``: pyfuse3's loop waits for requests as :mod:`.fuseloop` does."""
-    fds_before = fuse_device_fds()
+    ``lean_loop``: pyfuse3's loop takes its read lock as :mod:`.fuseloop` does."""
     try:
         pyfuse3.init(ops, mountpoint, options)
     except RuntimeError as exc:
@@ -139,8 +138,8 @@ async def serve_mount(ops: pyfuse3.Operations, mountpoint: str, options: set[str
         async def tune() -> None:
             # stat() of the mount point needs the loop below to answer it
             await trio.to_thread.run_sync(tune_readahead, mountpoint)
-        with faster_waits(fds_before if lean_loop else None) as lean:
-            log.info("serving FUSE requests with %s", "the lean wait (mountfs/fuseloop.py)" if lean
+        with lean_waits(lean_loop) as lean:
+            log.info("serving FUSE requests with %s", "the lean read lock (mountfs/fuseloop.py)" if lean
                      else "pyfuse3's own loop")
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(tune)

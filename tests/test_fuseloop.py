@@ -1,9 +1,9 @@
-"""The lean wait for FUSE requests (mountfs/fuseloop.py).
+"""The lean read lock for pyfuse3's loop (mountfs/fuseloop.py).
 
-In process, on a real pipe: one task at a time waits on the descriptor,
-the others park until it has its answer; the end of the session and
-cancellation reach every task.  The switch of pyfuse3's wait happens only
-for a known pyfuse3 and one new /dev/fuse descriptor, and is undone.
+In process: the lock takes no checkpoint when free, parks the others while
+held, hands over on release and lets cancellation reach a parked task;
+pyfuse3 runs on the lean trio only within the block, only when asked, only
+when it runs on trio itself, and the facade is trio but for its Lock.
 
 End to end, with each loop: a request whose handler waits 2 s on the store
 (a cold read of an S3 store whose replies a proxy holds back) does not hold
@@ -18,71 +18,63 @@ import time
 import pyfuse3
 import pytest
 import trio
+import trio.testing
 
 from tests.faultproxy import running
-from trunkfs.mountfs import fuseloop
-from trunkfs.mountfs.fuseloop import SingleWaiter, faster_waits, fuse_device_fds
+from trunkfs.mountfs.fuseloop import LEAN_TRIO, LeanLock, lean_waits
 
 
-async def test_one_task_at_a_time_waits_and_the_others_park() -> None:
-    r, w = os.pipe()
+async def test_a_free_lean_lock_takes_no_checkpoint_and_a_held_one_parks_the_others() -> None:
+    lock = LeanLock()
+    with trio.testing.assert_no_checkpoints():
+        async with lock:
+            assert lock.held
+    assert not lock.held
+    order: list[str] = []
+
+    async def taker(name: str) -> None:
+        async with lock:
+            order.append(f"{name} in")
+            await trio.sleep(0.01)
+            order.append(f"{name} out")
+
+    async with trio.open_nursery() as nursery:
+        for name in "abc":
+            nursery.start_soon(taker, name)
+        await trio.testing.wait_all_tasks_blocked()
+        assert lock.held and len(lock.lot) == 2, "one holds it, two are parked"
+    assert order == ["a in", "a out", "b in", "b out", "c in", "c out"]
+
+    # cancellation reaches a parked task, and the lock stays usable
+    async with trio.open_nursery() as nursery:
+        await lock.__aenter__()
+        nursery.start_soon(taker, "d")
+        await trio.testing.wait_all_tasks_blocked()
+        assert len(lock.lot) == 1
+        nursery.cancel_scope.cancel()
+    await lock.__aexit__(None, None, None)
+    assert not lock.held and len(lock.lot) == 0 and order[-1] == "c out"
+    async with lock:
+        pass
+
+
+def test_pyfuse3_runs_on_the_lean_trio_only_within_the_block_and_when_asked() -> None:
+    assert pyfuse3.trio is trio
+    with lean_waits() as lean:
+        assert lean and pyfuse3.trio is LEAN_TRIO
+        assert LEAN_TRIO.Lock is LeanLock
+        assert LEAN_TRIO.lowlevel is trio.lowlevel and LEAN_TRIO.ClosedResourceError is trio.ClosedResourceError
+        assert LEAN_TRIO.open_nursery is trio.open_nursery
+    assert pyfuse3.trio is trio
+    with lean_waits(False) as lean:           # --request-loop stock
+        assert not lean and pyfuse3.trio is trio
+    other = object()
+    pyfuse3.trio = other                      # as pyfuse3.asyncio.enable() does
     try:
-        waiter = SingleWaiter(r)
-        answers: list[tuple[int, bool]] = []
-
-        async def reader(n: int) -> None:
-            ready = await waiter.wait()
-            if ready:
-                os.read(r, 1)     # as pyfuse3 reads, before its next checkpoint
-            answers.append((n, ready))
-
-        async with trio.open_nursery() as nursery:
-            for n in range(3):
-                nursery.start_soon(reader, n)
-            await trio.testing.wait_all_tasks_blocked()
-            assert waiter.waiting and len(waiter.lot) == 2, "one waits on the descriptor, two are parked"
-            for got in range(1, 4):
-                os.write(w, b"x")
-                await trio.testing.wait_all_tasks_blocked()
-                assert len(answers) == got and answers[-1][1] is True
-                assert waiter.waiting == (got < 3) and len(waiter.lot) == max(0, 2 - got)
-        assert sorted(n for n, _ in answers) == [0, 1, 2]
-
-        # the session ends (pyfuse3.terminate: notify_closing): the waiting task hears False
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(reader, 9)
-            nursery.start_soon(reader, 10)
-            await trio.testing.wait_all_tasks_blocked()
-            trio.lowlevel.notify_closing(r)
-            await trio.testing.wait_all_tasks_blocked()
-            assert answers[3][1] is False
-            nursery.cancel_scope.cancel()    # the daemon cancels the loop: the parked one goes too
-        assert len(answers) == 4 and not waiter.waiting and len(waiter.lot) == 0
+        with lean_waits() as lean:
+            assert not lean and pyfuse3.trio is other
     finally:
-        os.close(r)
-        os.close(w)
-
-
-def test_the_wait_is_switched_only_for_a_known_pyfuse3_and_one_new_descriptor(
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    original = pyfuse3._wait_fuse_readable
-    before = fuse_device_fds()
-    fd = os.open("/dev/fuse", os.O_RDWR)     # stands for the session pyfuse3.init opens
-    try:
-        with faster_waits(before) as lean:
-            assert lean and pyfuse3._wait_fuse_readable is not original
-            assert pyfuse3._wait_fuse_readable.__self__.fd == fd
-        assert pyfuse3._wait_fuse_readable is original
-        with faster_waits(None) as lean:          # --request-loop stock
-            assert not lean and pyfuse3._wait_fuse_readable is original
-        with faster_waits(fuse_device_fds()) as lean:   # no new descriptor: which one is the session?
-            assert not lean and pyfuse3._wait_fuse_readable is original
-        monkeypatch.setattr(fuseloop, "KNOWN_VERSIONS", frozenset({"0.0.1"}))
-        with faster_waits(before) as lean:
-            assert not lean and pyfuse3._wait_fuse_readable is original
-    finally:
-        os.close(fd)
-    assert pyfuse3._wait_fuse_readable is original
+        pyfuse3.trio = trio
 
 
 @pytest.mark.parametrize("loop", ["lean", "stock"])
@@ -98,7 +90,7 @@ def test_a_request_waiting_on_the_store_does_not_hold_up_the_others(daemon_facto
     with running(endpoint) as proxy:
         d = daemon_factory("reader", store_url=url, mount=True,
                            extra=["--s3-endpoint", proxy.url, "--request-loop", loop])
-        assert ("the lean wait" if loop == "lean" else "pyfuse3's own loop") in d.log()
+        assert ("the lean read lock" if loop == "lean" else "pyfuse3's own loop") in d.log()
         big = d.mount / "r" / "big"
         assert big.stat().st_size == len(data)    # the tree is read (and cached) before the delay
         proxy.delay_replies("GET", "/packs/", 2.0)
