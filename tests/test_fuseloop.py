@@ -43,7 +43,10 @@ async def test_a_free_lean_lock_takes_no_checkpoint_and_a_held_one_parks_the_oth
             nursery.start_soon(taker, name)
         await trio.testing.wait_all_tasks_blocked()
         assert lock.held and len(lock.lot) == 2, "one holds it, two are parked"
-    assert order == ["a in", "a out", "b in", "b out", "c in", "c out"]
+    # one at a time (trio starts the three in any order)
+    assert [x.split()[1] for x in order] == ["in", "out"] * 3
+    assert all(order[i].split()[0] == order[i + 1].split()[0] for i in range(0, 6, 2))
+    assert sorted(x.split()[0] for x in order[::2]) == ["a", "b", "c"]
 
     # cancellation reaches a parked task, and the lock stays usable
     async with trio.open_nursery() as nursery:
@@ -53,7 +56,7 @@ async def test_a_free_lean_lock_takes_no_checkpoint_and_a_held_one_parks_the_oth
         assert len(lock.lot) == 1
         nursery.cancel_scope.cancel()
     await lock.__aexit__(None, None, None)
-    assert not lock.held and len(lock.lot) == 0 and order[-1] == "c out"
+    assert not lock.held and len(lock.lot) == 0 and len(order) == 6, "d never got in"
     async with lock:
         pass
 
