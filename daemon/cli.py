@@ -72,8 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="how a directory listing sends its files: auto (by name only while few of them "
                         "are then looked up; the default), whole (with attributes), names")
     d.add_argument("--request-loop", choices=("lean", "stock"),
-                   help="how pyfuse3's loop waits for the next FUSE request: lean (one trio scheduler pass "
-                        "less a request; the default) or stock (pyfuse3's own)")
+                   help="the lock pyfuse3's loop takes before it reads each FUSE request: lean (no trio "
+                        "checkpoint when it is free: one scheduler pass less a request; the default) or "
+                        "stock (pyfuse3's trio.Lock)")
     d.add_argument("--metrics-auth", choices=("auto", "token", "none"),
                    help="whether /metrics needs a console token (auto: not on loopback, yes elsewhere)")
     d.add_argument("--uid", type=int, help="owner uid shown for files (default: the daemon's)")

@@ -107,8 +107,8 @@ class Config:
         # files in a listing: by name only while few are then looked up (auto),
         # always with their attributes (whole), or by name only (names)
         self.listing = listing
-        # how pyfuse3's loop waits for the next FUSE request: lean (one trio
-        # scheduler pass less a request, mountfs/fuseloop.py) or stock (its own)
+        # the lock pyfuse3's loop takes before each FUSE request: lean (no trio
+        # checkpoint when free, mountfs/fuseloop.py) or stock (pyfuse3's trio.Lock)
         self.request_loop = request_loop
         # how committed data is read (defaults by store kind: read_settings)
         self.cache_memory = cache_memory          # the chunk cache's memory layer (bytes or "96M")

@@ -10,7 +10,7 @@ the daemon, and a small file written through a branch view takes twelve
 requests (``docs/staging.md``).
 
 pyfuse3 finds trio through its module attribute ``pyfuse3.trio``: the hook
-``pyfuse3.asyncio`` uses to run it on asyncio.  :func:`lean_waits` puts
+``pyfuse3.asyncio`` uses to run it on asyncio.  :func:`lean_read_lock` puts
 :data:`LEAN_TRIO` there for the time of the loop: trio itself, but for
 ``Lock``, which is :class:`LeanLock`, a lock that takes no checkpoint when
 it is free.  The read lock is the only lock pyfuse3 makes, and everything
@@ -71,7 +71,7 @@ LEAN_TRIO = LeanTrio("trunkfs.mountfs.fuseloop.LEAN_TRIO")
 
 
 @contextlib.contextmanager
-def lean_waits(enabled: bool = True) -> Iterator[bool]:
+def lean_read_lock(enabled: bool = True) -> Iterator[bool]:
     """Within the block pyfuse3 runs on :data:`LEAN_TRIO` (when ``enabled``
     and pyfuse3 runs on trio itself, not on ``pyfuse3.asyncio``); yields
     whether it does.  pyfuse3's trio is back afterwards."""

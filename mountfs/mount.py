@@ -14,7 +14,7 @@ import pyfuse3
 import trio
 
 from ..store.errors import TrunkError
-from .fuseloop import lean_waits
+from .fuseloop import lean_read_lock
 
 log = logging.getLogger(__name__)
 
@@ -138,7 +138,7 @@ async def serve_mount(ops: pyfuse3.Operations, mountpoint: str, options: set[str
         async def tune() -> None:
             # stat() of the mount point needs the loop below to answer it
             await trio.to_thread.run_sync(tune_readahead, mountpoint)
-        with lean_waits(lean_loop) as lean:
+        with lean_read_lock(lean_loop) as lean:
             log.info("serving FUSE requests with %s", "the lean read lock (mountfs/fuseloop.py)" if lean
                      else "pyfuse3's own loop")
             async with trio.open_nursery() as nursery:

@@ -21,7 +21,7 @@ import trio
 import trio.testing
 
 from tests.faultproxy import running
-from trunkfs.mountfs.fuseloop import LEAN_TRIO, LeanLock, lean_waits
+from trunkfs.mountfs.fuseloop import LEAN_TRIO, LeanLock, lean_read_lock
 
 
 async def test_a_free_lean_lock_takes_no_checkpoint_and_a_held_one_parks_the_others() -> None:
@@ -63,18 +63,18 @@ async def test_a_free_lean_lock_takes_no_checkpoint_and_a_held_one_parks_the_oth
 
 def test_pyfuse3_runs_on_the_lean_trio_only_within_the_block_and_when_asked() -> None:
     assert pyfuse3.trio is trio
-    with lean_waits() as lean:
+    with lean_read_lock() as lean:
         assert lean and pyfuse3.trio is LEAN_TRIO
         assert LEAN_TRIO.Lock is LeanLock
         assert LEAN_TRIO.lowlevel is trio.lowlevel and LEAN_TRIO.ClosedResourceError is trio.ClosedResourceError
         assert LEAN_TRIO.open_nursery is trio.open_nursery
     assert pyfuse3.trio is trio
-    with lean_waits(False) as lean:           # --request-loop stock
+    with lean_read_lock(False) as lean:           # --request-loop stock
         assert not lean and pyfuse3.trio is trio
     other = object()
     pyfuse3.trio = other                      # as pyfuse3.asyncio.enable() does
     try:
-        with lean_waits() as lean:
+        with lean_read_lock() as lean:
             assert not lean and pyfuse3.trio is other
     finally:
         pyfuse3.trio = trio
