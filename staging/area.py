@@ -55,6 +55,7 @@ class StagingArea:
         self.committing: trio.Event | None = None
         self._busy = 0
         self._idle = trio.Event()
+        self._mutation = Mutation(self)    # one for every change: it keeps no state of its own
         self._dirty_files: set[FileNode] = set()
         self._inline_in_memory: list[FileNode] = []   # closed, their bytes still in ``_pending``
         self._pending: Batch | None = None
@@ -239,7 +240,7 @@ class StagingArea:
 
     def mutation(self) -> "Mutation":
         """Around every change: waits while a commit runs."""
-        return Mutation(self)
+        return self._mutation
 
     async def freeze(self) -> None:
         """Stop new mutations and wait for those under way."""

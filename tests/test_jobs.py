@@ -11,6 +11,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
@@ -344,15 +345,31 @@ class PutFile:
         return editor.write(session)
 
 
+class SchedulerParts:
+    """A job scheduler over ``store`` as the daemon wires it: refs, worker
+    threads, events, the commit path (which triggers the scheduler) and the
+    pipeline registry, with repo ``raw`` made."""
+
+    def __init__(self, store: Store, **scheduler_args: Any) -> None:
+        self.refs = Refs(store)
+        self.workers = Workers(4)
+        self.events = EventBus()
+        self.commits = CommitPath(store, self.refs, BranchHeads(self.refs, self.workers), self.events,
+                                  self.workers)
+        self.registry = PipelineRegistry(self.refs)
+        self.scheduler = JobScheduler(store, self.registry, self.commits, self.events.publish,
+                                      self.workers.run, **scheduler_args)
+        self.commits.add_trigger(self.scheduler)
+
+    async def make_raw(self) -> None:
+        await self.workers.run(self.refs.create_repo, "raw")
+
+
 async def test_a_commit_runs_a_job_and_its_record_survives(store: Store) -> None:
-    refs = Refs(store)
-    workers = Workers(4)
-    events = EventBus()
-    commits = CommitPath(store, refs, BranchHeads(refs, workers), events, workers)
-    registry = PipelineRegistry(refs)
-    scheduler = JobScheduler(store, registry, commits, events.publish, workers.run)
-    commits.add_trigger(scheduler)
-    await workers.run(refs.create_repo, "raw")
+    parts = SchedulerParts(store)
+    refs, workers, events, commits, registry, scheduler = (
+        parts.refs, parts.workers, parts.events, parts.commits, parts.registry, parts.scheduler)
+    await parts.make_raw()
     await workers.run(registry.create, {
         "name": "upper", "input": {"repo": "raw", "glob": "/*"},
         "transform": {"cmd": ["/bin/sh", "-c", 'for f in *; do tr a-z A-Z < "$f" > "$TRUNKFS_OUTPUT/$f"; done']}},
@@ -406,17 +423,12 @@ class ForgetfulExecutor:
 
 @pytest.mark.allow_warnings
 async def test_a_job_whose_executor_leaves_datums_unrecorded_fails_and_commits_nothing(store: Store) -> None:
-    refs = Refs(store)
-    workers = Workers(4)
-    events = EventBus()
-    commits = CommitPath(store, refs, BranchHeads(refs, workers), events, workers)
-    registry = PipelineRegistry(refs)
     forgetful = ForgetfulExecutor()
-    scheduler = JobScheduler(store, registry, commits, events.publish, workers.run,
-                             executors={"forgetful": forgetful})
+    parts = SchedulerParts(store, executors={"forgetful": forgetful})
+    refs, workers, commits, registry, scheduler = (
+        parts.refs, parts.workers, parts.commits, parts.registry, parts.scheduler)
     forgetful.inner = scheduler.executors["local"]
-    commits.add_trigger(scheduler)
-    await workers.run(refs.create_repo, "raw")
+    await parts.make_raw()
     await workers.run(registry.create, {
         "name": "copy", "input": {"repo": "raw", "glob": "/*"}, "executor": "forgetful",
         "transform": {"cmd": ["/bin/sh", "-c", 'cp -r . "$TRUNKFS_OUTPUT"']}},
